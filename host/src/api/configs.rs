@@ -1,0 +1,354 @@
+//! `/v1/configs`: create, read, list, update and delete configs.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
+use crate::store::{CommandResult, ConfigEntry, ConfigMeta, Op, Precondition};
+
+pub const MAX_KEY_BYTES: usize = 512;
+pub const MAX_KEY_SEGMENTS: usize = 32;
+/// Room for the envelope (`schema`, `schema_version`, whitespace) around the value.
+const ENVELOPE_SLACK: usize = 64 * 1024;
+
+/// A key is 1 to 32 segments of `[A-Za-z0-9._-]+` joined by `/`, at most 512 bytes.
+pub fn validate_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("the key is empty".into());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "the key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+            key.len()
+        ));
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    if segments.len() > MAX_KEY_SEGMENTS {
+        return Err(format!(
+            "the key has {} segments; at most {MAX_KEY_SEGMENTS} are allowed",
+            segments.len()
+        ));
+    }
+    for s in segments {
+        if s.is_empty() {
+            return Err("the key has an empty segment (leading, trailing or double '/')".into());
+        }
+        if s == "." || s == ".." {
+            return Err(format!("the key segment {s:?} is not allowed"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "the key segment {s:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn checked_key(key: &str) -> Result<(), ApiError> {
+    validate_key(key).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))
+}
+
+/// The metadata as the API shows it.
+#[derive(Serialize)]
+pub(crate) struct MetaView<'a> {
+    key: &'a str,
+    schema: &'a str,
+    schema_version: u32,
+    revision: u64,
+    key_version: u64,
+    created_at: String,
+    created_by: &'a str,
+    updated_at: String,
+    updated_by: &'a str,
+    plugin_digest: Option<&'a str>,
+}
+
+impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
+    fn from(m: &'a ConfigMeta) -> Self {
+        Self {
+            key: &m.key,
+            schema: &m.schema,
+            schema_version: m.schema_version,
+            revision: m.revision,
+            key_version: m.key_version,
+            created_at: rfc3339(m.created_at),
+            created_by: &m.created_by,
+            updated_at: rfc3339(m.updated_at),
+            updated_by: &m.updated_by,
+            plugin_digest: m.plugin_digest.as_deref(),
+        }
+    }
+}
+
+/// Metadata plus `"value"`, spliced in as stored (no re-parse of the value).
+fn entry_json(out: &mut Vec<u8>, entry: &ConfigEntry) {
+    serde_json::to_writer(&mut *out, &MetaView::from(&entry.meta)).expect("metadata serialises");
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"value\":");
+    out.extend_from_slice(entry.value.as_bytes());
+    out.push(b'}');
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn etag(revision: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    schema: String,
+    schema_version: u32,
+    value: Value,
+}
+
+fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    let if_match = headers.get(header::IF_MATCH);
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(ApiError::malformed(
+            "use either If-Match or If-None-Match, not both",
+        )),
+        (Some(v), None) => {
+            let s = v.to_str().unwrap_or("").trim();
+            let s = s.strip_prefix("W/").unwrap_or(s);
+            let rev = s.trim_matches('"').parse::<u64>().map_err(|_| {
+                ApiError::malformed(format!(
+                    "If-Match must be a revision such as \"42\", got {s:?}"
+                ))
+            })?;
+            Ok(Precondition::Revision(rev))
+        }
+        (None, Some(v)) => {
+            if v.to_str().map(str::trim).ok() == Some("*") {
+                Ok(Precondition::Absent)
+            } else {
+                Err(ApiError::malformed("If-None-Match supports only *"))
+            }
+        }
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    checked_key(&key)?;
+    require_json(&headers)?;
+    let actor = actor(&headers)?;
+    let precondition = precondition(&headers)?;
+    let limit = state.config.max_value_bytes;
+    let bytes = read_body(body, limit + ENVELOPE_SLACK).await?;
+    let PutBody {
+        schema,
+        schema_version,
+        value,
+    } = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be {{\"schema\": string, \"schema_version\": integer, \"value\": any JSON}}: {e}"
+        ))
+    })?;
+    let text = serde_json::to_string(&value).expect("a JSON value serialises");
+    if text.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the value is {} bytes; at most {limit} are allowed",
+                text.len()
+            ),
+        ));
+    }
+    let (verdict, value_text) = {
+        let registry = state.registry.clone();
+        let (key, schema) = (key.clone(), schema.clone());
+        tokio::task::spawn_blocking(move || {
+            registry
+                .validate(&schema, schema_version, &key, &value, &text)
+                .map(|v| (v, text))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("validation task: {e}")))??
+    };
+    if !verdict.violations.is_empty() {
+        return Err(ApiError::validation(verdict.violations));
+    }
+    let op = Op::PutConfig {
+        key,
+        schema,
+        schema_version,
+        plugin_digest: verdict.plugin_digest,
+        value: value_text,
+        precondition,
+    };
+    match state.propose(actor, op).await? {
+        CommandResult::ConfigWritten { meta, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let body = serde_json::to_vec(&MetaView::from(&meta)).expect("metadata serialises");
+            let mut resp = json_response(status, body);
+            resp.headers_mut().insert(header::ETAG, etag(meta.revision));
+            Ok(resp)
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReadParams {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    checked_key(&key)?;
+    if params.consistency == Consistency::Linearizable {
+        state.linearize().await?;
+    }
+    let entry = state
+        .store
+        .get_config(&key)?
+        .ok_or_else(|| ApiError::not_found(format!("config {key} not found")))?;
+    let mut body = Vec::with_capacity(entry.value.len() + 512);
+    entry_json(&mut body, &entry);
+    let mut resp = json_response(StatusCode::OK, body);
+    resp.headers_mut()
+        .insert(header::ETAG, etag(entry.meta.revision));
+    Ok(state.with_revision(resp))
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    after: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::malformed(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if params.consistency == Consistency::Linearizable {
+        state.linearize().await?;
+    }
+    let revision = state.store.applied().revision;
+    let page = state
+        .store
+        .list_configs(&params.prefix, params.after.as_deref(), limit)?;
+    let mut body = Vec::with_capacity(256 * page.items.len() + 64);
+    body.extend_from_slice(b"{\"items\":[");
+    for (i, entry) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        entry_json(&mut body, entry);
+    }
+    body.extend_from_slice(b"],\"next\":");
+    let next = page
+        .more
+        .then(|| page.items.last().map(|e| e.meta.key.clone()))
+        .flatten();
+    serde_json::to_writer(&mut body, &next).expect("string serialises");
+    body.extend_from_slice(format!(",\"revision\":{revision}}}").as_bytes());
+    Ok(state.with_revision(json_response(StatusCode::OK, body)))
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    key: &'a str,
+    revision: u64,
+    deleted_at: String,
+    deleted_by: &'a str,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    checked_key(&key)?;
+    let actor = actor(&headers)?;
+    let precondition = precondition(&headers)?;
+    match state
+        .propose(actor, Op::DeleteConfig { key, precondition })
+        .await?
+    {
+        CommandResult::ConfigDeleted { meta } => {
+            let body = serde_json::to_vec(&Deleted {
+                key: &meta.key,
+                revision: meta.revision,
+                deleted_at: rfc3339(meta.updated_at),
+                deleted_by: &meta.updated_by,
+            })
+            .expect("serialises");
+            Ok(json_response(StatusCode::OK, body))
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_key;
+
+    #[test]
+    fn keys_follow_the_segment_rules() {
+        assert!(validate_key("stores/orders").is_ok());
+        assert!(validate_key("a.b_c-d/E9").is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key("/a").is_err());
+        assert!(validate_key("a/").is_err());
+        assert!(validate_key("a//b").is_err());
+        assert!(validate_key("a/../b").is_err());
+        assert!(validate_key("a b").is_err());
+        assert!(validate_key(&vec!["a"; 32].join("/")).is_ok());
+        assert!(validate_key(&vec!["a"; 33].join("/")).is_err());
+        assert!(validate_key(&"a".repeat(512)).is_ok());
+        assert!(validate_key(&"a".repeat(513)).is_err());
+    }
+}

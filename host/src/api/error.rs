@@ -1,0 +1,168 @@
+//! The one place where errors of every boundary become HTTP: a status and
+//! `{"error": {"code", "message", "violations"?}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::raft::NodeId;
+use crate::schema::{SchemaError, Violation};
+use crate::store::{Rejection, StoreError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub violations: Option<Vec<Violation>>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    violations: Option<&'a [Violation]>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            violations: None,
+        }
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn validation(violations: Vec<Violation>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            message: format!("the document has {} violation(s)", violations.len()),
+            violations: Some(violations),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                violations: self.violations.as_deref(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl From<SchemaError> for ApiError {
+    fn from(e: SchemaError) -> Self {
+        let message = e.to_string();
+        match e {
+            SchemaError::Unknown { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_schema", message)
+            }
+            SchemaError::InvalidSchema(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_schema", message)
+            }
+            SchemaError::InvalidPlugin(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
+            }
+            SchemaError::PluginFailed { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", message)
+            }
+            SchemaError::Store(_) | SchemaError::Internal(_) => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        let message = r.to_string();
+        match r {
+            Rejection::PreconditionFailed { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                message,
+            ),
+            Rejection::NotFound(_) => ApiError::not_found(message),
+            Rejection::UnknownSchema { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_schema", message)
+            }
+            // The version was deleted and registered again between validation and apply.
+            Rejection::PluginMismatch { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "schema_changed", message)
+            }
+            Rejection::SchemaConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "schema_version_conflict", message)
+            }
+            Rejection::SchemaInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "schema_in_use", message)
+            }
+        }
+    }
+}
+
+type ClientWriteError = openraft::error::RaftError<
+    NodeId,
+    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+>;
+
+impl From<ClientWriteError> for ApiError {
+    fn from(e: ClientWriteError) -> Self {
+        use openraft::error::{ClientWriteError as W, RaftError};
+        match e {
+            RaftError::APIError(W::ForwardToLeader(f)) => ApiError::unavailable(format!(
+                "this node is not the leader (leader: {:?}); retry on the leader",
+                f.leader_id
+            )),
+            RaftError::APIError(W::ChangeMembershipError(c)) => ApiError::internal(c.to_string()),
+            RaftError::Fatal(f) => ApiError::unavailable(format!("consensus is not running: {f}")),
+        }
+    }
+}
+
+type ReadError = openraft::error::RaftError<
+    NodeId,
+    openraft::error::CheckIsLeaderError<NodeId, openraft::BasicNode>,
+>;
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        ApiError::unavailable(format!("cannot serve a linearizable read: {e}"))
+    }
+}

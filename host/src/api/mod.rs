@@ -1,0 +1,172 @@
+//! The HTTP API (axum): routes, request parsing, and the mapping of every outcome to a
+//! response. Handlers validate, propose through Raft and wait for the applied result; they
+//! never write state directly.
+//!
+//! Owns: the wire contract of `/v1`. Does not own: what a write means ([`crate::store`]) or
+//! how it is validated ([`crate::schema`]).
+
+mod configs;
+pub mod error;
+mod node;
+mod schemas;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+
+pub use error::ApiError;
+
+use crate::config::NodeConfig;
+use crate::raft::Raft;
+use crate::schema::SchemaRegistry;
+use crate::store::{Command, CommandResult, Op, StateStore};
+
+/// Everything a handler needs; cloned per request (all fields are shared handles).
+#[derive(Clone)]
+pub struct AppState {
+    pub raft: Raft,
+    pub store: Arc<StateStore>,
+    pub registry: Arc<SchemaRegistry>,
+    pub config: Arc<NodeConfig>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(node::health))
+        .route("/v1/status", get(node::status))
+        .route("/v1/configs", get(configs::list))
+        .route(
+            "/v1/configs/{*key}",
+            get(configs::get).put(configs::put).delete(configs::delete),
+        )
+        .route("/v1/schemas", get(schemas::list))
+        .route("/v1/schemas/{name}", get(schemas::list_versions))
+        .route(
+            "/v1/schemas/{name}/versions/{version}",
+            put(schemas::register)
+                .get(schemas::get)
+                .delete(schemas::delete),
+        )
+        .route(
+            "/v1/schemas/{name}/versions/{version}/plugin",
+            get(schemas::plugin),
+        )
+        .route(
+            "/v1/schemas/{name}/versions/{version}/validate",
+            post(schemas::validate),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+pub(crate) fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Reads a body up to `limit` bytes; more is 413.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        )
+    })
+}
+
+/// The actor of a request: `X-Scarab-Actor`, or `anonymous`.
+pub(crate) fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("x-scarab-actor") {
+        None => Ok("anonymous".to_string()),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| ApiError::malformed("X-Scarab-Actor must be visible ASCII"))?
+                .trim();
+            if s.is_empty() || s.len() > 128 {
+                return Err(ApiError::malformed(
+                    "X-Scarab-Actor must be 1 to 128 characters",
+                ));
+            }
+            Ok(s.to_string())
+        }
+    }
+}
+
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type application/json, got {ct:?}"),
+        ))
+    }
+}
+
+impl AppState {
+    /// Proposes a command through Raft and returns its applied result.
+    pub(crate) async fn propose(&self, actor: String, op: Op) -> Result<CommandResult, ApiError> {
+        let cmd = Command {
+            actor,
+            at_ms: now_ms(),
+            op,
+        };
+        let resp = self.raft.client_write(cmd).await?;
+        match resp.data {
+            CommandResult::Rejected(r) => Err(r.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Waits until this node may serve a linearizable read (read index applied).
+    pub(crate) async fn linearize(&self) -> Result<(), ApiError> {
+        self.raft.ensure_linearizable().await?;
+        Ok(())
+    }
+
+    /// Adds `X-Scarab-Revision` (this node's applied revision) to a read response.
+    pub(crate) fn with_revision(&self, mut resp: Response) -> Response {
+        let rev = self.store.applied().revision;
+        resp.headers_mut()
+            .insert("x-scarab-revision", HeaderValue::from(rev));
+        resp
+    }
+}
+
+/// `?consistency=` of reads.
+#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    #[default]
+    Linearizable,
+    Stale,
+}

@@ -1,0 +1,363 @@
+//! `/v1/schemas`: register, read and delete schema versions; validate without storing.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ApiError, AppState, actor, read_body, require_json, rfc3339};
+use crate::plugins::digest;
+use crate::schema::Violation;
+use crate::store::{CommandResult, Op, SchemaRecord};
+
+/// A schema name: 1 to 64 characters of `[a-z0-9-]`, starting with a letter.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_schema_name",
+            format!(
+                "schema name {name:?} must be 1 to 64 characters of a-z 0-9 -, starting with a letter"
+            ),
+        ))
+    }
+}
+
+fn parse_version(version: &str) -> Result<u32, ApiError> {
+    match version.parse::<u32>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_schema_version",
+            format!("schema version {version:?} must be an integer from 1"),
+        )),
+    }
+}
+
+/// JSON text with object keys sorted and no whitespace: equal documents, equal text.
+pub fn canonical_json(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).expect("string serialises"));
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&serde_json::to_string(scalar).expect("scalar serialises")),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
+#[derive(Serialize)]
+struct VersionView<'a> {
+    name: &'a str,
+    version: u32,
+    plugin_digest: Option<&'a str>,
+    revision: u64,
+    registered_at: String,
+    registered_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<Value>,
+}
+
+fn view(r: &SchemaRecord, with_schema: bool) -> VersionView<'_> {
+    VersionView {
+        name: &r.name,
+        version: r.version,
+        plugin_digest: r.plugin_digest.as_deref(),
+        revision: r.revision,
+        registered_at: rfc3339(r.registered_at),
+        registered_by: &r.registered_by,
+        schema: with_schema.then(|| serde_json::from_str(&r.schema).unwrap_or(Value::Null)),
+    }
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let version = parse_version(&version)?;
+    let actor = actor(&headers)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "register a schema version as multipart/form-data with a `schema` part and an optional `plugin` part",
+        ));
+    }
+    // Buffer with our own limit first, so that an oversized upload is a JSON 413.
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(
+        body,
+        state.config.max_plugin_bytes + state.config.max_value_bytes,
+    )
+    .await?;
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::malformed(format!("multipart body: {e}")))?;
+    let mut schema: Option<Value> = None;
+    let mut plugin: Option<Vec<u8>> = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::malformed(format!("multipart body: {e}")))?
+    {
+        match field.name() {
+            Some("schema") => {
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::malformed(format!("schema part: {e}")))?;
+                schema = Some(serde_json::from_slice(&data).map_err(|e| {
+                    ApiError::malformed(format!("the schema part is not JSON: {e}"))
+                })?);
+            }
+            Some("plugin") => {
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::malformed(format!("plugin part: {e}")))?;
+                plugin = Some(data.to_vec());
+            }
+            other => {
+                return Err(ApiError::malformed(format!(
+                    "unexpected multipart part {other:?}; expected `schema` and optionally `plugin`"
+                )));
+            }
+        }
+    }
+    let schema = schema.ok_or_else(|| ApiError::malformed("the `schema` part is missing"))?;
+    let plugin_digest = plugin.as_deref().map(digest);
+    {
+        let registry = state.registry.clone();
+        let (schema, plugin, plugin_digest) =
+            (schema.clone(), plugin.clone(), plugin_digest.clone());
+        tokio::task::spawn_blocking(move || {
+            let p = plugin_digest.as_deref().zip(plugin.as_deref());
+            registry.check_new_version(&schema, p)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("check task: {e}")))??;
+    }
+    let op = Op::PutSchema {
+        name,
+        version,
+        schema: canonical_json(&schema),
+        plugin_digest,
+        plugin,
+    };
+    match state.propose(actor, op).await? {
+        CommandResult::SchemaRegistered { record, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(view(&record, false))).into_response())
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct NameSummary {
+    name: String,
+    versions: Vec<u32>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut out: Vec<NameSummary> = Vec::new();
+    for r in state.store.list_schemas(None)? {
+        match out.last_mut() {
+            Some(last) if last.name == r.name => last.versions.push(r.version),
+            _ => out.push(NameSummary {
+                name: r.name,
+                versions: vec![r.version],
+            }),
+        }
+    }
+    Ok(state.with_revision(Json(serde_json::json!({ "schemas": out })).into_response()))
+}
+
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let records = state.store.list_schemas(Some(&name))?;
+    if records.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "schema {name} has no registered version"
+        )));
+    }
+    let versions: Vec<_> = records.iter().map(|r| view(r, false)).collect();
+    Ok(state.with_revision(
+        Json(serde_json::json!({ "name": name, "versions": versions })).into_response(),
+    ))
+}
+
+fn record(state: &AppState, name: &str, version: &str) -> Result<SchemaRecord, ApiError> {
+    validate_name(name)?;
+    let version = parse_version(version)?;
+    state.store.get_schema(name, version)?.ok_or_else(|| {
+        ApiError::not_found(format!("schema {name} version {version} is not registered"))
+    })
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let r = record(&state, &name, &version)?;
+    Ok(state.with_revision(Json(view(&r, true)).into_response()))
+}
+
+pub async fn plugin(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let r = record(&state, &name, &version)?;
+    let digest = r.plugin_digest.ok_or_else(|| {
+        ApiError::not_found(format!("schema {name} version {version} has no plugin"))
+    })?;
+    let bytes = state
+        .store
+        .plugin_bytes(&digest)?
+        .ok_or_else(|| ApiError::internal(format!("plugin {digest} is missing from the store")))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/wasm"),
+            ),
+            (
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{digest}\"")).expect("hex digest"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let version = parse_version(&version)?;
+    let actor = actor(&headers)?;
+    match state
+        .propose(actor, Op::DeleteSchema { name, version })
+        .await?
+    {
+        CommandResult::SchemaDeleted { record } => Ok(Json(view(&record, false)).into_response()),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ValidateParams {
+    #[serde(default)]
+    key: String,
+}
+
+#[derive(Serialize)]
+struct ValidateResult {
+    valid: bool,
+    violations: Vec<Violation>,
+    plugin_digest: Option<String>,
+}
+
+pub async fn validate(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    Query(params): Query<ValidateParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let version = parse_version(&version)?;
+    require_json(&headers)?;
+    if !params.key.is_empty() {
+        super::configs::validate_key(&params.key)
+            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))?;
+    }
+    let bytes = read_body(body, state.config.max_value_bytes).await?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
+    let text = serde_json::to_string(&doc).expect("a JSON value serialises");
+    let registry = state.registry.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        registry.validate(&name, version, &params.key, &doc, &text)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("validation task: {e}")))??;
+    Ok(Json(ValidateResult {
+        valid: verdict.violations.is_empty(),
+        violations: verdict.violations,
+        plugin_digest: verdict.plugin_digest,
+    })
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":0,"y":1}],"c":null}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}"#
+        );
+    }
+}

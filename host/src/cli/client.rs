@@ -1,0 +1,476 @@
+//! Client subcommands: `scarab config ...` and `scarab schema ...` over the HTTP API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use comfy_table::Table;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{ClientOpts, Output};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {server}: {source}")]
+    Unreachable {
+        server: String,
+        source: reqwest::Error,
+    },
+    /// The server answered with an error body.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        body: Value,
+    },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// A thin HTTP client of the Scarab API.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    actor: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, actor: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            actor,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, self.url(path));
+        match &self.actor {
+            Some(a) => rb.header("x-scarab-actor", a),
+            None => rb,
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = rb.send().await.map_err(|source| ClientError::Unreachable {
+            server: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                server: self.base.clone(),
+                source,
+            })?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        if status.is_success() {
+            return Ok(body);
+        }
+        let field = |f: &str| body["error"][f].as_str().unwrap_or("").to_string();
+        Err(ClientError::Api {
+            status,
+            code: field("code"),
+            message: field("message"),
+            body,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn put_config(
+        &self,
+        key: &str,
+        schema: &str,
+        version: u32,
+        value: &Value,
+        if_match: Option<u64>,
+        create_only: bool,
+    ) -> Result<Value, ClientError> {
+        let mut rb = self
+            .request(reqwest::Method::PUT, &format!("/v1/configs/{key}"))
+            .json(
+                &serde_json::json!({"schema": schema, "schema_version": version, "value": value}),
+            );
+        if let Some(rev) = if_match {
+            rb = rb.header("if-match", format!("\"{rev}\""));
+        }
+        if create_only {
+            rb = rb.header("if-none-match", "*");
+        }
+        self.send(rb).await
+    }
+
+    pub async fn delete_config(
+        &self,
+        key: &str,
+        if_match: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let mut rb = self.request(reqwest::Method::DELETE, &format!("/v1/configs/{key}"));
+        if let Some(rev) = if_match {
+            rb = rb.header("if-match", format!("\"{rev}\""));
+        }
+        self.send(rb).await
+    }
+
+    pub async fn register_schema(
+        &self,
+        name: &str,
+        version: u32,
+        schema: Vec<u8>,
+        plugin: Option<Vec<u8>>,
+    ) -> Result<Value, ClientError> {
+        let part = reqwest::multipart::Part::bytes(schema)
+            .mime_str("application/json")
+            .expect("static mime");
+        let mut form = reqwest::multipart::Form::new().part("schema", part);
+        if let Some(p) = plugin {
+            form = form.part(
+                "plugin",
+                reqwest::multipart::Part::bytes(p)
+                    .mime_str("application/wasm")
+                    .expect("static mime"),
+            );
+        }
+        self.send(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/v1/schemas/{name}/versions/{version}"),
+            )
+            .multipart(form),
+        )
+        .await
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Create or replace a config.
+    Put {
+        key: String,
+        #[arg(long)]
+        schema: String,
+        #[arg(long = "schema-version", default_value_t = 1)]
+        schema_version: u32,
+        /// The value as JSON text.
+        #[arg(long, conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from a JSON file (`-` for stdin).
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// Only if the key's current revision is this (compare-and-set).
+        #[arg(long)]
+        if_match: Option<u64>,
+        /// Only if the key does not exist.
+        #[arg(long, conflicts_with = "if_match")]
+        create: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Read a config.
+    Get {
+        key: String,
+        /// Serve from the node's local state (may be behind).
+        #[arg(long)]
+        stale: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List configs under a prefix (follows pages).
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Stop after this many configs.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Delete a config.
+    Delete {
+        key: String,
+        #[arg(long)]
+        if_match: Option<u64>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SchemaCmd {
+    /// Register a schema version (JSON Schema plus optional plugin).
+    Push {
+        name: String,
+        version: u32,
+        /// The JSON Schema file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// The plugin component (.wasm).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List schemas and their versions.
+    List {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show a schema's versions, or one version with its JSON Schema.
+    Show {
+        name: String,
+        version: Option<u32>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+fn read_value(value: Option<String>, file: Option<PathBuf>) -> Result<Value, ClientError> {
+    let text = match (value, file) {
+        (Some(v), _) => v,
+        (None, Some(f)) if f.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| ClientError::Input(format!("stdin: {e}")))?,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .map_err(|e| ClientError::Input(format!("{}: {e}", f.display())))?,
+        (None, None) => {
+            return Err(ClientError::Input(
+                "give the value with --value or --file".into(),
+            ));
+        }
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Input(format!("the value is not JSON: {e}")))
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))
+}
+
+/// Prints an error (with violations as a table) and returns the exit code.
+pub fn report(e: &ClientError) -> ExitCode {
+    eprintln!("error: {e}");
+    if let ClientError::Api { body, .. } = e
+        && let Some(vs) = body["error"]["violations"].as_array()
+    {
+        let mut t = Table::new();
+        t.set_header(["source", "path", "code", "message"]);
+        for v in vs {
+            t.add_row([
+                v["source"].as_str().unwrap_or(""),
+                v["path"].as_str().unwrap_or(""),
+                v["code"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or(""),
+            ]);
+        }
+        eprintln!("{t}");
+    }
+    ExitCode::FAILURE
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json prints"));
+}
+
+const META_FIELDS: [&str; 8] = [
+    "key",
+    "schema",
+    "schema_version",
+    "revision",
+    "key_version",
+    "updated_at",
+    "updated_by",
+    "plugin_digest",
+];
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_meta(v: &Value) {
+    let mut t = Table::new();
+    for f in META_FIELDS
+        .iter()
+        .chain(["created_at", "created_by"].iter())
+    {
+        if let Some(x) = v.get(*f) {
+            t.add_row([f.to_string(), cell(x)]);
+        }
+    }
+    println!("{t}");
+    if let Some(value) = v.get("value") {
+        print_json(value);
+    }
+}
+
+pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
+    let result = match cmd {
+        ConfigCmd::Put {
+            key,
+            schema,
+            schema_version,
+            value,
+            file,
+            if_match,
+            create,
+            opts,
+        } => {
+            async {
+                let value = read_value(value, file)?;
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let meta = client
+                    .put_config(&key, &schema, schema_version, &value, if_match, create)
+                    .await?;
+                Ok((opts.output, meta))
+            }
+            .await
+        }
+        ConfigCmd::Get { key, stale, opts } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let q = if stale { "?consistency=stale" } else { "" };
+                Ok((
+                    opts.output,
+                    client.get(&format!("/v1/configs/{key}{q}")).await?,
+                ))
+            }
+            .await
+        }
+        ConfigCmd::List {
+            prefix,
+            limit,
+            opts,
+        } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let mut items = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let mut url = reqwest::Url::parse(&client.url("/v1/configs"))
+                        .map_err(|e| ClientError::Input(e.to_string()))?;
+                    url.query_pairs_mut()
+                        .append_pair("prefix", &prefix)
+                        .append_pair("limit", &limit.min(1000).to_string());
+                    if let Some(a) = &after {
+                        url.query_pairs_mut().append_pair("after", a);
+                    }
+                    let page = client.get(&url.as_str()[client.base.len()..]).await?;
+                    items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                    match page["next"].as_str() {
+                        Some(next) if items.len() < limit => after = Some(next.to_string()),
+                        _ => break,
+                    }
+                }
+                items.truncate(limit);
+                if opts.output == Output::Table {
+                    let mut t = Table::new();
+                    t.set_header(META_FIELDS);
+                    for i in &items {
+                        t.add_row(META_FIELDS.map(|f| cell(&i[f])));
+                    }
+                    println!("{t}");
+                    return Ok((Output::Json, Value::Null));
+                }
+                Ok((opts.output, Value::Array(items)))
+            }
+            .await
+        }
+        ConfigCmd::Delete {
+            key,
+            if_match,
+            opts,
+        } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                Ok((opts.output, client.delete_config(&key, if_match).await?))
+            }
+            .await
+        }
+    };
+    finish(result)
+}
+
+fn finish(result: Result<(Output, Value), ClientError>) -> ExitCode {
+    match result {
+        Ok((_, Value::Null)) => ExitCode::SUCCESS,
+        Ok((Output::Json, v)) => {
+            print_json(&v);
+            ExitCode::SUCCESS
+        }
+        Ok((Output::Table, v)) => {
+            print_meta(&v);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
+    let result = match cmd {
+        SchemaCmd::Push {
+            name,
+            version,
+            schema,
+            plugin,
+            opts,
+        } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let schema = read_file(&schema)?;
+                let plugin = plugin.as_ref().map(read_file).transpose()?;
+                let v = client
+                    .register_schema(&name, version, schema, plugin)
+                    .await?;
+                Ok((Output::Json, v))
+            }
+            .await
+        }
+        SchemaCmd::List { opts } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let v = client.get("/v1/schemas").await?;
+                if opts.output == Output::Table {
+                    let mut t = Table::new();
+                    t.set_header(["name", "versions"]);
+                    for s in v["schemas"].as_array().into_iter().flatten() {
+                        t.add_row([cell(&s["name"]), cell(&s["versions"])]);
+                    }
+                    println!("{t}");
+                    return Ok((Output::Json, Value::Null));
+                }
+                Ok((Output::Json, v))
+            }
+            .await
+        }
+        SchemaCmd::Show {
+            name,
+            version,
+            opts,
+        } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let path = match version {
+                    Some(v) => format!("/v1/schemas/{name}/versions/{v}"),
+                    None => format!("/v1/schemas/{name}"),
+                };
+                Ok((Output::Json, client.get(&path).await?))
+            }
+            .await
+        }
+    };
+    finish(result)
+}

@@ -1,0 +1,170 @@
+//! `scarab dev`: one node on this machine with every schema in `schemas/` registered with its
+//! example plugin, ready to try.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::client::{Client, ClientError, report};
+use super::shutdown_signal;
+use crate::config::NodeConfig;
+use crate::node::{Listeners, run};
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Where the dev node keeps its data.
+    #[arg(long, default_value = ".scarab-dev")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: std::net::SocketAddr,
+    /// Directory of example schemas: NAME/vN.json.
+    #[arg(long, default_value = "schemas")]
+    schemas_dir: PathBuf,
+    /// Directory of built plugins: NAME_vN.wasm (`-` in NAME becomes `_`).
+    #[arg(long, default_value = "target/wasm32-wasip2/plugin")]
+    plugins_dir: PathBuf,
+}
+
+/// One example schema version found on disk.
+struct Example {
+    name: String,
+    version: u32,
+    schema: PathBuf,
+    plugin: Option<PathBuf>,
+}
+
+fn find_examples(schemas_dir: &Path, plugins_dir: &Path) -> std::io::Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(schemas_dir)? {
+        let dir = dir?.path();
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(String::from) else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir)? {
+            let file = file?.path();
+            let Some(stem) = file.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            // vN.json, not vN.examples.json
+            let Some(version) = stem
+                .strip_prefix('v')
+                .and_then(|s| s.strip_suffix(".json"))
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let plugin = plugins_dir.join(format!("{}_v{version}.wasm", name.replace('-', "_")));
+            out.push(Example {
+                name: name.clone(),
+                version,
+                schema: file,
+                plugin: plugin.exists().then_some(plugin),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
+    Ok(out)
+}
+
+pub async fn run_dev(args: DevArgs) -> ExitCode {
+    let started = Instant::now();
+    let examples = match find_examples(&args.schemas_dir, &args.plugins_dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read {}: {e} (run `scarab dev` from the repository root or pass --schemas-dir)",
+                args.schemas_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = NodeConfig::with_data_dir(args.data_dir.clone());
+    config.listen = args.listen;
+    let api = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let url = format!("http://{}", api.local_addr().expect("bound"));
+    let node = tokio::spawn(run(
+        config,
+        Listeners { api, peer: None },
+        shutdown_signal(),
+    ));
+    let client = Client::new(&url, Some("scarab-dev".into()));
+    if let Err(e) = wait_ready(&client, Duration::from_secs(30)).await {
+        eprintln!("error: the dev node did not become ready: {e}");
+        return ExitCode::FAILURE;
+    }
+    for ex in &examples {
+        let Some(plugin) = &ex.plugin else {
+            eprintln!(
+                "warning: no plugin for {} v{} in {} (build them with `cargo plugins`); registering the JSON Schema only",
+                ex.name,
+                ex.version,
+                args.plugins_dir.display()
+            );
+            continue;
+        };
+        let result = async {
+            let schema =
+                std::fs::read(&ex.schema).map_err(|e| ClientError::Input(e.to_string()))?;
+            let plugin = std::fs::read(plugin).map_err(|e| ClientError::Input(e.to_string()))?;
+            client
+                .register_schema(&ex.name, ex.version, schema, Some(plugin))
+                .await
+        }
+        .await;
+        match result {
+            Ok(v) => println!(
+                "registered {} v{} (plugin {})",
+                ex.name,
+                ex.version,
+                v["plugin_digest"].as_str().unwrap_or("none")
+            ),
+            Err(e) => return report(&e),
+        }
+    }
+    println!(
+        "\nScarab dev node ready at {url} in {:.1?} (data in {})",
+        started.elapsed(),
+        args.data_dir.display()
+    );
+    println!("Try:");
+    println!(
+        "  curl -sX PUT {url}/v1/configs/stores/orders -H 'content-type: application/json' \\\n    -d '{{\"schema\":\"store\",\"schema_version\":1,\"value\":{{\"store_id\":\"orders\",\"data_dir\":\"/var/lib/scarab/orders\",\"timeout_ms\":5000,\"auto_start\":true,\"priority\":\"normal\",\"resource_limits\":{{\"max_memory_mb\":512,\"max_connections\":100}}}}}}'"
+    );
+    println!("  curl -s {url}/v1/configs/stores/orders");
+    println!("Stop with Ctrl-C.");
+    match node.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Polls the node's status until it leads (a one-node cluster), or the deadline passes.
+pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.get("/v1/status").await {
+            Ok(s) if s["role"] == "leader" => return Ok(()),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Ok(s) => return Err(format!("status {s}")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line: `serve`, `dev`, the client subcommands over the HTTP API, the offline
+//! `plugin check`, and `bench`.
+//!
+//! Owns: flags, output formats and exit codes. Does not own: any server behaviour (client
+//! commands only speak HTTP; `serve` and `dev` call [`crate::node::run`]).
+
+mod bench;
+mod check;
+mod client;
+mod dev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{NodeConfig, file_args};
+use crate::node::{Listeners, run};
+
+pub use client::{Client, ClientError};
+
+#[derive(Parser)]
+#[command(
+    name = "scarab",
+    version,
+    about = "A replicated configuration service with WebAssembly validation"
+)]
+#[command(args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where client subcommands send requests, and how they print answers.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClientOpts {
+    /// Scarab API URL.
+    #[arg(
+        long,
+        short = 's',
+        env = "SCARAB_SERVER",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    /// Who is making the change (sent as X-Scarab-Actor).
+    #[arg(long, env = "SCARAB_ACTOR", global = true)]
+    pub actor: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve {
+        /// A TOML file with the same settings as the flags (flags and SCARAB_* win).
+        #[arg(long, env = "SCARAB_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeConfig,
+    },
+    /// Run a local development node with the example schemas and plugins registered.
+    Dev(dev::DevArgs),
+    /// Read and write configs.
+    #[command(subcommand)]
+    Config(client::ConfigCmd),
+    /// Register and inspect schema versions.
+    #[command(subcommand)]
+    Schema(client::SchemaCmd),
+    /// Work with plugins offline.
+    #[command(subcommand)]
+    Plugin(check::PluginCmd),
+    /// Start a node and measure PUT/GET throughput and latency, and plugin cost.
+    Bench(bench::BenchArgs),
+}
+
+/// Parses the process arguments (with a `--config` file expanded) and runs the command.
+pub async fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Err(e) = expand_config_file(&mut args) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
+    match cli.command {
+        Command::Serve { node, .. } => serve(node).await,
+        Command::Dev(args) => dev::run_dev(args).await,
+        Command::Config(cmd) => client::run_config(cmd).await,
+        Command::Schema(cmd) => client::run_schema(cmd).await,
+        Command::Plugin(cmd) => check::run(cmd),
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+/// `serve --config FILE`: the file's settings go in as flags before the real ones, so that
+/// the real flags override them.
+fn expand_config_file(args: &mut Vec<String>) -> Result<(), crate::config::ConfigError> {
+    if args.get(1).map(String::as_str) != Some("serve") {
+        return Ok(());
+    }
+    let mut path = std::env::var_os("SCARAB_CONFIG").map(PathBuf::from);
+    for (i, a) in args.iter().enumerate() {
+        if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.into());
+        } else if a == "--config" {
+            path = args.get(i + 1).map(PathBuf::from);
+        }
+    }
+    if let Some(path) = path {
+        let extra = file_args(&path)?;
+        args.splice(2..2, extra);
+    }
+    Ok(())
+}
+
+async fn serve(node: NodeConfig) -> ExitCode {
+    if let Err(e) = node.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let api = match tokio::net::TcpListener::bind(node.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", node.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let listeners = Listeners { api, peer: None };
+    match run(node, listeners, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,208 @@
+//! A node's configuration: flags, environment variables (`SCARAB_*`) and an optional TOML
+//! file, validated before anything binds or opens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::plugins::PluginLimits;
+
+#[derive(Args, Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (stable across restarts).
+    #[arg(long, env = "SCARAB_NODE_ID", default_value_t = 1)]
+    pub node_id: u64,
+
+    /// Where the Raft log, the state and the plugin cache live.
+    #[arg(long, env = "SCARAB_DATA_DIR", default_value = "./scarab-data")]
+    pub data_dir: PathBuf,
+
+    /// Client API address to listen on.
+    #[arg(long, env = "SCARAB_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+
+    /// Address other nodes and clients use to reach this node's API (default: --listen).
+    #[arg(long, env = "SCARAB_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Compiled-plugin cache (default: DATA_DIR/plugin-cache). Safe to share between nodes
+    /// of the same build: entries are keyed by plugin digest and engine version.
+    #[arg(long, env = "SCARAB_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<PathBuf>,
+
+    /// Largest config value accepted, in bytes (compact JSON).
+    #[arg(long, env = "SCARAB_MAX_VALUE_BYTES", default_value_t = 1 << 20)]
+    pub max_value_bytes: usize,
+
+    /// Largest plugin accepted at registration, in bytes.
+    #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
+    pub max_plugin_bytes: usize,
+
+    /// Time budget of one plugin call (e.g. 50ms).
+    #[arg(long, env = "SCARAB_PLUGIN_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub plugin_timeout: Duration,
+
+    /// Memory cap of one plugin instance (bytes, or with KiB/MiB/GiB).
+    #[arg(long, env = "SCARAB_PLUGIN_MEMORY", default_value = "32MiB", value_parser = parse_size)]
+    pub plugin_memory: usize,
+
+    /// Plugin instances that may exist at once.
+    #[arg(long, env = "SCARAB_PLUGIN_INSTANCES", default_value_t = 128)]
+    pub plugin_instances: u32,
+
+    /// Build a snapshot after this many log entries since the last one.
+    #[arg(long, env = "SCARAB_SNAPSHOT_THRESHOLD", default_value_t = 10_000)]
+    pub snapshot_threshold: u64,
+
+    /// Log entries kept behind a snapshot (for followers that are slightly behind).
+    #[arg(long, env = "SCARAB_LOG_KEEP", default_value_t = 1_000)]
+    pub log_keep: u64,
+
+    /// Raft heartbeat interval.
+    #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Raft election timeout (lower bound; the upper bound is twice this).
+    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub election_timeout: Duration,
+}
+
+/// Parses `1024`, `64KiB`, `32MiB`, `1GiB` (also KB/MB/GB as powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 32MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl NodeConfig {
+    /// A configuration with every default, for tests and the dev server.
+    pub fn with_data_dir(data_dir: PathBuf) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: NodeConfig,
+        }
+        let mut c = Wrapper::parse_from(["scarab"]).config;
+        c.data_dir = data_dir;
+        c
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.node_id == 0 {
+            return fail("--node-id must be at least 1".into());
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
+            return fail("--max-value-bytes must be between 1 and 64 MiB".into());
+        }
+        if self.plugin_timeout < Duration::from_millis(1)
+            || self.plugin_timeout > Duration::from_secs(60)
+        {
+            return fail("--plugin-timeout must be between 1ms and 60s".into());
+        }
+        if self.plugin_memory < (1 << 20) || self.plugin_memory > (4 << 30) {
+            return fail("--plugin-memory must be between 1MiB and 4GiB".into());
+        }
+        if self.plugin_instances == 0 || self.plugin_instances > 10_000 {
+            return fail("--plugin-instances must be between 1 and 10000".into());
+        }
+        if self.snapshot_threshold == 0 {
+            return fail("--snapshot-threshold must be at least 1".into());
+        }
+        if self.heartbeat.is_zero() || self.election_timeout < self.heartbeat * 3 {
+            return fail("--election-timeout must be at least three heartbeats".into());
+        }
+        Ok(())
+    }
+
+    pub fn plugin_limits(&self) -> PluginLimits {
+        PluginLimits {
+            timeout: self.plugin_timeout,
+            memory_bytes: self.plugin_memory,
+            max_instances: self.plugin_instances,
+            ..PluginLimits::default()
+        }
+    }
+
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugin_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
+    }
+
+    /// The address this node tells others (default: the listen address).
+    pub fn advertised(&self, bound: SocketAddr) -> String {
+        self.advertise.clone().unwrap_or_else(|| bound.to_string())
+    }
+}
+
+/// Turns a TOML file into command-line arguments placed before the real ones, so that flags
+/// and `SCARAB_*` variables win over the file. Keys are flag names (`data-dir` or `data_dir`).
+pub fn file_args(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let mut args = Vec::new();
+    for (k, v) in table {
+        let flag = k.replace('_', "-");
+        let env = format!("SCARAB_{}", k.replace('-', "_").to_ascii_uppercase());
+        if std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => return Err(ConfigError(format!("{k}: unsupported value {other}"))),
+        };
+        args.push(format!("--{flag}={value}"));
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        NodeConfig::with_data_dir("x".into()).validate().unwrap();
+    }
+
+    #[test]
+    fn zero_node_id_is_refused() {
+        let mut c = NodeConfig::with_data_dir("x".into());
+        c.node_id = 0;
+        assert!(c.validate().is_err());
+    }
+}

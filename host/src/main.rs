@@ -1,0 +1,24 @@
+//! The `scarab` binary: parses flags, sets up logging and signals, then hands over to the
+//! library (`scarab::cli`).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,openraft=warn,wasmtime=warn,cranelift=warn,fjall=warn,lsm_tree=warn".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(scarab::cli::main())
+}

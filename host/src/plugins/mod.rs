@@ -1,0 +1,389 @@
+//! The plugin host: one wasmtime `Engine`, the compiled-component cache (memory and disk), the
+//! sandbox (no capabilities, a time budget, a memory cap) and the call into a validator.
+//!
+//! Owns: turning plugin bytes into something callable, and calling it safely. Does not own:
+//! which plugin belongs to which schema version ([`crate::schema`]), or storing plugin bytes
+//! ([`crate::store`]). Plugins never run inside the state machine.
+
+mod sandbox;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use sandbox::HostState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "scarab:plugin/validator-plugin@0.1.0",
+    });
+}
+
+use bindings::ValidatorPluginPre;
+use bindings::scarab::plugin::types::Context as WitContext;
+
+/// Limits applied to every plugin call.
+#[derive(Clone, Debug)]
+pub struct PluginLimits {
+    /// Wall-clock budget of one call (enforced by epoch interruption).
+    pub timeout: Duration,
+    /// Maximum linear memory of one instance, in bytes.
+    pub memory_bytes: usize,
+    /// Instances that may exist at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Violations a plugin may return before its answer is treated as malformed.
+    pub max_violations: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(50),
+            memory_bytes: 32 << 20,
+            max_instances: 128,
+            max_violations: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The bytes are not a component implementing `scarab:plugin/validator-plugin`.
+    #[error("{0}")]
+    InvalidComponent(String),
+    /// A call failed; the document got no verdict.
+    #[error("{0}")]
+    Failed(Failure),
+    #[error("plugin cache: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+/// Why a call produced no verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("exceeded its time budget of {0:?}")]
+    Timeout(Duration),
+    #[error("exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned an error: {0}")]
+    Refused(String),
+    #[error("returned a malformed answer: {0}")]
+    Malformed(String),
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// One violation as returned by a plugin, checked for shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginViolation {
+    pub path: String,
+    pub message: String,
+    pub code: Option<String>,
+}
+
+/// Where the document is going, as the plugin sees it.
+pub struct CallContext<'a> {
+    pub key: &'a str,
+    pub schema_name: &'a str,
+    pub schema_version: u32,
+}
+
+/// `sha256:<hex>` of the plugin bytes: the plugin's identity everywhere.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A compiled, linked plugin, ready to instantiate. Idle instances are kept for reuse: a call
+/// on a warm instance costs microseconds, a fresh instantiation tens of microseconds.
+pub struct LoadedPlugin {
+    pub digest: String,
+    pre: ValidatorPluginPre<HostState>,
+    idle: Mutex<Vec<sandbox::Instance>>,
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: PluginLimits,
+    tick: Duration,
+    cache_dir: PathBuf,
+    engine_hash: u64,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    _ticker: sandbox::EpochTicker,
+}
+
+/// An instance is recycled after this many calls, so that a plugin leaking memory or keeping
+/// state between calls cannot drift far.
+const MAX_USES_PER_INSTANCE: u32 = 10_000;
+
+impl PluginHost {
+    pub fn new(limits: PluginLimits, cache_dir: PathBuf) -> Result<Self, PluginError> {
+        std::fs::create_dir_all(&cache_dir)?;
+        let mut pool = PoolingAllocationConfig::new();
+        let n = limits.max_instances.max(1);
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(limits.memory_bytes)
+            .max_unused_warm_slots(n.min(16));
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            // Backtraces cost time on every trap and mean nothing to the writer of a config.
+            .wasm_backtrace_max_frames(None)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(|e| PluginError::InvalidComponent(format!("engine: {e:#}")))?;
+        let linker = sandbox::linker(&engine)
+            .map_err(|e| PluginError::InvalidComponent(format!("linker: {e:#}")))?;
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let tick = (limits.timeout / 10).max(Duration::from_millis(1));
+        let ticker = sandbox::EpochTicker::start(engine.clone(), tick);
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            tick,
+            cache_dir,
+            engine_hash: h.finish(),
+            loaded: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// Returns the plugin ready to call: from memory, else from the on-disk compile cache,
+    /// else compiled now (and cached). Refuses bytes that are not a component implementing
+    /// the validator world.
+    pub fn load(&self, digest: &str, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, PluginError> {
+        if let Some(p) = self.loaded.lock().expect("plugin map").get(digest) {
+            return Ok(p.clone());
+        }
+        let component = self.compile_cached(digest, bytes)?;
+        let mut linker = self.linker.clone();
+        // Imports beyond the empty WASI cli/io we provide (clocks, random, filesystem, ...)
+        // become traps: a plugin may import them but any use fails its call.
+        sandbox::stub_unprovided_imports(&mut linker, &component, &self.engine).map_err(|e| {
+            PluginError::InvalidComponent(format!("cannot link the component: {e:#}"))
+        })?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(ValidatorPluginPre::new)
+            .map_err(|e| {
+                PluginError::InvalidComponent(format!(
+                    "the component does not implement scarab:plugin/validator-plugin@0.1.0 \
+                     (it must export scarab:plugin/validator@0.1.0): {e:#}"
+                ))
+            })?;
+        let plugin = Arc::new(LoadedPlugin {
+            digest: digest.to_string(),
+            pre,
+            idle: Mutex::new(Vec::new()),
+        });
+        self.loaded
+            .lock()
+            .expect("plugin map")
+            .insert(digest.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Whether `digest` is compiled and loaded in memory (for status and tests).
+    pub fn is_loaded(&self, digest: &str) -> bool {
+        self.loaded.lock().expect("plugin map").contains_key(digest)
+    }
+
+    fn cache_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.cache_dir
+            .join(format!("{hex}-{:016x}.cwasm", self.engine_hash))
+    }
+
+    fn compile_cached(&self, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let path = self.cache_path(digest);
+        if path.exists() {
+            // SAFETY: the file was written by this host from `Component::serialize` for
+            // exactly these bytes (the name carries their digest) and this engine's
+            // compatibility hash; wasmtime also checks the header before using it.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+                }
+            }
+        }
+        if !wasmparser_is_component(bytes) {
+            return Err(PluginError::InvalidComponent(
+                "not a WebAssembly component (a core module or other bytes); build the plugin for wasm32-wasip2".into(),
+            ));
+        }
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            PluginError::InvalidComponent(format!("not a valid WebAssembly component: {e:#}"))
+        })?;
+        tracing::info!(%digest, elapsed = ?started.elapsed(), "compiled plugin");
+        if let Ok(serialized) = component.serialize() {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, serialized)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(component)
+    }
+
+    /// Calls the plugin's validator on `document` (JSON text). Blocking: run it off the async
+    /// runtime. Never panics on plugin misbehaviour; the failure is returned.
+    pub fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> Result<Vec<PluginViolation>, Failure> {
+        let deadline_ticks = self
+            .limits
+            .timeout
+            .as_nanos()
+            .div_ceil(self.tick.as_nanos()) as u64;
+        let mut instance = match plugin.idle.lock().expect("idle instances").pop() {
+            Some(i) => i,
+            None => sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, deadline_ticks)
+                .map_err(|e| Failure::Instantiate(format!("{e:#}")))?,
+        };
+        instance.store.set_epoch_deadline(deadline_ticks);
+        instance.store.data_mut().reset_for_call();
+        let wit_ctx = WitContext {
+            key: ctx.key.to_string(),
+            schema_name: ctx.schema_name.to_string(),
+            schema_version: ctx.schema_version,
+        };
+        let outcome = instance.bindings.scarab_plugin_validator().call_validate(
+            &mut instance.store,
+            &wit_ctx,
+            document,
+        );
+        let answer = match outcome {
+            Ok(answer) => answer,
+            Err(e) => {
+                // A trapped instance is poisoned: drop it (its pool slot returns).
+                return Err(self.classify(&instance.store, e));
+            }
+        };
+        instance.uses += 1;
+        if instance.uses < MAX_USES_PER_INSTANCE {
+            plugin.idle.lock().expect("idle instances").push(instance);
+        }
+        let violations = answer.map_err(Failure::Refused)?;
+        if violations.len() > self.limits.max_violations {
+            return Err(Failure::Malformed(format!(
+                "{} violations (at most {} are accepted)",
+                violations.len(),
+                self.limits.max_violations
+            )));
+        }
+        violations
+            .into_iter()
+            .map(|v| {
+                check_pointer(&v.path)?;
+                if v.message.is_empty() {
+                    return Err(Failure::Malformed(format!(
+                        "violation at {:?} has an empty message",
+                        v.path
+                    )));
+                }
+                Ok(PluginViolation {
+                    path: v.path,
+                    message: v.message,
+                    code: v.code,
+                })
+            })
+            .collect()
+    }
+
+    fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> Failure {
+        if store.data().memory_exceeded() {
+            return Failure::MemoryLimit(self.limits.memory_bytes);
+        }
+        if let Some(trap) = e.downcast_ref::<Trap>()
+            && *trap == Trap::Interrupt
+        {
+            return Failure::Timeout(self.limits.timeout);
+        }
+        let stderr = store.data().stderr_text();
+        let mut msg = match e.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => e.root_cause().to_string(),
+        };
+        if !stderr.trim().is_empty() {
+            msg = format!("{}; plugin stderr: {}", msg, stderr.trim());
+        }
+        Failure::Trap(msg)
+    }
+}
+
+/// A component starts with the wasm magic and a layer field of 1 (core modules have 0).
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// Violation paths must be JSON Pointers (RFC 6901): empty, or `/`-separated tokens in which
+/// `~` only appears as `~0` or `~1`.
+fn check_pointer(path: &str) -> Result<(), Failure> {
+    let malformed = || Failure::Malformed(format!("violation path {path:?} is not a JSON Pointer"));
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !path.starts_with('/') {
+        return Err(malformed());
+    }
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(malformed());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_pointers_are_checked() {
+        assert!(check_pointer("").is_ok());
+        assert!(check_pointer("/a/b~1c/~0").is_ok());
+        assert!(check_pointer("not a pointer").is_err());
+        assert!(check_pointer("/a~2").is_err());
+        assert!(check_pointer("/a~").is_err());
+    }
+
+    #[test]
+    fn digest_is_sha256_hex() {
+        assert_eq!(
+            digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn core_modules_are_not_components() {
+        assert!(!wasmparser_is_component(b"\0asm\x01\0\0\0"));
+        assert!(wasmparser_is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!wasmparser_is_component(b"garbage"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The sandbox every plugin instance runs in: an empty WASI context (no preopened directories,
+//! no environment, no arguments, no network; stdout discarded and stderr captured so a panic
+//! message can be reported), a memory limiter, and the epoch ticker behind the time budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, HasData, Linker, LinkerInstance, ResourceTable, ResourceType,
+};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::p2::bindings::{cli, sync};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::PluginLimits;
+use super::bindings::{ValidatorPlugin, ValidatorPluginPre};
+
+const STDERR_CAPACITY: usize = 4096;
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    memory_cap: usize,
+    memory_exceeded: bool,
+}
+
+impl HostState {
+    fn new(memory_cap: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            memory_cap,
+            memory_exceeded: false,
+        }
+    }
+
+    pub fn memory_exceeded(&self) -> bool {
+        self.memory_exceeded
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    pub fn reset_for_call(&mut self) {
+        self.memory_exceeded = false;
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_exceeded = true;
+            wasmtime::bail!("plugin memory limit of {} bytes reached", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+struct HasIo;
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// The linker shared by all plugins: only the WASI interfaces a Rust `std` guest imports
+/// (cli and io), backed by the empty context. Clocks, random, filesystem and sockets are
+/// deliberately absent.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut l = Linker::new(engine);
+    let lk = &mut l;
+    cli::exit::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
+    sync::io::error::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
+    sync::io::poll::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
+    sync::io::streams::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
+    Ok(l)
+}
+
+/// Interfaces the sandbox provides (with nothing granted); every other import is stubbed.
+const PROVIDED: [&str; 2] = ["wasi:cli/", "wasi:io/"];
+
+/// Defines every import of `component` that the sandbox does not provide (clocks, random,
+/// filesystem, sockets, type-only interfaces, ...) as functions that trap when called, so a
+/// plugin that merely imports them still loads, and one that uses them fails its call.
+///
+/// (wasmtime's `define_unknown_imports_as_traps` would also shadow the WASI interfaces we do
+/// provide whenever the guest names an older 0.2.x patch version than wasmtime-wasi's.)
+pub fn stub_unprovided_imports(
+    linker: &mut Linker<HostState>,
+    component: &Component,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    fn stub_instance(
+        instance: &mut LinkerInstance<'_, HostState>,
+        qualified: &str,
+        inst: &wasmtime::component::types::ComponentInstance,
+        engine: &Engine,
+    ) -> wasmtime::Result<()> {
+        for (name, export) in inst.exports(engine) {
+            let qualified = format!("{qualified}#{name}");
+            match export.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    instance.func_new(name, move |_, _, _, _| {
+                        wasmtime::bail!("plugins have no access to `{qualified}`")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                ComponentItem::ComponentInstance(nested) => {
+                    stub_instance(&mut instance.instance(name)?, &qualified, &nested, engine)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    for (name, import) in component.component_type().imports(engine) {
+        if PROVIDED.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(inst) = import.ty else {
+            wasmtime::bail!("the component imports `{name}`, which plugins cannot import");
+        };
+        stub_instance(&mut linker.instance(name)?, name, &inst, engine)?;
+    }
+    Ok(())
+}
+
+/// A live instance with its own store.
+pub struct Instance {
+    pub store: Store<HostState>,
+    pub bindings: ValidatorPlugin,
+    pub uses: u32,
+}
+
+impl Instance {
+    pub fn new(
+        engine: &Engine,
+        pre: &ValidatorPluginPre<HostState>,
+        limits: &PluginLimits,
+        deadline_ticks: u64,
+    ) -> wasmtime::Result<Self> {
+        let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        // Instantiation runs guest code (start functions): it gets the same budget as a call.
+        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_trap();
+        let bindings = pre.instantiate(&mut store)?;
+        Ok(Self {
+            store,
+            bindings,
+            uses: 0,
+        })
+    }
+}
+
+/// Advances the engine's epoch every `tick`, which is what interrupts a plugin past its
+/// deadline. Stops when dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("scarab-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Consensus: the openraft type configuration, the durable log store on fjall and the peer
+//! network.
+//!
+//! Owns: how entries and votes are persisted (group-committed fsyncs) and how Raft RPCs travel.
+//! Does not own: what an entry means (that is [`crate::store`]) or who may propose one
+//! (that is [`crate::api`], after validation).
+
+pub mod log_store;
+pub mod network;
+
+use std::io;
+
+use openraft::BasicNode;
+
+use crate::store::command::{Command, CommandResult};
+
+openraft::declare_raft_types!(
+    /// Scarab's Raft types: commands in, results out, snapshots as files on disk.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub type Vote = openraft::Vote<NodeId>;
+
+/// Wraps an I/O-ish failure as the storage error openraft expects.
+pub(crate) fn io_err(
+    subject: openraft::ErrorSubject<NodeId>,
+    verb: openraft::ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError {
+    StorageError::from_io_error(subject, verb, io::Error::other(e.to_string()))
+}

@@ -1,0 +1,558 @@
+//! The replicated state machine on fjall: configs (with tombstones), schema versions, plugin
+//! bytes, and the global revision.
+//!
+//! Owns: how a committed command changes state (deterministically: no clock, no plugin, no
+//! randomness), how state is read, snapshotted and restored. Does not own: validation (done
+//! before proposing, in [`crate::schema`] and [`crate::plugins`]) or the log ([`crate::raft`]).
+
+pub mod command;
+mod snapshot;
+mod state_machine;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use command::{Command, CommandResult, ConfigMeta, Op, Precondition, Rejection, SchemaRecord};
+pub use state_machine::StateMachine;
+
+use crate::raft::{LogId, StoredMembership};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Fjall(#[from] fjall::Error),
+    #[error("corrupt record in {keyspace}: {reason}")]
+    Corrupt {
+        keyspace: &'static str,
+        reason: String,
+    },
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the state machine remembers besides the data itself; written with every apply batch.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct SmMeta {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    /// Global revision: +1 per committed change of configs or schemas.
+    pub revision: u64,
+    pub live_configs: u64,
+    pub schema_versions: u64,
+}
+
+const META_KEY: &[u8] = b"sm";
+
+/// The state behind the state machine. Reads go straight to fjall; apply is serialised by
+/// openraft (one apply task).
+pub struct StateStore {
+    db: Database,
+    pub(crate) configs: Keyspace,
+    pub(crate) schemas: Keyspace,
+    pub(crate) plugins: Keyspace,
+    pub(crate) usage: Keyspace,
+    pub(crate) meta: Keyspace,
+    snapshot_dir: PathBuf,
+    state: Mutex<SmMeta>,
+    applied: watch::Sender<SmMeta>,
+}
+
+/// A config as read: its metadata and its value as JSON text (absent for tombstones).
+#[derive(Clone, Debug)]
+pub struct ConfigEntry {
+    pub meta: ConfigMeta,
+    pub value: String,
+}
+
+/// One page of a prefix listing.
+pub struct ConfigPage {
+    pub items: Vec<ConfigEntry>,
+    pub more: bool,
+}
+
+pub(crate) fn schema_key(name: &str, version: u32) -> Vec<u8> {
+    // Zero-padded so byte order is version order.
+    format!("{name}/{version:010}").into_bytes()
+}
+
+/// Stored form of a config: metadata JSON, a newline, then the value's JSON text. Reads can
+/// hand the value out without parsing it.
+pub(crate) fn encode_config(meta: &ConfigMeta, value: &str) -> Vec<u8> {
+    let mut out = serde_json::to_vec(meta).expect("config metadata serialises");
+    out.push(b'\n');
+    out.extend_from_slice(value.as_bytes());
+    out
+}
+
+pub(crate) fn decode_config(bytes: &[u8]) -> Result<ConfigEntry, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        keyspace: "configs",
+        reason,
+    };
+    let split = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("missing separator".into()))?;
+    let meta: ConfigMeta =
+        serde_json::from_slice(&bytes[..split]).map_err(|e| corrupt(e.to_string()))?;
+    let value = std::str::from_utf8(&bytes[split + 1..])
+        .map_err(|e| corrupt(e.to_string()))?
+        .to_string();
+    Ok(ConfigEntry { meta, value })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    keyspace: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        keyspace,
+        reason: e.to_string(),
+    })
+}
+
+impl StateStore {
+    /// Opens the state machine's keyspaces in `db`; installs the newest snapshot file if it is
+    /// ahead of the applied state (an install interrupted by a crash).
+    pub fn open(db: &Database, data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let meta_ks = ks("sm_meta")?;
+        let meta: SmMeta = match meta_ks.get(META_KEY)? {
+            Some(bytes) => decode_json("sm_meta", &bytes)?,
+            None => SmMeta::default(),
+        };
+        let snapshot_dir = data_dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let (applied, _) = watch::channel(meta.clone());
+        let store = Arc::new(Self {
+            db: db.clone(),
+            configs: ks("sm_configs")?,
+            schemas: ks("sm_schemas")?,
+            plugins: ks("sm_plugins")?,
+            usage: ks("sm_usage")?,
+            meta: meta_ks,
+            snapshot_dir,
+            state: Mutex::new(meta),
+            applied,
+        });
+        store.recover_interrupted_install()?;
+        Ok(store)
+    }
+
+    /// The applied state, as of the last apply.
+    pub fn applied(&self) -> SmMeta {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    /// Changes whenever an apply batch commits (for waiting on a revision).
+    pub fn subscribe(&self) -> watch::Receiver<SmMeta> {
+        self.applied.subscribe()
+    }
+
+    pub fn get_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
+        match self.configs.get(key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let entry = decode_config(&bytes)?;
+                Ok((!entry.meta.deleted).then_some(entry))
+            }
+        }
+    }
+
+    /// Live configs whose key starts with `prefix`, in byte order, strictly after `after`.
+    pub fn list_configs(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ConfigPage, StoreError> {
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let iter = match after {
+            Some(after) if after.as_bytes() >= prefix.as_bytes() => {
+                let start = std::ops::Bound::Excluded(after.as_bytes().to_vec());
+                Box::new(
+                    self.configs
+                        .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)),
+                ) as Box<dyn Iterator<Item = fjall::Guard>>
+            }
+            _ => Box::new(self.configs.prefix(prefix)),
+        };
+        for guard in iter {
+            let (k, v) = guard.into_inner()?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let entry = decode_config(&v)?;
+            if entry.meta.deleted {
+                continue;
+            }
+            if items.len() == limit {
+                return Ok(ConfigPage { items, more: true });
+            }
+            items.push(entry);
+        }
+        Ok(ConfigPage { items, more: false })
+    }
+
+    pub fn get_schema(&self, name: &str, version: u32) -> Result<Option<SchemaRecord>, StoreError> {
+        self.schemas
+            .get(schema_key(name, version))?
+            .map(|b| decode_json("sm_schemas", &b))
+            .transpose()
+    }
+
+    /// All registered versions, ordered by name then version.
+    pub fn list_schemas(&self, name: Option<&str>) -> Result<Vec<SchemaRecord>, StoreError> {
+        let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
+        self.schemas
+            .prefix(prefix)
+            .map(|g| {
+                let (_, v) = g.into_inner()?;
+                decode_json("sm_schemas", &v)
+            })
+            .collect()
+    }
+
+    pub fn plugin_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.plugins.get(digest)?.map(|s| s.to_vec()))
+    }
+
+    /// Applies commands of one apply call as one atomic fjall batch (not fsynced: the log
+    /// is the durable record, see `raft::log_store`).
+    pub(crate) fn apply_batch(
+        &self,
+        entries: impl IntoIterator<Item = crate::raft::Entry>,
+    ) -> Result<Vec<CommandResult>, StoreError> {
+        let mut tx = ApplyTx {
+            store: self,
+            meta: self.applied(),
+            overlay: HashMap::new(),
+        };
+        let mut results = Vec::new();
+        for entry in entries {
+            tx.meta.last_applied = Some(entry.log_id);
+            results.push(match entry.payload {
+                openraft::EntryPayload::Blank => CommandResult::Nothing,
+                openraft::EntryPayload::Normal(cmd) => tx.execute(cmd)?,
+                openraft::EntryPayload::Membership(m) => {
+                    tx.meta.membership = StoredMembership::new(Some(entry.log_id), m);
+                    CommandResult::Nothing
+                }
+            });
+        }
+        let mut batch = self.db.batch();
+        for ((ks, key), value) in tx.overlay {
+            let keyspace = self.keyspace(ks);
+            match value {
+                Some(v) => batch.insert(keyspace, key, v),
+                None => batch.remove(keyspace, key),
+            }
+        }
+        batch.insert(
+            &self.meta,
+            META_KEY,
+            serde_json::to_vec(&tx.meta).expect("meta serialises"),
+        );
+        batch.commit()?;
+        *self.state.lock().expect("state lock") = tx.meta.clone();
+        self.applied.send_replace(tx.meta);
+        Ok(results)
+    }
+
+    fn keyspace(&self, ks: Ks) -> &Keyspace {
+        match ks {
+            Ks::Configs => &self.configs,
+            Ks::Schemas => &self.schemas,
+            Ks::Plugins => &self.plugins,
+            Ks::Usage => &self.usage,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Ks {
+    Configs,
+    Schemas,
+    Plugins,
+    Usage,
+}
+
+/// The writes of one apply call, visible to the later commands of the same call.
+struct ApplyTx<'a> {
+    store: &'a StateStore,
+    meta: SmMeta,
+    overlay: HashMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl ApplyTx<'_> {
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay.get(&(ks, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        Ok(self.store.keyspace(ks).get(key)?.map(|s| s.to_vec()))
+    }
+
+    fn put(&mut self, ks: Ks, key: Vec<u8>, value: Vec<u8>) {
+        self.overlay.insert((ks, key), Some(value));
+    }
+
+    fn remove(&mut self, ks: Ks, key: Vec<u8>) {
+        self.overlay.insert((ks, key), None);
+    }
+
+    fn live_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
+        Ok(match self.get(Ks::Configs, key.as_bytes())? {
+            Some(bytes) => Some(decode_config(&bytes)?).filter(|e| !e.meta.deleted),
+            None => None,
+        })
+    }
+
+    fn schema(&self, name: &str, version: u32) -> Result<Option<SchemaRecord>, StoreError> {
+        self.get(Ks::Schemas, &schema_key(name, version))?
+            .map(|b| decode_json("sm_schemas", &b))
+            .transpose()
+    }
+
+    fn usage(&self, name: &str, version: u32) -> Result<u64, StoreError> {
+        Ok(match self.get(Ks::Usage, &schema_key(name, version))? {
+            Some(b) => decode_json("sm_usage", &b)?,
+            None => 0,
+        })
+    }
+
+    fn add_usage(&mut self, name: &str, version: u32, delta: i64) -> Result<(), StoreError> {
+        let n = self.usage(name, version)?.saturating_add_signed(delta);
+        let key = schema_key(name, version);
+        if n == 0 {
+            self.remove(Ks::Usage, key);
+        } else {
+            self.put(Ks::Usage, key, n.to_string().into_bytes());
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, cmd: Command) -> Result<CommandResult, StoreError> {
+        let Command { actor, at_ms, op } = cmd;
+        Ok(match op {
+            Op::PutConfig {
+                key,
+                schema,
+                schema_version,
+                plugin_digest,
+                value,
+                precondition,
+            } => {
+                let current = self.live_config(&key)?;
+                if let Err(r) = check(&key, precondition, current.as_ref()) {
+                    return Ok(CommandResult::Rejected(r));
+                }
+                let Some(registered) = self.schema(&schema, schema_version)? else {
+                    return Ok(CommandResult::Rejected(Rejection::UnknownSchema {
+                        name: schema,
+                        version: schema_version,
+                    }));
+                };
+                if registered.plugin_digest != plugin_digest {
+                    return Ok(CommandResult::Rejected(Rejection::PluginMismatch {
+                        name: schema,
+                        version: schema_version,
+                        registered: registered.plugin_digest,
+                        validated: plugin_digest,
+                    }));
+                }
+                self.meta.revision += 1;
+                let created = current.is_none();
+                let meta = match current {
+                    Some(cur) => {
+                        self.add_usage(&cur.meta.schema, cur.meta.schema_version, -1)?;
+                        ConfigMeta {
+                            key: key.clone(),
+                            schema: schema.clone(),
+                            schema_version,
+                            revision: self.meta.revision,
+                            key_version: cur.meta.key_version + 1,
+                            created_at: cur.meta.created_at,
+                            created_by: cur.meta.created_by,
+                            updated_at: at_ms,
+                            updated_by: actor,
+                            plugin_digest,
+                            deleted: false,
+                        }
+                    }
+                    None => {
+                        self.meta.live_configs += 1;
+                        ConfigMeta {
+                            key: key.clone(),
+                            schema: schema.clone(),
+                            schema_version,
+                            revision: self.meta.revision,
+                            key_version: 1,
+                            created_at: at_ms,
+                            created_by: actor.clone(),
+                            updated_at: at_ms,
+                            updated_by: actor,
+                            plugin_digest,
+                            deleted: false,
+                        }
+                    }
+                };
+                self.add_usage(&schema, schema_version, 1)?;
+                self.put(Ks::Configs, key.into_bytes(), encode_config(&meta, &value));
+                CommandResult::ConfigWritten { meta, created }
+            }
+            Op::DeleteConfig { key, precondition } => {
+                let Some(current) = self.live_config(&key)? else {
+                    return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
+                        "config {key}"
+                    ))));
+                };
+                if let Err(r) = check(&key, precondition, Some(&current)) {
+                    return Ok(CommandResult::Rejected(r));
+                }
+                self.meta.revision += 1;
+                self.meta.live_configs = self.meta.live_configs.saturating_sub(1);
+                self.add_usage(&current.meta.schema, current.meta.schema_version, -1)?;
+                let tombstone = ConfigMeta {
+                    revision: self.meta.revision,
+                    key_version: current.meta.key_version + 1,
+                    updated_at: at_ms,
+                    updated_by: actor,
+                    deleted: true,
+                    ..current.meta
+                };
+                self.put(Ks::Configs, key.into_bytes(), encode_config(&tombstone, ""));
+                CommandResult::ConfigDeleted { meta: tombstone }
+            }
+            Op::PutSchema {
+                name,
+                version,
+                schema,
+                plugin_digest,
+                plugin,
+            } => {
+                if let Some(existing) = self.schema(&name, version)? {
+                    return Ok(
+                        if existing.schema == schema && existing.plugin_digest == plugin_digest {
+                            CommandResult::SchemaRegistered {
+                                record: existing,
+                                created: false,
+                            }
+                        } else {
+                            CommandResult::Rejected(Rejection::SchemaConflict { name, version })
+                        },
+                    );
+                }
+                self.meta.revision += 1;
+                self.meta.schema_versions += 1;
+                if let (Some(digest), Some(bytes)) = (&plugin_digest, plugin) {
+                    self.put(Ks::Plugins, digest.clone().into_bytes(), bytes);
+                }
+                let record = SchemaRecord {
+                    name,
+                    version,
+                    schema,
+                    plugin_digest,
+                    revision: self.meta.revision,
+                    registered_at: at_ms,
+                    registered_by: actor,
+                };
+                self.put(
+                    Ks::Schemas,
+                    schema_key(&record.name, version),
+                    serde_json::to_vec(&record).expect("schema record serialises"),
+                );
+                CommandResult::SchemaRegistered {
+                    record,
+                    created: true,
+                }
+            }
+            Op::DeleteSchema { name, version } => {
+                let Some(record) = self.schema(&name, version)? else {
+                    return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
+                        "schema {name} version {version}"
+                    ))));
+                };
+                let configs = self.usage(&name, version)?;
+                if configs > 0 {
+                    return Ok(CommandResult::Rejected(Rejection::SchemaInUse {
+                        name,
+                        version,
+                        configs,
+                    }));
+                }
+                self.meta.revision += 1;
+                self.meta.schema_versions = self.meta.schema_versions.saturating_sub(1);
+                self.remove(Ks::Schemas, schema_key(&name, version));
+                if let Some(digest) = &record.plugin_digest
+                    && !self.digest_used_elsewhere(digest, &name, version)?
+                {
+                    self.remove(Ks::Plugins, digest.clone().into_bytes());
+                }
+                CommandResult::SchemaDeleted { record }
+            }
+        })
+    }
+
+    fn digest_used_elsewhere(
+        &self,
+        digest: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<bool, StoreError> {
+        // Schema versions are few (hundreds at most), so a scan is cheaper than a refcount.
+        for g in self.store.schemas.iter() {
+            let (k, v) = g.into_inner()?;
+            if k.as_ref() == schema_key(name, version).as_slice() {
+                continue;
+            }
+            if self.overlay.get(&(Ks::Schemas, k.to_vec())) == Some(&None) {
+                continue;
+            }
+            let rec: SchemaRecord = decode_json("sm_schemas", &v)?;
+            if rec.plugin_digest.as_deref() == Some(digest) {
+                return Ok(true);
+            }
+        }
+        Ok(self.overlay.iter().any(|((ks, _), v)| {
+            *ks == Ks::Schemas
+                && v.as_ref()
+                    .and_then(|b| serde_json::from_slice::<SchemaRecord>(b).ok())
+                    .is_some_and(|r| {
+                        r.plugin_digest.as_deref() == Some(digest)
+                            && (r.name != name || r.version != version)
+                    })
+        }))
+    }
+}
+
+fn check(key: &str, pre: Precondition, current: Option<&ConfigEntry>) -> Result<(), Rejection> {
+    let current_rev = current.map(|c| c.meta.revision);
+    let ok = match pre {
+        Precondition::None => true,
+        Precondition::Revision(r) => current_rev == Some(r),
+        Precondition::Absent => current.is_none(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::PreconditionFailed {
+            key: key.to_string(),
+            current: current_rev,
+        })
+    }
+}
+
+/// A read-only view used by snapshots (fjall snapshot = one consistent point in time).
+pub(crate) fn read_meta(snap: &fjall::Snapshot, meta_ks: &Keyspace) -> Result<SmMeta, StoreError> {
+    match snap.get(meta_ks, META_KEY)? {
+        Some(b) => decode_json("sm_meta", &b),
+        None => Ok(SmMeta::default()),
+    }
+}

@@ -1,0 +1,110 @@
+//! openraft's `RaftStateMachine` over [`StateStore`]. Blocking fjall work runs on the blocking
+//! pool so that a large apply or snapshot never stalls the async runtime.
+
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
+
+use super::{CommandResult, StateStore, StoreError};
+use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_err};
+
+/// The handle openraft owns; clones share one [`StateStore`].
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Arc<StateStore>,
+}
+
+impl StateMachine {
+    pub fn new(store: Arc<StateStore>) -> Self {
+        Self { store }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io_err(subject, verb, e)),
+        Err(e) => Err(io_err(subject, verb, e)),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let store = self.store.clone();
+        let (meta, path) = blocking(ErrorSubject::None, ErrorVerb::Write, move || {
+            store.build_snapshot_file()
+        })
+        .await?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_err(ErrorSubject::None, ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let meta = self.store.applied();
+        Ok((meta.last_applied, meta.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let store = self.store.clone();
+        blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
+            store.apply_batch(entries)
+        })
+        .await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = self
+            .store
+            .incoming_snapshot_file()
+            .map_err(|e| io_err(ErrorSubject::None, ErrorVerb::Write, e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let file = snapshot.into_std().await;
+        let store = self.store.clone();
+        let meta = meta.clone();
+        blocking(ErrorSubject::None, ErrorVerb::Write, move || {
+            store.install_snapshot_file(&meta, file)
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self
+            .store
+            .current_snapshot_file()
+            .map_err(|e| io_err(ErrorSubject::None, ErrorVerb::Read, e))?;
+        Ok(current.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}
