@@ -20,6 +20,10 @@ pub struct Status {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
+    /// Index of the last log entry covered by this node's current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to this index have been purged from this node's log.
+    pub purged_index: Option<u64>,
     pub revision: u64,
     pub configs: u64,
     pub schemas: u64,
@@ -45,6 +49,8 @@ pub async fn status(State(state): State<AppState>) -> Response {
         term: m.current_term,
         last_log_index: m.last_log_index,
         last_applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
         revision: sm.revision,
         configs: sm.live_configs,
         schemas: sm.schema_versions,

@@ -235,3 +235,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::store::{StateMachine, StateStore};
+
+    struct FjallBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FjallBuilder {
+        async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let db = Database::builder(dir.path().join("db"))
+                .open()
+                .expect("open fjall");
+            let log = LogStore::open(&db).expect("open log store");
+            let store = StateStore::open(&db, dir.path()).expect("open state store");
+            Ok((dir, log, StateMachine::new(store)))
+        }
+    }
+
+    #[test]
+    fn log_store_and_state_machine_pass_openraft_storage_suite() {
+        Suite::test_all(FjallBuilder).expect("storage suite");
+    }
+}

@@ -556,3 +556,200 @@ pub(crate) fn read_meta(snap: &fjall::Snapshot, meta_ks: &Keyspace) -> Result<Sm
         None => Ok(SmMeta::default()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::raft::Entry;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<StateStore>,
+        index: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::builder(dir.path().join("db")).open().unwrap();
+            let store = StateStore::open(&db, dir.path()).unwrap();
+            Self {
+                _dir: dir,
+                store,
+                index: 0,
+            }
+        }
+
+        fn apply(&mut self, op: Op) -> CommandResult {
+            self.index += 1;
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
+                payload: EntryPayload::Normal(Command {
+                    actor: "tester".into(),
+                    at_ms: 1_000 + self.index,
+                    op,
+                }),
+            };
+            self.store.apply_batch([entry]).unwrap().remove(0)
+        }
+
+        fn schema(&mut self) {
+            let r = self.apply(Op::PutSchema {
+                name: "s".into(),
+                version: 1,
+                schema: "{}".into(),
+                plugin_digest: None,
+                plugin: None,
+            });
+            assert!(matches!(
+                r,
+                CommandResult::SchemaRegistered { created: true, .. }
+            ));
+        }
+
+        fn put(&mut self, key: &str, value: &str, precondition: Precondition) -> CommandResult {
+            self.apply(Op::PutConfig {
+                key: key.into(),
+                schema: "s".into(),
+                schema_version: 1,
+                plugin_digest: None,
+                value: value.into(),
+                precondition,
+            })
+        }
+    }
+
+    fn written(r: CommandResult) -> ConfigMeta {
+        match r {
+            CommandResult::ConfigWritten { meta, .. } => meta,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn updates_keep_creation_metadata_and_bump_versions() {
+        let mut f = Fixture::new();
+        f.schema();
+        let first = written(f.put("a", "1", Precondition::None));
+        let second = written(f.put("a", "2", Precondition::None));
+        assert_eq!((first.key_version, second.key_version), (1, 2));
+        assert!(second.revision > first.revision);
+        assert_eq!(second.created_at, first.created_at);
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "2");
+    }
+
+    #[test]
+    fn stale_compare_and_set_is_rejected_without_change() {
+        let mut f = Fixture::new();
+        f.schema();
+        let meta = written(f.put("a", "1", Precondition::None));
+        let r = f.put("a", "2", Precondition::Revision(meta.revision - 1));
+        assert!(matches!(
+            r,
+            CommandResult::Rejected(Rejection::PreconditionFailed { .. })
+        ));
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "1");
+        assert_eq!(f.store.applied().revision, meta.revision);
+    }
+
+    #[test]
+    fn delete_leaves_a_tombstone_and_recreate_starts_over() {
+        let mut f = Fixture::new();
+        f.schema();
+        written(f.put("a", "1", Precondition::None));
+        let CommandResult::ConfigDeleted { meta } = f.apply(Op::DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        }) else {
+            panic!("expected a delete")
+        };
+        assert!(meta.deleted);
+        assert!(f.store.get_config("a").unwrap().is_none());
+        let raw = f.store.configs.get("a").unwrap().expect("tombstone kept");
+        assert!(decode_config(&raw).unwrap().meta.deleted);
+        assert_eq!(
+            written(f.put("a", "3", Precondition::Absent)).key_version,
+            1
+        );
+    }
+
+    #[test]
+    fn a_schema_version_in_use_cannot_be_deleted() {
+        let mut f = Fixture::new();
+        f.schema();
+        written(f.put("a", "1", Precondition::None));
+        let del = || Op::DeleteSchema {
+            name: "s".into(),
+            version: 1,
+        };
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::Rejected(Rejection::SchemaInUse { configs: 1, .. })
+        ));
+        f.apply(Op::DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        });
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::SchemaDeleted { .. }
+        ));
+    }
+
+    #[test]
+    fn writes_for_an_unregistered_version_are_rejected() {
+        let mut f = Fixture::new();
+        assert!(matches!(
+            f.put("a", "1", Precondition::None),
+            CommandResult::Rejected(Rejection::UnknownSchema { .. })
+        ));
+        assert_eq!(f.store.applied().revision, 0);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_state_elsewhere() {
+        let mut a = Fixture::new();
+        a.schema();
+        for i in 0..50 {
+            written(a.put(&format!("k/{i:02}"), &i.to_string(), Precondition::None));
+        }
+        a.apply(Op::DeleteConfig {
+            key: "k/07".into(),
+            precondition: Precondition::None,
+        });
+        let (meta, path) = a.store.build_snapshot_file().unwrap();
+        let b = Fixture::new();
+        b.store
+            .install_snapshot_file(&meta, std::fs::File::open(path).unwrap())
+            .unwrap();
+        assert_eq!(b.store.applied(), a.store.applied());
+        let page = |s: &StateStore| {
+            s.list_configs("k/", None, 1000)
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|e| (e.meta, e.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(page(&b.store), page(&a.store));
+        assert_eq!(page(&b.store).len(), 49);
+    }
+
+    #[test]
+    fn listing_pages_by_prefix_after_a_key() {
+        let mut f = Fixture::new();
+        f.schema();
+        for k in ["a/1", "a/2", "a/3", "b/1"] {
+            written(f.put(k, "0", Precondition::None));
+        }
+        let keys = |p: ConfigPage| p.items.into_iter().map(|e| e.meta.key).collect::<Vec<_>>();
+        let first = f.store.list_configs("a/", None, 2).unwrap();
+        assert!(first.more);
+        assert_eq!(keys(first), ["a/1", "a/2"]);
+        let rest = f.store.list_configs("a/", Some("a/2"), 2).unwrap();
+        assert!(!rest.more);
+        assert_eq!(keys(rest), ["a/3"]);
+    }
+}
