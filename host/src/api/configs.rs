@@ -181,17 +181,10 @@ pub async fn put(
             ),
         ));
     }
-    let (verdict, value_text) = {
-        let registry = state.registry.clone();
-        let (key, schema) = (key.clone(), schema.clone());
-        tokio::task::spawn_blocking(move || {
-            registry
-                .validate(&schema, schema_version, &key, &value, &text)
-                .map(|v| (v, text))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("validation task: {e}")))??
-    };
+    let (verdict, value_text) = state
+        .registry
+        .validate_async(schema.clone(), schema_version, key.clone(), value, text)
+        .await?;
     if !verdict.violations.is_empty() {
         return Err(ApiError::validation(verdict.violations));
     }

@@ -333,12 +333,10 @@ pub async fn validate(
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
     let text = serde_json::to_string(&doc).expect("a JSON value serialises");
-    let registry = state.registry.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
-        registry.validate(&name, version, &params.key, &doc, &text)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("validation task: {e}")))??;
+    let (verdict, _) = state
+        .registry
+        .validate_async(name, version, params.key, doc, text)
+        .await?;
     Ok(Json(ValidateResult {
         valid: verdict.violations.is_empty(),
         violations: verdict.violations,

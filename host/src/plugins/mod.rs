@@ -10,6 +10,7 @@ mod sandbox;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,9 @@ pub struct PluginHost {
     cache_dir: PathBuf,
     engine_hash: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Idle instances over all plugins, kept under half the pool so that calls (bounded to the
+    /// other half by the schema registry) always find a free slot.
+    idle_total: AtomicUsize,
     _ticker: sandbox::EpochTicker,
 }
 
@@ -161,6 +165,7 @@ impl PluginHost {
             cache_dir,
             engine_hash: h.finish(),
             loaded: Mutex::new(HashMap::new()),
+            idle_total: AtomicUsize::new(0),
             _ticker: ticker,
         })
     }
@@ -259,8 +264,12 @@ impl PluginHost {
             .timeout
             .as_nanos()
             .div_ceil(self.tick.as_nanos()) as u64;
-        let mut instance = match plugin.idle.lock().expect("idle instances").pop() {
-            Some(i) => i,
+        let idle = plugin.idle.lock().expect("idle instances").pop();
+        let mut instance = match idle {
+            Some(i) => {
+                self.idle_total.fetch_sub(1, Ordering::Relaxed);
+                i
+            }
             None => sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, deadline_ticks)
                 .map_err(|e| Failure::Instantiate(format!("{e:#}")))?,
         };
@@ -284,8 +293,13 @@ impl PluginHost {
             }
         };
         instance.uses += 1;
-        if instance.uses < MAX_USES_PER_INSTANCE {
+        let max_idle = (self.limits.max_instances as usize / 2).max(1);
+        if instance.uses < MAX_USES_PER_INSTANCE
+            && self.idle_total.fetch_add(1, Ordering::Relaxed) < max_idle
+        {
             plugin.idle.lock().expect("idle instances").push(instance);
+        } else if instance.uses < MAX_USES_PER_INSTANCE {
+            self.idle_total.fetch_sub(1, Ordering::Relaxed);
         }
         let violations = answer.map_err(Failure::Refused)?;
         if violations.len() > self.limits.max_violations {

@@ -73,6 +73,9 @@ pub struct SchemaRegistry {
     // version has the revision it was compiled from (a deleted and re-registered version has
     // another), so no node ever validates with a stale compilation.
     compiled: Mutex<HashMap<(String, u32), Arc<Compiled>>>,
+    /// Bounds concurrent validations to half the plugin instance pool; the other half holds
+    /// idle warm instances (see `plugins`).
+    permits: tokio::sync::Semaphore,
 }
 
 /// Compiles a JSON Schema as draft 2020-12 after checking it against the meta-schema.
@@ -129,10 +132,12 @@ pub fn check_document(
 
 impl SchemaRegistry {
     pub fn new(store: Arc<StateStore>, plugins: Arc<PluginHost>) -> Self {
+        let permits = (plugins.limits().max_instances as usize / 2).max(1);
         Self {
             store,
             plugins,
             compiled: Mutex::new(HashMap::new()),
+            permits: tokio::sync::Semaphore::new(permits),
         }
     }
 
@@ -205,6 +210,30 @@ impl SchemaRegistry {
             .expect("schema cache")
             .insert(cache_key, compiled.clone());
         Ok(compiled)
+    }
+
+    /// [`Self::validate`] on the blocking pool, with at most as many validations at once as
+    /// the plugin pool allows. Hands `doc_text` back for the proposal.
+    pub async fn validate_async(
+        self: &Arc<Self>,
+        name: String,
+        version: u32,
+        key: String,
+        doc: Value,
+        doc_text: String,
+    ) -> Result<(Verdict, String), SchemaError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SchemaError::Internal("the validator is shutting down".into()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.validate(&name, version, &key, &doc, &doc_text)
+                .map(|v| (v, doc_text))
+        })
+        .await
+        .map_err(|e| SchemaError::Internal(format!("validation task: {e}")))?
     }
 
     /// Validates `doc` (whose compact JSON text is `doc_text`) against a registered version:
