@@ -1,5 +1,5 @@
 //! Single-node behaviour of a real `scarab serve` process, against the HTTP contract
-//! (host/docs/API-contract.tmp.md). Each test starts its own node.
+//! (the README's API tour). Each test starts its own node.
 //!
 //! Needs the plugins: `cargo plugins` before `cargo test`.
 

@@ -79,7 +79,8 @@ pub async fn run(
         election_timeout_max: election * 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
         max_in_snapshot_log_to_keep: config.log_keep,
-        purge_batch_size: 256,
+        // Purge everything a new snapshot allows at once (purges only follow snapshots).
+        purge_batch_size: 1,
         ..Default::default()
     }
     .validate()

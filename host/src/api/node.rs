@@ -27,6 +27,7 @@ pub struct Status {
     pub revision: u64,
     pub configs: u64,
     pub schemas: u64,
+    pub plugins: crate::plugins::PluginStats,
 }
 
 pub fn role_name(s: ServerState) -> &'static str {
@@ -54,6 +55,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
         revision: sm.revision,
         configs: sm.live_configs,
         schemas: sm.schema_versions,
+        plugins: state.registry.plugins().stats(),
     };
     state.with_revision(Json(status).into_response())
 }

@@ -10,7 +10,7 @@ mod sandbox;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,18 @@ pub enum Failure {
     Instantiate(String),
 }
 
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PluginStats {
+    /// Plugins compiled and held in memory.
+    pub loaded: usize,
+    /// Compilations since this node started.
+    pub compiled: u64,
+    /// Loads served by the on-disk compile cache since this node started.
+    pub from_disk_cache: u64,
+    /// Warm instances waiting for a call.
+    pub idle_instances: usize,
+}
+
 /// One violation as returned by a plugin, checked for shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginViolation {
@@ -122,6 +134,8 @@ pub struct PluginHost {
     /// Idle instances over all plugins, kept under half the pool so that calls (bounded to the
     /// other half by the schema registry) always find a free slot.
     idle_total: AtomicUsize,
+    compiled: AtomicU64,
+    from_disk_cache: AtomicU64,
     _ticker: sandbox::EpochTicker,
 }
 
@@ -166,6 +180,8 @@ impl PluginHost {
             engine_hash: h.finish(),
             loaded: Mutex::new(HashMap::new()),
             idle_total: AtomicUsize::new(0),
+            compiled: AtomicU64::new(0),
+            from_disk_cache: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -209,9 +225,14 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Whether `digest` is compiled and loaded in memory (for status and tests).
-    pub fn is_loaded(&self, digest: &str) -> bool {
-        self.loaded.lock().expect("plugin map").contains_key(digest)
+    /// Counters for `/v1/status`: what is loaded, and how it got there since start.
+    pub fn stats(&self) -> PluginStats {
+        PluginStats {
+            loaded: self.loaded.lock().expect("plugin map").len(),
+            compiled: self.compiled.load(Ordering::Relaxed),
+            from_disk_cache: self.from_disk_cache.load(Ordering::Relaxed),
+            idle_instances: self.idle_total.load(Ordering::Relaxed),
+        }
     }
 
     fn cache_path(&self, digest: &str) -> PathBuf {
@@ -227,7 +248,10 @@ impl PluginHost {
             // exactly these bytes (the name carries their digest) and this engine's
             // compatibility hash; wasmtime also checks the header before using it.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
+                Ok(c) => {
+                    self.from_disk_cache.fetch_add(1, Ordering::Relaxed);
+                    return Ok(c);
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
                 }
@@ -243,8 +267,10 @@ impl PluginHost {
             PluginError::InvalidComponent(format!("not a valid WebAssembly component: {e:#}"))
         })?;
         tracing::info!(%digest, elapsed = ?started.elapsed(), "compiled plugin");
+        self.compiled.fetch_add(1, Ordering::Relaxed);
         if let Ok(serialized) = component.serialize() {
-            let tmp = path.with_extension("tmp");
+            // Unique per process: nodes (and `plugin check`) may share one cache directory.
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
             std::fs::write(&tmp, serialized)?;
             std::fs::rename(&tmp, &path)?;
         }

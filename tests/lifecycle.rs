@@ -1,0 +1,325 @@
+//! Node lifecycle beyond single requests: the plugin compile cache across restarts, snapshots
+//! and log purging, `scarab dev`, the offline `scarab plugin check`, and configuration checks.
+
+mod harness;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+
+use harness::{
+    HTTP_SERVICE, KINDS, Node, NodeOptions, STORE, assert_status, free_port, plugin_wasm,
+    scarab_bin, schema_file, wait_until, workspace_root,
+};
+
+#[tokio::test]
+async fn a_restart_loads_plugins_from_the_disk_cache_without_recompiling() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let mut node = Node::start(NodeOptions {
+        extra_args: vec![
+            "--plugin-cache-dir".into(),
+            cache.path().display().to_string(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await?;
+    assert_status(&node.register_kind(STORE).await?, 201);
+    let before = node.status().await?;
+    assert_eq!(
+        before["plugins"]["compiled"], 1,
+        "registration compiles: {before}"
+    );
+
+    node.stop().await?;
+    node.restart().await?;
+    let sample = STORE.valid_sample();
+    assert_status(
+        &node
+            .put_config(&sample.key, "store", 1, &sample.value)
+            .await?,
+        201,
+    );
+    let after = node.status().await?;
+    assert_eq!(
+        after["plugins"]["compiled"], 0,
+        "nothing recompiled after restart: {after}"
+    );
+    assert_eq!(after["plugins"]["from_disk_cache"], 1, "{after}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_restart() -> Result<()> {
+    let mut node = Node::start(NodeOptions {
+        extra_args: vec![
+            "--snapshot-threshold".into(),
+            "20".into(),
+            "--log-keep".into(),
+            "5".into(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await?;
+    assert_status(
+        &node
+            .register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    for i in 0..60 {
+        assert_status(
+            &node
+                .put_config(&format!("n/{i:03}"), "note", 1, &json!({"i": i}))
+                .await?,
+            201,
+        );
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "a snapshot and a purge",
+        || async {
+            let s = node.status().await.unwrap_or(Value::Null);
+            s["snapshot_index"].as_u64().unwrap_or(0) >= 40
+                && s["purged_index"].as_u64().unwrap_or(0) > 0
+        },
+    )
+    .await?;
+
+    node.kill()?;
+    node.restart().await?;
+    let items = node.list_all(Some("n/"), Some(1000)).await?;
+    assert_eq!(items.len(), 60);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["value"], json!({"i": i}));
+    }
+    let s = node.status().await?;
+    assert_eq!(s["configs"], 60, "{s}");
+    assert_status(
+        &node.put_config("n/after", "note", 1, &json!({})).await?,
+        201,
+    );
+    Ok(())
+}
+
+/// Kills the dev server when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let _dev = Child(
+        Command::new(scarab_bin())
+            .current_dir(workspace_root())
+            .args([
+                "dev",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("dev"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn scarab dev")?,
+    );
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/schemas");
+    wait_until(
+        Duration::from_secs(30),
+        "every example schema registered",
+        || async {
+            let Ok(resp) = http.get(&url).send().await else {
+                return false;
+            };
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            KINDS.iter().all(|k| {
+                body["schemas"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|e| e["name"] == k.schema))
+            })
+        },
+    )
+    .await?;
+    for kind in KINDS {
+        let v: Value = http
+            .get(format!(
+                "http://127.0.0.1:{port}/v1/schemas/{}/versions/1",
+                kind.schema
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert!(
+            v["plugin_digest"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("sha256:")),
+            "{v}"
+        );
+    }
+    Ok(())
+}
+
+fn plugin_check(
+    plugin: &str,
+    doc: &Value,
+    schema: Option<&std::path::Path>,
+    key: &str,
+) -> Result<(i32, String)> {
+    let dir = tempfile::tempdir()?;
+    let doc_path = dir.path().join("doc.json");
+    std::fs::write(&doc_path, serde_json::to_vec(doc)?)?;
+    let mut cmd = Command::new(scarab_bin());
+    cmd.args(["plugin", "check", "--json", "--key", key])
+        .arg(plugin_wasm(plugin))
+        .arg(&doc_path);
+    if let Some(s) = schema {
+        cmd.arg("--schema").arg(s);
+    }
+    let out = cmd.output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[test]
+fn plugin_check_accepts_a_valid_document_offline() -> Result<()> {
+    let sample = HTTP_SERVICE.valid_sample();
+    let (code, out) = plugin_check(
+        "http_service_v1",
+        &sample.value,
+        Some(&schema_file("http-service", 1)),
+        &sample.key,
+    )?;
+    assert_eq!(code, 0, "{out}");
+    Ok(())
+}
+
+#[test]
+fn plugin_check_reports_schema_and_plugin_violations_offline() -> Result<()> {
+    let examples = STORE.examples();
+    let bad = examples
+        .invalid
+        .iter()
+        .find(|s| {
+            s.violations.iter().any(|v| v.source == "schema")
+                && s.violations.iter().any(|v| v.source == "plugin")
+        })
+        .expect("a sample failing both the schema and the plugin");
+    let (code, out) = plugin_check(
+        "store_v1",
+        &bad.value,
+        Some(&schema_file("store", 1)),
+        &bad.key,
+    )?;
+    assert_eq!(code, 1, "{out}");
+    let verdict: Value = serde_json::from_str(&out)?;
+    let sources: Vec<&str> = verdict["violations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["source"].as_str())
+        .collect();
+    assert!(
+        sources.contains(&"schema") && sources.contains(&"plugin"),
+        "{verdict}"
+    );
+    Ok(())
+}
+
+#[test]
+fn plugin_check_refuses_a_component_of_another_world() -> Result<()> {
+    let (code, out) = plugin_check("wrong_world", &json!({}), None, "")?;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not implement"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_before_anything_binds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(scarab_bin())
+        .args([
+            "serve",
+            "--plugin-timeout",
+            "0ms",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--plugin-timeout"));
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created for a refused configuration"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_reads_its_settings_from_a_toml_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let file = dir.path().join("scarab.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = \"{}\"\nmax_value_bytes = 100\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let _node = Child(
+        Command::new(scarab_bin())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the node to lead", || async {
+        match http.get(format!("{base}/v1/status")).send().await {
+            Ok(r) => r.json::<Value>().await.is_ok_and(|s| s["role"] == "leader"),
+            Err(_) => false,
+        }
+    })
+    .await?;
+    let form = reqwest::multipart::Form::new().part(
+        "schema",
+        reqwest::multipart::Part::bytes(b"{\"type\":\"object\"}".to_vec())
+            .mime_str("application/json")?,
+    );
+    let r = http
+        .put(format!("{base}/v1/schemas/note/versions/1"))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let big = json!({"schema": "note", "schema_version": 1, "value": {"text": "x".repeat(200)}});
+    let r = http
+        .put(format!("{base}/v1/configs/a"))
+        .json(&big)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 413, "max_value_bytes from the file applies");
+    assert!(dir.path().join("data").exists());
+    Ok(())
+}
