@@ -23,9 +23,40 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
 
-    /// Address other nodes and clients use to reach this node's API (default: --listen).
+    /// URL other nodes and clients use to reach this node's API (default: http://LISTEN).
     #[arg(long, env = "SCARAB_ADVERTISE")]
     pub advertise: Option<String>,
+
+    /// Address of the peer (Raft RPC) listener; without it, peer RPCs share the API listener.
+    #[arg(long, env = "SCARAB_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+
+    /// URL other nodes use to reach this node's peer listener (default: http://PEER_LISTEN).
+    #[arg(long, env = "SCARAB_PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
+
+    /// Start a new cluster with this node as its only voter (the default when neither --join
+    /// nor --bootstrap-expect is given). Ignored when the node already has Raft state.
+    #[arg(long, env = "SCARAB_BOOTSTRAP", conflicts_with = "join")]
+    pub bootstrap: bool,
+
+    /// Join an existing cluster through any of these members (API URLs, comma-separated).
+    /// Such a node never initialises a cluster itself.
+    #[arg(long, env = "SCARAB_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Wait until this many nodes (this one and those in --join) have met, then form the
+    /// cluster with all of them; the lowest node id initialises it.
+    #[arg(long, env = "SCARAB_BOOTSTRAP_EXPECT", requires = "join")]
+    pub bootstrap_expect: Option<usize>,
+
+    /// How long a write may wait for a leader and a commit before it fails (outcome unknown).
+    #[arg(long, env = "SCARAB_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
+    /// How long a linearizable read may wait for its read index before it fails.
+    #[arg(long, env = "SCARAB_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub read_timeout: Duration,
 
     /// Compiled-plugin cache (default: DATA_DIR/plugin-cache). Safe to share between nodes
     /// of the same build: entries are keyed by plugin digest and engine version.
@@ -131,6 +162,15 @@ impl NodeConfig {
         if self.heartbeat.is_zero() || self.election_timeout < self.heartbeat * 3 {
             return fail("--election-timeout must be at least three heartbeats".into());
         }
+        if self.bootstrap_expect == Some(0) {
+            return fail("--bootstrap-expect must be at least 1".into());
+        }
+        if self.advertise.as_deref().is_some_and(|a| a.contains(' ')) {
+            return fail("--advertise must be a URL such as http://10.0.0.1:7070".into());
+        }
+        if self.write_timeout.is_zero() || self.read_timeout.is_zero() {
+            return fail("--write-timeout and --read-timeout must be positive".into());
+        }
         Ok(())
     }
 
@@ -149,9 +189,36 @@ impl NodeConfig {
             .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
     }
 
-    /// The address this node tells others (default: the listen address).
-    pub fn advertised(&self, bound: SocketAddr) -> String {
-        self.advertise.clone().unwrap_or_else(|| bound.to_string())
+    /// How this node is reached, given the addresses its listeners are bound to.
+    pub fn node_info(&self, api: SocketAddr, peer: Option<SocketAddr>) -> crate::raft::NodeInfo {
+        let url = |s: &str| {
+            let s = s.trim_end_matches('/');
+            if s.starts_with("http://") || s.starts_with("https://") {
+                s.to_string()
+            } else {
+                format!("http://{s}")
+            }
+        };
+        let api = url(&self.advertise.clone().unwrap_or_else(|| api.to_string()));
+        let peer = match (&self.peer_advertise, peer) {
+            (Some(p), _) => url(p),
+            (None, Some(p)) => url(&p.to_string()),
+            (None, None) => api.clone(),
+        };
+        crate::raft::NodeInfo { api, peer }
+    }
+
+    /// What this node does on its first start (without Raft state).
+    pub fn formation(&self) -> crate::cluster::form::Formation {
+        use crate::cluster::form::Formation;
+        match (self.bootstrap_expect, self.join.is_empty()) {
+            (Some(n), false) if n > 1 => Formation::Expect {
+                expect: n,
+                peers: self.join.clone(),
+            },
+            (_, false) => Formation::Join(self.join.clone()),
+            (_, true) => Formation::Bootstrap,
+        }
     }
 }
 

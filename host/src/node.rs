@@ -1,14 +1,15 @@
 //! Starting and stopping a node: storage, consensus, plugin host, HTTP. The binary, the dev
 //! server, the benchmark and the tests all go through [`run`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::cluster::Cluster;
+use crate::cluster::form::{FormError, Formation, form};
 use crate::config::{ConfigError, NodeConfig};
 use crate::plugins::{PluginError, PluginHost};
 use crate::raft::Raft;
@@ -40,6 +41,8 @@ pub enum NodeError {
     Raft(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot form or join the cluster: {0}")]
+    Form(#[from] FormError),
 }
 
 /// Runs a node until `shutdown` resolves, then stops accepting requests, finishes the ones in
@@ -86,37 +89,38 @@ pub async fn run(
     .validate()
     .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+    let api_addr = listeners.api.local_addr()?;
+    let peer_addr = match &listeners.peer {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let info = config.node_info(api_addr, peer_addr);
+    let local_ip = peer_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        Network::new(),
+        Network::new(local_ip),
         log_store,
         StateMachine::new(store.clone()),
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
-
-    let api_addr = listeners.api.local_addr()?;
-    let peer_addr = match &listeners.peer {
-        Some(l) => l.local_addr()?,
-        None => api_addr,
-    };
-    // A node with any Raft state (a vote or a log) never initialises again: it rejoins the
-    // cluster it belongs to.
-    if !raft
+    let cluster = Cluster::new(
+        raft.clone(),
+        config.node_id,
+        info.clone(),
+        config.write_timeout,
+        config.read_timeout,
+    );
+    // A node with any Raft state (a vote or a log) never forms a cluster again: it rejoins
+    // the one it belongs to.
+    let initialized = raft
         .is_initialized()
         .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?
-    {
-        let members =
-            BTreeMap::from([(config.node_id, BasicNode::new(config.advertised(peer_addr)))]);
-        raft.initialize(members)
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-        tracing::info!(
-            node_id = config.node_id,
-            "initialised a new single-member cluster"
-        );
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let formation = (!initialized).then(|| config.formation());
+    if formation == Some(Formation::Bootstrap) {
+        form(&cluster, Formation::Bootstrap).await?;
     }
 
     let state = AppState {
@@ -124,23 +128,49 @@ pub async fn run(
         store,
         registry,
         config: Arc::new(config),
+        cluster: cluster.clone(),
     };
+    let peer_router = network::router(raft.clone()).merge(crate::cluster::router(cluster.clone()));
     let mut app = api::router(state);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop_rx => {}
+        }
+    };
+    let (stop_peer_tx, stop_peer_rx) = tokio::sync::oneshot::channel::<()>();
     let peer_server = match listeners.peer {
         Some(peer) => Some(tokio::spawn(
-            axum::serve(peer, network::router(raft.clone())).into_future(),
+            axum::serve(peer, peer_router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_peer_rx.await;
+                })
+                .into_future(),
         )),
         None => {
-            app = app.merge(network::router(raft.clone()));
+            app = app.merge(peer_router);
             None
         }
     };
-    tracing::info!(%api_addr, elapsed = ?started.elapsed(), "serving");
-    let served = axum::serve(listeners.api, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(%api_addr, ?peer_addr, node = %info, elapsed = ?started.elapsed(), "serving");
+    let api_server = tokio::spawn(
+        axum::serve(listeners.api, app)
+            .with_graceful_shutdown(stop)
+            .into_future(),
+    );
+    // Joining needs this node's peer endpoint up (the leader replicates to it while it adds it).
+    let mut formed = Ok(());
+    if let Some(f) = formation.filter(|f| *f != Formation::Bootstrap) {
+        formed = form(&cluster, f).await;
+        if formed.is_err() {
+            let _ = stop_tx.send(());
+        }
+    }
+    let served = api_server.await;
+    let _ = stop_peer_tx.send(());
     if let Some(p) = peer_server {
-        p.abort();
+        let _ = p.await;
     }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
@@ -150,7 +180,11 @@ pub async fn run(
             path: db_path.display().to_string(),
             source,
         })?;
-    served?;
+    formed?;
+    match served {
+        Ok(r) => r?,
+        Err(e) => return Err(NodeError::Raft(format!("api server task: {e}"))),
+    }
     Ok(())
 }
 

@@ -226,9 +226,7 @@ pub async fn get(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     checked_key(&key)?;
-    if params.consistency == Consistency::Linearizable {
-        state.linearize().await?;
-    }
+    let stale = state.read_at(params.consistency).await?;
     let entry = state
         .store
         .get_config(&key)?
@@ -238,6 +236,9 @@ pub async fn get(
     let mut resp = json_response(StatusCode::OK, body);
     resp.headers_mut()
         .insert(header::ETAG, etag(entry.meta.revision));
+    if let Some(v) = stale {
+        resp.headers_mut().insert("x-scarab-consistency", v);
+    }
     Ok(state.with_revision(resp))
 }
 
@@ -264,9 +265,7 @@ pub async fn list(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
-    if params.consistency == Consistency::Linearizable {
-        state.linearize().await?;
-    }
+    let stale = state.read_at(params.consistency).await?;
     let revision = state.store.applied().revision;
     let page = state
         .store
@@ -286,7 +285,11 @@ pub async fn list(
         .flatten();
     serde_json::to_writer(&mut body, &next).expect("string serialises");
     body.extend_from_slice(format!(",\"revision\":{revision}}}").as_bytes());
-    Ok(state.with_revision(json_response(StatusCode::OK, body)))
+    let mut resp = json_response(StatusCode::OK, body);
+    if let Some(v) = stale {
+        resp.headers_mut().insert("x-scarab-consistency", v);
+    }
+    Ok(state.with_revision(resp))
 }
 
 #[derive(Serialize)]

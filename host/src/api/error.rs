@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::raft::NodeId;
 use crate::schema::{SchemaError, Violation};
 use crate::store::{Rejection, StoreError};
 
@@ -137,32 +136,23 @@ impl From<Rejection> for ApiError {
     }
 }
 
-type ClientWriteError = openraft::error::RaftError<
-    NodeId,
-    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
->;
-
-impl From<ClientWriteError> for ApiError {
-    fn from(e: ClientWriteError) -> Self {
-        use openraft::error::{ClientWriteError as W, RaftError};
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError as C;
+        let message = e.to_string();
         match e {
-            RaftError::APIError(W::ForwardToLeader(f)) => ApiError::unavailable(format!(
-                "this node is not the leader (leader: {:?}); retry on the leader",
-                f.leader_id
-            )),
-            RaftError::APIError(W::ChangeMembershipError(c)) => ApiError::internal(c.to_string()),
-            RaftError::Fatal(f) => ApiError::unavailable(format!("consensus is not running: {f}")),
+            C::NoLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message),
+            C::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message),
+            C::Conflict { .. } | C::Refused(_) => {
+                ApiError::new(StatusCode::CONFLICT, "node_conflict", message)
+            }
+            C::NotMember(_) => ApiError::not_found(message),
+            C::Forward(_) | C::Unreachable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "leader_unreachable",
+                message,
+            ),
+            C::Raft(_) => ApiError::unavailable(message),
         }
-    }
-}
-
-type ReadError = openraft::error::RaftError<
-    NodeId,
-    openraft::error::CheckIsLeaderError<NodeId, openraft::BasicNode>,
->;
-
-impl From<ReadError> for ApiError {
-    fn from(e: ReadError) -> Self {
-        ApiError::unavailable(format!("cannot serve a linearizable read: {e}"))
     }
 }

@@ -5,6 +5,7 @@
 //! Owns: the wire contract of `/v1`. Does not own: what a write means ([`crate::store`]) or
 //! how it is validated ([`crate::schema`]).
 
+mod cluster;
 mod configs;
 pub mod error;
 mod node;
@@ -22,6 +23,7 @@ use axum::routing::{get, post, put};
 
 pub use error::ApiError;
 
+use crate::cluster::Cluster;
 use crate::config::NodeConfig;
 use crate::raft::Raft;
 use crate::schema::SchemaRegistry;
@@ -34,12 +36,23 @@ pub struct AppState {
     pub store: Arc<StateStore>,
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<NodeConfig>,
+    pub cluster: Cluster,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(node::health))
         .route("/v1/status", get(node::status))
+        .route("/v1/readyz", get(cluster::readyz))
+        .route("/v1/cluster", get(cluster::view))
+        .route("/v1/cluster/self", get(cluster::self_info))
+        .route("/v1/cluster/join", post(cluster::add))
+        .route("/v1/cluster/members", post(cluster::add))
+        .route("/v1/cluster/members/{id}/promote", post(cluster::promote))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(cluster::remove),
+        )
         .route("/v1/configs", get(configs::list))
         .route(
             "/v1/configs/{*key}",
@@ -140,17 +153,31 @@ impl AppState {
             at_ms: now_ms(),
             op,
         };
-        let resp = self.raft.client_write(cmd).await?;
-        match resp.data {
+        match self.cluster.propose(cmd).await? {
             CommandResult::Rejected(r) => Err(r.into()),
             other => Ok(other),
         }
     }
 
-    /// Waits until this node may serve a linearizable read (read index applied).
+    /// Waits until this node may serve a linearizable read: the leader's read index is
+    /// applied here (on the leader or on a follower).
     pub(crate) async fn linearize(&self) -> Result<(), ApiError> {
-        self.raft.ensure_linearizable().await?;
-        Ok(())
+        Ok(self.cluster.read_barrier().await?)
+    }
+
+    /// Serves a read at `consistency`: after a read barrier, or from local state (and then
+    /// says so in `X-Scarab-Consistency: stale`).
+    pub(crate) async fn read_at(
+        &self,
+        consistency: Consistency,
+    ) -> Result<Option<HeaderValue>, ApiError> {
+        match consistency {
+            Consistency::Linearizable => {
+                self.linearize().await?;
+                Ok(None)
+            }
+            Consistency::Stale => Ok(Some(HeaderValue::from_static("stale"))),
+        }
     }
 
     /// Adds `X-Scarab-Revision` (this node's applied revision) to a read response.

@@ -89,6 +89,15 @@ impl Client {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
     pub async fn put_config(
         &self,
         key: &str,
@@ -473,4 +482,115 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
         }
     };
     finish(result)
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Members, roles, leader, term, and each member's matched index and lag.
+    Status {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Add a node: it joins as a learner, catches up, and is promoted (unless --learner).
+    Add {
+        node_id: u64,
+        /// The node's API URL.
+        #[arg(long)]
+        api: String,
+        /// The node's peer URL.
+        #[arg(long)]
+        peer: String,
+        /// Keep it a learner (no vote).
+        #[arg(long)]
+        learner: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Make a learner a voter.
+    Promote {
+        node_id: u64,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Remove a member (the leader too: the others elect a new one).
+    Remove {
+        node_id: u64,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+fn print_cluster(v: &Value) {
+    println!(
+        "leader: {}   term: {}   last log index: {}",
+        cell(&v["leader"]),
+        cell(&v["term"]),
+        cell(&v["last_log_index"])
+    );
+    let mut t = Table::new();
+    t.set_header(["node", "role", "leader", "api", "peer", "matched", "lag"]);
+    for m in v["members"].as_array().into_iter().flatten() {
+        t.add_row([
+            cell(&m["node_id"]),
+            cell(&m["role"]),
+            if m["leader"] == true {
+                "*".into()
+            } else {
+                String::new()
+            },
+            cell(&m["api"]),
+            cell(&m["peer"]),
+            cell(&m["matched_index"]),
+            cell(&m["lag"]),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {
+    let (opts, result) = match cmd {
+        ClusterCmd::Status { opts } => {
+            let c = Client::new(&opts.server, opts.actor.clone());
+            let r = c.get("/v1/cluster").await;
+            (opts, r)
+        }
+        ClusterCmd::Add {
+            node_id,
+            api,
+            peer,
+            learner,
+            opts,
+        } => {
+            let c = Client::new(&opts.server, opts.actor.clone());
+            let body = serde_json::json!({"node_id": node_id, "api": api, "peer": peer, "voter": !learner});
+            let r = c.post_json("/v1/cluster/members", &body).await;
+            (opts, r)
+        }
+        ClusterCmd::Promote { node_id, opts } => {
+            let c = Client::new(&opts.server, opts.actor.clone());
+            let r = c
+                .post_json(
+                    &format!("/v1/cluster/members/{node_id}/promote"),
+                    &Value::Null,
+                )
+                .await;
+            (opts, r)
+        }
+        ClusterCmd::Remove { node_id, opts } => {
+            let c = Client::new(&opts.server, opts.actor.clone());
+            let r = c.delete(&format!("/v1/cluster/members/{node_id}")).await;
+            (opts, r)
+        }
+    };
+    match result {
+        Ok(v) if opts.output == Output::Json => {
+            print_json(&v);
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print_cluster(&v);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
 }

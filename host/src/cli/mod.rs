@@ -75,6 +75,9 @@ enum Command {
     /// Register and inspect schema versions.
     #[command(subcommand)]
     Schema(client::SchemaCmd),
+    /// Inspect and change cluster membership.
+    #[command(subcommand)]
+    Cluster(client::ClusterCmd),
     /// Work with plugins offline.
     #[command(subcommand)]
     Plugin(check::PluginCmd),
@@ -95,6 +98,7 @@ pub async fn main() -> ExitCode {
         Command::Dev(args) => dev::run_dev(args).await,
         Command::Config(cmd) => client::run_config(cmd).await,
         Command::Schema(cmd) => client::run_schema(cmd).await,
+        Command::Cluster(cmd) => client::run_cluster(cmd).await,
         Command::Plugin(cmd) => check::run(cmd),
         Command::Bench(args) => bench::run(args).await,
     }
@@ -133,7 +137,17 @@ async fn serve(node: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listeners = Listeners { api, peer: None };
+    let peer = match node.peer_listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr} (--peer-listen): {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let listeners = Listeners { api, peer };
     match run(node, listeners, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

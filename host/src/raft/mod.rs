@@ -10,9 +10,22 @@ pub mod network;
 
 use std::io;
 
-use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
 
 use crate::store::command::{Command, CommandResult};
+
+/// How to reach a member: its client API and its peer (Raft RPC) endpoint, as base URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub api: String,
+    pub peer: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "api {} peer {}", self.api, self.peer)
+    }
+}
 
 openraft::declare_raft_types!(
     /// Scarab's Raft types: commands in, results out, snapshots as files on disk.
@@ -20,7 +33,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = CommandResult,
         NodeId = u64,
-        Node = BasicNode,
+        Node = NodeInfo,
         SnapshotData = tokio::fs::File,
 );
 
@@ -29,8 +42,8 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
 pub type Vote = openraft::Vote<NodeId>;
 
 /// Wraps an I/O-ish failure as the storage error openraft expects.

@@ -17,11 +17,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NodeId, Raft, TypeConfig};
+use super::{NodeId, NodeInfo, Raft, TypeConfig};
 
 /// Creates one [`PeerClient`] per target; all share one HTTP connection pool.
 #[derive(Clone)]
@@ -30,29 +30,26 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new() -> Self {
+    /// `local_ip`: the address outgoing peer connections come from (the peer listener's IP
+    /// when it is a specific one), so that peers and firewalls see a stable source.
+    pub fn new(local_ip: Option<std::net::IpAddr>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
+            .local_address(local_ip)
             .build()
             .expect("build peer http client");
         Self { http }
     }
 }
 
-impl Default for Network {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
         PeerClient {
             target,
-            base: peer_base_url(&node.addr),
+            base: peer_base_url(&node.peer),
             http: self.http.clone(),
         }
     }
@@ -78,7 +75,7 @@ impl PeerClient {
         rpc: &str,
         req: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -112,7 +109,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
         self.call("append", &rpc, &option).await
     }
 
@@ -122,7 +119,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.call("snapshot", &rpc, &option).await
     }
@@ -131,7 +128,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
     }
 }

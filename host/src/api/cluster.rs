@@ -1,0 +1,68 @@
+//! `/v1/cluster` and `/v1/readyz`: membership and readiness.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::cluster::{JoinRequest, SelfInfo};
+
+pub async fn view(State(state): State<AppState>) -> Json<crate::cluster::ClusterView> {
+    Json(state.cluster.leader_view().await)
+}
+
+/// What this node says about itself, also before it belongs to a cluster.
+pub async fn self_info(State(state): State<AppState>) -> Json<SelfInfo> {
+    let info = state.cluster.info();
+    Json(SelfInfo {
+        node_id: state.cluster.node_id(),
+        api: info.api.clone(),
+        peer: info.peer.clone(),
+        initialized: state.raft.is_initialized().await.unwrap_or(false),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(format!("the body is not a valid request: {e}")))
+}
+
+/// `POST /v1/cluster/join` (a starting node) and `POST /v1/cluster/members` (an operator):
+/// add a node as a learner, then promote it once it has caught up (unless `voter: false`).
+pub async fn add(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: JoinRequest = parse(&body)?;
+    if req.node_id == 0 || req.api.is_empty() || req.peer.is_empty() {
+        return Err(ApiError::malformed(
+            "node_id (from 1), api and peer are required",
+        ));
+    }
+    let view = state.cluster.add_member(req).await?;
+    Ok(Json(view).into_response())
+}
+
+pub async fn promote(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.cluster.promote(id).await?).into_response())
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.cluster.remove(id).await?).into_response())
+}
+
+/// 200 when this node can serve linearizable requests right now (a leader is known and
+/// confirms its leadership, and this node has applied up to its read index), else 503.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.cluster.read_barrier().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response(),
+        Err(e) => ApiError::unavailable(format!("not ready: {e}")).into_response(),
+    }
+}

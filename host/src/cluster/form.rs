@@ -1,0 +1,171 @@
+//! How a node without Raft state finds its cluster: it bootstraps a new one, joins an existing
+//! one through any member, or meets the other expected nodes first (`--bootstrap-expect`).
+//!
+//! Split-brain safety: a node with Raft state never comes here (it rejoins the cluster it
+//! belongs to); a node started with `--join` never initialises a cluster itself; with
+//! `--bootstrap-expect`, only the lowest node id among the nodes that met initialises, and only
+//! when none of them belongs to a cluster yet.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Cluster, ClusterError, JoinRequest, SelfInfo};
+use crate::raft::{NodeId, NodeInfo};
+
+/// What a node with no Raft state does on start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Formation {
+    /// Initialise a new cluster with this node as its only voter.
+    Bootstrap,
+    /// Ask these members (API URLs) to add this node.
+    Join(Vec<String>),
+    /// Wait until `expect` nodes (this one and those at `peers`) can see each other, then the
+    /// lowest id initialises the cluster with all of them.
+    Expect { expect: usize, peers: Vec<String> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    #[error("joining refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+fn base(url: &str) -> String {
+    let u = url.trim().trim_end_matches('/');
+    if u.starts_with("http://") || u.starts_with("https://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    }
+}
+
+/// Initialises a new cluster whose voters are `members`.
+pub async fn initialize(
+    cluster: &Cluster,
+    members: BTreeMap<NodeId, NodeInfo>,
+) -> Result<(), ClusterError> {
+    cluster
+        .raft()
+        .initialize(members)
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))
+}
+
+/// Runs the formation until this node belongs to a cluster (or a definite refusal).
+pub async fn form(cluster: &Cluster, formation: Formation) -> Result<(), FormError> {
+    match formation {
+        Formation::Bootstrap => {
+            let members = BTreeMap::from([(cluster.node_id(), cluster.info().clone())]);
+            initialize(cluster, members).await?;
+            tracing::info!(node_id = cluster.node_id(), "initialised a new cluster");
+            Ok(())
+        }
+        Formation::Join(urls) => join(cluster, &urls).await,
+        Formation::Expect { expect, peers } => meet(cluster, expect, &peers).await,
+    }
+}
+
+async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .expect("http client");
+    let req = JoinRequest {
+        node_id: cluster.node_id(),
+        api: cluster.info().api.clone(),
+        peer: cluster.info().peer.clone(),
+        voter: true,
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        for url in urls {
+            let url = format!("{}/v1/cluster/join", base(url));
+            match http
+                .post(&url)
+                .timeout(Duration::from_secs(60))
+                .json(&req)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(%url, "joined the cluster");
+                    return Ok(());
+                }
+                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                    let body = r.text().await.unwrap_or_default();
+                    return Err(FormError::Refused(body));
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    tracing::warn!(%url, %status, %body, "join not accepted yet; retrying");
+                }
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, "cannot reach a member to join; retrying")
+                }
+            }
+            if cluster.raft().is_initialized().await.unwrap_or(false) && cluster.leader().is_some()
+            {
+                // Added by an operator (or an earlier attempt whose answer was lost).
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn meet(cluster: &Cluster, expect: usize, peers: &[String]) -> Result<(), FormError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client");
+    let mut logged = 0;
+    loop {
+        if cluster.raft().is_initialized().await.unwrap_or(false) {
+            tracing::info!("the cluster was initialised by another node");
+            return Ok(());
+        }
+        let mut met = BTreeMap::from([(cluster.node_id(), cluster.info().clone())]);
+        let mut someone_initialized = false;
+        for url in peers {
+            let Ok(resp) = http
+                .get(format!("{}/v1/cluster/self", base(url)))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(info) = resp.json::<SelfInfo>().await else {
+                continue;
+            };
+            someone_initialized |= info.initialized;
+            met.insert(
+                info.node_id,
+                NodeInfo {
+                    api: info.api,
+                    peer: info.peer,
+                },
+            );
+        }
+        if someone_initialized {
+            tracing::info!("a peer already belongs to a cluster; joining it");
+            return join(cluster, peers).await;
+        }
+        if met.len() >= expect {
+            let lowest = *met.keys().next().expect("non-empty");
+            if lowest == cluster.node_id() {
+                tracing::info!(members = ?met.keys().collect::<Vec<_>>(), "the expected nodes met; initialising the cluster");
+                initialize(cluster, met).await?;
+                return Ok(());
+            }
+        } else if met.len() != logged {
+            logged = met.len();
+            tracing::info!(met = met.len(), expect, "waiting for the expected nodes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
