@@ -55,18 +55,24 @@ pub async fn run(
     config.validate()?;
     let started = std::time::Instant::now();
     std::fs::create_dir_all(&config.data_dir)?;
-    let db_path = config.data_dir.join("db");
-    let db = fjall::Database::builder(&db_path)
-        .open()
-        .map_err(|source| NodeError::Open {
-            path: db_path.display().to_string(),
-            source,
-        })?;
-    let log_store = LogStore::open(&db).map_err(|source| NodeError::Open {
-        path: db_path.display().to_string(),
+    // Two databases: the log's journal is fsynced by its writer thread; the state machine's
+    // never waits for that fsync (see raft/DESIGN.md).
+    let open = |name: &str| {
+        let path = config.data_dir.join(name);
+        fjall::Database::builder(&path)
+            .open()
+            .map_err(|source| NodeError::Open {
+                path: path.display().to_string(),
+                source,
+            })
+    };
+    let log_db = open("raft")?;
+    let state_db = open("state")?;
+    let log_store = LogStore::open(&log_db).map_err(|source| NodeError::Open {
+        path: config.data_dir.join("raft").display().to_string(),
         source,
     })?;
-    let store = StateStore::open(&db, &config.data_dir)?;
+    let store = StateStore::open(&state_db, &config.data_dir)?;
     let plugins = Arc::new(PluginHost::new(
         config.plugin_limits(),
         config.plugin_cache_dir(),
@@ -123,6 +129,7 @@ pub async fn run(
         form(&cluster, Formation::Bootstrap).await?;
     }
 
+    let config_data_dir = config.data_dir.clone();
     let state = AppState {
         raft: raft.clone(),
         store,
@@ -175,11 +182,13 @@ pub async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
-    db.persist(fjall::PersistMode::SyncAll)
-        .map_err(|source| NodeError::Open {
-            path: db_path.display().to_string(),
-            source,
-        })?;
+    for (name, db) in [("raft", &log_db), ("state", &state_db)] {
+        db.persist(fjall::PersistMode::SyncAll)
+            .map_err(|source| NodeError::Open {
+                path: config_data_dir.join(name).display().to_string(),
+                source,
+            })?;
+    }
     formed?;
     match served {
         Ok(r) => r?,

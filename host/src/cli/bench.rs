@@ -12,7 +12,6 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use super::client::Client;
-use super::dev::wait_ready;
 use crate::plugins::{CallContext, PluginHost, PluginLimits, digest};
 use crate::schema::{compile_json_schema, schema_violations};
 
@@ -34,6 +33,10 @@ pub struct BenchArgs {
     schema: PathBuf,
     #[arg(long, default_value = "target/wasm32-wasip2/plugin/store_v1.wasm")]
     plugin: PathBuf,
+    /// Nodes to start: 1, or 3 or 5 for a cluster (adds follower reads, forwarded writes and
+    /// a failover measurement).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Where the benchmarked node keeps its data (default: a fresh directory under /tmp,
     /// removed afterwards). Put it on the disk you want to measure.
     #[arg(long)]
@@ -69,20 +72,26 @@ struct Figures {
 }
 
 impl Figures {
-    fn line(&self, name: &str, c: usize) -> String {
-        let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+    fn line(&self, name: &str, c: usize, via: &str) -> String {
+        let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e6;
         format!(
-            "{name:<4} c={c:<3} {:>9.0} ops/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} ops, {} errors)",
+            "{name:<4} c={c:<3} {:>9.0} ops/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} ops, {} errors)  via {via}",
             self.ops as f64 / self.elapsed.as_secs_f64(),
-            us(0.50),
-            us(0.99),
+            ms(0.50),
+            ms(0.99),
             self.ops,
             self.errors
         )
     }
 }
 
-async fn workload(client: &Client, put: bool, c: usize, args: &BenchArgs) -> Figures {
+async fn workload(
+    client: &Client,
+    put: bool,
+    query: &'static str,
+    c: usize,
+    args: &BenchArgs,
+) -> Figures {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(c)
         .tcp_nodelay(true)
@@ -108,7 +117,7 @@ async fn workload(client: &Client, put: bool, c: usize, args: &BenchArgs) -> Fig
             let mut i = t;
             while Instant::now() < stop {
                 let k = i % keys;
-                let url = format!("{base}/v1/configs/{}", key(k));
+                let url = format!("{base}/v1/configs/{}{query}", key(k));
                 let begin = Instant::now();
                 let result = if put {
                     http.put(url)
@@ -188,6 +197,120 @@ fn plugin_cost(args: &BenchArgs, wasm: &[u8], schema: &Value) -> Result<String, 
     ))
 }
 
+/// The benchmarked `scarab serve` processes; killed when dropped.
+struct Nodes {
+    children: Vec<Option<std::process::Child>>,
+    apis: Vec<String>,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Starts `n` nodes (one bootstrapped node, or `n` nodes with --bootstrap-expect).
+fn start_nodes(n: usize, data_dir: &std::path::Path) -> Result<Nodes, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ports: Vec<(u16, u16)> = (0..n)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<Result<_, String>>()?;
+    let apis: Vec<String> = ports
+        .iter()
+        .map(|(a, _)| format!("http://127.0.0.1:{a}"))
+        .collect();
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        apis: apis.clone(),
+    };
+    for (i, (api, peer)) in ports.iter().enumerate() {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["serve", "--node-id", &(i + 1).to_string()])
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
+            .arg("--data-dir")
+            .arg(data_dir.join(format!("n{}", i + 1)));
+        if n > 1 {
+            cmd.args([
+                "--bootstrap-expect",
+                &n.to_string(),
+                "--join",
+                &apis.join(","),
+            ]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start a node: {e}"))?;
+        nodes.children.push(Some(child));
+    }
+    Ok(nodes)
+}
+
+/// Waits until every node agrees on one leader; returns its index in `nodes.apis`.
+async fn wait_leader(nodes: &Nodes, timeout: Duration) -> Result<usize, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut leaders = Vec::new();
+        for api in &nodes.apis {
+            let c = Client::new(api, None);
+            leaders.push(
+                c.get("/v1/status")
+                    .await
+                    .ok()
+                    .and_then(|s| s["leader"].as_u64()),
+            );
+        }
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| *x == Some(*l))
+        {
+            return Ok(*l as usize - 1);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no agreed leader after {timeout:?}: {leaders:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Kills the leader with SIGKILL during a stream of writes through another node and returns
+/// the time from the kill to the first write that succeeds afterwards.
+async fn failover(nodes: &mut Nodes, leader: usize, args: &BenchArgs) -> Result<Duration, String> {
+    let other = (leader + 1) % nodes.apis.len();
+    let client = Client::new(&nodes.apis[other], Some("bench".into()));
+    let value = document(0, args.value_bytes);
+    let child = nodes.children[leader]
+        .as_mut()
+        .ok_or("leader already stopped")?;
+    child.kill().map_err(|e| e.to_string())?;
+    let killed = Instant::now();
+    let _ = child.wait();
+    nodes.children[leader] = None;
+    loop {
+        if client
+            .put_config(&key(0), "store", 1, &value, None, false)
+            .await
+            .is_ok()
+        {
+            return Ok(killed.elapsed());
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            return Err("no successful write within 30 s of the kill".into());
+        }
+    }
+}
+
 pub async fn run(args: BenchArgs) -> ExitCode {
     let (wasm, schema_bytes) = match (std::fs::read(&args.plugin), std::fs::read(&args.schema)) {
         (Ok(w), Ok(s)) => (w, s),
@@ -217,58 +340,46 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             true,
         ),
     };
-    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => {
-            eprintln!("error: no free port: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let exe = std::env::current_exe().expect("current exe");
-    let mut child = match std::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: cannot start the node: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let client = Client::new(&format!("http://127.0.0.1:{port}"), Some("bench".into()));
     let result = async {
-        wait_ready(&client, Duration::from_secs(30)).await?;
+        let mut nodes = start_nodes(args.nodes, &data_dir)?;
+        let leader = wait_leader(&nodes, Duration::from_secs(30)).await?;
+        let client = Client::new(&nodes.apis[leader], Some("bench".into()));
         client
             .register_schema("store", 1, schema_bytes.clone(), Some(wasm.clone()))
             .await
             .map_err(|e| e.to_string())?;
         println!(
-            "scarab bench: {}-byte store values over {} keys, {:?} per workload, node data in {}",
+            "scarab bench: {} node(s), {}-byte store values over {} keys, {:?} per workload, data in {}",
+            args.nodes,
             args.value_bytes,
             args.keys,
             args.duration,
             data_dir.display()
         );
         for &c in &args.concurrency {
-            let put = workload(&client, true, c, &args).await;
-            println!("{}", put.line("PUT", c));
-            let get = workload(&client, false, c, &args).await;
-            println!("{}", get.line("GET", c));
+            let put = workload(&client, true, "", c, &args).await;
+            println!("{}", put.line("PUT", c, "leader"));
+            let get = workload(&client, false, "", c, &args).await;
+            println!("{}", get.line("GET", c, "leader, linearizable"));
+            let stale = workload(&client, false, "?consistency=stale", c, &args).await;
+            println!("{}", stale.line("GET", c, "leader, stale"));
+            if args.nodes > 1 {
+                let follower = Client::new(&nodes.apis[(leader + 1) % args.nodes], None);
+                let get = workload(&follower, false, "", c, &args).await;
+                println!("{}", get.line("GET", c, "follower, linearizable"));
+                let put = workload(&follower, true, "", c, &args).await;
+                println!("{}", put.line("PUT", c, "follower (forwarded)"));
+            }
         }
-        println!("{}", plugin_cost(&args, &wasm, &schema)?);
+        if args.nodes > 1 {
+            let took = failover(&mut nodes, leader, &args).await?;
+            println!("failover: first successful write {:.0} ms after the leader's kill -9", took.as_secs_f64() * 1000.0);
+        } else {
+            println!("{}", plugin_cost(&args, &wasm, &schema)?);
+        }
         Ok::<(), String>(())
     }
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
     if remove_after {
         let _ = std::fs::remove_dir_all(&data_dir);
     }

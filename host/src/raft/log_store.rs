@@ -1,17 +1,20 @@
 //! The Raft log and vote on fjall, with group commit.
 //!
-//! Entries are written to fjall's journal without an fsync; the `LogFlushed` callbacks go to one
-//! flusher thread that fsyncs once for every callback queued while the previous fsync ran. So a
-//! write is acknowledged only once its entry is durable, and concurrent writers share fsyncs.
-//! The state machine lives in the same fjall database (other keyspaces) and never fsyncs: the
-//! journal is one sequential file, so the next log fsync also makes every earlier state write
-//! durable, and anything lost in a crash is re-applied from the log.
+//! `append` only puts the entries in an in-memory tail (readable at once, as openraft requires)
+//! and queues its `LogFlushed` callback. One writer thread takes everything queued while its
+//! previous fsync ran, writes it to fjall in one batch, fsyncs once, and then fires all those
+//! callbacks. So a write is acknowledged only once its entry is durable, concurrent writers
+//! share one fsync, and Raft never waits for the disk while it accepts more entries (fjall
+//! holds its journal lock during an fsync; only the writer thread ever waits on it).
+//!
+//! The log has its own fjall database; the state machine's never fsyncs (see DESIGN.md).
 
 #![allow(clippy::result_large_err)] // openraft's StorageError is large by design; it is what the traits return.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -24,32 +27,46 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
-/// Log storage handle. Cloning is cheap; clones share the keyspaces and the flusher.
+/// What the writer thread is asked to do, in order.
+enum Job {
+    /// Make everything appended so far durable, then call back.
+    Flush(LogFlushed<TypeConfig>),
+    /// Make everything appended so far durable, then signal (before a truncate).
+    Barrier(mpsc::Sender<Result<(), String>>),
+}
+
+/// Entries appended but not yet written to fjall: index → (log id, encoded entry).
+type Tail = Arc<Mutex<BTreeMap<u64, (LogId, Arc<[u8]>)>>>;
+
+/// Log storage handle. Cloning is cheap; clones share the keyspaces, the tail and the writer.
 #[derive(Clone)]
 pub struct LogStore {
     db: Database,
     log: Keyspace,
     meta: Keyspace,
-    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    tail: Tail,
+    writer: mpsc::Sender<Job>,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log keyspaces in `db` and starts the flusher thread. The thread
+    /// Opens (or creates) the log keyspaces in `db` and starts the writer thread. The thread
     /// ends when the last clone of the store is dropped.
     pub fn open(db: &Database) -> Result<Self, fjall::Error> {
         let log = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("raft_meta", KeyspaceCreateOptions::default)?;
-        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = db.clone();
+        let tail: Tail = Arc::default();
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (w_db, w_log, w_tail) = (db.clone(), log.clone(), tail.clone());
         thread::Builder::new()
-            .name("scarab-log-flush".into())
-            .spawn(move || group_commit(flush_db, rx))
-            .expect("spawn log flusher");
+            .name("scarab-log-writer".into())
+            .spawn(move || group_commit(w_db, w_log, w_tail, rx))
+            .expect("spawn log writer");
         Ok(Self {
             db: db.clone(),
             log,
             meta,
-            flusher: tx,
+            tail,
+            writer: tx,
         })
     }
 
@@ -77,7 +94,10 @@ impl LogStore {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
-    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+    fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        if let Some((_, (id, _))) = self.tail.lock().expect("log tail").last_key_value() {
+            return Ok(Some(*id));
+        }
         match self.log.last_key_value() {
             None => Ok(None),
             Some(guard) => {
@@ -90,6 +110,17 @@ impl LogStore {
             }
         }
     }
+
+    /// Waits until the writer has made every appended entry durable (and left the tail).
+    fn barrier(&self) -> Result<(), StorageError> {
+        let (tx, rx) = mpsc::channel();
+        self.writer
+            .send(Job::Barrier(tx))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        rx.recv()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
 }
 
 /// Index keys are big-endian so that fjall's byte order is log order.
@@ -97,20 +128,49 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// One fsync for every callback that queued up while the previous fsync ran.
-fn group_commit(db: Database, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+/// The writer: one fjall batch and one fsync for everything queued meanwhile.
+fn group_commit(db: Database, log: Keyspace, tail: Tail, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(rx.try_iter());
-        let result = db.persist(PersistMode::SyncData);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "fsync of the raft log failed; the node cannot acknowledge writes");
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let pending: Vec<(u64, LogId, Arc<[u8]>)> = tail
+            .lock()
+            .expect("log tail")
+            .iter()
+            .map(|(i, (id, bytes))| (*i, *id, bytes.clone()))
+            .collect();
+        let result = (|| {
+            if !pending.is_empty() {
+                let mut batch = db.batch();
+                for (index, _, bytes) in &pending {
+                    batch.insert(&log, index_key(*index), bytes.as_ref());
+                }
+                batch.commit()?;
+            }
+            db.persist(PersistMode::SyncData)
+        })();
+        match &result {
+            Ok(()) => {
+                // Drop what is now on disk from the tail, unless it was replaced meanwhile.
+                let mut t = tail.lock().expect("log tail");
+                for (index, id, _) in &pending {
+                    if t.get(index).is_some_and(|(cur, _)| cur == id) {
+                        t.remove(index);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing or fsyncing the raft log failed; the node cannot acknowledge writes");
+            }
         }
-        for callback in waiting {
-            callback.log_io_completed(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            });
+        for job in jobs {
+            let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            match job {
+                Job::Flush(cb) => cb.log_io_completed(outcome.map_err(std::io::Error::other)),
+                Job::Barrier(tx) => {
+                    let _ = tx.send(outcome);
+                }
+            }
         }
     }
 }
@@ -130,17 +190,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let mut entries = Vec::new();
+        // Copy the tail first: an entry leaves it only after it is in fjall, so reading fjall
+        // second can never miss one.
+        let tail: Vec<(u64, Arc<[u8]>)> = self
+            .tail
+            .lock()
+            .expect("log tail")
+            .range(range.clone())
+            .map(|(i, (_, b))| (*i, b.clone()))
+            .collect();
+        let mut by_index: BTreeMap<u64, Entry> = BTreeMap::new();
         for guard in self.log.range::<[u8; 8], _>((start, end)) {
-            let (_, v) = guard
+            let (k, v) = guard
                 .into_inner()
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            entries.push(
+            let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or_default());
+            by_index.insert(
+                index,
                 serde_json::from_slice(&v)
                     .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
             );
         }
-        Ok(entries)
+        for (index, bytes) in tail {
+            by_index.insert(
+                index,
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
+            );
+        }
+        Ok(by_index.into_values().collect())
     }
 }
 
@@ -149,7 +227,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.get_json(LAST_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_log_id = self.last_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -191,22 +269,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = self.db.batch();
+        let mut encoded = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.insert(&self.log, index_key(entry.log_id.index), bytes);
+            encoded.push((entry.log_id, Arc::<[u8]>::from(bytes)));
         }
-        batch
-            .commit()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        // Durability is the flusher's job; openraft may send more entries meanwhile.
-        self.flusher
-            .send(callback)
+        {
+            let mut tail = self.tail.lock().expect("log tail");
+            for (id, bytes) in encoded {
+                tail.insert(id.index, (id, bytes));
+            }
+        }
+        // Durability is the writer's job; openraft goes on meanwhile.
+        self.writer
+            .send(Job::Flush(callback))
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Rare (a follower whose log conflicts with the leader's): let the writer drain the
+        // tail first, so that no queued entry lands after the truncation.
+        self.barrier()?;
         let mut batch = self.db.batch();
         for guard in self.log.range(index_key(log_id.index)..) {
             let key = guard
@@ -221,7 +305,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash in between leaves entries below it, which
-        // get_log_state ignores, never a gap that it cannot explain.
+        // get_log_state ignores, never a gap that it cannot explain. Purged entries are
+        // applied, hence long flushed: the tail is not involved.
         self.put_json(LAST_PURGED, &log_id)?;
         let mut batch = self.db.batch();
         for guard in self.log.range(..=index_key(log_id.index)) {

@@ -29,6 +29,8 @@ struct Record {
 }
 
 const SUFFIX: &str = "snap";
+/// Records are installed in batches of about this many bytes.
+const INSTALL_BATCH_BYTES: usize = 8 << 20;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Snapshot(e.to_string())
@@ -156,7 +158,11 @@ impl StateStore {
         for (_, ks) in self.data_keyspaces() {
             ks.clear()?;
         }
+        // Bounded batches: a snapshot never has to fit in memory. The metadata (and with it
+        // the applied log id) is written last, so a crash part-way leaves the state behind the
+        // current snapshot file, and the next start installs it again.
         let mut batch = self.db.batch();
+        let mut batch_bytes = 0usize;
         for line in reader.lines() {
             let line = line?;
             let record: Record = serde_json::from_str(&line).map_err(err)?;
@@ -166,11 +172,14 @@ impl StateStore {
                 .find(|(name, _)| *name == record.ks)
                 .map(|(_, ks)| ks)
                 .ok_or_else(|| err(format!("unknown keyspace {}", record.ks)))?;
-            batch.insert(
-                ks,
-                record.k.into_bytes(),
-                STANDARD.decode(record.v).map_err(err)?,
-            );
+            let value = STANDARD.decode(record.v).map_err(err)?;
+            batch_bytes += record.k.len() + value.len();
+            batch.insert(ks, record.k.into_bytes(), value);
+            if batch_bytes >= INSTALL_BATCH_BYTES {
+                batch.commit()?;
+                batch = self.db.batch();
+                batch_bytes = 0;
+            }
         }
         let mut sm = header.sm;
         sm.last_applied = header.meta.last_log_id;
