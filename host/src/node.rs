@@ -115,6 +115,7 @@ pub async fn run(
         raft.clone(),
         config.node_id,
         info.clone(),
+        local_ip,
         config.write_timeout,
         config.read_timeout,
     );

@@ -1,13 +1,14 @@
 //! Test harness: starts real `scarab` processes and talks to them over HTTP.
 //!
-//! Shared by the integration tests (`tests/single_node.rs`, later `tests/cluster.rs`), each of
-//! which uses it with `mod harness;`. Every test binary uses only part of it.
+//! Shared by the integration tests (`tests/single_node.rs`, `tests/lifecycle.rs`,
+//! `tests/cluster.rs`), each of which uses it with `mod harness;`. Every test binary uses only
+//! part of it. Clusters of nodes (with a partition proxy per node) are in `cluster` and `proxy`.
 #![allow(dead_code)]
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,6 +21,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+pub mod cluster;
+pub mod proxy;
 
 /// How long a node may take to become ready after it is spawned.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -658,6 +662,72 @@ impl Api {
         self.send(opts.apply(request)).await
     }
 
+    /// The base URL, `http://IP:PORT` (what a node advertises as its API by default).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path` with its own (shorter) timeout, for polling nodes that may not answer.
+    pub async fn get_within(&self, path: &str, timeout: Duration) -> Result<Reply> {
+        self.send(self.client.get(self.url(path)).timeout(timeout))
+            .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// `GET /v1/configs/{key}?consistency=stale`.
+    pub async fn get_config_stale(&self, key: &str) -> Result<Reply> {
+        self.get(&format!("/v1/configs/{key}?consistency=stale"))
+            .await
+    }
+
+    /// `GET /v1/readyz`.
+    pub async fn readyz(&self) -> Result<Reply> {
+        self.get("/v1/readyz").await
+    }
+
+    /// `GET /v1/cluster` (the leader's view when it is reachable).
+    pub async fn cluster_view(&self) -> Result<Reply> {
+        self.get("/v1/cluster").await
+    }
+
+    /// `GET /v1/cluster/self`.
+    pub async fn cluster_self(&self) -> Result<Reply> {
+        self.get("/v1/cluster/self").await
+    }
+
+    /// `POST /v1/cluster/members` {"node_id","api","peer","voter"}.
+    pub async fn add_member(
+        &self,
+        node_id: u64,
+        api: &str,
+        peer: &str,
+        voter: bool,
+    ) -> Result<Reply> {
+        self.post_json(
+            "/v1/cluster/members",
+            &json!({"node_id": node_id, "api": api, "peer": peer, "voter": voter}),
+        )
+        .await
+    }
+
+    /// `POST /v1/cluster/members/{id}/promote`.
+    pub async fn promote_member(&self, id: u64) -> Result<Reply> {
+        self.send(
+            self.client
+                .post(self.url(&format!("/v1/cluster/members/{id}/promote"))),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/cluster/members/{id}`.
+    pub async fn remove_member(&self, id: u64) -> Result<Reply> {
+        self.delete(&format!("/v1/cluster/members/{id}")).await
+    }
+
     /// Probe used while waiting for a node: `Ok(role)` once health is 200 and status answers.
     async fn probe(&self) -> Result<String> {
         let health = self
@@ -702,8 +772,20 @@ pub enum Ready {
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
     pub node_id: u64,
-    /// Port to listen on; a free loopback port is picked when `None`.
+    /// The loopback IP the node listens on (API and, with `peer_port`, peer): 127.0.0.1 by
+    /// default. Outgoing peer connections of a node come from its peer listener's IP.
+    pub ip: IpAddr,
+    /// Port to listen on; a free port on `ip` is picked when `None`.
     pub port: Option<u16>,
+    /// `--peer-listen IP:PORT` (same IP as the API); without it the node serves its peer RPCs
+    /// on the API listener.
+    pub peer_port: Option<u16>,
+    /// `--peer-advertise URL`: the peer URL other nodes use (e.g. a partition proxy).
+    pub peer_advertise: Option<String>,
+    /// `--advertise URL`.
+    pub advertise: Option<String>,
+    /// How the node finds its cluster on its first start.
+    pub formation: Formation,
     /// `--max-value-bytes`.
     pub max_value_bytes: Option<u64>,
     /// `--plugin-timeout`, e.g. "50ms".
@@ -720,7 +802,12 @@ impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             node_id: 1,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: None,
+            peer_port: None,
+            peer_advertise: None,
+            advertise: None,
+            formation: Formation::Implicit,
             max_value_bytes: None,
             plugin_timeout: None,
             plugin_memory: None,
@@ -731,11 +818,30 @@ impl Default for NodeOptions {
     }
 }
 
+/// How a node without Raft state finds its cluster (the formation flags of `scarab serve`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Formation {
+    /// No formation flag: the server's default (a lone node bootstraps).
+    #[default]
+    Implicit,
+    /// `--bootstrap`: a new cluster with this node as its only voter.
+    Bootstrap,
+    /// `--join URL,...`: join through any of these members (API URLs).
+    Join(Vec<String>),
+    /// `--bootstrap-expect N --join URL,...`: the lowest id initialises once N nodes met.
+    Expect { expect: usize, join: Vec<String> },
+}
+
 /// Picks a free loopback port (binds 127.0.0.1:0, reads the port, drops the listener).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Picks a free port on `ip` (binds IP:0, reads the port, drops the listener).
+pub fn free_port_on(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
         .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
         .port()
 }
 
@@ -751,6 +857,8 @@ pub struct Node {
     log_path: PathBuf,
     child: Option<Child>,
     runs: u32,
+    /// Keep the directory and print the log tail on drop (set by `keep_on_drop`).
+    keep: bool,
 }
 
 impl std::ops::Deref for Node {
@@ -770,15 +878,17 @@ impl Node {
             .context("creating the node directory")?;
         let data_dir = root.path().join("data");
         let log_path = root.path().join(format!("node-{}.log", opts.node_id));
-        let port = opts.port.unwrap_or_else(free_port);
+        let ip = opts.ip;
+        let port = opts.port.unwrap_or_else(|| free_port_on(ip));
         let mut node = Node {
-            api: Api::new(SocketAddr::from(([127, 0, 0, 1], port))),
+            api: Api::new(SocketAddr::new(ip, port)),
             opts,
             root,
             data_dir,
             log_path,
             child: None,
             runs: 0,
+            keep: false,
         };
         // The port is free when picked, but another process may grab it before the node binds
         // it: then try again with another port (only when the port was not chosen by the test).
@@ -795,8 +905,8 @@ impl Node {
                         && node.log_mentions_addr_in_use() =>
                 {
                     eprintln!("node {}: port taken, retrying: {e:#}", node.opts.node_id);
-                    let port = free_port();
-                    node.api = Api::new(SocketAddr::from(([127, 0, 0, 1], port)));
+                    let port = free_port_on(ip);
+                    node.api = Api::new(SocketAddr::new(ip, port));
                 }
                 Err(e) => return Err(e),
             }
@@ -825,6 +935,34 @@ impl Node {
         self.api.addr.port()
     }
 
+    pub fn id(&self) -> u64 {
+        self.opts.node_id
+    }
+
+    /// The API URL this node advertises (`--advertise`, else `http://IP:PORT`).
+    pub fn api_url(&self) -> String {
+        self.opts
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.api.base_url().to_string())
+    }
+
+    /// The peer URL this node advertises (`--peer-advertise`, else its peer listener, else
+    /// its API URL).
+    pub fn peer_url(&self) -> String {
+        match (&self.opts.peer_advertise, self.opts.peer_port) {
+            (Some(url), _) => url.clone(),
+            (None, Some(port)) => format!("http://{}", SocketAddr::new(self.opts.ip, port)),
+            (None, None) => self.api_url(),
+        }
+    }
+
+    /// Keep the node's directory and print its log tail when it is dropped, as after a panic
+    /// (for tests that fail by returning an error).
+    pub fn keep_on_drop(&mut self) {
+        self.keep = true;
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -843,6 +981,31 @@ impl Node {
         match &mut self.child {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself and returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self
+                .child
+                .as_mut()
+                .ok_or_else(|| anyhow!("node {} is not running", self.opts.node_id))?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                self.note(&format!("exited: {status}"));
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "node {} still runs after {timeout:?}; log {}:\n{}",
+                    self.opts.node_id,
+                    self.log_path.display(),
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
@@ -918,6 +1081,29 @@ impl Node {
         }
         if let Some(m) = &self.opts.plugin_memory {
             args.extend(["--plugin-memory".into(), m.clone()]);
+        }
+        if let Some(port) = self.opts.peer_port {
+            args.extend([
+                "--peer-listen".into(),
+                SocketAddr::new(self.opts.ip, port).to_string(),
+            ]);
+        }
+        if let Some(url) = &self.opts.peer_advertise {
+            args.extend(["--peer-advertise".into(), url.clone()]);
+        }
+        if let Some(url) = &self.opts.advertise {
+            args.extend(["--advertise".into(), url.clone()]);
+        }
+        match &self.opts.formation {
+            Formation::Implicit => {}
+            Formation::Bootstrap => args.push("--bootstrap".into()),
+            Formation::Join(urls) => args.extend(["--join".into(), urls.join(",")]),
+            Formation::Expect { expect, join } => args.extend([
+                "--bootstrap-expect".into(),
+                expect.to_string(),
+                "--join".into(),
+                join.join(","),
+            ]),
         }
         args.extend(self.opts.extra_args.iter().cloned());
         args
@@ -1033,7 +1219,7 @@ impl Drop for Node {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() || std::env::var_os(KEEP_DIRS_ENV).is_some() {
+        if self.keep || std::thread::panicking() || std::env::var_os(KEEP_DIRS_ENV).is_some() {
             self.root.disable_cleanup(true);
             eprintln!(
                 "node {}: kept {} (log {}); last lines of the log:\n{}",

@@ -182,8 +182,7 @@ pub async fn put(
         ));
     }
     let (verdict, value_text) = state
-        .registry
-        .validate_async(schema.clone(), schema_version, key.clone(), value, text)
+        .validate_write(&schema, schema_version, &key, value, text)
         .await?;
     if !verdict.violations.is_empty() {
         return Err(ApiError::validation(verdict.violations));

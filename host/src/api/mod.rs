@@ -159,6 +159,26 @@ impl AppState {
         }
     }
 
+    /// Validates a write against a schema version. A version this node does not know yet may
+    /// just have been registered through another node: after a read barrier (which makes
+    /// every acknowledged registration visible here) the lookup is tried once more.
+    pub(crate) async fn validate_write(
+        &self,
+        schema: &str,
+        version: u32,
+        key: &str,
+        doc: serde_json::Value,
+        text: String,
+    ) -> Result<(crate::schema::Verdict, String), ApiError> {
+        if self.store.get_schema(schema, version)?.is_none() {
+            self.linearize().await?;
+        }
+        Ok(self
+            .registry
+            .validate_async(schema.to_string(), version, key.to_string(), doc, text)
+            .await?)
+    }
+
     /// Waits until this node may serve a linearizable read: the leader's read index is
     /// applied here (on the leader or on a follower).
     pub(crate) async fn linearize(&self) -> Result<(), ApiError> {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, actor, read_body, require_json, rfc3339};
+use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
 use crate::plugins::digest;
 use crate::schema::Violation;
 use crate::store::{CommandResult, Op, SchemaRecord};
@@ -207,7 +207,17 @@ struct NameSummary {
     versions: Vec<u32>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[derive(Deserialize, Default)]
+pub struct ReadParams {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    state.read_at(params.consistency).await?;
     let mut out: Vec<NameSummary> = Vec::new();
     for r in state.store.list_schemas(None)? {
         match out.last_mut() {
@@ -224,8 +234,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
 pub async fn list_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    state.read_at(params.consistency).await?;
     let records = state.store.list_schemas(Some(&name))?;
     if records.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -249,7 +261,9 @@ fn record(state: &AppState, name: &str, version: &str) -> Result<SchemaRecord, A
 pub async fn get(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
+    state.read_at(params.consistency).await?;
     let r = record(&state, &name, &version)?;
     Ok(state.with_revision(Json(view(&r, true)).into_response()))
 }
@@ -257,7 +271,9 @@ pub async fn get(
 pub async fn plugin(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
+    state.read_at(params.consistency).await?;
     let r = record(&state, &name, &version)?;
     let digest = r.plugin_digest.ok_or_else(|| {
         ApiError::not_found(format!("schema {name} version {version} has no plugin"))
@@ -334,8 +350,7 @@ pub async fn validate(
         .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
     let text = serde_json::to_string(&doc).expect("a JSON value serialises");
     let (verdict, _) = state
-        .registry
-        .validate_async(name, version, params.key, doc, text)
+        .validate_write(&name, version, &params.key, doc, text)
         .await?;
     Ok(Json(ValidateResult {
         valid: verdict.violations.is_empty(),

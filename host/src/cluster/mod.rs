@@ -114,16 +114,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// `local_ip`: where forwarded requests come from (the peer listener's IP, as for Raft
+    /// RPCs), so that every peer connection this node opens has the same source.
     pub fn new(
         raft: Raft,
         me: NodeId,
         info: NodeInfo,
+        local_ip: Option<std::net::IpAddr>,
         write_timeout: Duration,
         read_timeout: Duration,
     ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
+            .local_address(local_ip)
             .build()
             .expect("build forwarding http client");
         Self {

@@ -1,0 +1,483 @@
+//! Clusters of real `scarab serve` processes on one machine, with a partition proxy in front
+//! of every node's peer listener.
+//!
+//! Node `i` listens (API and peer) on 127.0.0.(10+i) with ports picked free on that IP, and
+//! advertises its proxy (`--peer-advertise http://127.0.0.100:PORT`) as its peer URL, so that
+//! every Raft RPC between nodes goes through a `PeerProxy` (see `proxy`). Clients (the tests)
+//! talk to the nodes' API listeners directly.
+//!
+//! Cluster tests run one at a time within a test binary (a process-wide gate): on 2 cores,
+//! several clusters at once would make elections and timings flaky.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::proxy::{Net, NodeId, PeerProxy, node_ip};
+use super::{Api, Formation, Node, NodeOptions, POLL_INTERVAL, Ready, free_port_on};
+
+/// How long a probe of one node may take while polling (a partitioned node may be slow).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound for forming a cluster, electing a leader, converging after a change.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One cluster at a time per test process.
+static CLUSTER_GATE: Semaphore = Semaphore::const_new(1);
+
+/// How the first start of the nodes forms the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterFormation {
+    /// Every node: `--bootstrap-expect N --join <every API URL>`.
+    BootstrapExpect,
+    /// Node 1 `--bootstrap`, the others `--join <node 1's API URL>` (started in id order).
+    BootstrapThenJoin,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Nodes 1..=size.
+    pub size: u64,
+    pub formation: ClusterFormation,
+    /// Arguments given to every node (timeouts, snapshot policy, ...).
+    pub args: Vec<String>,
+}
+
+impl ClusterOptions {
+    pub fn new(size: u64) -> ClusterOptions {
+        ClusterOptions {
+            size,
+            formation: ClusterFormation::BootstrapExpect,
+            args: Vec::new(),
+        }
+    }
+
+    pub fn formation(mut self, formation: ClusterFormation) -> Self {
+        self.formation = formation;
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+}
+
+/// The nodes, their proxies and the partition table. Dropping it kills every node; unless
+/// `pass` was called (a test that returned an error or panicked), every node's directory is
+/// kept and its log tail printed.
+pub struct Cluster {
+    nodes: BTreeMap<NodeId, Node>,
+    proxies: BTreeMap<NodeId, PeerProxy>,
+    net: Net,
+    args: Vec<String>,
+    passed: bool,
+    _gate: SemaphorePermit<'static>,
+}
+
+/// A member as `/v1/cluster` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub node_id: NodeId,
+    pub api: String,
+    pub peer: String,
+    pub role: String,
+    pub leader: bool,
+    pub lag: Option<u64>,
+}
+
+/// The members of a `/v1/cluster` body, by id.
+pub fn members(view: &Value) -> Result<BTreeMap<NodeId, Member>> {
+    let list = view["members"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no members array in {view}"))?;
+    let mut out = BTreeMap::new();
+    for m in list {
+        let id = m["node_id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("member without node_id: {m}"))?;
+        out.insert(
+            id,
+            Member {
+                node_id: id,
+                api: m["api"].as_str().unwrap_or_default().to_string(),
+                peer: m["peer"].as_str().unwrap_or_default().to_string(),
+                role: m["role"].as_str().unwrap_or_default().to_string(),
+                leader: m["leader"].as_bool().unwrap_or(false),
+                lag: m["lag"].as_u64(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl Cluster {
+    /// Starts nodes 1..=size (each healthy, `Ready::Serving`), then waits until they form one
+    /// cluster: every node a voter and every node reporting the same leader.
+    pub async fn start(opts: ClusterOptions) -> Result<Cluster> {
+        let gate = CLUSTER_GATE
+            .acquire()
+            .await
+            .context("the cluster gate is closed")?;
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            proxies: BTreeMap::new(),
+            net: Net::new(),
+            args: opts.args.clone(),
+            passed: false,
+            _gate: gate,
+        };
+        let ids: Vec<NodeId> = (1..=opts.size).collect();
+        // Every API port is needed up front (the --join lists).
+        let ports: BTreeMap<NodeId, (u16, u16)> = ids
+            .iter()
+            .map(|&id| {
+                let ip = node_ip(id);
+                let api = free_port_on(ip);
+                let mut peer = free_port_on(ip);
+                while peer == api {
+                    peer = free_port_on(ip);
+                }
+                (id, (api, peer))
+            })
+            .collect();
+        let api_urls: Vec<String> = ids
+            .iter()
+            .map(|id| format!("http://{}:{}", node_ip(*id), ports[id].0))
+            .collect();
+        for &id in &ids {
+            let formation = match opts.formation {
+                ClusterFormation::BootstrapExpect => Formation::Expect {
+                    expect: ids.len(),
+                    join: api_urls.clone(),
+                },
+                ClusterFormation::BootstrapThenJoin if id == 1 => Formation::Bootstrap,
+                ClusterFormation::BootstrapThenJoin => Formation::Join(vec![api_urls[0].clone()]),
+            };
+            let (api, peer) = ports[&id];
+            cluster
+                .launch(id, formation, Some(api), Some(peer), Vec::new())
+                .await?;
+        }
+        cluster.wait_formed(&ids, FORM_TIMEOUT).await?;
+        Ok(cluster)
+    }
+
+    /// Starts node `id` (with its proxy) as a new process with a fresh data dir, and waits
+    /// until it serves (`Ready::Serving`); what it joins is up to `formation`.
+    pub async fn add_node(&mut self, id: NodeId, formation: Formation) -> Result<()> {
+        self.launch(id, formation, None, None, Vec::new()).await
+    }
+
+    async fn launch(
+        &mut self,
+        id: NodeId,
+        formation: Formation,
+        api_port: Option<u16>,
+        peer_port: Option<u16>,
+        more_args: Vec<String>,
+    ) -> Result<()> {
+        if self.nodes.contains_key(&id) {
+            bail!("node {id} already exists");
+        }
+        let ip = node_ip(id);
+        let api_port = api_port.unwrap_or_else(|| free_port_on(ip));
+        let mut peer_port = peer_port.unwrap_or_else(|| free_port_on(ip));
+        while peer_port == api_port {
+            peer_port = free_port_on(ip);
+        }
+        let proxy = PeerProxy::start(
+            self.net.clone(),
+            id,
+            std::net::SocketAddr::new(ip, peer_port),
+        )
+        .await?;
+        let mut extra_args = self.args.clone();
+        extra_args.extend(more_args);
+        let opts = NodeOptions {
+            node_id: id,
+            ip,
+            port: Some(api_port),
+            peer_port: Some(peer_port),
+            peer_advertise: Some(proxy.url()),
+            formation,
+            extra_args,
+            ready: Ready::Serving,
+            ..NodeOptions::default()
+        };
+        self.proxies.insert(id, proxy);
+        let node = Node::start(opts)
+            .await
+            .with_context(|| format!("starting node {id}"))?;
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// Every node id, running or not.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The ids of the nodes whose process is running.
+    pub fn running(&mut self) -> Vec<NodeId> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|(id, n)| n.is_running().then_some(*id))
+            .collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// A cloneable HTTP handle on node `id`'s API.
+    pub fn api(&self, id: NodeId) -> Api {
+        self.node(id).api().clone()
+    }
+
+    /// The partition table of this cluster's proxies.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// Cuts every link between a node of `a` and a node of `b` (both directions).
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        self.net.partition(a, b);
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.net.heal();
+    }
+
+    /// SIGKILL of node `id` (its proxy then stops listening, like a dead host's port).
+    pub async fn kill(&mut self, id: NodeId) -> Result<ExitStatus> {
+        let status = self.node_mut(id).kill()?;
+        if let Some(p) = self.proxies.get_mut(&id) {
+            p.suspend().await;
+        }
+        Ok(status)
+    }
+
+    /// SIGTERM of node `id`, waiting for it to exit.
+    pub async fn stop(&mut self, id: NodeId) -> Result<ExitStatus> {
+        let status = self.node_mut(id).stop().await?;
+        if let Some(p) = self.proxies.get_mut(&id) {
+            p.suspend().await;
+        }
+        Ok(status)
+    }
+
+    /// Starts node `id` again (same addresses, same data dir) and waits until it serves.
+    pub async fn restart(&mut self, id: NodeId) -> Result<()> {
+        if let Some(p) = self.proxies.get_mut(&id) {
+            p.resume().await?;
+        }
+        self.node_mut(id).restart().await
+    }
+
+    /// `GET /v1/status` of node `id` (200 required), with a short timeout.
+    pub async fn status(&self, id: NodeId) -> Result<Value> {
+        let reply = self
+            .api(id)
+            .get_within("/v1/status", PROBE_TIMEOUT)
+            .await
+            .with_context(|| format!("GET /v1/status of node {id}"))?;
+        if reply.status != StatusCode::OK {
+            bail!("GET /v1/status of node {id}: {reply}");
+        }
+        Ok(reply.body)
+    }
+
+    /// `GET /v1/cluster` through node `id` (200 required).
+    pub async fn view(&self, id: NodeId) -> Result<Value> {
+        let reply = self
+            .api(id)
+            .get_within("/v1/cluster", PROBE_TIMEOUT)
+            .await
+            .with_context(|| format!("GET /v1/cluster of node {id}"))?;
+        if reply.status != StatusCode::OK {
+            bail!("GET /v1/cluster of node {id}: {reply}");
+        }
+        Ok(reply.body)
+    }
+
+    /// One observation of `among`: `Ok(leader)` when every one of them reports the same
+    /// leader, that leader is one of them and says it is the leader; else why not.
+    async fn agreed_leader(&self, among: &[NodeId]) -> Result<NodeId, String> {
+        let mut leaders = BTreeMap::new();
+        for &id in among {
+            let s = self.status(id).await.map_err(|e| format!("{e:#}"))?;
+            leaders.insert(id, (s["leader"].as_u64(), s["role"].clone()));
+        }
+        let seen: BTreeSet<Option<u64>> = leaders.values().map(|(l, _)| *l).collect();
+        match seen.into_iter().collect::<Vec<_>>()[..] {
+            [Some(l)] if among.contains(&l) && leaders[&l].1 == "leader" => Ok(l),
+            _ => Err(format!("leader/role per node: {leaders:?}")),
+        }
+    }
+
+    /// Waits until every node of `among` reports the same leader, one of them.
+    pub async fn wait_leader(&self, among: &[NodeId], timeout: Duration) -> Result<NodeId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.agreed_leader(among).await {
+                Ok(l) => return Ok(l),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                bail!("no agreed leader among {among:?} within {timeout:?}; last: {last}");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits until `voters` agree on a leader among them and that leader's view lists exactly
+    /// `voters` as voters (and no one else). Returns the leader.
+    pub async fn wait_formed(&self, voters: &[NodeId], timeout: Duration) -> Result<NodeId> {
+        let want: BTreeSet<NodeId> = voters.iter().copied().collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.agreed_leader(voters).await {
+                Err(why) => why,
+                Ok(leader) => match self.view(leader).await {
+                    Err(e) => format!("{e:#}"),
+                    Ok(view) => {
+                        let ms = members(&view)?;
+                        let got: BTreeSet<NodeId> = ms
+                            .values()
+                            .filter(|m| m.role == "voter")
+                            .map(|m| m.node_id)
+                            .collect();
+                        if got == want && ms.len() == want.len() {
+                            return Ok(leader);
+                        }
+                        format!("members {ms:?}")
+                    }
+                },
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "the voters {voters:?} did not form a cluster within {timeout:?}; last: {last}"
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits until every node of `among` reports the same leader (one of them), has applied
+    /// the leader's whole log, and shows the same revision. Returns that revision.
+    pub async fn wait_converged(&self, among: &[NodeId], timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.converged_once(among).await {
+                Ok(rev) => return Ok(rev),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                bail!("{among:?} did not converge within {timeout:?}; last: {last}");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn converged_once(&self, among: &[NodeId]) -> Result<u64, String> {
+        let leader = self.agreed_leader(among).await?;
+        let mut seen = BTreeMap::new();
+        for &id in among {
+            let s = self.status(id).await.map_err(|e| format!("{e:#}"))?;
+            seen.insert(
+                id,
+                (
+                    s["revision"].as_u64(),
+                    s["last_applied_index"].as_u64(),
+                    s["last_log_index"].as_u64(),
+                ),
+            );
+        }
+        let target = seen[&leader].2;
+        let revisions: BTreeSet<Option<u64>> = seen.values().map(|v| v.0).collect();
+        let all_applied = seen.values().all(|v| v.1.is_some() && v.1 == target);
+        match revisions.into_iter().collect::<Vec<_>>()[..] {
+            [Some(rev)] if all_applied => Ok(rev),
+            _ => Err(format!(
+                "leader {leader}; (revision, applied, last log) per node: {seen:?}"
+            )),
+        }
+    }
+
+    /// Waits until every node of `among` has applied at least `schemas` schema versions
+    /// (`/v1/status` "schemas").
+    pub async fn wait_schemas(
+        &self,
+        among: &[NodeId],
+        schemas: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = BTreeMap::new();
+            for &id in among {
+                let n = self
+                    .status(id)
+                    .await
+                    .ok()
+                    .and_then(|s| s["schemas"].as_u64());
+                seen.insert(id, n);
+            }
+            if seen.values().all(|n| n.is_some_and(|n| n >= schemas)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("not every node has {schemas} schema(s) within {timeout:?}: {seen:?}");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The last `lines` lines of every node's log, for test output.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (id, node) in &self.nodes {
+            let _ = writeln!(
+                out,
+                "---- node {id} ({}) ----\n{}",
+                node.log_path().display(),
+                node.log_tail(lines)
+            );
+        }
+        out
+    }
+
+    /// Marks the test as passed: the nodes' directories are removed on drop.
+    pub fn pass(&mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.passed || std::thread::panicking() {
+            eprintln!(
+                "cluster test failed; proxies: {}; keeping the node directories",
+                self.net.summary()
+            );
+            for node in self.nodes.values_mut() {
+                node.keep_on_drop();
+            }
+        }
+    }
+}
