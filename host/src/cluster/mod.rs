@@ -5,6 +5,7 @@
 //! Owns: who is in the cluster and how a request reaches the leader. Does not own: the Raft
 //! protocol itself (openraft, [`crate::raft`]) or what a proposal means ([`crate::store`]).
 
+mod batch;
 pub mod form;
 mod routes;
 
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{NodeId, NodeInfo, Raft};
@@ -107,6 +108,7 @@ pub struct Cluster {
     me: NodeId,
     info: NodeInfo,
     http: reqwest::Client,
+    batcher: batch::Batcher,
     /// How long a write or a membership change may wait for a leader and a commit.
     write_timeout: Duration,
     /// How long a linearizable read may wait for its read index.
@@ -131,6 +133,7 @@ impl Cluster {
             .build()
             .expect("build forwarding http client");
         Self {
+            batcher: batch::Batcher::start(raft.clone()),
             raft,
             me,
             info,
@@ -231,13 +234,9 @@ impl Cluster {
             let (leader_id, leader) = self.wait_leader(deadline).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = if leader_id == self.me {
-                match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
+                match tokio::time::timeout(left, self.batcher.propose(cmd.clone())).await {
                     Err(_) => return Err(ClusterError::Timeout("the write")),
-                    Ok(Ok(resp)) => Forwarded::Ok(resp.data),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        Forwarded::NotLeader
-                    }
-                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Ok(outcome) => outcome,
                 }
             } else {
                 self.forward_retryable(&leader, "/internal/propose", &cmd, left)
@@ -259,15 +258,11 @@ impl Cluster {
 
     /// The leader side of a forwarded proposal.
     pub async fn propose_as_leader(&self, cmd: Command) -> Forwarded<CommandResult> {
-        match tokio::time::timeout(self.write_timeout, self.raft.client_write(cmd)).await {
+        match tokio::time::timeout(self.write_timeout, self.batcher.propose(cmd)).await {
             Err(_) => {
                 Forwarded::Failed("the write did not commit in time; its outcome is unknown".into())
             }
-            Ok(Ok(resp)) => Forwarded::Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Forwarded::NotLeader
-            }
-            Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+            Ok(outcome) => outcome,
         }
     }
 

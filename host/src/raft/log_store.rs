@@ -38,6 +38,9 @@ enum Job {
 /// Entries appended but not yet written to fjall: index → (log id, encoded entry).
 type Tail = Arc<Mutex<BTreeMap<u64, (LogId, Arc<[u8]>)>>>;
 
+/// The latest committed log id reported by openraft, written by the writer with its next batch.
+type Committed = Arc<Mutex<Option<Option<LogId>>>>;
+
 /// Log storage handle. Cloning is cheap; clones share the keyspaces, the tail and the writer.
 #[derive(Clone)]
 pub struct LogStore {
@@ -45,6 +48,7 @@ pub struct LogStore {
     log: Keyspace,
     meta: Keyspace,
     tail: Tail,
+    committed: Committed,
     writer: mpsc::Sender<Job>,
 }
 
@@ -55,17 +59,25 @@ impl LogStore {
         let log = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("raft_meta", KeyspaceCreateOptions::default)?;
         let tail: Tail = Arc::default();
+        let committed: Committed = Arc::default();
         let (tx, rx) = mpsc::channel::<Job>();
-        let (w_db, w_log, w_tail) = (db.clone(), log.clone(), tail.clone());
+        let writer = Writer {
+            db: db.clone(),
+            log: log.clone(),
+            meta: meta.clone(),
+            tail: tail.clone(),
+            committed: committed.clone(),
+        };
         thread::Builder::new()
             .name("scarab-log-writer".into())
-            .spawn(move || group_commit(w_db, w_log, w_tail, rx))
+            .spawn(move || writer.run(rx))
             .expect("spawn log writer");
         Ok(Self {
             db: db.clone(),
             log,
             meta,
             tail,
+            committed,
             writer: tx,
         })
     }
@@ -128,47 +140,68 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// The writer: one fjall batch and one fsync for everything queued meanwhile.
-fn group_commit(db: Database, log: Keyspace, tail: Tail, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        jobs.extend(rx.try_iter());
-        let pending: Vec<(u64, LogId, Arc<[u8]>)> = tail
-            .lock()
-            .expect("log tail")
-            .iter()
-            .map(|(i, (id, bytes))| (*i, *id, bytes.clone()))
-            .collect();
-        let result = (|| {
-            if !pending.is_empty() {
-                let mut batch = db.batch();
+/// The only thread that writes the log keyspaces during normal operation: fjall holds its
+/// journal lock for a whole fsync, so any other writer would wait for it.
+struct Writer {
+    db: Database,
+    log: Keyspace,
+    meta: Keyspace,
+    tail: Tail,
+    committed: Committed,
+}
+
+impl Writer {
+    /// One fjall batch and one fsync for everything queued meanwhile.
+    fn run(self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            jobs.extend(rx.try_iter());
+            let pending: Vec<(u64, LogId, Arc<[u8]>)> = self
+                .tail
+                .lock()
+                .expect("log tail")
+                .iter()
+                .map(|(i, (id, bytes))| (*i, *id, bytes.clone()))
+                .collect();
+            let committed = self.committed.lock().expect("committed").take();
+            let result = (|| {
+                let mut batch = self.db.batch();
                 for (index, _, bytes) in &pending {
-                    batch.insert(&log, index_key(*index), bytes.as_ref());
+                    batch.insert(&self.log, index_key(*index), bytes.as_ref());
                 }
-                batch.commit()?;
-            }
-            db.persist(PersistMode::SyncData)
-        })();
-        match &result {
-            Ok(()) => {
-                // Drop what is now on disk from the tail, unless it was replaced meanwhile.
-                let mut t = tail.lock().expect("log tail");
-                for (index, id, _) in &pending {
-                    if t.get(index).is_some_and(|(cur, _)| cur == id) {
-                        t.remove(index);
+                if let Some(c) = committed {
+                    batch.insert(
+                        &self.meta,
+                        COMMITTED,
+                        serde_json::to_vec(&c).expect("log id serialises"),
+                    );
+                }
+                if !batch.is_empty() {
+                    batch.commit()?;
+                }
+                self.db.persist(PersistMode::SyncData)
+            })();
+            match &result {
+                Ok(()) => {
+                    // Drop what is now on disk from the tail, unless it was replaced meanwhile.
+                    let mut t = self.tail.lock().expect("log tail");
+                    for (index, id, _) in &pending {
+                        if t.get(index).is_some_and(|(cur, _)| cur == id) {
+                            t.remove(index);
+                        }
                     }
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, "writing or fsyncing the raft log failed; the node cannot acknowledge writes");
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "writing or fsyncing the raft log failed; the node cannot acknowledge writes");
-            }
-        }
-        for job in jobs {
-            let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-            match job {
-                Job::Flush(cb) => cb.log_io_completed(outcome.map_err(std::io::Error::other)),
-                Job::Barrier(tx) => {
-                    let _ = tx.send(outcome);
+            for job in jobs {
+                let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                match job {
+                    Job::Flush(cb) => cb.log_io_completed(outcome.map_err(std::io::Error::other)),
+                    Job::Barrier(tx) => {
+                        let _ = tx.send(outcome);
+                    }
                 }
             }
         }
@@ -251,12 +284,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsynced: it is only a hint that lets a restarted node re-apply without waiting
-        // for a leader; the next log fsync makes it durable anyway.
-        self.put_json(COMMITTED, &committed)
+        // Called on every commit: only noted here, and written by the writer with its next
+        // batch. It is a hint that lets a restarted node re-apply without waiting for a
+        // leader, so losing the latest one in a crash costs nothing but that wait.
+        *self.committed.lock().expect("committed") = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(c) = *self.committed.lock().expect("committed") {
+            return Ok(c);
+        }
         Ok(self.get_json::<Option<LogId>>(COMMITTED)?.flatten())
     }
 

@@ -28,10 +28,11 @@ impl std::fmt::Display for NodeInfo {
 }
 
 openraft::declare_raft_types!(
-    /// Scarab's Raft types: commands in, results out, snapshots as files on disk.
+    /// Scarab's Raft types: an entry carries the commands proposed together (group commit),
+    /// applying it gives one result per command; snapshots are files on disk.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = Vec<Command>,
+        R = Vec<CommandResult>,
         NodeId = u64,
         Node = NodeInfo,
         SnapshotData = tokio::fs::File,

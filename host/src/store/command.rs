@@ -93,8 +93,6 @@ pub struct SchemaRecord {
 /// The outcome of applying one log entry.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum CommandResult {
-    /// Blank and membership entries.
-    Nothing,
     ConfigWritten {
         meta: ConfigMeta,
         created: bool,

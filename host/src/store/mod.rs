@@ -229,7 +229,7 @@ impl StateStore {
     pub(crate) fn apply_batch(
         &self,
         entries: impl IntoIterator<Item = crate::raft::Entry>,
-    ) -> Result<Vec<CommandResult>, StoreError> {
+    ) -> Result<Vec<Vec<CommandResult>>, StoreError> {
         let mut tx = ApplyTx {
             store: self,
             meta: self.applied(),
@@ -239,11 +239,15 @@ impl StateStore {
         for entry in entries {
             tx.meta.last_applied = Some(entry.log_id);
             results.push(match entry.payload {
-                openraft::EntryPayload::Blank => CommandResult::Nothing,
-                openraft::EntryPayload::Normal(cmd) => tx.execute(cmd)?,
+                openraft::EntryPayload::Blank => Vec::new(),
+                // Each command of a batch is its own change, with its own revision.
+                openraft::EntryPayload::Normal(cmds) => cmds
+                    .into_iter()
+                    .map(|c| tx.execute(c))
+                    .collect::<Result<_, _>>()?,
                 openraft::EntryPayload::Membership(m) => {
                     tx.meta.membership = StoredMembership::new(Some(entry.log_id), m);
-                    CommandResult::Nothing
+                    Vec::new()
                 }
             });
         }
@@ -586,13 +590,13 @@ mod tests {
             self.index += 1;
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-                payload: EntryPayload::Normal(Command {
+                payload: EntryPayload::Normal(vec![Command {
                     actor: "tester".into(),
                     at_ms: 1_000 + self.index,
                     op,
-                }),
+                }]),
             };
-            self.store.apply_batch([entry]).unwrap().remove(0)
+            self.store.apply_batch([entry]).unwrap().remove(0).remove(0)
         }
 
         fn schema(&mut self) {
