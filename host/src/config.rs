@@ -92,11 +92,11 @@ pub struct NodeConfig {
     pub log_keep: u64,
 
     /// Raft heartbeat interval.
-    #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
 
     /// Raft election timeout (lower bound; the upper bound is twice this).
-    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
 }
 

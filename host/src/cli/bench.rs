@@ -248,9 +248,12 @@ fn start_nodes(n: usize, data_dir: &std::path::Path) -> Result<Nodes, String> {
                 &apis.join(","),
             ]);
         }
+        let log = std::fs::create_dir_all(data_dir)
+            .and_then(|_| std::fs::File::create(data_dir.join(format!("n{}.log", i + 1))))
+            .map_err(|e| format!("cannot create the node log: {e}"))?;
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start a node: {e}"))?;
         nodes.children.push(Some(child));

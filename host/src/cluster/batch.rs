@@ -84,3 +84,54 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
         });
     }
 }
+
+type ReadWaiter = oneshot::Sender<Forwarded<u64>>;
+
+/// Coalesces read-index requests on the leader: every request that arrives while a round
+/// (a heartbeat to a quorum) is in flight is answered by the next round. A round that starts
+/// after a request arrived gives it a valid read index, so reads stay linearizable while
+/// sharing the quorum round trip.
+#[derive(Clone)]
+pub struct ReadIndexBatcher {
+    tx: mpsc::UnboundedSender<ReadWaiter>,
+}
+
+impl ReadIndexBatcher {
+    pub fn start(raft: Raft, timeout: std::time::Duration) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<ReadWaiter>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    waiters.push(w);
+                }
+                let outcome = match tokio::time::timeout(timeout, raft.get_read_log_id()).await {
+                    Err(_) => Forwarded::Failed("leadership could not be confirmed in time".into()),
+                    Ok(Ok((read, _))) => Forwarded::Ok(read.map(|l| l.index).unwrap_or(0)),
+                    Ok(Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(_),
+                    ))) => Forwarded::NotLeader,
+                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                };
+                for w in waiters {
+                    let _ = w.send(match &outcome {
+                        Forwarded::Ok(i) => Forwarded::Ok(*i),
+                        Forwarded::NotLeader => Forwarded::NotLeader,
+                        Forwarded::Conflict(e) => Forwarded::Conflict(e.clone()),
+                        Forwarded::Failed(e) => Forwarded::Failed(e.clone()),
+                    });
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub async fn read_index(&self) -> Forwarded<u64> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(tx).is_err() {
+            return Forwarded::Failed("the node is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Forwarded::Failed("the node is shutting down".into()))
+    }
+}

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{NodeId, NodeInfo, Raft};
@@ -109,6 +108,7 @@ pub struct Cluster {
     info: NodeInfo,
     http: reqwest::Client,
     batcher: batch::Batcher,
+    read_index: batch::ReadIndexBatcher,
     /// How long a write or a membership change may wait for a leader and a commit.
     write_timeout: Duration,
     /// How long a linearizable read may wait for its read index.
@@ -134,6 +134,7 @@ impl Cluster {
             .expect("build forwarding http client");
         Self {
             batcher: batch::Batcher::start(raft.clone()),
+            read_index: batch::ReadIndexBatcher::start(raft.clone(), read_timeout),
             raft,
             me,
             info,
@@ -269,14 +270,7 @@ impl Cluster {
     /// The leader side of a read-index request: confirms leadership with a quorum and returns
     /// the index a linearizable read must wait for.
     pub async fn read_index_as_leader(&self) -> Forwarded<u64> {
-        match tokio::time::timeout(self.read_timeout, self.raft.get_read_log_id()).await {
-            Err(_) => Forwarded::Failed("leadership could not be confirmed in time".into()),
-            Ok(Ok((read, _))) => Forwarded::Ok(read.map(|l| l.index).unwrap_or(0)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-                Forwarded::NotLeader
-            }
-            Ok(Err(e)) => Forwarded::Failed(e.to_string()),
-        }
+        self.read_index.read_index().await
     }
 
     /// Waits until this node's state machine may serve a linearizable read: the leader

@@ -131,6 +131,10 @@ pub struct PluginHost {
     cache_dir: PathBuf,
     engine_hash: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Held while a plugin is compiled or loaded from disk: the first caller does the work,
+    /// concurrent callers for the same (or another) plugin wait and then find it loaded,
+    /// instead of all compiling it at once on a cold node.
+    loading: Mutex<()>,
     /// Idle instances over all plugins, kept under half the pool so that calls (bounded to the
     /// other half by the schema registry) always find a free slot.
     idle_total: AtomicUsize,
@@ -179,6 +183,7 @@ impl PluginHost {
             cache_dir,
             engine_hash: h.finish(),
             loaded: Mutex::new(HashMap::new()),
+            loading: Mutex::new(()),
             idle_total: AtomicUsize::new(0),
             compiled: AtomicU64::new(0),
             from_disk_cache: AtomicU64::new(0),
@@ -194,6 +199,10 @@ impl PluginHost {
     /// else compiled now (and cached). Refuses bytes that are not a component implementing
     /// the validator world.
     pub fn load(&self, digest: &str, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, PluginError> {
+        if let Some(p) = self.loaded.lock().expect("plugin map").get(digest) {
+            return Ok(p.clone());
+        }
+        let _loading = self.loading.lock().expect("plugin loading");
         if let Some(p) = self.loaded.lock().expect("plugin map").get(digest) {
             return Ok(p.clone());
         }

@@ -742,6 +742,43 @@ mod tests {
     }
 
     #[test]
+    fn commands_batched_in_one_entry_apply_in_order_each_with_its_own_revision() {
+        let mut f = Fixture::new();
+        f.schema();
+        let put = |key: &str, value: &str, precondition| Command {
+            actor: "a".into(),
+            at_ms: 5,
+            op: Op::PutConfig {
+                key: key.into(),
+                schema: "s".into(),
+                schema_version: 1,
+                plugin_digest: None,
+                value: value.into(),
+                precondition,
+            },
+        };
+        let base = f.store.applied().revision;
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 100),
+            payload: EntryPayload::Normal(vec![
+                put("a", "1", Precondition::Absent),
+                // Sees the first command of the same entry.
+                put("a", "2", Precondition::Revision(base + 1)),
+                put("a", "3", Precondition::Absent),
+            ]),
+        };
+        let results = f.store.apply_batch([entry]).unwrap().remove(0);
+        assert_eq!(written(results[0].clone()).revision, base + 1);
+        assert_eq!(written(results[1].clone()).revision, base + 2);
+        assert!(matches!(
+            results[2],
+            CommandResult::Rejected(Rejection::PreconditionFailed { .. })
+        ));
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "2");
+        assert_eq!(f.store.applied().revision, base + 2);
+    }
+
+    #[test]
     fn listing_pages_by_prefix_after_a_key() {
         let mut f = Fixture::new();
         f.schema();
