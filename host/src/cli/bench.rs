@@ -351,6 +351,23 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             .register_schema("store", 1, schema_bytes.clone(), Some(wasm.clone()))
             .await
             .map_err(|e| e.to_string())?;
+        // Every key exists before the GET workloads, whatever the PUT phase managed.
+        let populate = futures::future::join_all((0..16).map(|t| {
+            let client = client.clone();
+            let keys = args.keys;
+            let size = args.value_bytes;
+            async move {
+                for k in (t..keys).step_by(16) {
+                    client
+                        .put_config(&key(k), "store", 1, &document(k, size), None, false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            }
+        }))
+        .await;
+        populate.into_iter().collect::<Result<Vec<()>, String>>()?;
         println!(
             "scarab bench: {} node(s), {}-byte store values over {} keys, {:?} per workload, data in {}",
             args.nodes,
