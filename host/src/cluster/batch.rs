@@ -17,6 +17,8 @@ use crate::store::{Command, CommandResult};
 
 /// Commands in one entry at most; a full batch is followed at once by the next.
 const MAX_BATCH: usize = 512;
+/// Value bytes in one entry at most (one larger value still travels alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Batches in flight at once: one being flushed, one being applied and answered.
 const IN_FLIGHT: usize = 2;
 
@@ -45,6 +47,16 @@ impl Batcher {
     }
 }
 
+/// The bulk of a command's size in the log.
+fn command_bytes(cmd: &Command) -> usize {
+    use crate::store::Op;
+    match &cmd.op {
+        Op::PutConfig { value, .. } => value.len(),
+        Op::PutSchema { schema, plugin, .. } => schema.len() + plugin.as_ref().map_or(0, Vec::len),
+        Op::DeleteConfig { .. } | Op::DeleteSchema { .. } => 0,
+    }
+}
+
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -52,10 +64,14 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
             return;
         };
         // Everything that queued while the previous batches were in flight goes now.
+        let mut bytes = command_bytes(&first.0);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok(item) => {
+                    bytes += command_bytes(&item.0);
+                    batch.push(item);
+                }
                 Err(_) => break,
             }
         }

@@ -17,6 +17,8 @@ pub fn router(cluster: Cluster) -> Router {
         .route("/internal/add-member", post(add_member))
         .route("/internal/remove-member", post(remove_member))
         .route("/internal/view", post(view))
+        // A forwarded proposal holds a whole value (up to --max-value-bytes).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(cluster)
 }
 

@@ -139,6 +139,10 @@ pub fn router(raft: Raft) -> Router {
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        // AppendEntries after a leader change can carry many batched entries: axum's 2 MB
+        // default would refuse them (with a plain-text 413) and stall replication for good.
+        // Peers are trusted cluster members; the size is bounded by max_payload_entries.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(raft)
 }
 
