@@ -837,3 +837,41 @@ async fn every_connection_a_node_opens_to_a_peer_comes_from_its_peer_listen_ip()
     cluster.pass();
     Ok(())
 }
+
+/// Regression: after a follower was away, the leader catches it up with AppendEntries that
+/// carry many batched entries. Peer endpoints once refused bodies over axum's 2 MB default
+/// (a plain-text 413), which stalled replication to that follower for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_through_append_entries_larger_than_two_megabytes() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let ids = cluster.ids();
+    let leader = cluster.wait_leader(&ids, SETTLE).await?;
+    register_note(&mut cluster, leader).await?;
+    let follower = *ids.iter().find(|&&i| i != leader).unwrap();
+    let status = cluster.stop(follower).await?;
+    assert!(status.success(), "node {follower} stopped with {status}");
+
+    // 16 values of 600 KiB: the follower receives them four entries per AppendEntries, about
+    // 2.4 MB a request.
+    let api = cluster.api(leader);
+    let writes = (0..16u64).map(|i| {
+        let api = api.clone();
+        async move {
+            let value = json!({"i": i, "blob": "x".repeat(600 << 10)});
+            let reply = put_note(&api, &format!("big/{i:02}"), &value).await?;
+            assert_status(&reply, 201);
+            Ok::<(), anyhow::Error>(())
+        }
+    });
+    for r in futures::future::join_all(writes).await {
+        r?;
+    }
+
+    cluster.restart(follower).await?;
+    let revision = cluster.wait_converged(&ids, SETTLE).await?;
+    let follower_status = cluster.status(follower).await?;
+    assert_eq!(follower_status["revision"], revision, "{follower_status}");
+    assert_eq!(follower_status["configs"], 16, "{follower_status}");
+    cluster.pass();
+    Ok(())
+}

@@ -91,12 +91,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_LOG_KEEP", default_value_t = 1_000)]
     pub log_keep: u64,
 
-    /// Raft heartbeat interval.
-    #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    /// Raft heartbeat interval. openraft 0.9 also uses it as the timeout of one
+    /// AppendEntries, so it must cover sending a few MiB to a follower.
+    #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
 
     /// Raft election timeout (lower bound; the upper bound is twice this).
-    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "400ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
 }
 

@@ -90,8 +90,9 @@ pub async fn run(
         max_in_snapshot_log_to_keep: config.log_keep,
         // Purge everything a new snapshot allows at once (purges only follow snapshots).
         purge_batch_size: 1,
-        // An entry is a batch of up to 4 MiB of values: keep one AppendEntries bounded.
-        max_payload_entries: 64,
+        // openraft 0.9 gives one AppendEntries a heartbeat interval to complete; an entry is a
+        // batch of up to 256 KiB of values (or one larger value): keep the request small.
+        max_payload_entries: 4,
         ..Default::default()
     }
     .validate()

@@ -17,8 +17,9 @@ use crate::store::{Command, CommandResult};
 
 /// Commands in one entry at most; a full batch is followed at once by the next.
 const MAX_BATCH: usize = 512;
-/// Value bytes in one entry at most (one larger value still travels alone).
-const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Value bytes in one entry at most (one larger value still travels alone). Small, because
+/// openraft 0.9 gives an AppendEntries only a heartbeat interval to reach a follower.
+const MAX_BATCH_BYTES: usize = 256 << 10;
 /// Batches in flight at once: one being flushed, one being applied and answered.
 const IN_FLIGHT: usize = 2;
 
