@@ -307,6 +307,21 @@ impl Cluster {
         }
     }
 
+    /// Sends a membership change to the leader and maps its answer.
+    async fn forward_membership<Req: Serialize>(
+        &self,
+        leader: &NodeInfo,
+        path: &str,
+        req: &Req,
+    ) -> Result<ClusterView, ClusterError> {
+        match self.forward(leader, path, req, self.write_timeout).await? {
+            Forwarded::Ok(v) => Ok(v),
+            Forwarded::NotLeader => Err(ClusterError::NoLeader),
+            Forwarded::Conflict(e) => Err(ClusterError::Refused(e)),
+            Forwarded::Failed(e) => Err(ClusterError::Raft(e)),
+        }
+    }
+
     /// Adds a node (as a learner that catches up, then, if `voter`, promoted). Idempotent for
     /// a node that is already a member with the same addresses. Runs on the leader; followers
     /// forward it.
@@ -314,20 +329,9 @@ impl Cluster {
         let deadline = Instant::now() + self.write_timeout;
         let (leader_id, leader) = self.wait_leader(deadline).await?;
         if leader_id != self.me {
-            return match self
-                .forward::<_, ClusterView>(
-                    &leader,
-                    "/internal/add-member",
-                    &req,
-                    self.write_timeout,
-                )
-                .await?
-            {
-                Forwarded::Ok(v) => Ok(v),
-                Forwarded::NotLeader => Err(ClusterError::NoLeader),
-                Forwarded::Conflict(e) => Err(ClusterError::Refused(e)),
-                Forwarded::Failed(e) => Err(ClusterError::Raft(e)),
-            };
+            return self
+                .forward_membership(&leader, "/internal/add-member", &req)
+                .await;
         }
         let info = NodeInfo {
             api: req.api.clone(),
@@ -392,20 +396,9 @@ impl Cluster {
         let deadline = Instant::now() + self.write_timeout;
         let (leader_id, leader) = self.wait_leader(deadline).await?;
         if leader_id != self.me {
-            return match self
-                .forward::<_, ClusterView>(
-                    &leader,
-                    "/internal/remove-member",
-                    &id,
-                    self.write_timeout,
-                )
-                .await?
-            {
-                Forwarded::Ok(v) => Ok(v),
-                Forwarded::NotLeader => Err(ClusterError::NoLeader),
-                Forwarded::Conflict(e) => Err(ClusterError::Refused(e)),
-                Forwarded::Failed(e) => Err(ClusterError::Raft(e)),
-            };
+            return self
+                .forward_membership(&leader, "/internal/remove-member", &id)
+                .await;
         }
         let m = self.raft.metrics().borrow().membership_config.clone();
         let membership = m.membership();
