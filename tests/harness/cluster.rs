@@ -272,6 +272,17 @@ impl Cluster {
         Ok(status)
     }
 
+    /// SIGSTOP of node `id`: the process freezes with its sockets open (a GC pause, a VM
+    /// stall), so peers see timeouts rather than refused connections.
+    pub fn pause(&mut self, id: NodeId) -> Result<()> {
+        self.node_mut(id).signal(libc::SIGSTOP)
+    }
+
+    /// SIGCONT of node `id` (after `pause`).
+    pub fn resume(&mut self, id: NodeId) -> Result<()> {
+        self.node_mut(id).signal(libc::SIGCONT)
+    }
+
     /// SIGTERM of node `id`, waiting for it to exit.
     pub async fn stop(&mut self, id: NodeId) -> Result<ExitStatus> {
         let status = self.node_mut(id).stop().await?;

@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod cluster;
+pub mod history;
+pub mod nemesis;
 pub mod proxy;
 
 /// How long a node may take to become ready after it is spawned.
@@ -1020,6 +1022,21 @@ impl Node {
         let status = child.wait()?;
         self.note(&format!("killed (SIGKILL): {status}"));
         Ok(status)
+    }
+
+    /// Sends `signal` to the running process (SIGSTOP/SIGCONT pause and resume it).
+    pub fn signal(&mut self, signal: libc::c_int) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("node {} is not running", self.opts.node_id))?;
+        let pid = libc::pid_t::try_from(child.id())?;
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("signal {signal}: {}", std::io::Error::last_os_error());
+        }
+        self.note(&format!("sent signal {signal}"));
+        Ok(())
     }
 
     /// SIGTERM, then waits up to `STOP_TIMEOUT` for the process to exit (SIGKILL and an error

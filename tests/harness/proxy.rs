@@ -6,7 +6,8 @@
 //! which node opened it. Node `i` advertises its proxy's address as its peer URL
 //! (`--peer-advertise`); the proxy forwards to the node's real peer listener and consults a
 //! table shared by all proxies of a cluster: when (source IP, destination node) is cut, it
-//! refuses new connections (accepts and resets them at once) and resets the live ones.
+//! refuses new connections (accepts and resets them at once) and resets the live ones. A link
+//! can also be slowed down instead: every chunk it carries waits the link's delay first.
 //!
 //! Connections from an IP that is no node's (e.g. 127.0.0.1, a node that did not bind its
 //! outgoing socket) are never cut: they are counted per source (see `Net::sources`), so a test
@@ -61,6 +62,8 @@ struct Live {
 struct Table {
     /// (source IP, destination node) pairs whose connections are refused.
     cut: BTreeSet<(IpAddr, NodeId)>,
+    /// (source IP, destination node) pairs whose traffic (both ways) is delayed.
+    delay: BTreeMap<(IpAddr, NodeId), Duration>,
     live: HashMap<u64, Live>,
     next_id: u64,
     /// Connections accepted (forwarded or refused), per source IP.
@@ -106,9 +109,30 @@ impl Net {
         t.reset += reset;
     }
 
-    /// Restores every link.
+    /// Delays every chunk of data on the links between a node of `a` and a node of `b`, both
+    /// directions, by `delay` (a slow or congested network rather than a cut one).
+    pub fn slow(&self, a: &[NodeId], b: &[NodeId], delay: Duration) {
+        let mut t = self.lock();
+        for &x in a {
+            for &y in b {
+                if x != y {
+                    t.delay.insert((node_ip(x), y), delay);
+                    t.delay.insert((node_ip(y), x), delay);
+                }
+            }
+        }
+    }
+
+    /// Restores every link (cut or slowed).
     pub fn heal(&self) {
-        self.lock().cut.clear();
+        let mut t = self.lock();
+        t.cut.clear();
+        t.delay.clear();
+    }
+
+    /// The delay of the link from `src` to node `dest`, if it is slowed.
+    fn delay_of(&self, src: IpAddr, dest: NodeId) -> Option<Duration> {
+        self.lock().delay.get(&(src, dest)).copied()
     }
 
     /// Whether connections from `src` to node `dest` are refused.
@@ -298,7 +322,7 @@ async fn accept_loop(
             Some((id, cancel)) => {
                 let net = net.clone();
                 tokio::spawn(async move {
-                    pipe(inbound, upstream, cancel).await;
+                    pipe(inbound, upstream, cancel, &net, from.ip(), dest).await;
                     net.forget(id);
                 });
             }
@@ -306,23 +330,59 @@ async fn accept_loop(
     }
 }
 
-/// Copies both ways until either side closes or the link is cut (then both sides are reset).
-async fn pipe(mut inbound: TcpStream, upstream: SocketAddr, cancel: CancellationToken) {
+/// Copies both ways until either side closes or the link is cut (then both sides are reset),
+/// waiting the link's delay (if it is slowed) before forwarding each chunk.
+async fn pipe(
+    inbound: TcpStream,
+    upstream: SocketAddr,
+    cancel: CancellationToken,
+    net: &Net,
+    src: IpAddr,
+    dest: NodeId,
+) {
     let connected = tokio::select! {
         _ = cancel.cancelled() => None,
         c = TcpStream::connect(upstream) => c.ok(),
     };
-    let Some(mut outbound) = connected else {
+    let Some(outbound) = connected else {
         let _ = inbound.set_zero_linger();
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-        _ = cancel.cancelled() => {
-            let _ = inbound.set_zero_linger();
-            let _ = outbound.set_zero_linger();
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let forward = copy_slowed(&mut in_read, &mut out_write, net, src, dest);
+    let backward = copy_slowed(&mut out_read, &mut in_write, net, src, dest);
+    let cut = tokio::select! {
+        _ = async { tokio::join!(forward, backward) } => false,
+        _ = cancel.cancelled() => true,
+    };
+    if cut && let (Ok(i), Ok(o)) = (in_read.reunite(in_write), out_read.reunite(out_write)) {
+        let _ = i.set_zero_linger();
+        let _ = o.set_zero_linger();
+    }
+}
+
+/// Copies `from` to `to` until EOF or an error, then shuts `to` down for writing.
+async fn copy_slowed<R, W>(from: &mut R, to: &mut W, net: &Net, src: IpAddr, dest: NodeId)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(delay) = net.delay_of(src, dest) {
+            tokio::time::sleep(delay).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
+    let _ = to.shutdown().await;
 }

@@ -1,0 +1,737 @@
+//! Fault injection with checked histories, in the manner of Jepsen and etcd's robustness tests.
+//!
+//! A cluster of real `scarab serve` processes (3, then 5 nodes) runs a fault schedule drawn
+//! from a seed (`harness::nemesis`: `kill -9` and restart, SIGSTOP/SIGCONT, isolating one node,
+//! cutting a minority off, slow links, and combinations) while concurrent clients read, write,
+//! compare-and-set, create and delete a few keys through random nodes. Every operation goes
+//! into a history (`harness::history`). When the schedule ends, every fault is healed, the
+//! cluster converges, every key is read once more, and the history is checked:
+//! linearizability per key by stateright's checker, no acknowledged write lost, one revision
+//! per value, and every node holding the same configs as the leader.
+//!
+//! This is a test binary of its own (`harness = false`), so it takes flags after `--`:
+//!
+//! ```text
+//! cargo test -p scarab --test nemesis                        # short profile (CI)
+//! cargo test -p scarab --test nemesis -- --seed 42           # replay a seed
+//! cargo test -p scarab --test nemesis -- --long --duration 30m --nodes 5
+//! ```
+//!
+//! Every run prints its seed. A failing run saves its history, schedule, applied faults and
+//! the node directories, and prints where.
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use harness::cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
+use harness::history::{self, History, Op, Outcome, Record, Ret};
+use harness::nemesis::{self, Applied, Schedule};
+use harness::proxy::NodeId;
+use harness::{Api, STORE};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Keys in use at a time; every `EPOCH` the clients move to a fresh set, which keeps each key's
+/// history short enough for the checker's search (it is exponential in the worst case).
+const KEYS: u64 = 16;
+const EPOCH: Duration = Duration::from_secs(5);
+/// A client gives up on a request after this long (its outcome is then unknown).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the checker may search one key's history.
+const CHECK_BUDGET: Duration = Duration::from_secs(60);
+/// Where the server's own timeouts sit: below the client's, so that most slow writes end
+/// with the server's answer rather than the client's timeout.
+const NODE_ARGS: &[&str] = &[
+    "--write-timeout",
+    "3s",
+    "--read-timeout",
+    "3s",
+    // Snapshots and log purges happen during the run, so restarted nodes catch up from them.
+    "--snapshot-threshold",
+    "300",
+    "--log-keep",
+    "50",
+];
+
+#[derive(Clone, Debug)]
+struct Options {
+    seed: u64,
+    nodes: Vec<u64>,
+    duration: Duration,
+    clients: usize,
+    profile: &'static str,
+}
+
+enum Parsed {
+    Run(Options),
+    /// `--list`, or a filter that does not name this test, or `--ignored`.
+    Skip(&'static str),
+}
+
+fn parse_args() -> Result<Parsed> {
+    let mut long = false;
+    let mut seed = None;
+    let mut nodes = None;
+    let mut duration = None;
+    let mut clients = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
+        match a.as_str() {
+            "--long" => long = true,
+            "--seed" => seed = Some(value("--seed")?.parse().context("--seed")?),
+            "--duration" => {
+                duration =
+                    Some(humantime::parse_duration(&value("--duration")?).context("--duration")?)
+            }
+            "--nodes" => {
+                nodes = Some(
+                    value("--nodes")?
+                        .split(',')
+                        .map(|n| n.trim().parse::<u64>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("--nodes: a comma-separated list of cluster sizes")?,
+                )
+            }
+            "--clients" => clients = Some(value("--clients")?.parse().context("--clients")?),
+            "--list" => {
+                println!("nemesis: test");
+                return Ok(Parsed::Skip("listed"));
+            }
+            "--ignored" => return Ok(Parsed::Skip("only ignored tests were asked for")),
+            // libtest's flags (cargo test -- --nocapture ...) mean nothing here.
+            flag if flag.starts_with('-') => eprintln!("nemesis: ignoring {flag}"),
+            filter if !"nemesis".contains(filter) => {
+                return Ok(Parsed::Skip("the filter does not name this test"));
+            }
+            _ => {}
+        }
+    }
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let nodes = nodes.unwrap_or_else(|| vec![3, 5]);
+    if let Some(bad) = nodes.iter().find(|n| !(1..=9).contains(*n)) {
+        bail!("--nodes: a cluster of {bad} nodes is not supported (1 to 9)");
+    }
+    Ok(Parsed::Run(Options {
+        seed,
+        nodes,
+        duration: duration.unwrap_or(if long {
+            Duration::from_secs(600)
+        } else {
+            Duration::from_secs(40)
+        }),
+        clients: clients.unwrap_or(8),
+        profile: if long { "long" } else { "short" },
+    }))
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Skip(why)) => {
+            eprintln!("nemesis: skipped ({why})");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("nemesis: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = checker_self_test() {
+        eprintln!("nemesis: the checker does not catch a known anomaly: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    eprintln!(
+        "nemesis: {} profile, seed {}, {:?} of faults per cluster, clusters of {:?} nodes, {} clients \
+         (replay: cargo test -p scarab --test nemesis -- --seed {}{})",
+        opts.profile,
+        opts.seed,
+        opts.duration,
+        opts.nodes,
+        opts.clients,
+        opts.seed,
+        if opts.profile == "long" {
+            format!(
+                " --long --duration {}",
+                humantime::format_duration(opts.duration)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut failed = false;
+    let mut reports = Vec::new();
+    for &n in &opts.nodes {
+        match runtime.block_on(run_one(&opts, n)) {
+            Ok(report) => {
+                failed |= !report.anomalies.is_empty();
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("nemesis: the {n}-node run could not complete: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    for r in &reports {
+        eprintln!("{}", r.summary());
+    }
+    eprintln!(
+        "nemesis: seed {} {}",
+        opts.seed,
+        if failed { "FAILED" } else { "passed" }
+    );
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+struct Report {
+    nodes: u64,
+    seed: u64,
+    records: usize,
+    tally: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    faults: BTreeMap<&'static str, u64>,
+    skipped_faults: usize,
+    verdict_ops: usize,
+    keys: usize,
+    check_time: Duration,
+    run_time: Duration,
+    anomalies: Vec<String>,
+    saved: Option<PathBuf>,
+}
+
+impl Report {
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "nemesis summary: {} nodes, seed {}: {} operations recorded, {} checked on {} keys in \
+             {:.1?} (run {:.0?}); faults applied {:?} (skipped {}); operations {:?}; {} anomalies",
+            self.nodes,
+            self.seed,
+            self.records,
+            self.verdict_ops,
+            self.keys,
+            self.check_time,
+            self.run_time,
+            self.faults,
+            self.skipped_faults,
+            self.tally,
+            self.anomalies.len()
+        );
+        for a in &self.anomalies {
+            s.push_str(&format!("\n  anomaly: {a}"));
+        }
+        if let Some(p) = &self.saved {
+            s.push_str(&format!(
+                "\n  history and schedule saved in {}",
+                p.display()
+            ));
+        }
+        s
+    }
+}
+
+async fn run_one(opts: &Options, nodes: u64) -> Result<Report> {
+    let started = Instant::now();
+    let schedule = Schedule::generate(opts.seed, nodes, opts.duration);
+    let mut cluster = Cluster::start(ClusterOptions::new(nodes).args(NODE_ARGS)).await?;
+    let ids = cluster.ids();
+    let leader = cluster.wait_leader(&ids, FORM_TIMEOUT).await?;
+    let reply = cluster.api(leader).register_kind(STORE).await?;
+    if !reply.status.is_success() {
+        bail!("registering the store schema: {reply}");
+    }
+    cluster.wait_schemas(&ids, 1, FORM_TIMEOUT).await?;
+
+    let start = Instant::now();
+    let history = History::new(start);
+    let stop = CancellationToken::new();
+    let apis: Arc<Vec<(NodeId, Api)>> =
+        Arc::new(ids.iter().map(|&id| (id, cluster.api(id))).collect());
+    let mut clients = Vec::new();
+    for i in 0..opts.clients {
+        clients.push(tokio::spawn(client(
+            i,
+            opts.clients,
+            opts.seed,
+            apis.clone(),
+            history.clone(),
+            start,
+            stop.clone(),
+        )));
+    }
+    let applied = nemesis::run(&mut cluster, &schedule, start, CancellationToken::new()).await;
+    stop.cancel();
+    for c in clients {
+        c.await.context("a client task")?;
+    }
+    let applied = applied?;
+
+    // Every fault is healed: the cluster must converge, then tell one story.
+    let mut anomalies = Vec::new();
+    let converged = cluster.wait_converged(&ids, FORM_TIMEOUT).await;
+    if let Err(e) = &converged {
+        anomalies.push(format!("the healed cluster did not converge: {e:#}"));
+    }
+    let keys: BTreeSet<String> = history.records().iter().map(|r| r.key.clone()).collect();
+    if converged.is_ok() {
+        anomalies.extend(final_reads(&cluster, &ids, &keys, &history).await?);
+    }
+    let records = history.records();
+    let verdict = history::check(&records, CHECK_BUDGET);
+    anomalies.extend(verdict.anomalies.iter().cloned());
+
+    let mut saved = None;
+    if !anomalies.is_empty() {
+        let dir = save_run(opts, nodes, &schedule, &applied, &records, &anomalies)?;
+        eprintln!("nemesis: node directories kept:\n{}", cluster.log_tails(0));
+        saved = Some(dir);
+    } else {
+        cluster.pass();
+    }
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for a in applied.iter().filter(|a| a.skipped.is_none()) {
+        *faults.entry(a.fault.name()).or_default() += 1;
+    }
+    Ok(Report {
+        nodes,
+        seed: opts.seed,
+        records: records.len(),
+        tally: history::tally(&records),
+        faults,
+        skipped_faults: applied.iter().filter(|a| a.skipped.is_some()).count(),
+        verdict_ops: verdict.ops_checked,
+        keys: verdict.keys_checked,
+        check_time: verdict.check_time,
+        run_time: started.elapsed(),
+        anomalies,
+        saved,
+    })
+}
+
+/// A process id that no client uses: the final reads.
+const FINAL_PROCESS: u64 = u64::MAX;
+
+/// Reads every key through the leader (recorded in the history, after everything else), then
+/// from every node's own state: each must match the leader's value and revision, and every
+/// node must list the same configs.
+async fn final_reads(
+    cluster: &Cluster,
+    ids: &[NodeId],
+    keys: &BTreeSet<String>,
+    history: &History,
+) -> Result<Vec<String>> {
+    let mut anomalies = Vec::new();
+    let leader = cluster.wait_leader(ids, FORM_TIMEOUT).await?;
+    let http = http_client()?;
+    let api = cluster.api(leader);
+    let mut expected: BTreeMap<String, Option<(u64, u64)>> = BTreeMap::new();
+    for key in keys {
+        let inv = history.invoke();
+        let outcome = perform(&http, &api, key, Op::Read, None).await;
+        let record = history.complete(
+            inv,
+            FINAL_PROCESS,
+            usize::MAX,
+            leader,
+            key,
+            Op::Read,
+            outcome,
+        );
+        match record.outcome {
+            Outcome::Ok {
+                ret: Ret::Read { value },
+                revision,
+            } => {
+                expected.insert(key.clone(), value.zip(revision));
+            }
+            other => bail!("the final read of {key} through the leader failed: {other:?}"),
+        }
+    }
+    for &id in ids {
+        let node = cluster.api(id);
+        for (key, want) in &expected {
+            let url = node.url(&format!("/v1/configs/{key}?consistency=stale"));
+            let got = match http.get(url).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    match status {
+                        StatusCode::OK => value_of(&body).zip(body["revision"].as_u64()),
+                        StatusCode::NOT_FOUND => None,
+                        s => bail!("stale read of {key} on node {id}: HTTP {s} {body}"),
+                    }
+                }
+                Err(e) => bail!("stale read of {key} on node {id}: {e}"),
+            };
+            if got != *want {
+                anomalies.push(format!(
+                    "node {id} holds {got:?} (value, revision) for {key}; the leader {leader} \
+                     holds {want:?}"
+                ));
+            }
+        }
+        let listed: BTreeMap<String, u64> = node
+            .list_all(Some("nemesis/"), Some(1000))
+            .await?
+            .iter()
+            .map(|i| {
+                (
+                    i["key"].as_str().unwrap_or_default().to_string(),
+                    i["revision"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let want: BTreeMap<String, u64> = expected
+            .iter()
+            .filter_map(|(k, v)| v.map(|(_, rev)| (k.clone(), rev)))
+            .collect();
+        if listed != want {
+            anomalies.push(format!(
+                "node {id} lists {} configs under nemesis/, the leader's reads found {}: {:?} vs {:?}",
+                listed.len(),
+                want.len(),
+                listed,
+                want
+            ));
+        }
+    }
+    Ok(anomalies)
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    // No connection reuse: a request either fails to connect (it never left: a definite
+    // failure) or was sent on a fresh connection (its failure is an unknown outcome).
+    Ok(reqwest::Client::builder()
+        .timeout(CLIENT_TIMEOUT)
+        .connect_timeout(Duration::from_secs(1))
+        .pool_max_idle_per_host(0)
+        .build()?)
+}
+
+/// One client: a closed loop of random operations through random nodes until `stop`.
+async fn client(
+    i: usize,
+    clients: usize,
+    seed: u64,
+    apis: Arc<Vec<(NodeId, Api)>>,
+    history: History,
+    start: Instant,
+    stop: CancellationToken,
+) {
+    let http = http_client().expect("an HTTP client");
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(7919 * (i as u64 + 1)));
+    let mut process = i as u64;
+    let mut counter = 0u64;
+    // What this client last saw of each key: (value, revision).
+    let mut seen: HashMap<String, (u64, u64)> = HashMap::new();
+    while !stop.is_cancelled() {
+        let epoch = start.elapsed().as_secs() / EPOCH.as_secs();
+        let key = format!("nemesis/e{epoch}/k{}", rng.random_range(0..KEYS));
+        let (node, api) = &apis[rng.random_range(0..apis.len())];
+        let roll = rng.random_range(0..100);
+        let think = Duration::from_millis(rng.random_range(0..5));
+        counter += 1;
+        // Unique across clients and runs of this process.
+        let value = (i as u64 + 1) * 1_000_000_000 + counter;
+        let last = seen.get(&key).copied();
+        let op = match roll {
+            0..40 => Op::Read,
+            40..65 => Op::Write { value },
+            65..85 => match last {
+                Some((expect, _)) => Op::Cas { expect, value },
+                None => Op::Create { value },
+            },
+            85..92 => Op::Create { value },
+            _ => Op::Delete,
+        };
+        let inv = history.invoke();
+        let outcome = perform(&http, api, &key, op, last.map(|l| l.1)).await;
+        let unknown = matches!(outcome, Outcome::Info { .. });
+        let failed = matches!(outcome, Outcome::Fail { .. });
+        let record = history.complete(inv, process, i, *node, &key, op, outcome);
+        if let Outcome::Ok { ret, revision } = record.outcome {
+            match (ret, op.written(), revision) {
+                (Ret::Read { value: Some(v) }, _, Some(rev)) => {
+                    seen.insert(key, (v, rev));
+                }
+                (Ret::Read { value: None }, _, _) => {
+                    seen.remove(&key);
+                }
+                (Ret::Done, Some(v), Some(rev)) => {
+                    seen.insert(key, (v, rev));
+                }
+                (Ret::Done, None, _) => {
+                    seen.remove(&key);
+                }
+                _ => {}
+            }
+        }
+        if unknown {
+            // A process never has two operations open: continue as a new one.
+            process += clients as u64;
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(think).await;
+    }
+}
+
+/// The `data_dir` of a `store` config ends with the value: `/var/lib/scarab/nemesis/v<value>`.
+fn value_of(body: &Value) -> Option<u64> {
+    body["value"]["data_dir"]
+        .as_str()?
+        .rsplit_once("/v")?
+        .1
+        .parse()
+        .ok()
+}
+
+fn document(key: &str, value: u64) -> Value {
+    let store_id = key.rsplit('/').next().unwrap_or(key);
+    json!({
+        "schema": "store",
+        "schema_version": 1,
+        "value": {
+            "store_id": store_id,
+            "data_dir": format!("/var/lib/scarab/nemesis/v{value}"),
+            "timeout_ms": 5000,
+            "auto_start": true,
+            "priority": "normal",
+            "resource_limits": {"max_memory_mb": 512, "max_connections": 2000}
+        }
+    })
+}
+
+/// Sends `op` and classifies the answer (see `harness::history` for ok, fail and info).
+async fn perform(
+    http: &reqwest::Client,
+    api: &Api,
+    key: &str,
+    op: Op,
+    last_revision: Option<u64>,
+) -> Outcome {
+    let url = api.url(&format!("/v1/configs/{key}"));
+    let request = match op {
+        Op::Read => http.get(url),
+        Op::Delete => http.delete(url),
+        Op::Write { value } => http.put(url).json(&document(key, value)),
+        Op::Cas { value, .. } => http
+            .put(url)
+            .header(
+                "if-match",
+                format!("\"{}\"", last_revision.expect("a CAS has a revision")),
+            )
+            .json(&document(key, value)),
+        Op::Create { value } => http
+            .put(url)
+            .header("if-none-match", "*")
+            .json(&document(key, value)),
+    };
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return Outcome::Fail {
+                why: format!("not connected: {e}"),
+            };
+        }
+        Err(e) if op == Op::Read => return Outcome::Fail { why: e.to_string() },
+        Err(e) => {
+            return Outcome::Info {
+                why: format!("{e:?}").chars().take(300).collect(),
+            };
+        }
+    };
+    let status = response.status();
+    let body: Value = match response.json().await {
+        Ok(b) => b,
+        Err(e) if op == Op::Read => return Outcome::Fail { why: e.to_string() },
+        Err(e) => {
+            return Outcome::Info {
+                why: format!("HTTP {status}, body unreadable: {e}"),
+            };
+        }
+    };
+    let revision = body["revision"].as_u64();
+    match (op, status) {
+        (Op::Read, StatusCode::OK) => match value_of(&body) {
+            Some(v) => Outcome::Ok {
+                ret: Ret::Read { value: Some(v) },
+                revision,
+            },
+            None => Outcome::Fail {
+                why: format!("a value without a readable data_dir: {body}"),
+            },
+        },
+        (Op::Read, StatusCode::NOT_FOUND) => Outcome::Ok {
+            ret: Ret::Read { value: None },
+            revision: None,
+        },
+        (Op::Read, s) => Outcome::Fail {
+            why: format!("HTTP {s} {body}"),
+        },
+        (_, s) if s.is_success() => Outcome::Ok {
+            ret: Ret::Done,
+            revision,
+        },
+        (Op::Cas { .. } | Op::Create { .. }, StatusCode::PRECONDITION_FAILED)
+        | (Op::Delete, StatusCode::NOT_FOUND) => Outcome::Ok {
+            ret: Ret::Refused,
+            revision: None,
+        },
+        (_, s) if s.is_server_error() => Outcome::Info {
+            why: format!("HTTP {s} {}", body["error"]["code"]),
+        },
+        // Any other 4xx is a bug of this test or of the server: it did not happen, but say so.
+        (_, s) => {
+            eprintln!("nemesis: unexpected HTTP {s} for {op:?} on {key}: {body}");
+            Outcome::Fail {
+                why: format!("HTTP {s} {body}"),
+            }
+        }
+    }
+}
+
+/// Saves the history, the schedule, the applied faults and the anomalies of a failed run.
+fn save_run(
+    opts: &Options,
+    nodes: u64,
+    schedule: &Schedule,
+    applied: &[Applied],
+    records: &[Record],
+    anomalies: &[String],
+) -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("nemesis")
+        .join(format!("seed-{}-{nodes}n-{stamp}", opts.seed));
+    std::fs::create_dir_all(&dir)?;
+    history::save(records, &dir.join("history.jsonl"))?;
+    std::fs::write(
+        dir.join("schedule.json"),
+        serde_json::to_string_pretty(schedule)?,
+    )?;
+    std::fs::write(
+        dir.join("applied.json"),
+        serde_json::to_string_pretty(applied)?,
+    )?;
+    std::fs::write(dir.join("anomalies.txt"), anomalies.join("\n") + "\n")?;
+    Ok(dir)
+}
+
+/// The checker must reject histories known to be wrong, or its passes mean nothing.
+fn checker_self_test() -> Result<()> {
+    let rec = |process: u64, op: Op, s: (u64, u64), outcome: Outcome| Record {
+        process,
+        client: process as usize,
+        node: 1,
+        key: "k".into(),
+        op,
+        invoke_seq: s.0,
+        complete_seq: s.1,
+        invoke_ms: 0.0,
+        complete_ms: 0.0,
+        outcome,
+    };
+    let ok = |ret: Ret, revision: Option<u64>| Outcome::Ok { ret, revision };
+    let done = |rev: u64| ok(Ret::Done, Some(rev));
+    let read = |v: Option<u64>, rev: Option<u64>| ok(Ret::Read { value: v }, rev);
+    // A stale read: 2 was acknowledged before the read of 1 began.
+    let stale = vec![
+        rec(0, Op::Write { value: 1 }, (0, 1), done(10)),
+        rec(0, Op::Write { value: 2 }, (2, 3), done(11)),
+        rec(1, Op::Read, (4, 5), read(Some(1), Some(10))),
+        rec(FINAL_PROCESS, Op::Read, (6, 7), read(Some(2), Some(11))),
+    ];
+    let v = history::check(&stale, Duration::from_secs(10));
+    if !v.anomalies.iter().any(|a| a.contains("not linearizable")) {
+        bail!("a stale read passed: {:?}", v.anomalies);
+    }
+    // A lost write: acknowledged, and gone at the end.
+    let lost = vec![
+        rec(0, Op::Write { value: 1 }, (0, 1), done(10)),
+        rec(0, Op::Write { value: 2 }, (2, 3), done(11)),
+        rec(FINAL_PROCESS, Op::Read, (6, 7), read(Some(1), Some(10))),
+    ];
+    let v = history::check(&lost, Duration::from_secs(10));
+    if !v.anomalies.iter().any(|a| a.contains("is lost")) {
+        bail!("a lost write passed: {:?}", v.anomalies);
+    }
+    // An unknown write may or may not have happened: both are fine.
+    for fin in [Some(1), Some(2)] {
+        let maybe = vec![
+            rec(0, Op::Write { value: 1 }, (0, 1), done(10)),
+            rec(
+                0,
+                Op::Write { value: 2 },
+                (2, 3),
+                Outcome::Info {
+                    why: "timeout".into(),
+                },
+            ),
+            rec(
+                FINAL_PROCESS,
+                Op::Read,
+                (6, 7),
+                read(fin, Some(10 + fin.unwrap_or(0) - 1)),
+            ),
+        ];
+        let v = history::check(&maybe, Duration::from_secs(10));
+        if !v.anomalies.is_empty() {
+            bail!(
+                "an unknown write was held against the history: {:?}",
+                v.anomalies
+            );
+        }
+    }
+    // A CAS that succeeded against a value that was not there.
+    let bad_cas = vec![
+        rec(0, Op::Write { value: 1 }, (0, 1), done(10)),
+        rec(0, Op::Write { value: 2 }, (2, 3), done(11)),
+        rec(
+            1,
+            Op::Cas {
+                expect: 1,
+                value: 3,
+            },
+            (4, 5),
+            done(12),
+        ),
+        rec(FINAL_PROCESS, Op::Read, (6, 7), read(Some(3), Some(12))),
+    ];
+    let v = history::check(&bad_cas, Duration::from_secs(10));
+    if !v.anomalies.iter().any(|a| a.contains("not linearizable")) {
+        bail!("a CAS on a stale value passed: {:?}", v.anomalies);
+    }
+    // Two revisions for one value.
+    let two_revs = vec![
+        rec(0, Op::Write { value: 1 }, (0, 1), done(10)),
+        rec(FINAL_PROCESS, Op::Read, (6, 7), read(Some(1), Some(12))),
+    ];
+    let v = history::check(&two_revs, Duration::from_secs(10));
+    if !v.anomalies.iter().any(|a| a.contains("revision")) {
+        bail!("a value seen at two revisions passed: {:?}", v.anomalies);
+    }
+    Ok(())
+}
