@@ -10,6 +10,8 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod datadir;
+pub mod failpoint;
 pub mod node;
 pub mod plugins;
 pub mod raft;

@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::cluster::Cluster;
 use crate::cluster::form::{FormError, Formation, form};
 use crate::config::{ConfigError, NodeConfig};
+use crate::datadir::{self, DataDir, DataDirError};
 use crate::plugins::{PluginError, PluginHost};
 use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
@@ -31,8 +32,12 @@ pub struct Listeners {
 pub enum NodeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot open the data directory {path}: {source}")]
+    #[error(
+        "cannot open the database {path}: {source}. If its files are damaged, restore this node's data directory from a backup or, in a cluster whose other nodes are healthy, move it aside and add the node again (README: Reliability)"
+    )]
     Open { path: String, source: fjall::Error },
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -43,6 +48,10 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("cannot form or join the cluster: {0}")]
     Form(#[from] FormError),
+    #[error(
+        "stopped: consensus failed ({0}). Nothing was acknowledged after the failure; check the disk, then restart the node: it recovers from what is on disk"
+    )]
+    Fatal(String),
 }
 
 /// Runs a node until `shutdown` resolves, then stops accepting requests, finishes the ones in
@@ -55,10 +64,12 @@ pub async fn run(
     config.validate()?;
     let started = std::time::Instant::now();
     std::fs::create_dir_all(&config.data_dir)?;
+    let dir = DataDir::new(&config.data_dir);
+    // Before fjall opens anything: its recovery would cut a damaged journal short for good.
+    let checked = dir.check_before_open()?;
     // Two databases: the log's journal is fsynced by its writer thread; the state machine's
     // never waits for that fsync (see raft/DESIGN.md).
-    let open = |name: &str| {
-        let path = config.data_dir.join(name);
+    let open = |path: std::path::PathBuf| {
         fjall::Database::builder(&path)
             .open()
             .map_err(|source| NodeError::Open {
@@ -66,13 +77,14 @@ pub async fn run(
                 source,
             })
     };
-    let log_db = open("raft")?;
-    let state_db = open("state")?;
+    let log_db = open(dir.raft_db())?;
+    let state_db = open(dir.state_db())?;
     let log_store = LogStore::open(&log_db).map_err(|source| NodeError::Open {
-        path: config.data_dir.join("raft").display().to_string(),
+        path: dir.raft_db().display().to_string(),
         source,
     })?;
     let store = StateStore::open(&state_db, &config.data_dir)?;
+    datadir::verify_opened(&dir, &checked, &log_store, &store)?;
     let plugins = Arc::new(PluginHost::new(
         config.plugin_limits(),
         config.plugin_cache_dir(),
@@ -143,12 +155,35 @@ pub async fn run(
     };
     let peer_router = network::router(raft.clone()).merge(crate::cluster::router(cluster.clone()));
     let mut app = api::router(state);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = stop_rx => {}
+    let stop_now = tokio_util::sync::CancellationToken::new();
+    let stop = {
+        let stop_now = stop_now.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop_now.cancelled() => {}
+            }
         }
+    };
+    // A fatal Raft error (a failed log write or fsync) stops consensus for good: stop serving
+    // too, so that clients and supervisors see a dead node, not one that times out forever.
+    let fatal = {
+        let raft = raft.clone();
+        let stop_now = stop_now.clone();
+        tokio::spawn(async move {
+            let mut metrics = raft.metrics();
+            loop {
+                if let Err(e) = &metrics.borrow().running_state {
+                    let msg = e.to_string();
+                    tracing::error!(error = %msg, "consensus stopped; shutting the node down");
+                    stop_now.cancel();
+                    return Some(msg);
+                }
+                if metrics.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
     };
     let (stop_peer_tx, stop_peer_rx) = tokio::sync::oneshot::channel::<()>();
     let peer_server = match listeners.peer {
@@ -175,7 +210,7 @@ pub async fn run(
     if let Some(f) = formation.filter(|f| *f != Formation::Bootstrap) {
         formed = form(&cluster, f).await;
         if formed.is_err() {
-            let _ = stop_tx.send(());
+            stop_now.cancel();
         }
     }
     let served = api_server.await;
@@ -183,8 +218,17 @@ pub async fn run(
     if let Some(p) = peer_server {
         let _ = p.await;
     }
+    let fatal = if fatal.is_finished() {
+        fatal.await.ok().flatten()
+    } else {
+        fatal.abort();
+        None
+    };
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
+    }
+    if let Some(e) = fatal {
+        return Err(NodeError::Fatal(e));
     }
     for (name, db) in [("raft", &log_db), ("state", &state_db)] {
         db.persist(fjall::PersistMode::SyncAll)

@@ -110,6 +110,20 @@ pub struct CallContext<'a> {
     pub schema_version: u32,
 }
 
+/// A cached compiled component without its checksum, if the checksum matches.
+fn read_cached(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    let split = bytes
+        .len()
+        .checked_sub(32)
+        .ok_or_else(|| std::io::Error::other("shorter than its checksum"))?;
+    if Sha256::digest(&bytes[..split]).as_slice() != &bytes[split..] {
+        return Err(std::io::Error::other("its checksum does not match"));
+    }
+    bytes.truncate(split);
+    Ok(bytes)
+}
+
 /// `sha256:<hex>` of the plugin bytes: the plugin's identity everywhere.
 pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -244,25 +258,35 @@ impl PluginHost {
         }
     }
 
+    /// Cached artifacts end with the SHA-256 of what precedes it (see [`read_cached`]).
     fn cache_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.cache_dir
-            .join(format!("{hex}-{:016x}.cwasm", self.engine_hash))
+            .join(format!("{hex}-{:016x}.sum.cwasm", self.engine_hash))
     }
 
     fn compile_cached(&self, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
         let path = self.cache_path(digest);
         if path.exists() {
-            // SAFETY: the file was written by this host from `Component::serialize` for
-            // exactly these bytes (the name carries their digest) and this engine's
-            // compatibility hash; wasmtime also checks the header before using it.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => {
-                    self.from_disk_cache.fetch_add(1, Ordering::Relaxed);
-                    return Ok(c);
+            match read_cached(&path) {
+                Ok(artifact) => {
+                    // SAFETY: the file was written by this host from `Component::serialize`
+                    // for exactly these bytes (the name carries their digest) and this
+                    // engine's compatibility hash, and its trailing SHA-256 matches, so no
+                    // byte changed on disk since (a changed byte of machine code would be
+                    // undefined behaviour, not an error); wasmtime also checks the header.
+                    match unsafe { Component::deserialize(&self.engine, &artifact) } {
+                        Ok(c) => {
+                            self.from_disk_cache.fetch_add(1, Ordering::Relaxed);
+                            return Ok(c);
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+                        }
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged cached component; compiling again")
                 }
             }
         }
@@ -277,7 +301,9 @@ impl PluginHost {
         })?;
         tracing::info!(%digest, elapsed = ?started.elapsed(), "compiled plugin");
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(serialized) = component.serialize() {
+        if let Ok(mut serialized) = component.serialize() {
+            let sum = Sha256::digest(&serialized);
+            serialized.extend_from_slice(&sum);
             // Unique per process: nodes (and `plugin check`) may share one cache directory.
             let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
             std::fs::write(&tmp, serialized)?;

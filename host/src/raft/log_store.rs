@@ -8,6 +8,11 @@
 //! holds its journal lock during an fsync; only the writer thread ever waits on it).
 //!
 //! The log has its own fjall database; the state machine's never fsyncs (see DESIGN.md).
+//!
+//! A failed write or fsync poisons the store for good: after a failed fsync the kernel may
+//! have dropped the dirty pages and a later fsync can "succeed" without them (PostgreSQL's
+//! fsyncgate), so nothing is acknowledged after the first failure. openraft treats the error
+//! as fatal, and the node stops (see `node.rs`); a restart recovers from what is on disk.
 
 #![allow(clippy::result_large_err)] // openraft's StorageError is large by design; it is what the traits return.
 
@@ -41,6 +46,9 @@ type Tail = Arc<Mutex<BTreeMap<u64, (LogId, Arc<[u8]>)>>>;
 /// The latest committed log id reported by openraft, written by the writer with its next batch.
 type Committed = Arc<Mutex<Option<Option<LogId>>>>;
 
+/// The first storage failure, if any: once set, every later write fails with it.
+type Poison = Arc<Mutex<Option<String>>>;
+
 /// Log storage handle. Cloning is cheap; clones share the keyspaces, the tail and the writer.
 #[derive(Clone)]
 pub struct LogStore {
@@ -49,7 +57,27 @@ pub struct LogStore {
     meta: Keyspace,
     tail: Tail,
     committed: Committed,
+    poison: Poison,
     writer: mpsc::Sender<Job>,
+}
+
+/// Makes everything written to `db` durable, unless the store is poisoned; poisons it if that
+/// fails.
+fn sync(db: &Database, poison: &Poison) -> Result<(), String> {
+    let mut failed = poison.lock().expect("log poison");
+    if let Some(first) = failed.as_ref() {
+        return Err(format!(
+            "the raft log failed earlier and accepts no more writes: {first}"
+        ));
+    }
+    let result = crate::failpoint::io_error("fsync")
+        .map_err(fjall::Error::from)
+        .and_then(|()| db.persist(PersistMode::SyncData));
+    result.map_err(|e| {
+        let msg = format!("fsync of the raft log failed: {e}");
+        *failed = Some(msg.clone());
+        msg
+    })
 }
 
 impl LogStore {
@@ -60,6 +88,7 @@ impl LogStore {
         let meta = db.keyspace("raft_meta", KeyspaceCreateOptions::default)?;
         let tail: Tail = Arc::default();
         let committed: Committed = Arc::default();
+        let poison: Poison = Arc::default();
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = Writer {
             db: db.clone(),
@@ -67,6 +96,7 @@ impl LogStore {
             meta: meta.clone(),
             tail: tail.clone(),
             committed: committed.clone(),
+            poison: poison.clone(),
         };
         thread::Builder::new()
             .name("scarab-log-writer".into())
@@ -78,6 +108,7 @@ impl LogStore {
             meta,
             tail,
             committed,
+            poison,
             writer: tx,
         })
     }
@@ -135,6 +166,77 @@ impl LogStore {
     }
 }
 
+/// What the log holds on disk, read in full by [`LogStore::verify`].
+#[derive(Debug)]
+pub struct LogSummary {
+    pub last_purged: Option<LogId>,
+    pub last: Option<LogId>,
+    pub vote: Option<Vote>,
+    pub entries: u64,
+}
+
+impl LogStore {
+    /// Reads the whole log and checks what must hold on disk: every entry decodes and sits
+    /// at its own index, the entries after the purge point have no gap, and the saved vote is
+    /// no older than the last entry's term (or the node could vote twice in a term). Run at
+    /// start-up, before Raft uses the store.
+    pub fn verify(&self) -> Result<LogSummary, String> {
+        let last_purged: Option<LogId> = self.get_json(LAST_PURGED).map_err(|e| e.to_string())?;
+        let vote: Option<Vote> = self.get_json(VOTE).map_err(|e| e.to_string())?;
+        let purged = last_purged.map(|l| l.index);
+        let mut prev: Option<u64> = None;
+        let mut last: Option<LogId> = None;
+        let mut entries = 0u64;
+        for guard in self.log.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| format!("reading the log: {e}"))?;
+            let index = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| format!("a log key of {} bytes", k.len()))?,
+            );
+            let entry: Entry = serde_json::from_slice(&v)
+                .map_err(|e| format!("log entry {index} does not decode: {e}"))?;
+            if entry.log_id.index != index {
+                return Err(format!(
+                    "the log entry stored at index {index} is entry {}",
+                    entry.log_id.index
+                ));
+            }
+            // Entries at or below the purge point may survive a crash during a purge.
+            if purged.is_some_and(|p| index <= p) {
+                continue;
+            }
+            let expected = prev.map(|p| p + 1).or(purged.map(|p| p + 1));
+            if let Some(expected) = expected.filter(|e| *e != index) {
+                return Err(format!(
+                    "the log has a gap: entry {index} where entry {expected} should be"
+                ));
+            }
+            prev = Some(index);
+            last = Some(entry.log_id);
+            entries += 1;
+        }
+        if let Some(l) = last {
+            let voted = vote.map(|v| v.leader_id().get_term());
+            if voted.is_none_or(|t| t < l.leader_id.term) {
+                return Err(format!(
+                    "the saved vote ({}) is older than the log's last entry (term {}): the vote was lost",
+                    voted.map_or("none".to_string(), |t| format!("term {t}")),
+                    l.leader_id.term
+                ));
+            }
+        }
+        Ok(LogSummary {
+            last_purged,
+            last: last.or(last_purged),
+            vote,
+            entries,
+        })
+    }
+}
+
 /// Index keys are big-endian so that fjall's byte order is log order.
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -148,6 +250,7 @@ struct Writer {
     meta: Keyspace,
     tail: Tail,
     committed: Committed,
+    poison: Poison,
 }
 
 impl Writer {
@@ -176,10 +279,14 @@ impl Writer {
                         serde_json::to_vec(&c).expect("log id serialises"),
                     );
                 }
-                if !batch.is_empty() {
-                    batch.commit()?;
+                if !batch.is_empty() && self.poison.lock().expect("log poison").is_none() {
+                    batch.commit().map_err(|e| {
+                        let msg = format!("writing the raft log failed: {e}");
+                        *self.poison.lock().expect("log poison") = Some(msg.clone());
+                        msg
+                    })?;
                 }
-                self.db.persist(PersistMode::SyncData)
+                sync(&self.db, &self.poison)
             })();
             match &result {
                 Ok(()) => {
@@ -196,7 +303,7 @@ impl Writer {
                 }
             }
             for job in jobs {
-                let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                let outcome = result.clone();
                 match job {
                     Job::Flush(cb) => cb.log_io_completed(outcome.map_err(std::io::Error::other)),
                     Job::Barrier(tx) => {
@@ -272,11 +379,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        if let Some(first) = self.poison.lock().expect("log poison").as_ref() {
+            return Err(io_err(ErrorSubject::Vote, ErrorVerb::Write, first));
+        }
         self.put_json(VOTE, vote)?;
         // A vote must survive a crash before it is answered, or a node could vote twice in a term.
-        self.db
-            .persist(PersistMode::SyncData)
-            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        sync(&self.db, &self.poison).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {

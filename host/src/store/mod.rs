@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use command::{Command, CommandResult, ConfigMeta, Op, Precondition, Rejection, SchemaRecord};
+pub use snapshot::verify_current_snapshot;
 pub use state_machine::StateMachine;
 
 use crate::raft::{LogId, StoredMembership};
@@ -144,6 +145,23 @@ impl StateStore {
         });
         store.recover_interrupted_install()?;
         Ok(store)
+    }
+
+    /// Reads every record of the state (fjall checks each block's checksum as it loads it).
+    /// Run once at start-up, so that damage surfaces then and not in the middle of serving.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        for ks in [
+            &self.configs,
+            &self.schemas,
+            &self.plugins,
+            &self.usage,
+            &self.meta,
+        ] {
+            for guard in ks.iter() {
+                guard.into_inner()?;
+            }
+        }
+        Ok(())
     }
 
     /// The applied state, as of the last apply.

@@ -1,18 +1,21 @@
 //! Snapshot files: one JSON header line (openraft's snapshot metadata and ours), then one line
-//! per stored record. Built from a fjall snapshot (one consistent point) while applies go on;
-//! written to a temporary name and renamed, so a crash never leaves a half snapshot as current.
+//! per stored record, then (format 2) a trailer line with the record count and the SHA-256 of
+//! every byte before it. Built from a fjall snapshot (one consistent point) while applies go
+//! on; written to a temporary name and renamed, so a crash never leaves a half snapshot as
+//! current. A file that fails its checksum is never installed.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use fjall::{PersistMode, Readable};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{META_KEY, SmMeta, StateStore, StoreError, read_meta};
-use crate::raft::SnapshotMeta;
+use crate::raft::{LogId, SnapshotMeta};
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -28,7 +31,98 @@ struct Record {
     v: String,
 }
 
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    end: End,
+}
+
+#[derive(Serialize, Deserialize)]
+struct End {
+    records: u64,
+    sha256: String,
+}
+
+/// Format 2 adds the trailer; format 1 files (no checksum) are still read.
+const FORMAT: u32 = 2;
+const TRAILER_START: &[u8] = b"{\"end\":";
 const SUFFIX: &str = "snap";
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks the current snapshot file in `snapshot_dir` in full (see [`verify_snapshot_file`]);
+/// returns the last log id it covers.
+pub fn verify_current_snapshot(snapshot_dir: &Path) -> Result<Option<LogId>, StoreError> {
+    if !snapshot_dir.exists() {
+        return Ok(None);
+    }
+    for entry in fs::read_dir(snapshot_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == SUFFIX) {
+            return Ok(verify_snapshot_file(&path)?.last_log_id);
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a whole snapshot file and checks its trailer (format 2): the record count and the
+/// checksum. Returns its metadata. A cut or changed file is an error naming it.
+pub(crate) fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StoreError> {
+    let damaged = |what: String| StoreError::Snapshot(format!("{}: {what}", path.display()));
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut hash = Sha256::new();
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    let header: Header = serde_json::from_slice(&line)
+        .map_err(|e| damaged(format!("the header does not decode: {e}")))?;
+    hash.update(&line);
+    let mut records = 0u64;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            if header.format >= 2 {
+                return Err(damaged(format!(
+                    "the file ends after {records} records without its trailer: it was cut short"
+                )));
+            }
+            return Ok(header.meta);
+        }
+        if line.starts_with(TRAILER_START) {
+            let trailer: Trailer = serde_json::from_slice(&line)
+                .map_err(|e| damaged(format!("the trailer does not decode: {e}")))?;
+            let got = hex::encode(hash.finalize());
+            if trailer.end.records != records || trailer.end.sha256 != got {
+                return Err(damaged(format!(
+                    "the checksum does not match (trailer: {} records, sha256 {}; file: {records} records, sha256 {got}): the file was changed after it was written",
+                    trailer.end.records, trailer.end.sha256
+                )));
+            }
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest)?;
+            if !rest.is_empty() {
+                return Err(damaged(format!("{} bytes after the trailer", rest.len())));
+            }
+            return Ok(header.meta);
+        }
+        hash.update(&line);
+        records += 1;
+    }
+}
+
 /// Records are installed in batches of about this many bytes.
 const INSTALL_BATCH_BYTES: usize = 8 << 20;
 
@@ -61,11 +155,15 @@ impl StateStore {
             snapshot_id: snapshot_id.clone(),
         };
         let tmp = self.snapshot_dir.join(format!("{snapshot_id}.tmp"));
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut out = Hashing {
+            inner: BufWriter::new(File::create(&tmp)?),
+            hash: Sha256::new(),
+        };
+        let mut records = 0u64;
         serde_json::to_writer(
             &mut out,
             &Header {
-                format: 1,
+                format: FORMAT,
                 meta: meta.clone(),
                 sm,
             },
@@ -82,8 +180,18 @@ impl StateStore {
                 };
                 serde_json::to_writer(&mut out, &record).map_err(err)?;
                 out.write_all(b"\n")?;
+                records += 1;
             }
         }
+        let trailer = Trailer {
+            end: End {
+                records,
+                sha256: hex::encode(out.hash.finalize()),
+            },
+        };
+        let mut out = out.inner;
+        serde_json::to_writer(&mut out, &trailer).map_err(err)?;
+        out.write_all(b"\n")?;
         let file = out.into_inner().map_err(|e| err(e.error()))?;
         file.sync_all()?;
         let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
@@ -141,6 +249,11 @@ impl StateStore {
         let mut copy = File::create(&tmp)?;
         std::io::copy(&mut received, &mut copy)?;
         copy.sync_all()?;
+        // Never replace the state with a snapshot that did not arrive whole.
+        if let Err(e) = verify_snapshot_file(&tmp) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         let path = self
             .snapshot_dir
             .join(format!("{}.{SUFFIX}", meta.snapshot_id));
@@ -165,6 +278,9 @@ impl StateStore {
         let mut batch_bytes = 0usize;
         for line in reader.lines() {
             let line = line?;
+            if line.as_bytes().starts_with(TRAILER_START) {
+                break;
+            }
             let record: Record = serde_json::from_str(&line).map_err(err)?;
             let ks = self
                 .data_keyspaces()
@@ -201,6 +317,7 @@ impl StateStore {
                 .snapshot_dir
                 .join(format!("{}.{SUFFIX}", meta.snapshot_id));
             tracing::warn!(snapshot = %meta.snapshot_id, "state is behind the current snapshot; installing it again");
+            verify_snapshot_file(&path)?;
             self.load_snapshot(&path)?;
         }
         Ok(())
