@@ -72,15 +72,18 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
         .connect_timeout(Duration::from_millis(500))
         .build()
         .expect("http client");
-    let req = JoinRequest {
-        node_id: cluster.node_id(),
-        api: cluster.info().api.clone(),
-        peer: cluster.info().peer.clone(),
-        voter: true,
-    };
     let mut backoff = Duration::from_millis(100);
     loop {
         for url in urls {
+            // Without state until the leader has replicated to it (an earlier attempt whose
+            // answer was lost may have added it already).
+            let req = JoinRequest {
+                node_id: cluster.node_id(),
+                api: cluster.info().api.clone(),
+                peer: cluster.info().peer.clone(),
+                voter: true,
+                without_state: !cluster.raft().is_initialized().await.unwrap_or(false),
+            };
             let url = format!("{}/v1/cluster/join", base(url));
             match http
                 .post(&url)

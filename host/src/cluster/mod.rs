@@ -61,6 +61,11 @@ pub struct JoinRequest {
     /// Join as a voter once caught up (the default), or stay a learner.
     #[serde(default = "yes")]
     pub voter: bool,
+    /// Sent by a node that has no Raft state (a first start, or a lost data directory). Such
+    /// a node must not be taken back as a voter it already is: it forgot what it
+    /// acknowledged, and with its vote a leader could be elected without committed entries.
+    #[serde(default)]
+    pub without_state: bool,
 }
 
 fn yes() -> bool {
@@ -350,6 +355,12 @@ impl Cluster {
             .membership()
             .voter_ids()
             .any(|v| v == req.node_id);
+        if is_voter && req.without_state {
+            return Err(ClusterError::Refused(format!(
+                "node {id} is a voter of this cluster but came back without its Raft state (a lost or replaced data directory): as a voter it could help elect a leader that lacks committed entries. Remove it first (scarab cluster remove {id}), then start it again to join",
+                id = req.node_id
+            )));
+        }
         let left = || deadline.saturating_duration_since(Instant::now());
         if !is_voter {
             // Blocking: returns once the learner has caught up with the leader's log.
@@ -386,6 +397,7 @@ impl Cluster {
             api: info.api,
             peer: info.peer,
             voter: true,
+            without_state: false,
         })
         .await
     }
