@@ -190,7 +190,7 @@ fn plugin_check(
     Ok((
         out.status.code().unwrap_or(-1),
         format!(
-            "{}{}",
+            "{}\n---- stderr ----\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
@@ -228,7 +228,9 @@ fn plugin_check_reports_schema_and_plugin_violations_offline() -> Result<()> {
         &bad.key,
     )?;
     assert_eq!(code, 1, "{out}");
-    let verdict: Value = serde_json::from_str(&out)?;
+    // The verdict is stdout; logs go to stderr.
+    let verdict: Value =
+        serde_json::from_str(out.split("\n---- stderr ----\n").next().unwrap_or_default())?;
     let sources: Vec<&str> = verdict["violations"]
         .as_array()
         .into_iter()

@@ -597,6 +597,13 @@ async fn perform(
             ret: Ret::Refused,
             revision: None,
         },
+        // The server's contract: `no_leader` means no leader took the write (every attempt was
+        // refused as "not the leader" or never connected), so it certainly did not happen.
+        (_, StatusCode::SERVICE_UNAVAILABLE) if body["error"]["code"] == "no_leader" => {
+            Outcome::Fail {
+                why: format!("HTTP 503 {}", body["error"]["code"]),
+            }
+        }
         (_, s) if s.is_server_error() => Outcome::Info {
             why: format!("HTTP {s} {}", body["error"]["code"]),
         },

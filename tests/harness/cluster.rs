@@ -46,6 +46,8 @@ pub struct ClusterOptions {
     pub formation: ClusterFormation,
     /// Arguments given to every node (timeouts, snapshot policy, ...).
     pub args: Vec<String>,
+    /// Environment of every node; `{id}` in a value is replaced by the node's id.
+    pub env: Vec<(String, String)>,
 }
 
 impl ClusterOptions {
@@ -54,7 +56,13 @@ impl ClusterOptions {
             size,
             formation: ClusterFormation::BootstrapExpect,
             args: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn formation(mut self, formation: ClusterFormation) -> Self {
@@ -76,6 +84,7 @@ pub struct Cluster {
     proxies: BTreeMap<NodeId, PeerProxy>,
     net: Net,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     passed: bool,
     _gate: SemaphorePermit<'static>,
 }
@@ -129,6 +138,7 @@ impl Cluster {
             proxies: BTreeMap::new(),
             net: Net::new(),
             args: opts.args.clone(),
+            env: opts.env.clone(),
             passed: false,
             _gate: gate,
         };
@@ -199,6 +209,11 @@ impl Cluster {
         .await?;
         let mut extra_args = self.args.clone();
         extra_args.extend(more_args);
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{id}", &id.to_string())))
+            .collect();
         let opts = NodeOptions {
             node_id: id,
             ip,
@@ -207,6 +222,7 @@ impl Cluster {
             peer_advertise: Some(proxy.url()),
             formation,
             extra_args,
+            env,
             ready: Ready::Serving,
             ..NodeOptions::default()
         };

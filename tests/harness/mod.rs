@@ -796,6 +796,8 @@ pub struct NodeOptions {
     pub plugin_memory: Option<String>,
     /// Further arguments after the ones above (cluster membership, ...).
     pub extra_args: Vec<String>,
+    /// Environment variables for the process (e.g. `SCARAB_FAILPOINTS_DIR`).
+    pub env: Vec<(String, String)>,
     pub ready: Ready,
     pub startup_timeout: Duration,
 }
@@ -814,6 +816,7 @@ impl Default for NodeOptions {
             plugin_timeout: None,
             plugin_memory: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
             ready: Ready::Leader,
             startup_timeout: STARTUP_TIMEOUT,
         }
@@ -1011,6 +1014,27 @@ impl Node {
         }
     }
 
+    /// Starts the process again on the same data dir and expects it to refuse to start:
+    /// waits for it to exit by itself and returns its status and what this run logged. An
+    /// error if it still runs after `timeout`.
+    pub async fn restart_expecting_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(ExitStatus, String)> {
+        if self.is_running() {
+            bail!(
+                "node {} is still running: kill or stop it first",
+                self.opts.node_id
+            );
+        }
+        let before = fs::metadata(&self.log_path).map(|m| m.len()).unwrap_or(0);
+        self.spawn()?;
+        let status = self.wait_exit(timeout).await?;
+        let log = fs::read(&self.log_path)?;
+        let run = String::from_utf8_lossy(&log[(before as usize).min(log.len())..]).into_owned();
+        Ok((status, run))
+    }
+
     /// SIGKILL, then reaps the process.
     pub fn kill(&mut self) -> Result<ExitStatus> {
         let mut child = self
@@ -1150,6 +1174,7 @@ impl Node {
         if let Some(filter) = std::env::var_os("RUST_LOG") {
             command.env("RUST_LOG", filter);
         }
+        command.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         // Do not leave servers behind if the test process dies (the signal is sent when the
         // spawning thread exits; nodes are dropped before their test's thread ends anyway).
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
