@@ -6,6 +6,8 @@
 //! can trigger and clear a fault at any moment without talking to the process. Points:
 //!
 //! - `fsync`: a Raft log or vote fsync returns an I/O error instead of syncing.
+//! - `migration-slow`: the storage-migration worker waits 200 ms before each batch, so that
+//!   a test can act while a migration is surely running.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

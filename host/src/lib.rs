@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod failpoint;
+pub mod migrate;
 pub mod node;
 pub mod plugins;
 pub mod raft;

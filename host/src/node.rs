@@ -146,6 +146,11 @@ pub async fn run(
     }
 
     let config_data_dir = config.data_dir.clone();
+    let migrations = tokio::spawn(crate::migrate::worker(
+        cluster.clone(),
+        store.clone(),
+        registry.clone(),
+    ));
     let state = AppState {
         raft: raft.clone(),
         store,
@@ -214,6 +219,7 @@ pub async fn run(
         }
     }
     let served = api_server.await;
+    migrations.abort();
     let _ = stop_peer_tx.send(());
     if let Some(p) = peer_server {
         let _ = p.await;

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
-use crate::store::{CommandResult, ConfigEntry, ConfigMeta, Op, Precondition};
+use crate::store::{
+    CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, WritePolicy,
+};
 
 pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_KEY_SEGMENTS: usize = 32;
@@ -69,6 +71,9 @@ pub(crate) struct MetaView<'a> {
     updated_at: String,
     updated_by: &'a str,
     plugin_digest: Option<&'a str>,
+    /// Set on a read at another version (`?schema_version=N`): the version it is stored at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    converted_from: Option<u32>,
 }
 
 impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
@@ -84,17 +89,53 @@ impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
             updated_at: rfc3339(m.updated_at),
             updated_by: &m.updated_by,
             plugin_digest: m.plugin_digest.as_deref(),
+            converted_from: None,
         }
     }
 }
 
 /// Metadata plus `"value"`, spliced in as stored (no re-parse of the value).
 fn entry_json(out: &mut Vec<u8>, entry: &ConfigEntry) {
-    serde_json::to_writer(&mut *out, &MetaView::from(&entry.meta)).expect("metadata serialises");
+    entry_json_as(out, entry, None, &entry.value);
+}
+
+/// [`entry_json`] of a value converted to `version` (when `Some`), with `value` in place of
+/// the stored one.
+fn entry_json_as(out: &mut Vec<u8>, entry: &ConfigEntry, version: Option<u32>, value: &str) {
+    let mut view = MetaView::from(&entry.meta);
+    if let Some(v) = version.filter(|v| *v != entry.meta.schema_version) {
+        view.converted_from = Some(entry.meta.schema_version);
+        view.schema_version = v;
+    }
+    serde_json::to_writer(&mut *out, &view).expect("metadata serialises");
     out.pop(); // the closing brace
     out.extend_from_slice(b",\"value\":");
-    out.extend_from_slice(entry.value.as_bytes());
+    out.extend_from_slice(value.as_bytes());
     out.push(b'}');
+}
+
+/// The value of `entry` at `version` of its schema: as stored, or converted through the
+/// chain of migrators and validated at `version`.
+async fn value_at(
+    state: &AppState,
+    entry: &ConfigEntry,
+    version: Option<u32>,
+) -> Result<Option<String>, ApiError> {
+    match version {
+        Some(v) if v != entry.meta.schema_version => Ok(Some(
+            state
+                .registry
+                .convert_async(
+                    entry.meta.schema.clone(),
+                    entry.meta.key.clone(),
+                    entry.meta.schema_version,
+                    v,
+                    entry.value.clone(),
+                )
+                .await?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -170,6 +211,18 @@ pub async fn put(
             "the body must be {{\"schema\": string, \"schema_version\": integer, \"value\": any JSON}}: {e}"
         ))
     })?;
+    let policy = state.store.schema_policy(&schema)?;
+    if policy.writes == WritePolicy::Latest
+        && let Some(latest) = state.store.list_schemas(Some(&schema))?.last()
+        && latest.version != schema_version
+    {
+        return Err(Rejection::NotLatest {
+            name: schema,
+            version: schema_version,
+            latest: latest.version,
+        }
+        .into());
+    }
     let text = serde_json::to_string(&value).expect("a JSON value serialises");
     if text.len() > limit {
         return Err(ApiError::new(
@@ -217,6 +270,8 @@ pub async fn put(
 pub struct ReadParams {
     #[serde(default)]
     consistency: Consistency,
+    /// Read the value converted to this version of its schema.
+    schema_version: Option<u32>,
 }
 
 pub async fn get(
@@ -230,8 +285,12 @@ pub async fn get(
         .store
         .get_config(&key)?
         .ok_or_else(|| ApiError::not_found(format!("config {key} not found")))?;
+    let converted = value_at(&state, &entry, params.schema_version).await?;
     let mut body = Vec::with_capacity(entry.value.len() + 512);
-    entry_json(&mut body, &entry);
+    match &converted {
+        Some(value) => entry_json_as(&mut body, &entry, params.schema_version, value),
+        None => entry_json(&mut body, &entry),
+    }
     let mut resp = json_response(StatusCode::OK, body);
     resp.headers_mut()
         .insert(header::ETAG, etag(entry.meta.revision));
@@ -249,6 +308,10 @@ pub struct ListParams {
     limit: Option<usize>,
     #[serde(default)]
     consistency: Consistency,
+    /// Only configs of this schema.
+    schema: Option<String>,
+    /// Values converted to this version of `schema` (which is then required).
+    schema_version: Option<u32>,
 }
 
 pub const DEFAULT_PAGE: usize = 100;
@@ -264,6 +327,11 @@ pub async fn list(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
+    if params.schema_version.is_some() && params.schema.is_none() {
+        return Err(ApiError::malformed(
+            "schema_version needs schema: the version of which schema?",
+        ));
+    }
     let stale = state.read_at(params.consistency).await?;
     let revision = state.store.applied().revision;
     let page = state
@@ -271,11 +339,24 @@ pub async fn list(
         .list_configs(&params.prefix, params.after.as_deref(), limit)?;
     let mut body = Vec::with_capacity(256 * page.items.len() + 64);
     body.extend_from_slice(b"{\"items\":[");
-    for (i, entry) in page.items.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for entry in &page.items {
+        // Filtered after paging: a page may hold fewer items, `next` stays a valid cursor.
+        if params
+            .schema
+            .as_ref()
+            .is_some_and(|s| *s != entry.meta.schema)
+        {
+            continue;
+        }
+        if !first {
             body.push(b',');
         }
-        entry_json(&mut body, entry);
+        first = false;
+        match value_at(&state, entry, params.schema_version).await? {
+            Some(value) => entry_json_as(&mut body, entry, params.schema_version, &value),
+            None => entry_json(&mut body, entry),
+        }
     }
     body.extend_from_slice(b"],\"next\":");
     let next = page

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub violations: Option<Vec<Violation>>,
+    /// A structured report (the compatibility report of a refused schema version).
+    pub report: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -28,6 +30,8 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     violations: Option<&'a [Violation]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -37,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             violations: None,
+            report: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl ApiError {
             code: "validation_failed",
             message: format!("the document has {} violation(s)", violations.len()),
             violations: Some(violations),
+            report: None,
         }
     }
 
@@ -76,6 +82,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 violations: self.violations.as_deref(),
+                report: self.report.as_deref(),
             },
         };
         (self.status, Json(body)).into_response()
@@ -104,6 +111,18 @@ impl From<SchemaError> for ApiError {
             SchemaError::PluginFailed { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", message)
             }
+            SchemaError::Conversion(failure) => ApiError {
+                violations: (!failure.violations.is_empty()).then_some(failure.violations),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "conversion_failed",
+                    message,
+                )
+            },
+            SchemaError::Incompatible { report, .. } => ApiError {
+                report: serde_json::to_value(&*report).ok().map(Box::new),
+                ..ApiError::new(StatusCode::CONFLICT, "incompatible_schema_version", message)
+            },
             SchemaError::Store(_) | SchemaError::Internal(_) => ApiError::internal(message),
         }
     }
@@ -131,6 +150,18 @@ impl From<Rejection> for ApiError {
             }
             Rejection::SchemaInUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "schema_in_use", message)
+            }
+            Rejection::NotLatest { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_version_not_latest",
+                message,
+            ),
+            Rejection::NoVersions(_) => ApiError::not_found(message),
+            Rejection::MigrationRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "migration_running", message)
+            }
+            Rejection::MigrationNotRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "migration_not_running", message)
             }
         }
     }

@@ -8,6 +8,7 @@
 mod cluster;
 mod configs;
 pub mod error;
+mod migrations;
 mod node;
 mod schemas;
 
@@ -74,13 +75,26 @@ pub fn router(state: AppState) -> Router {
             "/v1/schemas/{name}/versions/{version}/validate",
             post(schemas::validate),
         )
+        .route(
+            "/v1/schemas/{name}/versions/{version}/compatibility",
+            post(schemas::compatibility),
+        )
+        .route(
+            "/v1/schemas/{name}/migrations",
+            get(migrations::list).post(migrations::start),
+        )
+        .route("/v1/schemas/{name}/migrations/{id}", get(migrations::get))
+        .route(
+            "/v1/schemas/{name}/policy",
+            get(schemas::get_policy).put(schemas::set_policy),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

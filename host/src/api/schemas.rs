@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
 use crate::plugins::digest;
-use crate::schema::Violation;
-use crate::store::{CommandResult, Op, SchemaRecord};
+use crate::schema::{CompatReport, NewVersion, SchemaError, Violation};
+use crate::store::{CommandResult, Op, PluginContract, SchemaPolicy, SchemaRecord};
 
 /// A schema name: 1 to 64 characters of `[a-z0-9-]`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
@@ -89,6 +89,8 @@ struct VersionView<'a> {
     registered_at: String,
     registered_by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    plugin_contract: Option<&'a PluginContract>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     schema: Option<Value>,
 }
 
@@ -100,19 +102,23 @@ fn view(r: &SchemaRecord, with_schema: bool) -> VersionView<'_> {
         revision: r.revision,
         registered_at: rfc3339(r.registered_at),
         registered_by: &r.registered_by,
+        plugin_contract: r.plugin_contract.as_ref(),
         schema: with_schema.then(|| serde_json::from_str(&r.schema).unwrap_or(Value::Null)),
     }
 }
 
-pub async fn register(
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
+/// The parts of a version upload: the JSON Schema and the optional plugin.
+struct Upload {
+    schema: Value,
+    plugin: Option<Vec<u8>>,
+}
+
+/// Reads a `multipart/form-data` upload with a `schema` part and an optional `plugin` part.
+async fn read_upload(
+    state: &AppState,
+    headers: &HeaderMap,
     request: Request,
-) -> Result<Response, ApiError> {
-    validate_name(&name)?;
-    let version = parse_version(&version)?;
-    let actor = actor(&headers)?;
+) -> Result<Upload, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -121,7 +127,7 @@ pub async fn register(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "register a schema version as multipart/form-data with a `schema` part and an optional `plugin` part",
+            "upload a schema version as multipart/form-data with a `schema` part and an optional `plugin` part",
         ));
     }
     // Buffer with our own limit first, so that an oversized upload is a JSON 413.
@@ -167,24 +173,79 @@ pub async fn register(
         }
     }
     let schema = schema.ok_or_else(|| ApiError::malformed("the `schema` part is missing"))?;
-    let plugin_digest = plugin.as_deref().map(digest);
-    {
-        let registry = state.registry.clone();
-        let (schema, plugin, plugin_digest) =
-            (schema.clone(), plugin.clone(), plugin_digest.clone());
-        tokio::task::spawn_blocking(move || {
-            let p = plugin_digest.as_deref().zip(plugin.as_deref());
-            registry.check_new_version(&schema, p)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("check task: {e}")))??;
+    Ok(Upload { schema, plugin })
+}
+
+/// Checks an upload as version `version` of `name` (see `SchemaRegistry::check_new_version`),
+/// after a read barrier, so that the compatibility report covers every acknowledged write.
+async fn check_upload(
+    state: &AppState,
+    name: &str,
+    version: u32,
+    upload: &Upload,
+) -> Result<NewVersion, ApiError> {
+    state.linearize().await?;
+    let registry = state.registry.clone();
+    let (name, schema, plugin) = (
+        name.to_string(),
+        upload.schema.clone(),
+        upload.plugin.clone(),
+    );
+    Ok(tokio::task::spawn_blocking(move || {
+        let digest = plugin.as_deref().map(digest);
+        let p = digest.as_deref().zip(plugin.as_deref());
+        registry.check_new_version(&name, version, &schema, p)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("check task: {e}")))??)
+}
+
+#[derive(Deserialize, Default)]
+pub struct RegisterParams {
+    /// Register even if stored configs would not survive the upgrade.
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize)]
+struct Registered<'a> {
+    #[serde(flatten)]
+    version: VersionView<'a>,
+    compatibility: &'a CompatReport,
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    Query(params): Query<RegisterParams>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let version = parse_version(&version)?;
+    let actor = actor(&headers)?;
+    let upload = read_upload(&state, &headers, request).await?;
+    let checked = check_upload(&state, &name, version, &upload).await?;
+    let report = checked.report;
+    if !report.compatible && !params.force {
+        return Err(SchemaError::Incompatible {
+            name,
+            version,
+            from: report.from_version.unwrap_or_default(),
+            checked: report.checked,
+            failed: report.failed,
+            report: Box::new(report),
+        }
+        .into());
     }
+    let plugin_digest = upload.plugin.as_deref().map(digest);
     let op = Op::PutSchema {
         name,
         version,
-        schema: canonical_json(&schema),
+        schema: canonical_json(&upload.schema),
         plugin_digest,
-        plugin,
+        plugin: upload.plugin,
+        plugin_contract: checked.contract,
     };
     match state.propose(actor, op).await? {
         CommandResult::SchemaRegistered { record, created } => {
@@ -193,8 +254,83 @@ pub async fn register(
             } else {
                 StatusCode::OK
             };
-            Ok((status, Json(view(&record, false))).into_response())
+            let body = Registered {
+                version: view(&record, false),
+                compatibility: &report,
+            };
+            Ok((status, Json(body)).into_response())
         }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+/// `POST .../compatibility`: the report registering this upload would produce, without
+/// registering anything (a dry run).
+pub async fn compatibility(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let version = parse_version(&version)?;
+    let upload = read_upload(&state, &headers, request).await?;
+    let checked = check_upload(&state, &name, version, &upload).await?;
+    Ok(Json(serde_json::json!({
+        "plugin_contract": checked.contract,
+        "compatibility": checked.report,
+    }))
+    .into_response())
+}
+
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    state.read_at(params.consistency).await?;
+    if state.store.list_schemas(Some(&name))?.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "schema {name} has no registered version"
+        )));
+    }
+    let policy = state.store.schema_policy(&name)?;
+    Ok(state
+        .with_revision(Json(serde_json::json!({ "name": name, "policy": policy })).into_response()))
+}
+
+pub async fn set_policy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    require_json(&headers)?;
+    let actor = actor(&headers)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let policy: SchemaPolicy = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be {{\"writes\": \"any\" | \"latest\"}}: {e}"
+        ))
+    })?;
+    match state
+        .propose(actor, Op::SetSchemaPolicy { name, policy })
+        .await?
+    {
+        CommandResult::SchemaPolicySet {
+            name,
+            policy,
+            revision,
+        } => Ok(Json(serde_json::json!({
+            "name": name,
+            "policy": policy,
+            "revision": revision,
+        }))
+        .into_response()),
         other => Err(ApiError::internal(format!(
             "unexpected apply result {other:?}"
         ))),
@@ -210,7 +346,7 @@ struct NameSummary {
 #[derive(Deserialize, Default)]
 pub struct ReadParams {
     #[serde(default)]
-    consistency: Consistency,
+    pub consistency: Consistency,
 }
 
 pub async fn list(

@@ -1,7 +1,9 @@
 //! `scarab bench`: starts a `scarab serve` process on a fresh data directory, registers the
 //! `store` schema with its plugin, and measures PUT and GET throughput and latency at several
 //! concurrencies (every PUT validated by JSON Schema and the plugin), then the warm cost of one
-//! plugin validation in-process. Prints figures; asserts nothing.
+//! plugin validation in-process. With `--migrate`, it then registers `store` v2 and measures
+//! reads converted to v2 through the migrator, and a storage migration of every config to v2.
+//! Prints figures; asserts nothing.
 
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -37,6 +39,14 @@ pub struct BenchArgs {
     /// a failover measurement).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Afterwards, register store v2 and measure version-converted reads and a storage
+    /// migration of every key (use `--keys 10000` for the migration figure).
+    #[arg(long)]
+    migrate: bool,
+    #[arg(long, default_value = "schemas/store/v2.json")]
+    schema_v2: PathBuf,
+    #[arg(long, default_value = "target/wasm32-wasip2/plugin/store_v2.wasm")]
+    plugin_v2: PathBuf,
     /// Where the benchmarked node keeps its data (default: a fresh directory under /tmp,
     /// removed afterwards). Put it on the disk you want to measure.
     #[arg(long)]
@@ -314,6 +324,72 @@ async fn failover(nodes: &mut Nodes, leader: usize, args: &BenchArgs) -> Result<
     }
 }
 
+/// Registers store v2, measures reads converted to it, then migrates every config to it.
+async fn migration(client: &Client, args: &BenchArgs) -> Result<(), String> {
+    let schema =
+        std::fs::read(&args.schema_v2).map_err(|e| format!("{}: {e}", args.schema_v2.display()))?;
+    let plugin = std::fs::read(&args.plugin_v2).map_err(|e| {
+        format!(
+            "{}: {e} (build plugins with `cargo plugins`)",
+            args.plugin_v2.display()
+        )
+    })?;
+    let started = Instant::now();
+    client
+        .register_schema("store", 2, schema, Some(plugin))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "register store v2 over {} v1 configs (compatibility check included): {:.0} ms",
+        args.keys,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    for &c in &args.concurrency {
+        let stored = workload(client, false, "?consistency=stale", c, args).await;
+        println!("{}", stored.line("GET", c, "leader, stale, as stored (v1)"));
+        let converted = workload(
+            client,
+            false,
+            "?consistency=stale&schema_version=2",
+            c,
+            args,
+        )
+        .await;
+        println!(
+            "{}",
+            converted.line("GET", c, "leader, stale, converted to v2")
+        );
+    }
+    let started = Instant::now();
+    let m = client
+        .post_json(
+            "/v1/schemas/store/migrations",
+            &json!({"target_version": 2}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = m["id"].as_u64().unwrap_or_default();
+    let last = loop {
+        let m = client
+            .get(&format!("/v1/schemas/store/migrations/{id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if m["status"] == "done" {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    let done = last["done"].as_u64().unwrap_or_default();
+    println!(
+        "storage migration v1 -> v2: {done} configs in {:.2} s = {:.0} configs/s ({} failed)",
+        took.as_secs_f64(),
+        done as f64 / took.as_secs_f64(),
+        last["failed_count"]
+    );
+    Ok(())
+}
+
 pub async fn run(args: BenchArgs) -> ExitCode {
     let (wasm, schema_bytes) = match (std::fs::read(&args.plugin), std::fs::read(&args.schema)) {
         (Ok(w), Ok(s)) => (w, s),
@@ -390,6 +466,9 @@ pub async fn run(args: BenchArgs) -> ExitCode {
                 let put = workload(&follower, true, "", c, &args).await;
                 println!("{}", put.line("PUT", c, "follower (forwarded)"));
             }
+        }
+        if args.migrate {
+            migration(&client, &args).await?;
         }
         if args.nodes > 1 {
             let took = failover(&mut nodes, leader, &args).await?;

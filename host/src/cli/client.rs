@@ -50,7 +50,7 @@ impl Client {
         format!("{}{}", self.base, path)
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let rb = self.http.request(method, self.url(path));
         match &self.actor {
             Some(a) => rb.header("x-scarab-actor", a),
@@ -58,7 +58,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    pub(crate) async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ClientError> {
         let resp = rb.send().await.map_err(|source| ClientError::Unreachable {
             server: self.base.clone(),
             source,
@@ -133,10 +133,11 @@ impl Client {
         self.send(rb).await
     }
 
-    pub async fn register_schema(
+    /// Uploads a schema version (`PUT` to register, `POST .../compatibility` to check).
+    pub async fn upload_schema(
         &self,
-        name: &str,
-        version: u32,
+        method: reqwest::Method,
+        path: &str,
         schema: Vec<u8>,
         plugin: Option<Vec<u8>>,
     ) -> Result<Value, ClientError> {
@@ -152,14 +153,20 @@ impl Client {
                     .expect("static mime"),
             );
         }
-        self.send(
-            self.request(
-                reqwest::Method::PUT,
-                &format!("/v1/schemas/{name}/versions/{version}"),
-            )
-            .multipart(form),
-        )
-        .await
+        self.send(self.request(method, path).multipart(form)).await
+    }
+
+    /// Registers a schema version.
+    pub async fn register_schema(
+        &self,
+        name: &str,
+        version: u32,
+        schema: Vec<u8>,
+        plugin: Option<Vec<u8>>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("/v1/schemas/{name}/versions/{version}");
+        self.upload_schema(reqwest::Method::PUT, &path, schema, plugin)
+            .await
     }
 }
 
@@ -193,6 +200,9 @@ pub enum ConfigCmd {
         /// Serve from the node's local state (may be behind).
         #[arg(long)]
         stale: bool,
+        /// Read the value converted to this version of its schema.
+        #[arg(long = "schema-version")]
+        schema_version: Option<u32>,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -228,6 +238,43 @@ pub enum SchemaCmd {
         /// The plugin component (.wasm).
         #[arg(long)]
         plugin: Option<PathBuf>,
+        /// Register even if configs stored at the previous version would not survive the
+        /// upgrade (the compatibility report).
+        #[arg(long)]
+        force: bool,
+        /// Only print the compatibility report; register nothing.
+        #[arg(long, conflicts_with = "force")]
+        check: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Rewrite every config of a schema to one version, showing progress.
+    Migrate {
+        name: String,
+        /// The version to migrate to.
+        #[arg(long)]
+        to: u32,
+        /// Convert everything but write nothing; print what would fail.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start it and return; follow it with `scarab schema migrations NAME`.
+        #[arg(long, conflicts_with = "dry_run")]
+        no_wait: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// A schema's storage migrations and their progress.
+    Migrations {
+        name: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show or set a schema's policy (which versions accept writes).
+    Policy {
+        name: String,
+        /// `latest`: writes only at the highest version; `any`: at any registered version.
+        #[arg(long, value_parser = ["any", "latest"])]
+        writes: Option<String>,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -348,10 +395,26 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             }
             .await
         }
-        ConfigCmd::Get { key, stale, opts } => {
+        ConfigCmd::Get {
+            key,
+            stale,
+            schema_version,
+            opts,
+        } => {
             async {
                 let client = Client::new(&opts.server, opts.actor.clone());
-                let q = if stale { "?consistency=stale" } else { "" };
+                let mut q = Vec::new();
+                if stale {
+                    q.push("consistency=stale".to_string());
+                }
+                if let Some(v) = schema_version {
+                    q.push(format!("schema_version={v}"));
+                }
+                let q = if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", q.join("&"))
+                };
                 Ok((
                     opts.output,
                     client.get(&format!("/v1/configs/{key}{q}")).await?,
@@ -435,15 +498,64 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
             version,
             schema,
             plugin,
+            force,
+            check,
             opts,
         } => {
             async {
                 let client = Client::new(&opts.server, opts.actor.clone());
                 let schema = read_file(&schema)?;
                 let plugin = plugin.as_ref().map(read_file).transpose()?;
+                let path = if check {
+                    format!("/v1/schemas/{name}/versions/{version}/compatibility")
+                } else if force {
+                    format!("/v1/schemas/{name}/versions/{version}?force=true")
+                } else {
+                    format!("/v1/schemas/{name}/versions/{version}")
+                };
+                let method = if check {
+                    reqwest::Method::POST
+                } else {
+                    reqwest::Method::PUT
+                };
+                let v = client.upload_schema(method, &path, schema, plugin).await?;
+                Ok((Output::Json, v))
+            }
+            .await
+        }
+        SchemaCmd::Migrate {
+            name,
+            to,
+            dry_run,
+            no_wait,
+            opts,
+        } => super::migrate::run(name, to, dry_run, no_wait, opts).await,
+        SchemaCmd::Migrations { name, opts } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
                 let v = client
-                    .register_schema(&name, version, schema, plugin)
+                    .get(&format!("/v1/schemas/{name}/migrations"))
                     .await?;
+                Ok((Output::Json, v))
+            }
+            .await
+        }
+        SchemaCmd::Policy { name, writes, opts } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let path = format!("/v1/schemas/{name}/policy");
+                let v = match writes {
+                    Some(w) => {
+                        client
+                            .send(
+                                client
+                                    .request(reqwest::Method::PUT, &path)
+                                    .json(&serde_json::json!({ "writes": w })),
+                            )
+                            .await?
+                    }
+                    None => client.get(&path).await?,
+                };
                 Ok((Output::Json, v))
             }
             .await

@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod client;
 mod dev;
+mod migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -54,7 +54,12 @@ fn command_bytes(cmd: &Command) -> usize {
     match &cmd.op {
         Op::PutConfig { value, .. } => value.len(),
         Op::PutSchema { schema, plugin, .. } => schema.len() + plugin.as_ref().map_or(0, Vec::len),
-        Op::DeleteConfig { .. } | Op::DeleteSchema { .. } => 0,
+        Op::MigrateBatch { writes, .. } => writes.iter().map(|w| w.value.len()).sum(),
+        Op::DeleteConfig { .. }
+        | Op::DeleteSchema { .. }
+        | Op::SetSchemaPolicy { .. }
+        | Op::StartMigration { .. }
+        | Op::FinishMigration { .. } => 0,
     }
 }
 

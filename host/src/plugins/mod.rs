@@ -1,5 +1,7 @@
 //! The plugin host: one wasmtime `Engine`, the compiled-component cache (memory and disk), the
-//! sandbox (no capabilities, a time budget, a memory cap) and the call into a validator.
+//! sandbox (no capabilities, a time budget, a memory cap) and the calls into a plugin: its
+//! validator, and its migrator if it has one. Components built against every released
+//! version of the WIT package (`wit/`) are accepted.
 //!
 //! Owns: turning plugin bytes into something callable, and calling it safely. Does not own:
 //! which plugin belongs to which schema version ([`crate::schema`]), or storing plugin bytes
@@ -20,15 +22,54 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use sandbox::HostState;
 
+/// One module per released contract (`wit/<version>`), one per world.
 mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "scarab:plugin/validator-plugin@0.1.0",
-    });
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.0",
+            world: "scarab:plugin/validator-plugin@0.1.0",
+        });
+    }
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.2.0",
+            world: "scarab:plugin/validator-plugin@0.2.0",
+        });
+    }
+    pub mod v0_2_migrator {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.2.0",
+            world: "scarab:plugin/migrator-plugin@0.2.0",
+        });
+    }
 }
 
-use bindings::ValidatorPluginPre;
-use bindings::scarab::plugin::types::Context as WitContext;
+/// What a component implements, read from its exports when it is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Contract {
+    /// The WIT package version it was built against, e.g. `0.2.0`.
+    pub wit: &'static str,
+    /// What its migrator does (`describe`), if it exports one.
+    pub migration: Option<Migration>,
+}
+
+/// A migrator's own description of itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Migration {
+    /// `upgrade` converts documents from this version to the plugin's.
+    pub from_version: u32,
+    /// Whether `downgrade` converts back.
+    pub downgrade: bool,
+}
+
+/// Which direction a migration step goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the previous version to the plugin's.
+    Upgrade,
+    /// From the plugin's version to the previous one.
+    Downgrade,
+}
 
 /// Limits applied to every plugin call.
 #[derive(Clone, Debug)]
@@ -56,7 +97,7 @@ impl Default for PluginLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    /// The bytes are not a component implementing `scarab:plugin/validator-plugin`.
+    /// The bytes are not a component implementing a released plugin world.
     #[error("{0}")]
     InvalidComponent(String),
     /// A call failed; the document got no verdict.
@@ -133,7 +174,8 @@ pub fn digest(bytes: &[u8]) -> String {
 /// on a warm instance costs microseconds, a fresh instantiation tens of microseconds.
 pub struct LoadedPlugin {
     pub digest: String,
-    pre: ValidatorPluginPre<HostState>,
+    pub contract: Contract,
+    pre: sandbox::Pre,
     idle: Mutex<Vec<sandbox::Instance>>,
 }
 
@@ -227,20 +269,35 @@ impl PluginHost {
         sandbox::stub_unprovided_imports(&mut linker, &component, &self.engine).map_err(|e| {
             PluginError::InvalidComponent(format!("cannot link the component: {e:#}"))
         })?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(ValidatorPluginPre::new)
-            .map_err(|e| {
-                PluginError::InvalidComponent(format!(
-                    "the component does not implement scarab:plugin/validator-plugin@0.1.0 \
-                     (it must export scarab:plugin/validator@0.1.0): {e:#}"
-                ))
-            })?;
-        let plugin = Arc::new(LoadedPlugin {
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            PluginError::InvalidComponent(format!("cannot link the component: {e:#}"))
+        })?;
+        let pre = sandbox::Pre::new(instance_pre).map_err(|e| {
+            PluginError::InvalidComponent(format!(
+                "the component does not implement a Scarab plugin world: it must export \
+                 scarab:plugin/validator@0.2.0 (world validator-plugin), that and \
+                 scarab:plugin/migrator@0.2.0 (world migrator-plugin), or \
+                 scarab:plugin/validator@0.1.0: {e:#}"
+            ))
+        })?;
+        let mut plugin = LoadedPlugin {
             digest: digest.to_string(),
+            contract: Contract {
+                wit: pre.wit_version(),
+                migration: None,
+            },
             pre,
             idle: Mutex::new(Vec::new()),
-        });
+        };
+        if plugin.pre.has_migrator() {
+            let migration = self
+                .with_instance(&plugin, |store, b| b.describe(store))
+                .map_err(|e| {
+                    PluginError::InvalidComponent(format!("its migrator's describe {e}"))
+                })?;
+            plugin.contract.migration = Some(migration);
+        }
+        let plugin = Arc::new(plugin);
         self.loaded
             .lock()
             .expect("plugin map")
@@ -312,14 +369,13 @@ impl PluginHost {
         Ok(component)
     }
 
-    /// Calls the plugin's validator on `document` (JSON text). Blocking: run it off the async
-    /// runtime. Never panics on plugin misbehaviour; the failure is returned.
-    pub fn validate(
+    /// Runs `call` on a warm instance of `plugin` (or a new one) under the time budget. A
+    /// trapped instance is dropped (wasmtime poisons it); a healthy one goes back to the pool.
+    fn with_instance<R>(
         &self,
         plugin: &LoadedPlugin,
-        ctx: &CallContext<'_>,
-        document: &str,
-    ) -> Result<Vec<PluginViolation>, Failure> {
+        call: impl FnOnce(&mut Store<HostState>, &sandbox::Bindings) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
         let deadline_ticks = self
             .limits
             .timeout
@@ -336,22 +392,9 @@ impl PluginHost {
         };
         instance.store.set_epoch_deadline(deadline_ticks);
         instance.store.data_mut().reset_for_call();
-        let wit_ctx = WitContext {
-            key: ctx.key.to_string(),
-            schema_name: ctx.schema_name.to_string(),
-            schema_version: ctx.schema_version,
-        };
-        let outcome = instance.bindings.scarab_plugin_validator().call_validate(
-            &mut instance.store,
-            &wit_ctx,
-            document,
-        );
-        let answer = match outcome {
+        let answer = match call(&mut instance.store, &instance.bindings) {
             Ok(answer) => answer,
-            Err(e) => {
-                // A trapped instance is poisoned: drop it (its pool slot returns).
-                return Err(self.classify(&instance.store, e));
-            }
+            Err(e) => return Err(self.classify(&instance.store, e)),
         };
         instance.uses += 1;
         let max_idle = (self.limits.max_instances as usize / 2).max(1);
@@ -362,6 +405,18 @@ impl PluginHost {
         } else if instance.uses < MAX_USES_PER_INSTANCE {
             self.idle_total.fetch_sub(1, Ordering::Relaxed);
         }
+        Ok(answer)
+    }
+
+    /// Calls the plugin's validator on `document` (JSON text). Blocking: run it off the async
+    /// runtime. Never panics on plugin misbehaviour; the failure is returned.
+    pub fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> Result<Vec<PluginViolation>, Failure> {
+        let answer = self.with_instance(plugin, |store, b| b.validate(store, ctx, document))?;
         let violations = answer.map_err(Failure::Refused)?;
         if violations.len() > self.limits.max_violations {
             return Err(Failure::Malformed(format!(
@@ -380,13 +435,39 @@ impl PluginHost {
                         v.path
                     )));
                 }
-                Ok(PluginViolation {
-                    path: v.path,
-                    message: v.message,
-                    code: v.code,
-                })
+                Ok(v)
             })
             .collect()
+    }
+
+    /// Calls the plugin's migrator: converts `document` (JSON text) one step, up from the
+    /// previous version or down to it. `ctx.schema_version` is the version of the result.
+    /// The answer must be JSON text; it is returned as is (the caller validates it at its
+    /// version). Blocking, like [`Self::validate`].
+    pub fn migrate(
+        &self,
+        plugin: &LoadedPlugin,
+        direction: Direction,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> Result<String, Failure> {
+        let Some(migration) = plugin.contract.migration else {
+            return Err(Failure::Refused("the plugin has no migrator".into()));
+        };
+        if direction == Direction::Downgrade && !migration.downgrade {
+            return Err(Failure::Refused("the plugin does not downgrade".into()));
+        }
+        let answer = self.with_instance(plugin, |store, b| {
+            b.migrate(store, direction, ctx, document)
+        })?;
+        let text = answer.map_err(Failure::Refused)?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            let head: String = text.chars().take(80).collect();
+            return Err(Failure::Malformed(format!(
+                "returned text that is not JSON ({e}): {head:?}"
+            )));
+        }
+        Ok(text)
     }
 
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> Failure {

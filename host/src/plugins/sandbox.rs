@@ -17,8 +17,8 @@ use wasmtime_wasi::p2::bindings::{cli, sync};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::PluginLimits;
-use super::bindings::{ValidatorPlugin, ValidatorPluginPre};
+use super::bindings::{v0_1, v0_2, v0_2_migrator};
+use super::{CallContext, Direction, Migration, PluginLimits, PluginViolation};
 
 const STDERR_CAPACITY: usize = 4096;
 
@@ -167,17 +167,148 @@ pub fn stub_unprovided_imports(
     Ok(())
 }
 
+/// A linked component, checked against one of the released worlds (newest first).
+pub enum Pre {
+    V0_1(v0_1::ValidatorPluginPre<HostState>),
+    V0_2(v0_2::ValidatorPluginPre<HostState>),
+    V0_2Migrator(v0_2_migrator::MigratorPluginPre<HostState>),
+}
+
+impl Pre {
+    /// The richest world the component implements; the error of the newest world if none.
+    pub fn new(pre: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self> {
+        if let Ok(p) = v0_2_migrator::MigratorPluginPre::new(pre.clone()) {
+            return Ok(Pre::V0_2Migrator(p));
+        }
+        if let Ok(p) = v0_1::ValidatorPluginPre::new(pre.clone()) {
+            return Ok(Pre::V0_1(p));
+        }
+        v0_2::ValidatorPluginPre::new(pre).map(Pre::V0_2)
+    }
+
+    pub fn wit_version(&self) -> &'static str {
+        match self {
+            Pre::V0_1(_) => "0.1.0",
+            Pre::V0_2(_) | Pre::V0_2Migrator(_) => "0.2.0",
+        }
+    }
+
+    pub fn has_migrator(&self) -> bool {
+        matches!(self, Pre::V0_2Migrator(_))
+    }
+
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+        Ok(match self {
+            Pre::V0_1(p) => Bindings::V0_1(p.instantiate(store)?),
+            Pre::V0_2(p) => Bindings::V0_2(p.instantiate(store)?),
+            Pre::V0_2Migrator(p) => Bindings::V0_2Migrator(p.instantiate(store)?),
+        })
+    }
+}
+
+/// An instance's exports, in the world its component implements.
+pub enum Bindings {
+    V0_1(v0_1::ValidatorPlugin),
+    V0_2(v0_2::ValidatorPlugin),
+    V0_2Migrator(v0_2_migrator::MigratorPlugin),
+}
+
+/// The validator's answer, whatever the contract version.
+pub type Verdict = Result<Vec<PluginViolation>, String>;
+
+/// The same conversions for each contract version's generated types.
+macro_rules! call_validate {
+    ($world:ident, $validator:expr, $store:expr, $ctx:expr, $document:expr) => {{
+        let ctx = $world::scarab::plugin::types::Context {
+            key: $ctx.key.to_string(),
+            schema_name: $ctx.schema_name.to_string(),
+            schema_version: $ctx.schema_version,
+        };
+        $validator
+            .call_validate($store, &ctx, $document)
+            .map(|answer| {
+                answer.map(|vs| {
+                    vs.into_iter()
+                        .map(|v| PluginViolation {
+                            path: v.path,
+                            message: v.message,
+                            code: v.code,
+                        })
+                        .collect()
+                })
+            })
+    }};
+}
+
+impl Bindings {
+    pub fn validate(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> wasmtime::Result<Verdict> {
+        match self {
+            Bindings::V0_1(b) => {
+                call_validate!(v0_1, b.scarab_plugin_validator(), store, ctx, document)
+            }
+            Bindings::V0_2(b) => {
+                call_validate!(v0_2, b.scarab_plugin_validator(), store, ctx, document)
+            }
+            Bindings::V0_2Migrator(b) => call_validate!(
+                v0_2_migrator,
+                b.scarab_plugin_validator(),
+                store,
+                ctx,
+                document
+            ),
+        }
+    }
+
+    pub fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<Migration> {
+        let Bindings::V0_2Migrator(b) = self else {
+            wasmtime::bail!("the plugin has no migrator");
+        };
+        let m = b.scarab_plugin_migrator().call_describe(store)?;
+        Ok(Migration {
+            from_version: m.from_version,
+            downgrade: m.downgrade,
+        })
+    }
+
+    pub fn migrate(
+        &self,
+        store: &mut Store<HostState>,
+        direction: Direction,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> wasmtime::Result<Result<String, String>> {
+        let Bindings::V0_2Migrator(b) = self else {
+            wasmtime::bail!("the plugin has no migrator");
+        };
+        let wit_ctx = v0_2_migrator::scarab::plugin::types::Context {
+            key: ctx.key.to_string(),
+            schema_name: ctx.schema_name.to_string(),
+            schema_version: ctx.schema_version,
+        };
+        let migrator = b.scarab_plugin_migrator();
+        match direction {
+            Direction::Upgrade => migrator.call_upgrade(store, &wit_ctx, document),
+            Direction::Downgrade => migrator.call_downgrade(store, &wit_ctx, document),
+        }
+    }
+}
+
 /// A live instance with its own store.
 pub struct Instance {
     pub store: Store<HostState>,
-    pub bindings: ValidatorPlugin,
+    pub bindings: Bindings,
     pub uses: u32,
 }
 
 impl Instance {
     pub fn new(
         engine: &Engine,
-        pre: &ValidatorPluginPre<HostState>,
+        pre: &Pre,
         limits: &PluginLimits,
         deadline_ticks: u64,
     ) -> wasmtime::Result<Self> {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plugins::{CallContext, Failure, LoadedPlugin, PluginError, PluginHost};
-use crate::store::{SchemaRecord, StateStore, StoreError};
+use crate::plugins::{CallContext, Direction, Failure, LoadedPlugin, PluginError, PluginHost};
+use crate::store::{MigrationSpec, PluginContract, SchemaRecord, StateStore, StoreError};
 
 /// Where a violation was found.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +54,74 @@ pub enum SchemaError {
         failure: Failure,
     },
     #[error(transparent)]
+    Conversion(Box<ConversionFailure>),
+    #[error(
+        "registering {name} version {version} would break {failed} of the {checked} stored config(s) at version {from}; see the report, or register with force=true"
+    )]
+    Incompatible {
+        name: String,
+        version: u32,
+        from: u32,
+        checked: usize,
+        failed: usize,
+        report: Box<CompatReport>,
+    },
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why a config could not be converted to another version of its schema.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot convert {key} from {name} version {from} to version {to}: {step}: {reason}")]
+pub struct ConversionFailure {
+    pub key: String,
+    pub name: String,
+    pub from: u32,
+    pub to: u32,
+    /// Which step failed, e.g. `upgrade 1 → 2 by plugin sha256:…` or `validation at 2`.
+    pub step: String,
+    pub reason: String,
+    /// For a failed validation at the target version.
+    pub violations: Vec<Violation>,
+}
+
+/// What registering a version would do to the configs stored at the previous one: each is
+/// upgraded by the new plugin, validated at the new version, and (if the plugin downgrades)
+/// converted back, which must give the same document.
+#[derive(Serialize, Clone, Debug)]
+pub struct CompatReport {
+    pub name: String,
+    pub version: u32,
+    /// The version whose configs were checked (`None`: nothing to check: version 1, or a
+    /// plugin without a migrator, whose configs stay at their version).
+    pub from_version: Option<u32>,
+    pub checked: usize,
+    pub compatible: bool,
+    /// At most [`MAX_REPORTED`] failures; `failed` counts them all.
+    pub failed: usize,
+    pub failures: Vec<CompatFailure>,
+}
+
+/// Failures listed in a report beyond which only the count grows.
+pub const MAX_REPORTED: usize = 100;
+
+#[derive(Serialize, Clone, Debug)]
+pub struct CompatFailure {
+    pub key: String,
+    pub revision: u64,
+    /// `upgrade`, `validate` or `round_trip`.
+    pub step: &'static str,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+}
+
+/// A checked new version, ready to be proposed.
+pub struct NewVersion {
+    pub contract: Option<PluginContract>,
+    pub report: CompatReport,
 }
 
 /// A schema version ready to validate with.
@@ -145,22 +210,301 @@ impl SchemaRegistry {
         &self.plugins
     }
 
-    /// Checks a new version's content before it is proposed: the JSON Schema compiles, and
-    /// the plugin (if any) is a component implementing the validator world. Compiling the
-    /// plugin here also warms this node's cache.
+    /// Checks a new version before it is proposed: the JSON Schema compiles; the plugin (if
+    /// any) is a component implementing a released plugin world; a migrator upgrades from
+    /// the previous version, which must be registered; and the configs stored at the previous
+    /// version survive the upgrade (the compatibility report). Compiling the plugin here also
+    /// warms this node's cache. Blocking (plugins run): call it off the async runtime.
     pub fn check_new_version(
         &self,
+        name: &str,
+        version: u32,
         schema: &Value,
         plugin: Option<(&str, &[u8])>,
-    ) -> Result<(), SchemaError> {
-        compile_json_schema(schema)?;
-        if let Some((digest, bytes)) = plugin {
-            self.plugins.load(digest, bytes).map_err(|e| match e {
-                PluginError::InvalidComponent(m) => SchemaError::InvalidPlugin(m),
-                other => SchemaError::Internal(other.to_string()),
-            })?;
+    ) -> Result<NewVersion, SchemaError> {
+        let validator = compile_json_schema(schema)?;
+        let loaded = match plugin {
+            None => None,
+            Some((digest, bytes)) => {
+                Some(self.plugins.load(digest, bytes).map_err(|e| match e {
+                    PluginError::InvalidComponent(m) => SchemaError::InvalidPlugin(m),
+                    other => SchemaError::Internal(other.to_string()),
+                })?)
+            }
+        };
+        let contract = loaded.as_ref().map(|p| PluginContract {
+            wit: p.contract.wit.to_string(),
+            migration: p.contract.migration.map(|m| MigrationSpec {
+                from_version: m.from_version,
+                downgrade: m.downgrade,
+            }),
+        });
+        if let Some(m) = contract.as_ref().and_then(|c| c.migration) {
+            if m.from_version.checked_add(1) != Some(version) {
+                return Err(SchemaError::InvalidPlugin(format!(
+                    "its migrator upgrades from version {}, so it can only be version {} of a schema, not version {version}",
+                    m.from_version,
+                    m.from_version.saturating_add(1)
+                )));
+            }
+            if self.store.get_schema(name, m.from_version)?.is_none() {
+                return Err(SchemaError::InvalidPlugin(format!(
+                    "its migrator upgrades from {name} version {}, which is not registered",
+                    m.from_version
+                )));
+            }
         }
-        Ok(())
+        let report = self.compatibility(name, version, &validator, loaded.as_deref())?;
+        Ok(NewVersion { contract, report })
+    }
+
+    /// The compatibility report of a new version (see [`CompatReport`]).
+    fn compatibility(
+        &self,
+        name: &str,
+        version: u32,
+        validator: &jsonschema::Validator,
+        plugin: Option<&LoadedPlugin>,
+    ) -> Result<CompatReport, SchemaError> {
+        let mut report = CompatReport {
+            name: name.to_string(),
+            version,
+            from_version: None,
+            checked: 0,
+            compatible: true,
+            failed: 0,
+            failures: Vec::new(),
+        };
+        let Some((plugin, migration)) = plugin.and_then(|p| p.contract.migration.map(|m| (p, m)))
+        else {
+            return Ok(report);
+        };
+        report.from_version = Some(migration.from_version);
+        for entry in self.store.configs_at(name, migration.from_version)? {
+            report.checked += 1;
+            let key = &entry.meta.key;
+            let fail =
+                |step: &'static str, reason: String, violations: Vec<Violation>| CompatFailure {
+                    key: key.clone(),
+                    revision: entry.meta.revision,
+                    step,
+                    reason,
+                    violations,
+                };
+            let outcome = (|| {
+                let up_ctx = CallContext {
+                    key,
+                    schema_name: name,
+                    schema_version: version,
+                };
+                let upgraded = self
+                    .plugins
+                    .migrate(plugin, Direction::Upgrade, &up_ctx, &entry.value)
+                    .map_err(|f| {
+                        fail("upgrade", format!("plugin {} {f}", plugin.digest), vec![])
+                    })?;
+                let doc: Value = serde_json::from_str(&upgraded)
+                    .map_err(|e| fail("upgrade", e.to_string(), vec![]))?;
+                let text = doc.to_string();
+                let violations = check_document(
+                    &self.plugins,
+                    Some(validator),
+                    Some(plugin),
+                    &up_ctx,
+                    &doc,
+                    &text,
+                )
+                .map_err(|f| fail("validate", format!("plugin {} {f}", plugin.digest), vec![]))?;
+                if !violations.is_empty() {
+                    return Err(fail(
+                        "validate",
+                        format!("the upgraded document is not valid at version {version}"),
+                        violations,
+                    ));
+                }
+                if migration.downgrade {
+                    let down_ctx = CallContext {
+                        key,
+                        schema_name: name,
+                        schema_version: migration.from_version,
+                    };
+                    let back = self
+                        .plugins
+                        .migrate(plugin, Direction::Downgrade, &down_ctx, &text)
+                        .map_err(|f| {
+                            fail(
+                                "round_trip",
+                                format!("plugin {} {f}", plugin.digest),
+                                vec![],
+                            )
+                        })?;
+                    let back: Value = serde_json::from_str(&back)
+                        .map_err(|e| fail("round_trip", e.to_string(), vec![]))?;
+                    let original: Value = serde_json::from_str(&entry.value)
+                        .map_err(|e| fail("round_trip", e.to_string(), vec![]))?;
+                    if back != original {
+                        return Err(fail(
+                            "round_trip",
+                            format!(
+                                "upgrading to {version} and downgrading back does not give the stored document: {back}"
+                            ),
+                            vec![],
+                        ));
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(f) = outcome {
+                report.compatible = false;
+                report.failed += 1;
+                if report.failures.len() < MAX_REPORTED {
+                    report.failures.push(f);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Converts a config's value (JSON text) from version `from` to version `to` of schema
+    /// `name`, one step at a time: up through each later version's `upgrade`, or down through
+    /// each version's `downgrade`. The result is validated at `to` (JSON Schema and plugin).
+    /// Blocking (plugins run).
+    pub fn convert(
+        &self,
+        name: &str,
+        key: &str,
+        from: u32,
+        to: u32,
+        value: &str,
+    ) -> Result<String, SchemaError> {
+        let failed = |step: String, reason: String, violations: Vec<Violation>| {
+            SchemaError::Conversion(Box::new(ConversionFailure {
+                key: key.to_string(),
+                name: name.to_string(),
+                from,
+                to,
+                step,
+                reason,
+                violations,
+            }))
+        };
+        let target = self.compiled(name, to)?;
+        if from == to {
+            return Ok(value.to_string());
+        }
+        let mut text = value.to_string();
+        let steps: Vec<(u32, Direction, u32)> = if to > from {
+            // Version v's plugin upgrades v-1 → v.
+            (from + 1..=to)
+                .map(|v| (v, Direction::Upgrade, v))
+                .collect()
+        } else {
+            // Version v's plugin downgrades v → v-1.
+            (to + 1..=from)
+                .rev()
+                .map(|v| (v, Direction::Downgrade, v - 1))
+                .collect()
+        };
+        for (owner, direction, result_version) in steps {
+            let (verb, start) = match direction {
+                Direction::Upgrade => ("upgrade", owner - 1),
+                Direction::Downgrade => ("downgrade", owner),
+            };
+            let step = format!("{verb} {start} → {result_version}");
+            let compiled = self
+                .compiled(name, owner)
+                .map_err(|e| failed(step.clone(), e.to_string(), vec![]))?;
+            let Some(plugin) = compiled.plugin.as_deref() else {
+                return Err(failed(
+                    step,
+                    format!("version {owner} has no plugin, so no migrator"),
+                    vec![],
+                ));
+            };
+            let step = format!("{step} by plugin {}", plugin.digest);
+            match plugin.contract.migration {
+                None => {
+                    return Err(failed(
+                        step,
+                        format!("version {owner}'s plugin has no migrator"),
+                        vec![],
+                    ));
+                }
+                Some(m) if direction == Direction::Downgrade && !m.downgrade => {
+                    return Err(failed(
+                        step,
+                        format!("version {owner}'s plugin does not downgrade"),
+                        vec![],
+                    ));
+                }
+                Some(_) => {}
+            }
+            let ctx = CallContext {
+                key,
+                schema_name: name,
+                schema_version: result_version,
+            };
+            text = self
+                .plugins
+                .migrate(plugin, direction, &ctx, &text)
+                .map_err(|f| failed(step, format!("the plugin {f}"), vec![]))?;
+        }
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| failed(format!("validation at {to}"), e.to_string(), vec![]))?;
+        let text = doc.to_string();
+        let ctx = CallContext {
+            key,
+            schema_name: name,
+            schema_version: to,
+        };
+        let violations = check_document(
+            &self.plugins,
+            Some(&target.validator),
+            target.plugin.as_deref(),
+            &ctx,
+            &doc,
+            &text,
+        )
+        .map_err(|f| {
+            failed(
+                format!("validation at {to}"),
+                format!("the plugin {f}"),
+                vec![],
+            )
+        })?;
+        if !violations.is_empty() {
+            return Err(failed(
+                format!("validation at {to}"),
+                format!("the converted document is not valid at version {to}"),
+                violations,
+            ));
+        }
+        Ok(text)
+    }
+
+    /// The digest of the plugin of a registered version (what a write at it must carry).
+    pub fn plugin_digest(&self, name: &str, version: u32) -> Result<Option<String>, SchemaError> {
+        Ok(self.compiled(name, version)?.record.plugin_digest.clone())
+    }
+
+    /// [`Self::convert`] on the blocking pool, under the same concurrency bound as validation.
+    pub async fn convert_async(
+        self: &Arc<Self>,
+        name: String,
+        key: String,
+        from: u32,
+        to: u32,
+        value: String,
+    ) -> Result<String, SchemaError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SchemaError::Internal("the validator is shutting down".into()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.convert(&name, &key, from, to, &value))
+            .await
+            .map_err(|e| SchemaError::Internal(format!("conversion task: {e}")))?
     }
 
     fn compiled(&self, name: &str, version: u32) -> Result<Arc<Compiled>, SchemaError> {

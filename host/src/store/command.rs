@@ -41,6 +41,34 @@ pub enum Op {
         plugin_digest: Option<String>,
         #[serde(with = "b64_opt")]
         plugin: Option<Vec<u8>>,
+        /// What the plugin declared at registration (read by the proposing node, so that
+        /// apply never runs a plugin).
+        #[serde(default)]
+        plugin_contract: Option<PluginContract>,
+    },
+    SetSchemaPolicy {
+        name: String,
+        policy: SchemaPolicy,
+    },
+    /// Starts rewriting every config of `name` to `target_version`; its id is the revision
+    /// this command gets.
+    StartMigration {
+        name: String,
+        target_version: u32,
+        /// Configs not at the target when the migration started (for progress).
+        total: u64,
+    },
+    /// One batch of a migration: converted values, each written only if its key is still at
+    /// the revision it was converted from, and the keys that could not be converted.
+    MigrateBatch {
+        name: String,
+        id: u64,
+        writes: Vec<MigrationWrite>,
+        failures: Vec<MigrationFailure>,
+    },
+    FinishMigration {
+        name: String,
+        id: u64,
     },
     DeleteSchema {
         name: String,
@@ -77,6 +105,95 @@ pub struct ConfigMeta {
     pub deleted: bool,
 }
 
+/// One config rewritten by a migration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MigrationWrite {
+    pub key: String,
+    /// The revision the value was converted from: the write is a compare-and-set on it.
+    pub expected_revision: u64,
+    /// The digest of the target version's plugin, which validated the value.
+    pub plugin_digest: Option<String>,
+    /// Compact JSON text at the target version.
+    pub value: String,
+}
+
+/// A config a migration could not convert.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MigrationFailure {
+    pub key: String,
+    /// The revision that failed: the key is tried again once it changes.
+    pub revision: u64,
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationStatus {
+    Running,
+    /// Nothing is left to convert but the failed keys.
+    Done,
+}
+
+/// A storage migration and its progress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MigrationRecord {
+    pub id: u64,
+    pub name: String,
+    pub target_version: u32,
+    pub status: MigrationStatus,
+    /// Configs not at the target version when it started.
+    pub total: u64,
+    /// Configs rewritten.
+    pub done: u64,
+    /// Conversions not written because the config changed meanwhile (tried again).
+    pub skipped: u64,
+    /// Keys that cannot be converted, with why (at most [`MAX_FAILURES_KEPT`]).
+    pub failed: Vec<MigrationFailure>,
+    pub failed_count: u64,
+    pub started_at: u64,
+    pub started_by: String,
+    pub updated_at: u64,
+    pub finished_at: Option<u64>,
+}
+
+/// Failures a migration record lists (the count goes on).
+pub const MAX_FAILURES_KEPT: usize = 1000;
+
+/// What a registered plugin implements, as it declared it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PluginContract {
+    /// The WIT package version it was built against (`0.1.0`, `0.2.0`).
+    pub wit: String,
+    /// Its migrator, if it has one.
+    pub migration: Option<MigrationSpec>,
+}
+
+/// A migrator's declaration: it upgrades from `from_version` (the previous version), and
+/// downgrades back if `downgrade`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrationSpec {
+    pub from_version: u32,
+    pub downgrade: bool,
+}
+
+/// Per-schema rules, set with `PUT /v1/schemas/{name}/policy`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaPolicy {
+    /// Which versions a config may be written at.
+    pub writes: WritePolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePolicy {
+    /// Any registered version (the default).
+    #[default]
+    Any,
+    /// Only the highest registered version.
+    Latest,
+}
+
 /// A registered schema version (its JSON Schema text included; the plugin bytes are stored
 /// separately, by digest).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -88,6 +205,8 @@ pub struct SchemaRecord {
     pub revision: u64,
     pub registered_at: u64,
     pub registered_by: String,
+    #[serde(default)]
+    pub plugin_contract: Option<PluginContract>,
 }
 
 /// The outcome of applying one log entry.
@@ -107,6 +226,12 @@ pub enum CommandResult {
     SchemaDeleted {
         record: SchemaRecord,
     },
+    SchemaPolicySet {
+        name: String,
+        policy: SchemaPolicy,
+        revision: u64,
+    },
+    Migration(MigrationRecord),
     /// Refused deterministically by the state machine; nothing changed.
     Rejected(Rejection),
 }
@@ -136,6 +261,20 @@ pub enum Rejection {
         version: u32,
         configs: u64,
     },
+    #[error(
+        "schema {name} accepts writes only at its latest version, {latest}, not at version {version}"
+    )]
+    NotLatest {
+        name: String,
+        version: u32,
+        latest: u32,
+    },
+    #[error("schema {0} has no registered version")]
+    NoVersions(String),
+    #[error("schema {name} already has a running migration, {id}")]
+    MigrationRunning { name: String, id: u64 },
+    #[error("migration {id} of schema {name} is not running")]
+    MigrationNotRunning { name: String, id: u64 },
 }
 
 mod b64_opt {

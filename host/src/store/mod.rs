@@ -17,7 +17,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use command::{Command, CommandResult, ConfigMeta, Op, Precondition, Rejection, SchemaRecord};
+pub use command::{
+    Command, CommandResult, ConfigMeta, MAX_FAILURES_KEPT, MigrationFailure, MigrationRecord,
+    MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, Rejection,
+    SchemaPolicy, SchemaRecord, WritePolicy,
+};
 pub use snapshot::verify_current_snapshot;
 pub use state_machine::StateMachine;
 
@@ -59,6 +63,7 @@ pub struct StateStore {
     pub(crate) schemas: Keyspace,
     pub(crate) plugins: Keyspace,
     pub(crate) usage: Keyspace,
+    pub(crate) schema_meta: Keyspace,
     pub(crate) meta: Keyspace,
     snapshot_dir: PathBuf,
     state: Mutex<SmMeta>,
@@ -81,6 +86,12 @@ pub struct ConfigPage {
 pub(crate) fn schema_key(name: &str, version: u32) -> Vec<u8> {
     // Zero-padded so byte order is version order.
     format!("{name}/{version:010}").into_bytes()
+}
+
+/// The version in a [`schema_key`].
+fn version_of(key: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(key).ok()?;
+    text.rsplit_once('/')?.1.parse().ok()
 }
 
 /// Stored form of a config: metadata JSON, a newline, then the value's JSON text. Reads can
@@ -138,6 +149,7 @@ impl StateStore {
             schemas: ks("sm_schemas")?,
             plugins: ks("sm_plugins")?,
             usage: ks("sm_usage")?,
+            schema_meta: ks("sm_schema_meta")?,
             meta: meta_ks,
             snapshot_dir,
             state: Mutex::new(meta),
@@ -155,6 +167,7 @@ impl StateStore {
             &self.schemas,
             &self.plugins,
             &self.usage,
+            &self.schema_meta,
             &self.meta,
         ] {
             for guard in ks.iter() {
@@ -182,6 +195,23 @@ impl StateStore {
                 Ok((!entry.meta.deleted).then_some(entry))
             }
         }
+    }
+
+    /// Every live config of schema `name` at `version`, in key order. A full scan: used by the
+    /// compatibility check of a new version and by storage migrations, not by requests.
+    pub fn configs_at(&self, name: &str, version: u32) -> Result<Vec<ConfigEntry>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.configs.iter() {
+            let (_, v) = guard.into_inner()?;
+            let entry = decode_config(&v)?;
+            if !entry.meta.deleted
+                && entry.meta.schema == name
+                && entry.meta.schema_version == version
+            {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Live configs whose key starts with `prefix`, in byte order, strictly after `after`.
@@ -236,6 +266,53 @@ impl StateStore {
                 decode_json("sm_schemas", &v)
             })
             .collect()
+    }
+
+    /// The migrations of schema `name` (every schema's if `None`), oldest first.
+    pub fn migrations(&self, name: Option<&str>) -> Result<Vec<MigrationRecord>, StoreError> {
+        let prefix = match name {
+            Some(n) => format!("migration/{n}/"),
+            None => "migration/".to_string(),
+        };
+        self.schema_meta
+            .prefix(prefix)
+            .map(|g| {
+                let (_, v) = g.into_inner()?;
+                decode_json("sm_schema_meta", &v)
+            })
+            .collect()
+    }
+
+    pub fn migration(&self, name: &str, id: u64) -> Result<Option<MigrationRecord>, StoreError> {
+        self.schema_meta
+            .get(migration_key(name, id))?
+            .map(|b| decode_json("sm_schema_meta", &b))
+            .transpose()
+    }
+
+    /// Live configs of schema `name` not at `version`, in key order (a full scan, for
+    /// storage migrations).
+    pub fn configs_not_at(&self, name: &str, version: u32) -> Result<Vec<ConfigEntry>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.configs.iter() {
+            let (_, v) = guard.into_inner()?;
+            let entry = decode_config(&v)?;
+            if !entry.meta.deleted
+                && entry.meta.schema == name
+                && entry.meta.schema_version != version
+            {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The schema's policy (the default if none was set).
+    pub fn schema_policy(&self, name: &str) -> Result<SchemaPolicy, StoreError> {
+        Ok(match self.schema_meta.get(policy_key(name))? {
+            Some(b) => decode_json("sm_schema_meta", &b)?,
+            None => SchemaPolicy::default(),
+        })
     }
 
     pub fn plugin_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -294,6 +371,7 @@ impl StateStore {
             Ks::Schemas => &self.schemas,
             Ks::Plugins => &self.plugins,
             Ks::Usage => &self.usage,
+            Ks::SchemaMeta => &self.schema_meta,
         }
     }
 }
@@ -304,6 +382,17 @@ enum Ks {
     Schemas,
     Plugins,
     Usage,
+    /// Per-schema records besides versions: `policy/{name}`.
+    SchemaMeta,
+}
+
+fn policy_key(name: &str) -> Vec<u8> {
+    format!("policy/{name}").into_bytes()
+}
+
+/// Zero-padded so that byte order is id order.
+fn migration_key(name: &str, id: u64) -> Vec<u8> {
+    format!("migration/{name}/{id:020}").into_bytes()
 }
 
 /// The writes of one apply call, visible to the later commands of the same call.
@@ -340,6 +429,69 @@ impl ApplyTx<'_> {
         self.get(Ks::Schemas, &schema_key(name, version))?
             .map(|b| decode_json("sm_schemas", &b))
             .transpose()
+    }
+
+    /// The highest registered version of `name`, this apply call's changes included.
+    fn latest_version(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        let prefix = format!("{name}/");
+        let mut latest = None;
+        for g in self.store.schemas.prefix(&prefix) {
+            let k = g.key()?;
+            if self.overlay.get(&(Ks::Schemas, k.to_vec())) == Some(&None) {
+                continue;
+            }
+            latest = latest.max(version_of(&k));
+        }
+        for ((ks, k), v) in &self.overlay {
+            if *ks == Ks::Schemas && v.is_some() && k.starts_with(prefix.as_bytes()) {
+                latest = latest.max(version_of(k));
+            }
+        }
+        Ok(latest)
+    }
+
+    fn migration(&self, name: &str, id: u64) -> Result<Option<MigrationRecord>, StoreError> {
+        self.get(Ks::SchemaMeta, &migration_key(name, id))?
+            .map(|b| decode_json("sm_schema_meta", &b))
+            .transpose()
+    }
+
+    fn put_migration(&mut self, record: &MigrationRecord) {
+        self.put(
+            Ks::SchemaMeta,
+            migration_key(&record.name, record.id),
+            serde_json::to_vec(record).expect("migration record serialises"),
+        );
+    }
+
+    /// The running migration of `name`, if any (this apply call's changes included).
+    fn running_migration(&self, name: &str) -> Result<Option<MigrationRecord>, StoreError> {
+        let prefix = format!("migration/{name}/");
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for g in self.store.schema_meta.prefix(&prefix) {
+            keys.push(g.key()?.to_vec());
+        }
+        for (ks, k) in self.overlay.keys() {
+            if *ks == Ks::SchemaMeta && k.starts_with(prefix.as_bytes()) {
+                keys.push(k.clone());
+            }
+        }
+        for k in keys {
+            if let Some(b) = self.get(Ks::SchemaMeta, &k)? {
+                let r: MigrationRecord = decode_json("sm_schema_meta", &b)?;
+                if r.status == MigrationStatus::Running {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn policy(&self, name: &str) -> Result<SchemaPolicy, StoreError> {
+        Ok(match self.get(Ks::SchemaMeta, &policy_key(name))? {
+            Some(b) => decode_json("sm_schema_meta", &b)?,
+            None => SchemaPolicy::default(),
+        })
     }
 
     fn usage(&self, name: &str, version: u32) -> Result<u64, StoreError> {
@@ -381,6 +533,16 @@ impl ApplyTx<'_> {
                         version: schema_version,
                     }));
                 };
+                if self.policy(&schema)?.writes == WritePolicy::Latest {
+                    let latest = self.latest_version(&schema)?.unwrap_or(schema_version);
+                    if latest != schema_version {
+                        return Ok(CommandResult::Rejected(Rejection::NotLatest {
+                            name: schema,
+                            version: schema_version,
+                            latest,
+                        }));
+                    }
+                }
                 if registered.plugin_digest != plugin_digest {
                     return Ok(CommandResult::Rejected(Rejection::PluginMismatch {
                         name: schema,
@@ -458,6 +620,7 @@ impl ApplyTx<'_> {
                 schema,
                 plugin_digest,
                 plugin,
+                plugin_contract,
             } => {
                 if let Some(existing) = self.schema(&name, version)? {
                     return Ok(
@@ -484,6 +647,7 @@ impl ApplyTx<'_> {
                     revision: self.meta.revision,
                     registered_at: at_ms,
                     registered_by: actor,
+                    plugin_contract,
                 };
                 self.put(
                     Ks::Schemas,
@@ -494,6 +658,148 @@ impl ApplyTx<'_> {
                     record,
                     created: true,
                 }
+            }
+            Op::SetSchemaPolicy { name, policy } => {
+                if self.latest_version(&name)?.is_none() {
+                    return Ok(CommandResult::Rejected(Rejection::NoVersions(name)));
+                }
+                self.meta.revision += 1;
+                self.put(
+                    Ks::SchemaMeta,
+                    policy_key(&name),
+                    serde_json::to_vec(&policy).expect("policy serialises"),
+                );
+                CommandResult::SchemaPolicySet {
+                    name,
+                    policy,
+                    revision: self.meta.revision,
+                }
+            }
+            Op::StartMigration {
+                name,
+                target_version,
+                total,
+            } => {
+                if self.schema(&name, target_version)?.is_none() {
+                    return Ok(CommandResult::Rejected(Rejection::UnknownSchema {
+                        name,
+                        version: target_version,
+                    }));
+                }
+                if let Some(running) = self.running_migration(&name)? {
+                    return Ok(CommandResult::Rejected(Rejection::MigrationRunning {
+                        name,
+                        id: running.id,
+                    }));
+                }
+                if self.policy(&name)?.writes == WritePolicy::Latest {
+                    let latest = self.latest_version(&name)?.unwrap_or(target_version);
+                    if latest != target_version {
+                        return Ok(CommandResult::Rejected(Rejection::NotLatest {
+                            name,
+                            version: target_version,
+                            latest,
+                        }));
+                    }
+                }
+                self.meta.revision += 1;
+                let record = MigrationRecord {
+                    id: self.meta.revision,
+                    name,
+                    target_version,
+                    status: MigrationStatus::Running,
+                    total,
+                    done: 0,
+                    skipped: 0,
+                    failed: Vec::new(),
+                    failed_count: 0,
+                    started_at: at_ms,
+                    started_by: actor,
+                    updated_at: at_ms,
+                    finished_at: None,
+                };
+                self.put_migration(&record);
+                CommandResult::Migration(record)
+            }
+            Op::MigrateBatch {
+                name,
+                id,
+                writes,
+                failures,
+            } => {
+                let mut record = match self.migration(&name, id)? {
+                    Some(r) if r.status == MigrationStatus::Running => r,
+                    _ => {
+                        return Ok(CommandResult::Rejected(Rejection::MigrationNotRunning {
+                            name,
+                            id,
+                        }));
+                    }
+                };
+                let mut failures = failures;
+                for w in writes {
+                    // Exactly a client's compare-and-set write at the target version.
+                    let result = self.execute(Command {
+                        actor: record.started_by.clone(),
+                        at_ms,
+                        op: Op::PutConfig {
+                            key: w.key.clone(),
+                            schema: name.clone(),
+                            schema_version: record.target_version,
+                            plugin_digest: w.plugin_digest,
+                            value: w.value,
+                            precondition: Precondition::Revision(w.expected_revision),
+                        },
+                    })?;
+                    match result {
+                        CommandResult::ConfigWritten { .. } => {
+                            record.done += 1;
+                            record.failed.retain(|f| f.key != w.key);
+                        }
+                        CommandResult::Rejected(Rejection::PreconditionFailed { .. }) => {
+                            record.skipped += 1;
+                        }
+                        CommandResult::Rejected(other) => failures.push(MigrationFailure {
+                            key: w.key,
+                            revision: w.expected_revision,
+                            reason: other.to_string(),
+                        }),
+                        other => {
+                            return Err(StoreError::Corrupt {
+                                keyspace: "sm_configs",
+                                reason: format!(
+                                    "unexpected result of a migration write: {other:?}"
+                                ),
+                            });
+                        }
+                    }
+                }
+                for f in failures {
+                    record.failed.retain(|old| old.key != f.key);
+                    record.failed_count += 1;
+                    if record.failed.len() < MAX_FAILURES_KEPT {
+                        record.failed.push(f);
+                    }
+                }
+                record.updated_at = at_ms;
+                self.put_migration(&record);
+                CommandResult::Migration(record)
+            }
+            Op::FinishMigration { name, id } => {
+                let mut record = match self.migration(&name, id)? {
+                    Some(r) if r.status == MigrationStatus::Running => r,
+                    _ => {
+                        return Ok(CommandResult::Rejected(Rejection::MigrationNotRunning {
+                            name,
+                            id,
+                        }));
+                    }
+                };
+                record.status = MigrationStatus::Done;
+                record.updated_at = at_ms;
+                record.finished_at = Some(at_ms);
+                self.put_migration(&record);
+                CommandResult::Migration(record)
             }
             Op::DeleteSchema { name, version } => {
                 let Some(record) = self.schema(&name, version)? else {
@@ -624,6 +930,7 @@ mod tests {
                 schema: "{}".into(),
                 plugin_digest: None,
                 plugin: None,
+                plugin_contract: None,
             });
             assert!(matches!(
                 r,

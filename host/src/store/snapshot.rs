@@ -131,12 +131,13 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl StateStore {
-    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 4] {
+    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 5] {
         [
             ("configs", &self.configs),
             ("schemas", &self.schemas),
             ("plugins", &self.plugins),
             ("usage", &self.usage),
+            ("schema_meta", &self.schema_meta),
         ]
     }
 

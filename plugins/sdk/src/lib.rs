@@ -8,8 +8,10 @@
 //! cross-field constraints, "this path must not be a system directory", "the id must match the
 //! key", and so on.
 //!
-//! The contract is the WIT world `validator-plugin` of package `scarab:plugin@0.1.0`
-//! (`wit/plugin.wit`). This crate hides it: you write one `impl` and one macro call.
+//! The contract is the WIT package `scarab:plugin@0.2.0` (`wit/0.2.0/plugin.wit`): the world
+//! `validator-plugin`, or `migrator-plugin` for a plugin that also converts documents from the
+//! previous schema version (see [`Migrator`]). This crate hides it: you write one `impl` (two
+//! for a migrator) and one macro call. Plugins built against `scarab:plugin@0.1.0` keep working.
 //!
 //! ## The sandbox
 //!
@@ -235,7 +237,56 @@ pub fn validate_document<V: Validator>(
     V::validate(ctx, &doc)
 }
 
-/// Exports a [`Validator`] as the plugin's `scarab:plugin/validator` interface.
+/// A plugin's migration between the previous version of its schema and its own. Implement it
+/// besides [`Validator`] on the same type, and pass that type to [`register_migrator!`].
+///
+/// The host calls [`Migrator::upgrade`] to move a config from version `FROM_VERSION` to this
+/// plugin's version (`FROM_VERSION + 1`), and [`Migrator::downgrade`] (if `DOWNGRADE`) to move
+/// it back: for reads at another version (`?schema_version=N`, one step at a time through a
+/// chain of plugins), for the compatibility check when this version is registered (every
+/// stored config of the previous version is upgraded and validated, and, with a downgrade,
+/// must come back unchanged), and for storage migrations.
+///
+/// Both get the whole document and return the whole converted document. Treat every field as
+/// possibly missing (the previous version's plugin accepted the input, but its JSON Schema
+/// may have allowed more than you expect), and return `Err` with a sentence when a document
+/// cannot be converted: that config's read or migration fails with the reason, nothing else.
+pub trait Migrator {
+    /// The version documents are upgraded from. The host refuses this plugin unless it is
+    /// registered as version `FROM_VERSION + 1` and version `FROM_VERSION` exists.
+    const FROM_VERSION: u32;
+    /// Whether [`Migrator::downgrade`] is implemented.
+    const DOWNGRADE: bool;
+
+    /// Converts a document of version `FROM_VERSION` to this plugin's version.
+    /// `ctx.schema_version` is this plugin's version.
+    fn upgrade(ctx: &Context, doc: Value) -> Result<Value, String>;
+
+    /// Converts a document of this plugin's version back to `FROM_VERSION`
+    /// (`ctx.schema_version`). Called only when `DOWNGRADE` is true.
+    fn downgrade(ctx: &Context, doc: Value) -> Result<Value, String> {
+        let _ = (ctx, doc);
+        Err("this plugin does not downgrade".to_string())
+    }
+}
+
+/// What the host's `upgrade` call does: parses `document`, runs `M::upgrade`, serialises the
+/// result. Call it from native tests.
+pub fn upgrade_document<M: Migrator>(ctx: &Context, document: &str) -> Result<String, String> {
+    let doc: Value = serde_json::from_str(document)
+        .map_err(|e| format!("the document is not valid JSON: {e}"))?;
+    M::upgrade(ctx, doc).map(|v| v.to_string())
+}
+
+/// What the host's `downgrade` call does (see [`upgrade_document`]).
+pub fn downgrade_document<M: Migrator>(ctx: &Context, document: &str) -> Result<String, String> {
+    let doc: Value = serde_json::from_str(document)
+        .map_err(|e| format!("the document is not valid JSON: {e}"))?;
+    M::downgrade(ctx, doc).map(|v| v.to_string())
+}
+
+/// Exports a [`Validator`] as the plugin's `scarab:plugin/validator` interface (world
+/// `validator-plugin`).
 ///
 /// Use it once per plugin crate, at the top level:
 ///
@@ -256,75 +307,173 @@ macro_rules! register_validator {
         const _: () = {
             struct __ScarabValidatorExport;
 
-            impl $crate::__private::Guest for __ScarabValidatorExport {
+            impl $crate::__private::validator_world::exports::scarab::plugin::validator::Guest
+                for __ScarabValidatorExport
+            {
                 fn validate(
-                    ctx: $crate::__private::WitContext,
+                    ctx: $crate::__private::validator_world::scarab::plugin::types::Context,
                     document: ::std::string::String,
                 ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__private::WitViolation>,
+                    ::std::vec::Vec<
+                        $crate::__private::validator_world::scarab::plugin::types::Violation,
+                    >,
                     ::std::string::String,
                 > {
-                    $crate::__private::call::<$validator>(ctx, &document)
+                    $crate::__private::validate::<$validator, _, _>(ctx, &document)
                 }
             }
 
-            $crate::__private::__export_validator_plugin!(
-                __ScarabValidatorExport with_types_in $crate::__private
+            $crate::__private::validator_world::__export_validator_plugin!(
+                __ScarabValidatorExport with_types_in $crate::__private::validator_world
             );
         };
     };
 }
 
-/// The generated bindings and the glue [`register_validator!`] expands to. Not a stable API.
+/// Exports a type that implements both [`Validator`] and [`Migrator`] as the plugin's
+/// `scarab:plugin/validator` and `scarab:plugin/migrator` interfaces (world
+/// `migrator-plugin`).
+///
+/// ```
+/// # use scarab_plugin_sdk::{Context, Migrator, Validator, Violation};
+/// # use serde_json::Value;
+/// struct StoreV2;
+/// # impl Validator for StoreV2 {
+/// #     fn validate(_: &Context, _: &Value) -> Result<Vec<Violation>, String> {
+/// #         Ok(vec![])
+/// #     }
+/// # }
+///
+/// impl Migrator for StoreV2 {
+///     const FROM_VERSION: u32 = 1;
+///     const DOWNGRADE: bool = false;
+///
+///     fn upgrade(_ctx: &Context, mut doc: Value) -> Result<Value, String> {
+///         if let Some(obj) = doc.as_object_mut() {
+///             obj.insert("tier".into(), "standard".into());
+///         }
+///         Ok(doc)
+///     }
+/// }
+///
+/// scarab_plugin_sdk::register_migrator!(StoreV2);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! register_migrator {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __ScarabMigratorExport;
+
+            impl $crate::__private::migrator_world::exports::scarab::plugin::validator::Guest
+                for __ScarabMigratorExport
+            {
+                fn validate(
+                    ctx: $crate::__private::migrator_world::scarab::plugin::types::Context,
+                    document: ::std::string::String,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<
+                        $crate::__private::migrator_world::scarab::plugin::types::Violation,
+                    >,
+                    ::std::string::String,
+                > {
+                    $crate::__private::validate::<$plugin, _, _>(ctx, &document)
+                }
+            }
+
+            impl $crate::__private::migrator_world::exports::scarab::plugin::migrator::Guest
+                for __ScarabMigratorExport
+            {
+                fn describe()
+                -> $crate::__private::migrator_world::exports::scarab::plugin::migrator::Migration
+                {
+                    $crate::__private::migrator_world::exports::scarab::plugin::migrator::Migration {
+                        from_version: <$plugin as $crate::Migrator>::FROM_VERSION,
+                        downgrade: <$plugin as $crate::Migrator>::DOWNGRADE,
+                    }
+                }
+
+                fn upgrade(
+                    ctx: $crate::__private::migrator_world::scarab::plugin::types::Context,
+                    document: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    $crate::upgrade_document::<$plugin>(&ctx.into(), &document)
+                }
+
+                fn downgrade(
+                    ctx: $crate::__private::migrator_world::scarab::plugin::types::Context,
+                    document: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    $crate::downgrade_document::<$plugin>(&ctx.into(), &document)
+                }
+            }
+
+            $crate::__private::migrator_world::__export_migrator_plugin!(
+                __ScarabMigratorExport with_types_in $crate::__private::migrator_world
+            );
+        };
+    };
+}
+
+/// The generated bindings (`wit/0.2.0`, one module per world; the migrator world's come from
+/// `scarab-plugin-sdk-migrator-world`) and the glue the macros expand to. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "validator-plugin",
-        export_macro_name: "__export_validator_plugin",
-        pub_export_macro: true,
-        default_bindings_module: "::scarab_plugin_sdk::__private",
-        runtime_path: "::scarab_plugin_sdk::__private::wit_bindgen::rt",
-    });
-
     pub use wit_bindgen;
 
-    pub use self::exports::scarab::plugin::validator::Guest;
-    pub use self::scarab::plugin::types::{Context as WitContext, Violation as WitViolation};
+    pub mod validator_world {
+        wit_bindgen::generate!({
+            path: "../../wit/0.2.0",
+            world: "validator-plugin",
+            export_macro_name: "__export_validator_plugin",
+            pub_export_macro: true,
+            default_bindings_module: "::scarab_plugin_sdk::__private::validator_world",
+            runtime_path: "::scarab_plugin_sdk::__private::wit_bindgen::rt",
+        });
+    }
 
-    // `generate!` also defines `__export_validator_plugin` here (a `pub use` of a
-    // `#[macro_export]` macro): `register_validator!` names it as `$crate::__private::..`.
+    /// In its own crate: see its docs.
+    pub use scarab_plugin_sdk_migrator_world as migrator_world;
 
     use crate::{Context, Validator, Violation};
 
-    impl From<WitContext> for Context {
-        fn from(ctx: WitContext) -> Self {
-            Context {
-                key: ctx.key,
-                schema_name: ctx.schema_name,
-                schema_version: ctx.schema_version,
-            }
-        }
-    }
+    /// Each world has its own copy of the WIT types: the same conversions for both.
+    macro_rules! conversions {
+        ($world:ident) => {
+            const _: () = {
+                impl From<$world::scarab::plugin::types::Context> for Context {
+                    fn from(ctx: $world::scarab::plugin::types::Context) -> Self {
+                        Context {
+                            key: ctx.key,
+                            schema_name: ctx.schema_name,
+                            schema_version: ctx.schema_version,
+                        }
+                    }
+                }
 
-    impl From<Violation> for WitViolation {
-        fn from(v: Violation) -> Self {
-            WitViolation {
-                path: v.path,
-                message: v.message,
-                code: v.code,
-            }
-        }
+                impl From<Violation> for $world::scarab::plugin::types::Violation {
+                    fn from(v: Violation) -> Self {
+                        $world::scarab::plugin::types::Violation {
+                            path: v.path,
+                            message: v.message,
+                            code: v.code,
+                        }
+                    }
+                }
+            };
+        };
     }
+    conversions!(validator_world);
+    conversions!(migrator_world);
 
-    /// The body of the exported `validate`.
-    pub fn call<V: Validator>(
-        ctx: WitContext,
+    /// The body of the exported `validate`, for either world.
+    pub fn validate<V: Validator, C: Into<Context>, W: From<Violation>>(
+        ctx: C,
         document: &str,
-    ) -> Result<Vec<WitViolation>, String> {
-        let ctx = Context::from(ctx);
+    ) -> Result<Vec<W>, String> {
+        let ctx = ctx.into();
         crate::validate_document::<V>(&ctx, document)
-            .map(|violations| violations.into_iter().map(WitViolation::from).collect())
+            .map(|violations| violations.into_iter().map(W::from).collect())
     }
 }
 
@@ -423,26 +572,61 @@ mod tests {
 
     #[test]
     fn glue_converts_both_ways() {
-        let ctx = __private::WitContext {
+        use __private::validator_world::scarab::plugin::types as wit;
+        let ctx = wit::Context {
             key: "stores/orders".into(),
             schema_name: "store".into(),
             schema_version: 3,
         };
-        let out = __private::call::<Echo>(ctx, &json!({"x": "v"}).to_string()).unwrap();
+        let out: Vec<wit::Violation> =
+            __private::validate::<Echo, _, _>(ctx, &json!({"x": "v"}).to_string()).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].path, "/x");
         assert_eq!(out[0].message, "stores/orders: v");
         assert_eq!(out[0].code.as_deref(), Some("echo"));
-        assert!(
-            __private::call::<Echo>(
-                __private::WitContext {
-                    key: String::new(),
-                    schema_name: String::new(),
-                    schema_version: 1
-                },
-                "not json"
-            )
-            .is_err()
+        let bad: Result<Vec<wit::Violation>, _> = __private::validate::<Echo, _, _>(
+            wit::Context {
+                key: String::new(),
+                schema_name: String::new(),
+                schema_version: 1,
+            },
+            "not json",
         );
+        assert!(bad.is_err());
+    }
+
+    struct Rename;
+
+    /// Renames `a` to `b`, and back.
+    impl Migrator for Rename {
+        const FROM_VERSION: u32 = 1;
+        const DOWNGRADE: bool = true;
+
+        fn upgrade(_: &Context, mut doc: Value) -> Result<Value, String> {
+            let obj = doc.as_object_mut().ok_or("expected an object")?;
+            if let Some(v) = obj.remove("a") {
+                obj.insert("b".into(), v);
+            }
+            Ok(doc)
+        }
+
+        fn downgrade(_: &Context, mut doc: Value) -> Result<Value, String> {
+            let obj = doc.as_object_mut().ok_or("expected an object")?;
+            if let Some(v) = obj.remove("b") {
+                obj.insert("a".into(), v);
+            }
+            Ok(doc)
+        }
+    }
+
+    #[test]
+    fn migrations_round_trip_through_json_text() {
+        let ctx = Context::new("k", "r", 2);
+        let up = upgrade_document::<Rename>(&ctx, r#"{"a": 1}"#).unwrap();
+        assert_eq!(up, r#"{"b":1}"#);
+        let down = downgrade_document::<Rename>(&Context::new("k", "r", 1), &up).unwrap();
+        assert_eq!(down, r#"{"a":1}"#);
+        assert!(upgrade_document::<Rename>(&ctx, "[]").is_err());
+        assert!(upgrade_document::<Rename>(&ctx, "not json").is_err());
     }
 }

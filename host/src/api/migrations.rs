@@ -1,0 +1,138 @@
+//! `/v1/schemas/{name}/migrations`: start a storage migration (or a dry run) and follow it.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::schemas::{ReadParams, validate_name};
+use super::{ApiError, AppState, actor, read_body, require_json, rfc3339};
+use crate::migrate;
+use crate::store::{CommandResult, MigrationFailure, MigrationRecord, MigrationStatus, Op};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    target_version: u32,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A migration as the API shows it.
+#[derive(Serialize)]
+struct View<'a> {
+    id: u64,
+    schema: &'a str,
+    target_version: u32,
+    status: MigrationStatus,
+    total: u64,
+    done: u64,
+    skipped: u64,
+    failed_count: u64,
+    failed: &'a [MigrationFailure],
+    started_at: String,
+    started_by: &'a str,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+}
+
+fn view(m: &MigrationRecord) -> View<'_> {
+    View {
+        id: m.id,
+        schema: &m.name,
+        target_version: m.target_version,
+        status: m.status,
+        total: m.total,
+        done: m.done,
+        skipped: m.skipped,
+        failed_count: m.failed_count,
+        failed: &m.failed,
+        started_at: rfc3339(m.started_at),
+        started_by: &m.started_by,
+        updated_at: rfc3339(m.updated_at),
+        finished_at: m.finished_at.map(rfc3339),
+    }
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    require_json(&headers)?;
+    let actor = actor(&headers)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let StartBody {
+        target_version,
+        dry_run,
+    } = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be {{\"target_version\": integer, \"dry_run\": boolean}}: {e}"
+        ))
+    })?;
+    state.linearize().await?;
+    if state.store.get_schema(&name, target_version)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_schema",
+            format!("schema {name} version {target_version} is not registered"),
+        ));
+    }
+    if dry_run {
+        let report = migrate::dry_run(&state.store, &state.registry, &name, target_version).await?;
+        return Ok(Json(report).into_response());
+    }
+    let total = migrate::pending(&state.store, &name, target_version, &[])?.len() as u64;
+    let op = Op::StartMigration {
+        name,
+        target_version,
+        total,
+    };
+    match state.propose(actor, op).await? {
+        CommandResult::Migration(m) => {
+            let location = format!("/v1/schemas/{}/migrations/{}", m.name, m.id);
+            let mut resp = (StatusCode::ACCEPTED, Json(view(&m))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    state.read_at(params.consistency).await?;
+    let all = state.store.migrations(Some(&name))?;
+    let views: Vec<View<'_>> = all.iter().map(view).collect();
+    Ok(state.with_revision(Json(serde_json::json!({ "migrations": views })).into_response()))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    validate_name(&name)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::malformed(format!("migration id {id:?} is not a number")))?;
+    state.read_at(params.consistency).await?;
+    let m = state
+        .store
+        .migration(&name, id)?
+        .ok_or_else(|| ApiError::not_found(format!("schema {name} has no migration {id}")))?;
+    Ok(state.with_revision(Json(view(&m)).into_response()))
+}

@@ -1,0 +1,225 @@
+//! Storage migrations: rewriting every config of a schema to one version, in batches through
+//! Raft, on whichever node leads. It owns planning a migration (what is left to convert), the
+//! worker that drives running migrations, and the dry run. It does not own conversion (the
+//! chain of migrators is [`crate::schema`]'s) nor how a batch is applied ([`crate::store`]).
+//!
+//! A migration is a record in the replicated state (`StartMigration`), so it survives a crash
+//! or a leader change: the worker of the new leader carries on. Each batch is one Raft command
+//! of compare-and-set writes on the revisions the values were converted from, so a concurrent
+//! update is never overwritten; it is picked up by the next pass instead. A pass that finds
+//! nothing left but keys that already failed at their current revision finishes the migration.
+//! See DESIGN.md beside this file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::schema::{SchemaError, SchemaRegistry};
+use crate::store::{
+    Command, CommandResult, ConfigEntry, MigrationFailure, MigrationRecord, MigrationStatus,
+    MigrationWrite, Op, StateStore,
+};
+
+/// Configs per batch (one Raft command).
+pub const BATCH: usize = 64;
+
+/// How often an idle worker looks for running migrations.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// The configs a migration to `target` still has to convert: those not at `target`, except
+/// the keys that already failed at their current revision.
+pub fn pending(
+    store: &StateStore,
+    name: &str,
+    target: u32,
+    failed: &[MigrationFailure],
+) -> Result<Vec<ConfigEntry>, crate::store::StoreError> {
+    let mut out = store.configs_not_at(name, target)?;
+    out.retain(|e| {
+        !failed
+            .iter()
+            .any(|f| f.key == e.meta.key && f.revision == e.meta.revision)
+    });
+    Ok(out)
+}
+
+/// One config converted, or why not.
+pub enum Converted {
+    Ok(MigrationWrite),
+    Failed(MigrationFailure),
+}
+
+/// Converts `entry` to `target` (blocking work on the pool, plugins included).
+pub async fn convert(
+    registry: &Arc<SchemaRegistry>,
+    entry: &ConfigEntry,
+    target: u32,
+) -> Result<Converted, SchemaError> {
+    let key = entry.meta.key.clone();
+    let outcome = registry
+        .convert_async(
+            entry.meta.schema.clone(),
+            key.clone(),
+            entry.meta.schema_version,
+            target,
+            entry.value.clone(),
+        )
+        .await;
+    match outcome {
+        Ok(value) => {
+            let digest = registry.plugin_digest(&entry.meta.schema, target)?;
+            Ok(Converted::Ok(MigrationWrite {
+                key,
+                expected_revision: entry.meta.revision,
+                plugin_digest: digest,
+                value,
+            }))
+        }
+        Err(e @ SchemaError::Conversion(_)) => Ok(Converted::Failed(MigrationFailure {
+            key,
+            revision: entry.meta.revision,
+            reason: e.to_string(),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a dry run found.
+#[derive(Serialize, Debug)]
+pub struct DryRun {
+    pub name: String,
+    pub target_version: u32,
+    /// Configs not at the target version.
+    pub total: usize,
+    pub convertible: usize,
+    pub failed: Vec<MigrationFailure>,
+}
+
+/// Converts every config a migration would, and writes nothing.
+pub async fn dry_run(
+    store: &StateStore,
+    registry: &Arc<SchemaRegistry>,
+    name: &str,
+    target: u32,
+) -> Result<DryRun, SchemaError> {
+    let entries = pending(store, name, target, &[])?;
+    let mut report = DryRun {
+        name: name.to_string(),
+        target_version: target,
+        total: entries.len(),
+        convertible: 0,
+        failed: Vec::new(),
+    };
+    for entry in &entries {
+        match convert(registry, entry, target).await? {
+            Converted::Ok(_) => report.convertible += 1,
+            Converted::Failed(f) => report.failed.push(f),
+        }
+    }
+    Ok(report)
+}
+
+/// Drives running migrations while this node leads. Runs until the node stops.
+pub async fn worker(cluster: Cluster, store: Arc<StateStore>, registry: Arc<SchemaRegistry>) {
+    let mut applied = store.subscribe();
+    loop {
+        let running: Vec<MigrationRecord> = store
+            .migrations(None)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.status == MigrationStatus::Running)
+            .collect();
+        let leading = cluster.leader().map(|(id, _)| id) == Some(cluster.node_id());
+        if leading && !running.is_empty() {
+            for m in running {
+                if let Err(e) = pass(&cluster, &store, &registry, &m).await {
+                    tracing::warn!(migration = m.id, schema = %m.name, error = %e, "migration pass failed; retrying");
+                    tokio::time::sleep(IDLE).await;
+                }
+            }
+            continue;
+        }
+        // Wake on any apply (a new migration, a leader change's first entry) or after a while.
+        let _ = tokio::time::timeout(IDLE, applied.changed()).await;
+    }
+}
+
+/// One pass of migration `m`: converts what is pending and proposes it batch by batch;
+/// finishes the migration when nothing is pending.
+async fn pass(
+    cluster: &Cluster,
+    store: &Arc<StateStore>,
+    registry: &Arc<SchemaRegistry>,
+    m: &MigrationRecord,
+) -> Result<(), String> {
+    // See every committed write first: a new leader may not have applied all of them yet.
+    cluster.read_barrier().await.map_err(|e| e.to_string())?;
+    let Some(current) = store.migration(&m.name, m.id).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if current.status != MigrationStatus::Running {
+        return Ok(());
+    }
+    let todo =
+        pending(store, &m.name, m.target_version, &current.failed).map_err(|e| e.to_string())?;
+    let actor = &current.started_by;
+    if todo.is_empty() {
+        propose(
+            cluster,
+            actor,
+            Op::FinishMigration {
+                name: m.name.clone(),
+                id: m.id,
+            },
+        )
+        .await?;
+        tracing::info!(migration = m.id, schema = %m.name, "migration finished");
+        return Ok(());
+    }
+    for chunk in todo.chunks(BATCH) {
+        if crate::failpoint::triggered("migration-slow") {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if cluster.leader().map(|(id, _)| id) != Some(cluster.node_id()) {
+            return Ok(());
+        }
+        let mut writes = Vec::new();
+        let mut failures = Vec::new();
+        for entry in chunk {
+            match convert(registry, entry, m.target_version)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Converted::Ok(w) => writes.push(w),
+                Converted::Failed(f) => failures.push(f),
+            }
+        }
+        propose(
+            cluster,
+            actor,
+            Op::MigrateBatch {
+                name: m.name.clone(),
+                id: m.id,
+                writes,
+                failures,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Proposes `op` as `actor`; a rejection is an error.
+async fn propose(cluster: &Cluster, actor: &str, op: Op) -> Result<CommandResult, String> {
+    let cmd = Command {
+        actor: actor.to_string(),
+        at_ms: crate::api::now_ms(),
+        op,
+    };
+    match cluster.propose(cmd).await.map_err(|e| e.to_string())? {
+        CommandResult::Rejected(r) => Err(r.to_string()),
+        other => Ok(other),
+    }
+}
