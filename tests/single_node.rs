@@ -13,9 +13,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
 
 use harness::{
-    ExpectedViolation, KINDS, Node, NodeOptions, STORE, WriteOpts, assert_digest, assert_error,
-    assert_has_violation, assert_status, assert_timestamp, assert_violation_shapes, config_body,
-    plugin_wasm, wait_until,
+    ExpectedViolation, KINDS, Node, NodeOptions, Reply, STORE, WriteOpts, assert_digest,
+    assert_error, assert_has_violation, assert_status, assert_timestamp, assert_violation_shapes,
+    config_body, plugin_wasm, wait_until,
 };
 
 /// A plugin-free schema accepting any object, for tests of storage rather than validation.
@@ -643,14 +643,24 @@ async fn registered_schemas_can_be_listed_and_read_back() -> Result<()> {
         .collect();
     assert_eq!(listed, [(json!("store"), json!([1, 2]))], "{all}");
 
+    // The registration answer is the version plus its compatibility report.
+    let version_of = |reply: &Reply| {
+        let mut v = reply.body.clone();
+        let report = v.as_object_mut().and_then(|o| o.remove("compatibility"));
+        assert!(report.is_some(), "{reply}");
+        v
+    };
     let named = node.get("/v1/schemas/store").await?;
     assert_status(&named, 200);
     assert_eq!(named.body["name"], json!("store"));
-    assert_eq!(named.body["versions"], json!([registered.body, v2.body]));
+    assert_eq!(
+        named.body["versions"],
+        json!([version_of(&registered), version_of(&v2)])
+    );
 
     let version = node.get_schema_version("store", 1).await?;
     assert_status(&version, 200);
-    let mut expected = registered.body.clone();
+    let mut expected = version_of(&registered);
     expected["schema"] = harness::read_json(&STORE.schema_file());
     assert_eq!(version.body, expected);
 

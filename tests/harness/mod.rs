@@ -116,13 +116,20 @@ pub const STORE: Kind = Kind {
     version: 1,
     plugin: "store_v1",
 };
+/// Version 2 of `store`, whose plugin also migrates from v1 (register `STORE` first).
+pub const STORE_V2: Kind = Kind {
+    schema: "store",
+    version: 2,
+    plugin: "store_v2",
+};
 pub const HTTP_SERVICE: Kind = Kind {
     schema: "http-service",
     version: 1,
     plugin: "http_service_v1",
 };
-/// Every kind shipped in `schemas/` with a plugin in `plugins/examples/`.
-pub const KINDS: &[Kind] = &[STORE, HTTP_SERVICE];
+/// Every kind shipped in `schemas/` with a plugin in `plugins/examples/`, each version after
+/// the one it migrates from.
+pub const KINDS: &[Kind] = &[STORE, STORE_V2, HTTP_SERVICE];
 
 impl Kind {
     pub fn schema_file(&self) -> PathBuf {
@@ -501,6 +508,21 @@ impl Api {
         schema: Vec<u8>,
         plugin: Option<Vec<u8>>,
     ) -> Result<Reply> {
+        let path = format!("/v1/schemas/{name}/versions/{version}");
+        self.upload_schema(reqwest::Method::PUT, &path, schema, plugin)
+            .await
+    }
+
+    /// A multipart schema upload (`schema` and optional `plugin` parts) to `path`: `PUT`
+    /// registers (`?force=true` past the compatibility check), `POST .../compatibility`
+    /// only checks.
+    pub async fn upload_schema(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        schema: Vec<u8>,
+        plugin: Option<Vec<u8>>,
+    ) -> Result<Reply> {
         use reqwest::multipart::{Form, Part};
         let mut form = Form::new().part(
             "schema",
@@ -516,8 +538,9 @@ impl Api {
                     .mime_str("application/wasm")?,
             );
         }
-        let url = self.url(&format!("/v1/schemas/{name}/versions/{version}"));
-        self.send(self.client.put(url).multipart(form)).await
+        let url = self.url(path);
+        self.send(self.client.request(method, url).multipart(form))
+            .await
     }
 
     /// Registers a shipped kind: its schema file and its plugin.
