@@ -9,12 +9,22 @@
 //! linearizability per key by stateright's checker, no acknowledged write lost, one revision
 //! per value, and every node holding the same configs as the leader.
 //!
+//! A migration run (`--migrations 3`, in the short profile too) also registers `store` v2 and
+//! keeps storage migrations going back and forth between v1 and v2 through the faults, while
+//! clients read at either version (`?schema_version=`). It leaves out compare-and-set (its
+//! `If-Match` is a revision, which a migration changes) and the one-revision-per-value check
+//! (a migration rewrites a value at a new revision), and adds its own: every migration ends
+//! with no failure, no read fails to convert, and a final migration after the faults brings
+//! every config to v2.
+//!
 //! This is a test binary of its own (`harness = false`), so it takes flags after `--`:
 //!
 //! ```text
 //! cargo test -p scarab --test nemesis                        # short profile (CI)
 //! cargo test -p scarab --test nemesis -- --seed 42           # replay a seed
 //! cargo test -p scarab --test nemesis -- --long --duration 30m --nodes 5
+//! cargo test -p scarab --test nemesis -- --nodes 3 --migrations none   # no migration run
+//! cargo test -p scarab --test nemesis -- --nodes none --migrations 3,5  # only migration runs
 //! ```
 //!
 //! Every run prints its seed. A failing run saves its history, schedule, applied faults and
@@ -33,7 +43,7 @@ use harness::cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 use harness::history::{self, History, Op, Outcome, Record, Ret};
 use harness::nemesis::{self, Applied, Schedule};
 use harness::proxy::NodeId;
-use harness::{Api, STORE};
+use harness::{Api, STORE, STORE_V2};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::StatusCode;
@@ -66,6 +76,8 @@ const NODE_ARGS: &[&str] = &[
 struct Options {
     seed: u64,
     nodes: Vec<u64>,
+    /// Cluster sizes of the runs with storage migrations going on.
+    migrations: Vec<u64>,
     duration: Duration,
     clients: usize,
     profile: &'static str,
@@ -77,12 +89,23 @@ enum Parsed {
     Skip(&'static str),
 }
 
+/// A comma-separated list of cluster sizes, or `none`.
+fn sizes(list: &str) -> Result<Vec<u64>> {
+    if list == "none" {
+        return Ok(vec![]);
+    }
+    list.split(',')
+        .map(|n| n.trim().parse::<u64>().context("cluster sizes, or none"))
+        .collect()
+}
+
 fn parse_args() -> Result<Parsed> {
     let mut long = false;
     let mut seed = None;
     let mut nodes = None;
     let mut duration = None;
     let mut clients = None;
+    let mut migrations = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -93,16 +116,11 @@ fn parse_args() -> Result<Parsed> {
                 duration =
                     Some(humantime::parse_duration(&value("--duration")?).context("--duration")?)
             }
-            "--nodes" => {
-                nodes = Some(
-                    value("--nodes")?
-                        .split(',')
-                        .map(|n| n.trim().parse::<u64>())
-                        .collect::<Result<Vec<_>, _>>()
-                        .context("--nodes: a comma-separated list of cluster sizes")?,
-                )
-            }
+            "--nodes" => nodes = Some(sizes(&value("--nodes")?).context("--nodes")?),
             "--clients" => clients = Some(value("--clients")?.parse().context("--clients")?),
+            "--migrations" => {
+                migrations = Some(sizes(&value("--migrations")?).context("--migrations")?)
+            }
             "--list" => {
                 println!("nemesis: test");
                 return Ok(Parsed::Skip("listed"));
@@ -123,12 +141,18 @@ fn parse_args() -> Result<Parsed> {
             .unwrap_or(1)
     });
     let nodes = nodes.unwrap_or_else(|| vec![3, 5]);
-    if let Some(bad) = nodes.iter().find(|n| !(1..=9).contains(*n)) {
+    let migrations = migrations.unwrap_or_else(|| vec![3]);
+    if let Some(bad) = nodes
+        .iter()
+        .chain(&migrations)
+        .find(|n| !(1..=9).contains(*n))
+    {
         bail!("--nodes: a cluster of {bad} nodes is not supported (1 to 9)");
     }
     Ok(Parsed::Run(Options {
         seed,
         nodes,
+        migrations,
         duration: duration.unwrap_or(if long {
             Duration::from_secs(600)
         } else {
@@ -157,12 +181,14 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     eprintln!(
-        "nemesis: {} profile, seed {}, {:?} of faults per cluster, clusters of {:?} nodes, {} clients \
+        "nemesis: {} profile, seed {}, {:?} of faults per cluster, clusters of {:?} nodes and of \
+         {:?} nodes with storage migrations, {} clients \
          (replay: cargo test -p scarab --test nemesis -- --seed {}{})",
         opts.profile,
         opts.seed,
         opts.duration,
         opts.nodes,
+        opts.migrations,
         opts.clients,
         opts.seed,
         if opts.profile == "long" {
@@ -176,8 +202,13 @@ fn main() -> ExitCode {
     );
     let mut failed = false;
     let mut reports = Vec::new();
-    for &n in &opts.nodes {
-        match runtime.block_on(run_one(&opts, n)) {
+    let runs = opts
+        .nodes
+        .iter()
+        .map(|n| (*n, false))
+        .chain(opts.migrations.iter().map(|n| (*n, true)));
+    for (n, migrating) in runs {
+        match runtime.block_on(run_one(&opts, n, migrating)) {
             Ok(report) => {
                 failed |= !report.anomalies.is_empty();
                 reports.push(report);
@@ -205,6 +236,8 @@ fn main() -> ExitCode {
 
 struct Report {
     nodes: u64,
+    /// Storage migrations finished during the run (a migration run).
+    migrations: Option<usize>,
     seed: u64,
     records: usize,
     tally: BTreeMap<String, BTreeMap<&'static str, u64>>,
@@ -221,9 +254,13 @@ struct Report {
 impl Report {
     fn summary(&self) -> String {
         let mut s = format!(
-            "nemesis summary: {} nodes, seed {}: {} operations recorded, {} checked on {} keys in \
+            "nemesis summary: {} nodes{}, seed {}: {} operations recorded, {} checked on {} keys in \
              {:.1?} (run {:.0?}); faults applied {:?} (skipped {}); operations {:?}; {} anomalies",
             self.nodes,
+            match self.migrations {
+                Some(n) => format!(" with {n} storage migrations"),
+                None => String::new(),
+            },
             self.seed,
             self.records,
             self.verdict_ops,
@@ -248,17 +285,26 @@ impl Report {
     }
 }
 
-async fn run_one(opts: &Options, nodes: u64) -> Result<Report> {
+async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> {
     let started = Instant::now();
     let schedule = Schedule::generate(opts.seed, nodes, opts.duration);
     let mut cluster = Cluster::start(ClusterOptions::new(nodes).args(NODE_ARGS)).await?;
     let ids = cluster.ids();
     let leader = cluster.wait_leader(&ids, FORM_TIMEOUT).await?;
-    let reply = cluster.api(leader).register_kind(STORE).await?;
-    if !reply.status.is_success() {
-        bail!("registering the store schema: {reply}");
+    let kinds: &[harness::Kind] = if migrating {
+        &[STORE, STORE_V2]
+    } else {
+        &[STORE]
+    };
+    for kind in kinds {
+        let reply = cluster.api(leader).register_kind(*kind).await?;
+        if !reply.status.is_success() {
+            bail!("registering {kind:?}: {reply}");
+        }
     }
-    cluster.wait_schemas(&ids, 1, FORM_TIMEOUT).await?;
+    cluster
+        .wait_schemas(&ids, kinds.len() as u64, FORM_TIMEOUT)
+        .await?;
 
     let start = Instant::now();
     let history = History::new(start);
@@ -266,22 +312,28 @@ async fn run_one(opts: &Options, nodes: u64) -> Result<Report> {
     let apis: Arc<Vec<(NodeId, Api)>> =
         Arc::new(ids.iter().map(|&id| (id, cluster.api(id))).collect());
     let mut clients = Vec::new();
+    let ctx = ClientCtx {
+        clients: opts.clients,
+        seed: opts.seed,
+        apis: apis.clone(),
+        history: history.clone(),
+        start,
+        stop: stop.clone(),
+        migrating,
+    };
     for i in 0..opts.clients {
-        clients.push(tokio::spawn(client(
-            i,
-            opts.clients,
-            opts.seed,
-            apis.clone(),
-            history.clone(),
-            start,
-            stop.clone(),
-        )));
+        clients.push(tokio::spawn(client(i, ctx.clone())));
     }
+    let migrations = migrating.then(|| tokio::spawn(migrator(apis.clone(), stop.clone())));
     let applied = nemesis::run(&mut cluster, &schedule, start, CancellationToken::new()).await;
     stop.cancel();
     for c in clients {
         c.await.context("a client task")?;
     }
+    let migrations = match migrations {
+        Some(m) => Some(m.await.context("the migration task")?),
+        None => None,
+    };
     let applied = applied?;
 
     // Every fault is healed: the cluster must converge, then tell one story.
@@ -291,12 +343,26 @@ async fn run_one(opts: &Options, nodes: u64) -> Result<Report> {
         anomalies.push(format!("the healed cluster did not converge: {e:#}"));
     }
     let keys: BTreeSet<String> = history.records().iter().map(|r| r.key.clone()).collect();
+    let mut migrations_done = None;
+    if let Some(m) = &migrations {
+        let leader = cluster.wait_leader(&ids, FORM_TIMEOUT).await?;
+        let (done, found) = finish_migrations(&cluster.api(leader), m).await;
+        migrations_done = Some(done);
+        anomalies.extend(found);
+    }
     if converged.is_ok() {
         anomalies.extend(final_reads(&cluster, &ids, &keys, &history).await?);
     }
     let records = history.records();
-    let verdict = history::check(&records, CHECK_BUDGET);
+    let verdict = history::check_with(&records, CHECK_BUDGET, !migrating);
     anomalies.extend(verdict.anomalies.iter().cloned());
+    anomalies.extend(records.iter().filter_map(|r| match &r.outcome {
+        Outcome::Fail { why } if why.contains("conversion_failed") => Some(format!(
+            "a read of {} at another version failed to convert: {why}",
+            r.key
+        )),
+        _ => None,
+    }));
 
     let mut saved = None;
     if !anomalies.is_empty() {
@@ -312,6 +378,7 @@ async fn run_one(opts: &Options, nodes: u64) -> Result<Report> {
     }
     Ok(Report {
         nodes,
+        migrations: migrations_done,
         seed: opts.seed,
         records: records.len(),
         tally: history::tally(&records),
@@ -345,7 +412,7 @@ async fn final_reads(
     let mut expected: BTreeMap<String, Option<(u64, u64)>> = BTreeMap::new();
     for key in keys {
         let inv = history.invoke();
-        let outcome = perform(&http, &api, key, Op::Read, None).await;
+        let outcome = perform(&http, &api, key, Op::Read, None, None).await;
         let record = history.complete(
             inv,
             FINAL_PROCESS,
@@ -426,16 +493,30 @@ fn http_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// One client: a closed loop of random operations through random nodes until `stop`.
-async fn client(
-    i: usize,
+/// What every client of a run shares.
+#[derive(Clone)]
+struct ClientCtx {
     clients: usize,
     seed: u64,
     apis: Arc<Vec<(NodeId, Api)>>,
     history: History,
     start: Instant,
     stop: CancellationToken,
-) {
+    /// Storage migrations run meanwhile: no compare-and-set, reads at either version.
+    migrating: bool,
+}
+
+/// One client: a closed loop of random operations through random nodes until `stop`.
+async fn client(i: usize, ctx: ClientCtx) {
+    let ClientCtx {
+        clients,
+        seed,
+        apis,
+        history,
+        start,
+        stop,
+        migrating,
+    } = ctx;
     let http = http_client().expect("an HTTP client");
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(7919 * (i as u64 + 1)));
     let mut process = i as u64;
@@ -455,6 +536,8 @@ async fn client(
         let op = match roll {
             0..40 => Op::Read,
             40..65 => Op::Write { value },
+            // A migration changes revisions: no compare-and-set on them then.
+            65..85 if migrating => Op::Write { value },
             65..85 => match last {
                 Some((expect, _)) => Op::Cas { expect, value },
                 None => Op::Create { value },
@@ -462,8 +545,14 @@ async fn client(
             85..92 => Op::Create { value },
             _ => Op::Delete,
         };
+        // With migrations going on, reads ask for either version (or the stored one).
+        let read_at = if migrating {
+            [None, Some(1), Some(2)][rng.random_range(0..3)]
+        } else {
+            None
+        };
         let inv = history.invoke();
-        let outcome = perform(&http, api, &key, op, last.map(|l| l.1)).await;
+        let outcome = perform(&http, api, &key, op, last.map(|l| l.1), read_at).await;
         let unknown = matches!(outcome, Outcome::Info { .. });
         let failed = matches!(outcome, Outcome::Fail { .. });
         let record = history.complete(inv, process, i, *node, &key, op, outcome);
@@ -493,6 +582,143 @@ async fn client(
         }
         tokio::time::sleep(think).await;
     }
+}
+
+/// What the migration task saw: the migrations it followed to their end, and the one still
+/// running when the run stopped.
+#[derive(Default)]
+struct Migrations {
+    finished: Vec<Value>,
+    pending: Option<u64>,
+}
+
+/// Keeps storage migrations of `store` going, to v2 then back to v1 and so on, through random
+/// nodes, until `stop`. Errors (5xx, timeouts, refused connections) are retried: the faults
+/// cause them; what must hold is checked at the end (`finish_migrations`).
+async fn migrator(apis: Arc<Vec<(NodeId, Api)>>, stop: CancellationToken) -> Migrations {
+    let mut seen = Migrations::default();
+    let mut target = 2;
+    let mut turn = 0usize;
+    let mut next_api = || {
+        turn += 1;
+        apis[turn % apis.len()].1.clone()
+    };
+    while !stop.is_cancelled() {
+        let api = next_api();
+        let started = api
+            .post_json(
+                "/v1/schemas/store/migrations",
+                &json!({"target_version": target}),
+            )
+            .await;
+        let id = match started {
+            Ok(r) if r.status == StatusCode::ACCEPTED => r.body["id"].as_u64(),
+            // Started by an earlier attempt whose answer was lost: follow the running one.
+            Ok(r) if r.error_code() == Some("migration_running") => {
+                let list = api.get("/v1/schemas/store/migrations").await;
+                list.ok().and_then(|l| {
+                    l.body["migrations"]
+                        .as_array()?
+                        .iter()
+                        .find(|m| m["status"] == "running")?["id"]
+                        .as_u64()
+                })
+            }
+            _ => None,
+        };
+        let Some(id) = id else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        seen.pending = Some(id);
+        while !stop.is_cancelled() {
+            let path = format!("/v1/schemas/store/migrations/{id}?consistency=stale");
+            if let Ok(r) = next_api().get(&path).await
+                && r.body["status"] == "done"
+            {
+                seen.finished.push(r.body);
+                seen.pending = None;
+                target = if target == 2 { 1 } else { 2 };
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    seen
+}
+
+/// After the faults: the pending migration must finish, every finished one must have no
+/// failure, and one more migration must bring every config to v2. Returns how many finished,
+/// and the anomalies.
+async fn finish_migrations(leader: &Api, seen: &Migrations) -> (usize, Vec<String>) {
+    let mut anomalies = Vec::new();
+    let mut finished: Vec<Value> = seen.finished.clone();
+    let wait_done = |id: u64| async move {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        let path = format!("/v1/schemas/store/migrations/{id}");
+        loop {
+            match leader.get(&path).await {
+                Ok(r) if r.body["status"] == "done" => return Ok(r.body),
+                Ok(r) if Instant::now() >= deadline => {
+                    return Err(format!("migration {id} not done after the faults: {r}"));
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("migration {id}: {e:#}"));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    if let Some(id) = seen.pending {
+        match wait_done(id).await {
+            Ok(m) => finished.push(m),
+            Err(e) => anomalies.push(e),
+        }
+    }
+    // Whatever else is running (started by a request whose answer was lost) ends too.
+    if let Ok(list) = leader.get("/v1/schemas/store/migrations").await {
+        for m in list.body["migrations"].as_array().into_iter().flatten() {
+            if m["status"] == "running"
+                && let Some(id) = m["id"].as_u64()
+                && let Err(e) = wait_done(id).await
+            {
+                anomalies.push(e);
+            }
+        }
+    }
+    match leader
+        .post_json(
+            "/v1/schemas/store/migrations",
+            &json!({"target_version": 2}),
+        )
+        .await
+    {
+        Ok(r) if r.status == StatusCode::ACCEPTED => match r.body["id"].as_u64() {
+            Some(id) => match wait_done(id).await {
+                Ok(m) => finished.push(m),
+                Err(e) => anomalies.push(e),
+            },
+            None => anomalies.push(format!("the final migration has no id: {r}")),
+        },
+        other => anomalies.push(format!("the final migration did not start: {other:?}")),
+    }
+    for m in &finished {
+        if m["failed_count"] != 0 {
+            anomalies.push(format!("migration {} had failures: {m}", m["id"]));
+        }
+    }
+    match leader.list_all(Some("nemesis/"), None).await {
+        Ok(items) => {
+            for item in items.iter().filter(|i| i["schema_version"] != 2) {
+                anomalies.push(format!(
+                    "{} is at version {} after the final migration to v2",
+                    item["key"], item["schema_version"]
+                ));
+            }
+        }
+        Err(e) => anomalies.push(format!("listing after the final migration: {e:#}")),
+    }
+    (finished.len(), anomalies)
 }
 
 /// The `data_dir` of a `store` config ends with the value: `/var/lib/scarab/nemesis/v<value>`.
@@ -528,10 +754,14 @@ async fn perform(
     key: &str,
     op: Op,
     last_revision: Option<u64>,
+    read_at: Option<u32>,
 ) -> Outcome {
     let url = api.url(&format!("/v1/configs/{key}"));
     let request = match op {
-        Op::Read => http.get(url),
+        Op::Read => match read_at {
+            Some(v) => http.get(format!("{url}?schema_version={v}")),
+            None => http.get(url),
+        },
         Op::Delete => http.delete(url),
         Op::Write { value } => http.put(url).json(&document(key, value)),
         Op::Cas { value, .. } => http
