@@ -98,6 +98,14 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
                 }
                 Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
                     let body = r.text().await.unwrap_or_default();
+                    // With --bootstrap-expect, the node that initialised the cluster made this
+                    // one a voter already; our request (sent before its first replication
+                    // reached us) then looks like a voter that lost its state. If the leader's
+                    // replication arrives now, we are simply a member.
+                    if became_member(cluster, Duration::from_secs(5)).await {
+                        tracing::info!("already a member: the leader's replication arrived");
+                        return Ok(());
+                    }
                     return Err(FormError::Refused(body));
                 }
                 Ok(r) => {
@@ -118,6 +126,18 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Whether this node gets Raft state from a leader within `wait`.
+async fn became_member(cluster: &Cluster, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if cluster.raft().is_initialized().await.unwrap_or(false) && cluster.leader().is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 async fn meet(cluster: &Cluster, expect: usize, peers: &[String]) -> Result<(), FormError> {
