@@ -456,6 +456,50 @@ async fn a_follower_down_while_the_leader_purged_its_log_catches_up_from_a_snaps
     Ok(())
 }
 
+/// Regression: openraft's default gives the last snapshot chunk 200 ms to be sent *and
+/// installed*, and starts over when that expires, so a follower behind a state that takes
+/// longer to install never caught up (found by the nemesis suite once history made states
+/// bigger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_from_a_snapshot_that_takes_long_to_install() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3).args(&[
+        "--snapshot-threshold",
+        "50",
+        "--log-keep",
+        "10",
+    ]))
+    .await?;
+    let ids = cluster.ids();
+    let leader = cluster.wait_leader(&ids, SETTLE).await?;
+    register_note(&mut cluster, leader).await?;
+    cluster.wait_converged(&ids, SETTLE).await?;
+    let follower = *ids.iter().find(|&&i| i != leader).unwrap();
+    cluster.stop(follower).await?;
+    // About 12 MB of state (values and their history): seconds to install in a debug build.
+    let api = cluster.api(leader);
+    let pad = "x".repeat(2000);
+    let keys: Vec<u64> = (0..3000).collect();
+    for chunk in keys.chunks(32) {
+        let writes = chunk.iter().map(|i| {
+            let api = api.clone();
+            let value = json!({"i": i, "pad": pad});
+            async move { put_note(&api, &format!("big/{i:05}"), &value).await }
+        });
+        for reply in futures::future::join_all(writes).await {
+            assert_status(&reply?, 201);
+        }
+    }
+    cluster.restart(follower).await?;
+    let revision = cluster
+        .wait_converged(&ids, Duration::from_secs(120))
+        .await?;
+    let follower_status = cluster.status(follower).await?;
+    assert_eq!(follower_status["revision"], revision, "{follower_status}");
+    assert_eq!(follower_status["configs"], 3000, "{follower_status}");
+    cluster.pass();
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Membership: grow by one voter, remove a follower, remove the leader.
 // ---------------------------------------------------------------------------------------------

@@ -105,6 +105,13 @@ pub async fn run(
         // openraft 0.9 gives one AppendEntries a heartbeat interval to complete; an entry is a
         // batch of up to 256 KiB of values (or one larger value): keep the request small.
         max_payload_entries: 4,
+        // openraft gives the last snapshot chunk this long to be sent *and installed* on the
+        // follower, and starts over when it expires. The default (200 ms) is far less than
+        // installing a state of any size takes, so a follower behind the purge point could
+        // never catch up (found by the nemesis suite once history made states bigger). A dead
+        // follower only costs its own replication stream this long.
+        install_snapshot_timeout: 60_000,
+        snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     }
     .validate()

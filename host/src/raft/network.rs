@@ -1,4 +1,5 @@
-//! Raft RPCs between nodes over HTTP (JSON bodies), client and server side.
+//! Raft RPCs between nodes over HTTP (JSON bodies; snapshot chunks as raw bytes), client and
+//! server side.
 //!
 //! Owns: the wire format and the mapping of transport failures to openraft's RPC errors
 //! (a refused connection is `Unreachable`, which makes openraft back off). Does not own:
@@ -9,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
+use base64::Engine as _;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -69,6 +71,19 @@ pub struct PeerClient {
     http: reqwest::Client,
 }
 
+/// Everything of an `InstallSnapshotRequest` but its data, which travels as the raw body: as
+/// JSON, a chunk is an array of numbers, about four times its size and slow to parse, and a
+/// follower could not receive a large snapshot within its election timeout.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotChunkHeader {
+    vote: super::Vote,
+    meta: super::SnapshotMeta,
+    offset: u64,
+    done: bool,
+}
+
+const SNAPSHOT_HEADER: &str = "x-scarab-snapshot";
+
 impl PeerClient {
     async fn call<Req, Resp, E>(
         &self,
@@ -81,12 +96,24 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("{}/raft/{rpc}", self.base);
-        let resp = self
+        let request = self
             .http
-            .post(url)
+            .post(format!("{}/raft/{rpc}", self.base))
+            .json(req);
+        self.send(request, option).await
+    }
+
+    async fn send<Resp, E>(
+        &self,
+        request: reqwest::RequestBuilder,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let resp = request
             .timeout(option.hard_ttl())
-            .json(req)
             .send()
             .await
             .map_err(|e| {
@@ -121,7 +148,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc, &option).await
+        let header = SnapshotChunkHeader {
+            vote: rpc.vote,
+            meta: rpc.meta,
+            offset: rpc.offset,
+            done: rpc.done,
+        };
+        let header = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&header).expect("snapshot header serialises"));
+        let request = self
+            .http
+            .post(format!("{}/raft/snapshot", self.base))
+            .header(SNAPSHOT_HEADER, header)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(rpc.data);
+        self.send(request, &option).await
     }
 
     async fn vote(
@@ -162,7 +203,27 @@ async fn vote(
 
 async fn snapshot(
     State(raft): State<Raft>,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(req).await)
+    headers: axum::http::HeaderMap,
+    data: axum::body::Bytes,
+) -> Result<
+    Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
+    (axum::http::StatusCode, String),
+> {
+    let bad = |why: String| (axum::http::StatusCode::BAD_REQUEST, why);
+    let header = headers
+        .get(SNAPSHOT_HEADER)
+        .ok_or_else(|| bad(format!("missing {SNAPSHOT_HEADER}")))?;
+    let header = base64::engine::general_purpose::STANDARD
+        .decode(header.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let header: SnapshotChunkHeader =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    let req = InstallSnapshotRequest {
+        vote: header.vote,
+        meta: header.meta,
+        offset: header.offset,
+        data: data.to_vec(),
+        done: header.done,
+    };
+    Ok(Json(raft.install_snapshot(req).await))
 }
