@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
 use crate::store::{
-    CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, WritePolicy,
+    AtRevision, CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, WritePolicy,
 };
 
 pub const MAX_KEY_BYTES: usize = 512;
@@ -29,6 +29,13 @@ pub fn validate_key(key: &str) -> Result<(), String> {
         ));
     }
     let segments: Vec<&str> = key.split('/').collect();
+    if let Some(last @ ("history" | "rollback")) = segments.last().copied()
+        && segments.len() > 1
+    {
+        return Err(format!(
+            "the last key segment {last:?} is reserved (`/v1/configs/<key>/{last}` is a sub-resource)"
+        ));
+    }
     if segments.len() > MAX_KEY_SEGMENTS {
         return Err(format!(
             "the key has {} segments; at most {MAX_KEY_SEGMENTS} are allowed",
@@ -272,19 +279,31 @@ pub struct ReadParams {
     consistency: Consistency,
     /// Read the value converted to this version of its schema.
     schema_version: Option<u32>,
+    /// Read the key as it was at this revision (time travel).
+    revision: Option<u64>,
+    /// History paging: at most this many records, strictly before revision `before`.
+    limit: Option<usize>,
+    before: Option<u64>,
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(path): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
+    if let Some(key) = path.strip_suffix("/history") {
+        return history(state, key, params).await;
+    }
+    let key = path;
     checked_key(&key)?;
     let stale = state.read_at(params.consistency).await?;
-    let entry = state
-        .store
-        .get_config(&key)?
-        .ok_or_else(|| ApiError::not_found(format!("config {key} not found")))?;
+    let entry = match params.revision {
+        None => state
+            .store
+            .get_config(&key)?
+            .ok_or_else(|| ApiError::not_found(format!("config {key} not found")))?,
+        Some(revision) => entry_at(&state, &key, revision)?,
+    };
     let converted = value_at(&state, &entry, params.schema_version).await?;
     let mut body = Vec::with_capacity(entry.value.len() + 512);
     match &converted {
@@ -298,6 +317,161 @@ pub async fn get(
         resp.headers_mut().insert("x-scarab-consistency", v);
     }
     Ok(state.with_revision(resp))
+}
+
+/// `key` as it was at `revision`: 404 if it did not exist (or was deleted) then, 410 if that
+/// part of its history was dropped by retention.
+fn entry_at(state: &AppState, key: &str, revision: u64) -> Result<ConfigEntry, ApiError> {
+    let current = state.store.applied().revision;
+    if revision > current {
+        return Err(ApiError::malformed(format!(
+            "revision {revision} is in the future: the current revision is {current}"
+        )));
+    }
+    match state.store.config_at(key, revision)? {
+        AtRevision::Found(e) if !e.meta.deleted => Ok(e),
+        AtRevision::Found(e) => Err(ApiError::not_found(format!(
+            "config {key} was deleted at revision {} (at or before {revision})",
+            e.meta.revision
+        ))),
+        AtRevision::Absent => Err(ApiError::not_found(format!(
+            "config {key} did not exist at revision {revision}"
+        ))),
+        AtRevision::Compacted { oldest } => Err(ApiError::new(
+            StatusCode::GONE,
+            "revision_compacted",
+            match oldest {
+                Some(o) => format!(
+                    "the history of {key} at revision {revision} was compacted; the oldest revision kept is {o}"
+                ),
+                None => format!("the history of {key} at revision {revision} was compacted"),
+            },
+        )),
+    }
+}
+
+/// `GET /v1/configs/{key}/history`: every revision of the key, newest first, deletes included.
+async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Response, ApiError> {
+    checked_key(key)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::malformed(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let stale = state.read_at(params.consistency).await?;
+    let page = state.store.history(key, params.before, limit)?;
+    if page.items.is_empty() && params.before.is_none() && page.compacted_through.is_none() {
+        return Err(ApiError::not_found(format!("config {key} has no history")));
+    }
+    let mut body = Vec::with_capacity(256 * page.items.len() + 128);
+    body.extend_from_slice(b"{\"items\":[");
+    for (i, entry) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        if entry.meta.deleted {
+            serde_json::to_writer(&mut body, &MetaView::from(&entry.meta))
+                .expect("metadata serialises");
+            body.pop();
+            body.extend_from_slice(b",\"deleted\":true,\"value\":null}");
+        } else {
+            entry_json(&mut body, entry);
+        }
+    }
+    body.extend_from_slice(b"],\"next_before\":");
+    let next = page
+        .more
+        .then(|| page.items.last().map(|e| e.meta.revision))
+        .flatten();
+    serde_json::to_writer(&mut body, &next).expect("serialises");
+    body.extend_from_slice(b",\"compacted_through\":");
+    serde_json::to_writer(&mut body, &page.compacted_through).expect("serialises");
+    body.push(b'}');
+    let mut resp = json_response(StatusCode::OK, body);
+    if let Some(v) = stale {
+        resp.headers_mut().insert("x-scarab-consistency", v);
+    }
+    Ok(state.with_revision(resp))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    revision: u64,
+}
+
+/// `POST /v1/configs/{key}/rollback`.
+pub async fn post(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(key) = path.strip_suffix("/rollback") else {
+        return Err(ApiError::not_found(
+            "no such route: POST is only for /v1/configs/<key>/rollback",
+        ));
+    };
+    checked_key(key)?;
+    require_json(&headers)?;
+    let actor = actor(&headers)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let RollbackBody { revision } = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!("the body must be {{\"revision\": integer}}: {e}"))
+    })?;
+    state.linearize().await?;
+    let old = entry_at(&state, key, revision)?;
+    let current = state.store.get_config(key)?;
+    // The old value goes back at the version the key is at now (converted if it was written
+    // at another one), or at its own version if the key is gone or changed schema.
+    let schema = old.meta.schema.clone();
+    let version = match &current {
+        Some(c) if c.meta.schema == schema => c.meta.schema_version,
+        _ => old.meta.schema_version,
+    };
+    let text = match value_at(&state, &old, Some(version)).await? {
+        Some(converted) => converted,
+        None => old.value.clone(),
+    };
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(format!("stored value is not JSON: {e}")))?;
+    let (verdict, value_text) = state
+        .validate_write(&schema, version, key, doc, text)
+        .await?;
+    if !verdict.violations.is_empty() {
+        return Err(ApiError::validation(verdict.violations));
+    }
+    // Against the revision read here: a change meanwhile makes this a 412, not a lost update.
+    let precondition = match &current {
+        Some(c) => Precondition::Revision(c.meta.revision),
+        None => Precondition::Absent,
+    };
+    let op = Op::PutConfig {
+        key: key.to_string(),
+        schema,
+        schema_version: version,
+        plugin_digest: verdict.plugin_digest,
+        value: value_text,
+        precondition,
+    };
+    match state.propose(actor, op).await? {
+        CommandResult::ConfigWritten { meta, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut view = serde_json::to_value(MetaView::from(&meta)).expect("serialises");
+            view["rolled_back_to"] = revision.into();
+            let mut resp = json_response(status, serde_json::to_vec(&view).expect("serialises"));
+            resp.headers_mut().insert(header::ETAG, etag(meta.revision));
+            Ok(resp)
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -426,5 +600,9 @@ mod tests {
         assert!(validate_key(&vec!["a"; 33].join("/")).is_err());
         assert!(validate_key(&"a".repeat(512)).is_ok());
         assert!(validate_key(&"a".repeat(513)).is_err());
+        assert!(validate_key("stores/history").is_err());
+        assert!(validate_key("stores/rollback").is_err());
+        assert!(validate_key("history").is_ok());
+        assert!(validate_key("history/a").is_ok());
     }
 }

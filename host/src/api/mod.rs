@@ -57,7 +57,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/configs", get(configs::list))
         .route(
             "/v1/configs/{*key}",
-            get(configs::get).put(configs::put).delete(configs::delete),
+            get(configs::get)
+                .put(configs::put)
+                .delete(configs::delete)
+                .post(configs::post),
+        )
+        .route(
+            "/v1/settings/history",
+            get(node::get_history_retention).put(node::set_history_retention),
         )
         .route("/v1/schemas", get(schemas::list))
         .route("/v1/schemas/{name}", get(schemas::list_versions))

@@ -1,12 +1,54 @@
-//! `/v1/health` and `/v1/status`.
+//! `/v1/health`, `/v1/status` and the cluster-wide settings (`/v1/settings/...`).
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 use serde::Serialize;
 
-use super::AppState;
+use super::{ApiError, AppState, actor, read_body, require_json};
+use crate::store::{CommandResult, HistoryRetention, Op};
+
+/// `GET /v1/settings/history`: how many revisions of each key are kept.
+pub async fn get_history_retention(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.linearize().await?;
+    Ok(Json(state.store.applied().history).into_response())
+}
+
+/// `PUT /v1/settings/history` with `{"keep": N}` (N >= 1). Replicated: every node keeps the
+/// same history. It applies to a key from its next write on.
+pub async fn set_history_retention(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let actor = actor(&headers)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let retention: HistoryRetention = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::malformed(format!("the body must be {{\"keep\": integer}}: {e}")))?;
+    if retention.keep == 0 {
+        return Err(ApiError::malformed(
+            "keep must be at least 1 (the current revision is always kept)",
+        ));
+    }
+    match state
+        .propose(actor, Op::SetHistoryRetention { retention })
+        .await?
+    {
+        CommandResult::HistoryRetentionSet {
+            retention,
+            revision,
+        } => Ok(
+            Json(serde_json::json!({"keep": retention.keep, "revision": revision})).into_response(),
+        ),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))

@@ -203,6 +203,29 @@ pub enum ConfigCmd {
         /// Read the value converted to this version of its schema.
         #[arg(long = "schema-version")]
         schema_version: Option<u32>,
+        /// Read the key as it was at this revision.
+        #[arg(long)]
+        revision: Option<u64>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// A key's revisions, newest first (deletes included).
+    History {
+        key: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only revisions older than this one (the previous page's `next_before`).
+        #[arg(long)]
+        before: Option<u64>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Write a key's value at an earlier revision as a new revision (validated like a write).
+    Rollback {
+        key: String,
+        /// The revision whose value comes back.
+        #[arg(long)]
+        to: u64,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -395,10 +418,38 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             }
             .await
         }
+        ConfigCmd::History {
+            key,
+            limit,
+            before,
+            opts,
+        } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let mut path = format!("/v1/configs/{key}/history?limit={limit}");
+                if let Some(b) = before {
+                    path.push_str(&format!("&before={b}"));
+                }
+                Ok((Output::Json, client.get(&path).await?))
+            }
+            .await
+        }
+        ConfigCmd::Rollback { key, to, opts } => {
+            async {
+                let client = Client::new(&opts.server, opts.actor.clone());
+                let path = format!("/v1/configs/{key}/rollback");
+                let v = client
+                    .post_json(&path, &serde_json::json!({ "revision": to }))
+                    .await?;
+                Ok((opts.output, v))
+            }
+            .await
+        }
         ConfigCmd::Get {
             key,
             stale,
             schema_version,
+            revision,
             opts,
         } => {
             async {
@@ -409,6 +460,9 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
                 }
                 if let Some(v) = schema_version {
                     q.push(format!("schema_version={v}"));
+                }
+                if let Some(r) = revision {
+                    q.push(format!("revision={r}"));
                 }
                 let q = if q.is_empty() {
                     String::new()

@@ -58,6 +58,7 @@ fn command_bytes(cmd: &Command) -> usize {
         Op::DeleteConfig { .. }
         | Op::DeleteSchema { .. }
         | Op::SetSchemaPolicy { .. }
+        | Op::SetHistoryRetention { .. }
         | Op::StartMigration { .. }
         | Op::FinishMigration { .. } => 0,
     }

@@ -50,6 +50,11 @@ pub enum Op {
         name: String,
         policy: SchemaPolicy,
     },
+    /// How many revisions of each key the history keeps (applies from the next write of a
+    /// key on).
+    SetHistoryRetention {
+        retention: super::HistoryRetention,
+    },
     /// Starts rewriting every config of `name` to `target_version`; its id is the revision
     /// this command gets.
     StartMigration {
@@ -232,6 +237,10 @@ pub enum CommandResult {
         revision: u64,
     },
     Migration(MigrationRecord),
+    HistoryRetentionSet {
+        retention: super::HistoryRetention,
+        revision: u64,
+    },
     /// Refused deterministically by the state machine; nothing changed.
     Rejected(Rejection),
 }

@@ -6,6 +6,7 @@
 //! before proposing, in [`crate::schema`] and [`crate::plugins`]) or the log ([`crate::raft`]).
 
 pub mod command;
+mod history;
 mod snapshot;
 mod state_machine;
 
@@ -22,6 +23,7 @@ pub use command::{
     MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, Rejection,
     SchemaPolicy, SchemaRecord, WritePolicy,
 };
+pub use history::{AtRevision, HistoryPage, HistoryRetention};
 pub use snapshot::verify_current_snapshot;
 pub use state_machine::StateMachine;
 
@@ -51,6 +53,9 @@ pub struct SmMeta {
     pub revision: u64,
     pub live_configs: u64,
     pub schema_versions: u64,
+    /// How much history is kept per key (a replicated setting).
+    #[serde(default)]
+    pub history: HistoryRetention,
 }
 
 const META_KEY: &[u8] = b"sm";
@@ -64,6 +69,7 @@ pub struct StateStore {
     pub(crate) plugins: Keyspace,
     pub(crate) usage: Keyspace,
     pub(crate) schema_meta: Keyspace,
+    pub(crate) history: Keyspace,
     pub(crate) meta: Keyspace,
     snapshot_dir: PathBuf,
     state: Mutex<SmMeta>,
@@ -150,6 +156,7 @@ impl StateStore {
             plugins: ks("sm_plugins")?,
             usage: ks("sm_usage")?,
             schema_meta: ks("sm_schema_meta")?,
+            history: ks("sm_history")?,
             meta: meta_ks,
             snapshot_dir,
             state: Mutex::new(meta),
@@ -168,6 +175,7 @@ impl StateStore {
             &self.plugins,
             &self.usage,
             &self.schema_meta,
+            &self.history,
             &self.meta,
         ] {
             for guard in ks.iter() {
@@ -329,6 +337,7 @@ impl StateStore {
             store: self,
             meta: self.applied(),
             overlay: HashMap::new(),
+            history_added: HashMap::new(),
         };
         let mut results = Vec::new();
         for entry in entries {
@@ -372,6 +381,7 @@ impl StateStore {
             Ks::Plugins => &self.plugins,
             Ks::Usage => &self.usage,
             Ks::SchemaMeta => &self.schema_meta,
+            Ks::History => &self.history,
         }
     }
 }
@@ -384,6 +394,8 @@ enum Ks {
     Usage,
     /// Per-schema records besides versions: `policy/{name}`.
     SchemaMeta,
+    /// Every revision of every config (see `history.rs`).
+    History,
 }
 
 fn policy_key(name: &str) -> Vec<u8> {
@@ -400,6 +412,10 @@ struct ApplyTx<'a> {
     store: &'a StateStore,
     meta: SmMeta,
     overlay: HashMap<(Ks, Vec<u8>), Option<Vec<u8>>>,
+    /// History revisions recorded by this apply call, per key: so that retention finds them
+    /// without scanning the whole overlay for every write (a catch-up applies thousands of
+    /// entries in one call).
+    history_added: HashMap<String, Vec<u64>>,
 }
 
 impl ApplyTx<'_> {
@@ -589,6 +605,7 @@ impl ApplyTx<'_> {
                 };
                 self.add_usage(&schema, schema_version, 1)?;
                 self.put(Ks::Configs, key.into_bytes(), encode_config(&meta, &value));
+                self.record_history(&meta, &value)?;
                 CommandResult::ConfigWritten { meta, created }
             }
             Op::DeleteConfig { key, precondition } => {
@@ -612,6 +629,7 @@ impl ApplyTx<'_> {
                     ..current.meta
                 };
                 self.put(Ks::Configs, key.into_bytes(), encode_config(&tombstone, ""));
+                self.record_history(&tombstone, "")?;
                 CommandResult::ConfigDeleted { meta: tombstone }
             }
             Op::PutSchema {
@@ -657,6 +675,16 @@ impl ApplyTx<'_> {
                 CommandResult::SchemaRegistered {
                     record,
                     created: true,
+                }
+            }
+            Op::SetHistoryRetention { retention } => {
+                self.meta.revision += 1;
+                self.meta.history = HistoryRetention {
+                    keep: retention.keep.max(1),
+                };
+                CommandResult::HistoryRetentionSet {
+                    retention: self.meta.history,
+                    revision: self.meta.revision,
                 }
             }
             Op::SetSchemaPolicy { name, policy } => {

@@ -131,13 +131,14 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl StateStore {
-    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 5] {
+    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 6] {
         [
             ("configs", &self.configs),
             ("schemas", &self.schemas),
             ("plugins", &self.plugins),
             ("usage", &self.usage),
             ("schema_meta", &self.schema_meta),
+            ("history", &self.history),
         ]
     }
 
