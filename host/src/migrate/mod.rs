@@ -36,7 +36,7 @@ pub fn pending(
     target: u32,
     failed: &[MigrationFailure],
 ) -> Result<Vec<ConfigEntry>, crate::store::StoreError> {
-    let mut out = store.configs_not_at(name, target)?;
+    let mut out = store.configs_of(name, |v| v != target)?;
     out.retain(|e| {
         !failed
             .iter()

@@ -280,7 +280,10 @@ impl SchemaRegistry {
             return Ok(report);
         };
         report.from_version = Some(migration.from_version);
-        for entry in self.store.configs_at(name, migration.from_version)? {
+        for entry in self
+            .store
+            .configs_of(name, |v| v == migration.from_version)?
+        {
             report.checked += 1;
             let key = &entry.meta.key;
             let fail =

@@ -205,16 +205,21 @@ impl StateStore {
         }
     }
 
-    /// Every live config of schema `name` at `version`, in key order. A full scan: used by the
-    /// compatibility check of a new version and by storage migrations, not by requests.
-    pub fn configs_at(&self, name: &str, version: u32) -> Result<Vec<ConfigEntry>, StoreError> {
+    /// Every live config of schema `name` whose version satisfies `version`, in key order. A
+    /// full scan: used by the compatibility check of a new version and by storage migrations,
+    /// not by requests.
+    pub fn configs_of(
+        &self,
+        name: &str,
+        version: impl Fn(u32) -> bool,
+    ) -> Result<Vec<ConfigEntry>, StoreError> {
         let mut out = Vec::new();
         for guard in self.configs.iter() {
             let (_, v) = guard.into_inner()?;
             let entry = decode_config(&v)?;
             if !entry.meta.deleted
                 && entry.meta.schema == name
-                && entry.meta.schema_version == version
+                && version(entry.meta.schema_version)
             {
                 out.push(entry);
             }
@@ -296,23 +301,6 @@ impl StateStore {
             .get(migration_key(name, id))?
             .map(|b| decode_json("sm_schema_meta", &b))
             .transpose()
-    }
-
-    /// Live configs of schema `name` not at `version`, in key order (a full scan, for
-    /// storage migrations).
-    pub fn configs_not_at(&self, name: &str, version: u32) -> Result<Vec<ConfigEntry>, StoreError> {
-        let mut out = Vec::new();
-        for guard in self.configs.iter() {
-            let (_, v) = guard.into_inner()?;
-            let entry = decode_config(&v)?;
-            if !entry.meta.deleted
-                && entry.meta.schema == name
-                && entry.meta.schema_version != version
-            {
-                out.push(entry);
-            }
-        }
-        Ok(out)
     }
 
     /// The schema's policy (the default if none was set).
