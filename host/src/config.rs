@@ -67,6 +67,10 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_MAX_VALUE_BYTES", default_value_t = 1 << 20)]
     pub max_value_bytes: usize,
 
+    /// Most operations one transaction (`POST /v1/txn`) may hold.
+    #[arg(long, env = "SCARAB_MAX_TXN_OPS", default_value_t = 64)]
+    pub max_txn_ops: usize,
+
     /// Largest plugin accepted at registration, in bytes.
     #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
     pub max_plugin_bytes: usize,
@@ -145,6 +149,9 @@ impl NodeConfig {
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
             return fail("--max-value-bytes must be between 1 and 64 MiB".into());
+        }
+        if self.max_txn_ops == 0 || self.max_txn_ops > 10_000 {
+            return fail("--max-txn-ops must be between 1 and 10000".into());
         }
         if self.plugin_timeout < Duration::from_millis(1)
             || self.plugin_timeout > Duration::from_secs(60)

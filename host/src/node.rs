@@ -158,12 +158,16 @@ pub async fn run(
         store.clone(),
         registry.clone(),
     ));
+    // Cancelled when the node starts to stop: long-lived responses (watches) end then, so that
+    // the graceful shutdown does not wait for them.
+    let stopping = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         raft: raft.clone(),
         store,
         registry,
         config: Arc::new(config),
         cluster: cluster.clone(),
+        stopping: stopping.clone(),
     };
     let peer_router = network::router(raft.clone()).merge(crate::cluster::router(cluster.clone()));
     let mut app = api::router(state);
@@ -175,6 +179,7 @@ pub async fn run(
                 _ = shutdown => {}
                 _ = stop_now.cancelled() => {}
             }
+            stopping.cancel();
         }
     };
     // A fatal Raft error (a failed log write or fsync) stops consensus for good: stop serving

@@ -7,15 +7,16 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
+use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
 use crate::store::{
-    AtRevision, CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, WritePolicy,
+    AtRevision, CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, Validation,
+    WritePolicy,
 };
 
 pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_KEY_SEGMENTS: usize = 32;
 /// Room for the envelope (`schema`, `schema_version`, whitespace) around the value.
-const ENVELOPE_SLACK: usize = 64 * 1024;
+pub(super) const ENVELOPE_SLACK: usize = 64 * 1024;
 
 /// A key is 1 to 32 segments of `[A-Za-z0-9._-]+` joined by `/`, at most 512 bytes.
 pub fn validate_key(key: &str) -> Result<(), String> {
@@ -61,7 +62,7 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn checked_key(key: &str) -> Result<(), ApiError> {
+pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
     validate_key(key).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))
 }
 
@@ -70,7 +71,7 @@ fn checked_key(key: &str) -> Result<(), ApiError> {
 pub(crate) struct MetaView<'a> {
     key: &'a str,
     schema: &'a str,
-    schema_version: u32,
+    pub(super) schema_version: u32,
     revision: u64,
     key_version: u64,
     created_at: String,
@@ -80,7 +81,7 @@ pub(crate) struct MetaView<'a> {
     plugin_digest: Option<&'a str>,
     /// Set on a read at another version (`?schema_version=N`): the version it is stored at.
     #[serde(skip_serializing_if = "Option::is_none")]
-    converted_from: Option<u32>,
+    pub(super) converted_from: Option<u32>,
 }
 
 impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
@@ -108,7 +109,12 @@ fn entry_json(out: &mut Vec<u8>, entry: &ConfigEntry) {
 
 /// [`entry_json`] of a value converted to `version` (when `Some`), with `value` in place of
 /// the stored one.
-fn entry_json_as(out: &mut Vec<u8>, entry: &ConfigEntry, version: Option<u32>, value: &str) {
+pub(super) fn entry_json_as(
+    out: &mut Vec<u8>,
+    entry: &ConfigEntry,
+    version: Option<u32>,
+    value: &str,
+) {
     let mut view = MetaView::from(&entry.meta);
     if let Some(v) = version.filter(|v| *v != entry.meta.schema_version) {
         view.converted_from = Some(entry.meta.schema_version);
@@ -123,7 +129,7 @@ fn entry_json_as(out: &mut Vec<u8>, entry: &ConfigEntry, version: Option<u32>, v
 
 /// The value of `entry` at `version` of its schema: as stored, or converted through the
 /// chain of migrators and validated at `version`.
-async fn value_at(
+pub(super) async fn value_at(
     state: &AppState,
     entry: &ConfigEntry,
     version: Option<u32>,
@@ -145,7 +151,7 @@ async fn value_at(
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [(
@@ -205,7 +211,7 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     checked_key(&key)?;
     require_json(&headers)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let precondition = precondition(&headers)?;
     let limit = state.config.max_value_bytes;
     let bytes = read_body(body, limit + ENVELOPE_SLACK).await?;
@@ -218,35 +224,19 @@ pub async fn put(
             "the body must be {{\"schema\": string, \"schema_version\": integer, \"value\": any JSON}}: {e}"
         ))
     })?;
-    let policy = state.store.schema_policy(&schema)?;
-    if policy.writes == WritePolicy::Latest
-        && let Some(latest) = state.store.list_schemas(Some(&schema))?.last()
-        && latest.version != schema_version
-    {
-        return Err(Rejection::NotLatest {
-            name: schema,
-            version: schema_version,
-            latest: latest.version,
-        }
-        .into());
-    }
-    let text = serde_json::to_string(&value).expect("a JSON value serialises");
-    if text.len() > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the value is {} bytes; at most {limit} are allowed",
-                text.len()
-            ),
-        ));
-    }
+    check_write_policy(&state, &schema, schema_version)?;
+    let text = value_text(&value, limit)?;
     let (verdict, value_text) = state
         .validate_write(&schema, schema_version, &key, value, text)
         .await?;
     if !verdict.violations.is_empty() {
         return Err(ApiError::validation(verdict.violations));
     }
+    let mut caller = caller;
+    caller.context.validations.push(Validation {
+        key: key.clone(),
+        elapsed_us: verdict.elapsed_us,
+    });
     let op = Op::PutConfig {
         key,
         schema,
@@ -255,7 +245,7 @@ pub async fn put(
         value: value_text,
         precondition,
     };
-    match state.propose(actor, op).await? {
+    match state.propose(caller, op).await? {
         CommandResult::ConfigWritten { meta, created } => {
             let status = if created {
                 StatusCode::CREATED
@@ -271,6 +261,44 @@ pub async fn put(
             "unexpected apply result {other:?}"
         ))),
     }
+}
+
+/// Refuses a write below the latest version of a schema whose policy is `latest` (checked
+/// again in apply, which decides).
+pub(super) fn check_write_policy(
+    state: &AppState,
+    schema: &str,
+    version: u32,
+) -> Result<(), ApiError> {
+    let policy = state.store.schema_policy(schema)?;
+    if policy.writes == WritePolicy::Latest
+        && let Some(latest) = state.store.list_schemas(Some(schema))?.last()
+        && latest.version != version
+    {
+        return Err(Rejection::NotLatest {
+            name: schema.to_string(),
+            version,
+            latest: latest.version,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The compact JSON text of a value to write, at most `limit` bytes.
+pub(super) fn value_text(value: &Value, limit: usize) -> Result<String, ApiError> {
+    let text = serde_json::to_string(value).expect("a JSON value serialises");
+    if text.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the value is {} bytes; at most {limit} are allowed",
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 #[derive(Deserialize, Default)]
@@ -415,7 +443,7 @@ pub async fn post(
     };
     checked_key(key)?;
     require_json(&headers)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let bytes = read_body(body, 64 * 1024).await?;
     let RollbackBody { revision } = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::malformed(format!("the body must be {{\"revision\": integer}}: {e}"))
@@ -442,6 +470,12 @@ pub async fn post(
     if !verdict.violations.is_empty() {
         return Err(ApiError::validation(verdict.violations));
     }
+    let mut caller = caller;
+    caller.context.rollback_of = Some(revision);
+    caller.context.validations.push(Validation {
+        key: key.to_string(),
+        elapsed_us: verdict.elapsed_us,
+    });
     // Against the revision read here: a change meanwhile makes this a 412, not a lost update.
     let precondition = match &current {
         Some(c) => Precondition::Revision(c.meta.revision),
@@ -455,7 +489,7 @@ pub async fn post(
         value: value_text,
         precondition,
     };
-    match state.propose(actor, op).await? {
+    match state.propose(caller, op).await? {
         CommandResult::ConfigWritten { meta, created } => {
             let status = if created {
                 StatusCode::CREATED
@@ -560,10 +594,10 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     checked_key(&key)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let precondition = precondition(&headers)?;
     match state
-        .propose(actor, Op::DeleteConfig { key, precondition })
+        .propose(caller, Op::DeleteConfig { key, precondition })
         .await?
     {
         CommandResult::ConfigDeleted { meta } => {

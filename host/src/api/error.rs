@@ -163,6 +163,11 @@ impl From<Rejection> for ApiError {
             Rejection::MigrationNotRunning { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "migration_not_running", message)
             }
+            Rejection::ConditionFailed { failed } => ApiError {
+                report: Some(Box::new(serde_json::json!({ "failed": failed }))),
+                ..ApiError::new(StatusCode::PRECONDITION_FAILED, "condition_failed", message)
+            },
+            Rejection::InvalidTxn(_) => ApiError::malformed(message),
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::schemas::{ReadParams, validate_name};
-use super::{ApiError, AppState, actor, read_body, require_json, rfc3339};
+use super::{ApiError, AppState, caller, read_body, require_json, rfc3339};
 use crate::migrate;
 use crate::store::{CommandResult, MigrationFailure, MigrationRecord, MigrationStatus, Op};
 
@@ -65,7 +65,7 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
     require_json(&headers)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let bytes = read_body(body, 64 * 1024).await?;
     let StartBody {
         target_version,
@@ -93,7 +93,7 @@ pub async fn start(
         target_version,
         total,
     };
-    match state.propose(actor, op).await? {
+    match state.propose(caller, op).await? {
         CommandResult::Migration(m) => {
             let location = format!("/v1/schemas/{}/migrations/{}", m.name, m.id);
             let mut resp = (StatusCode::ACCEPTED, Json(view(&m))).into_response();

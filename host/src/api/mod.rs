@@ -5,12 +5,15 @@
 //! Owns: the wire contract of `/v1`. Does not own: what a write means ([`crate::store`]) or
 //! how it is validated ([`crate::schema`]).
 
+mod audit;
 mod cluster;
 mod configs;
 pub mod error;
 mod migrations;
 mod node;
 mod schemas;
+mod txn;
+mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +31,7 @@ use crate::cluster::Cluster;
 use crate::config::NodeConfig;
 use crate::raft::Raft;
 use crate::schema::SchemaRegistry;
-use crate::store::{Command, CommandResult, Op, StateStore};
+use crate::store::{Command, CommandResult, Context, Op, StateStore};
 
 /// Everything a handler needs; cloned per request (all fields are shared handles).
 #[derive(Clone)]
@@ -38,6 +41,8 @@ pub struct AppState {
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<NodeConfig>,
     pub cluster: Cluster,
+    /// Cancelled when the node begins to shut down (ends watches).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +71,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/settings/history",
             get(node::get_history_retention).put(node::set_history_retention),
         )
+        .route("/v1/txn", post(txn::txn))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/schemas", get(schemas::list))
         .route("/v1/schemas/{name}", get(schemas::list_versions))
         .route(
@@ -123,23 +131,37 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     })
 }
 
-/// The actor of a request: `X-Scarab-Actor`, or `anonymous`.
-pub(crate) fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
-    match headers.get("x-scarab-actor") {
-        None => Ok("anonymous".to_string()),
-        Some(v) => {
-            let s = v
-                .to_str()
-                .map_err(|_| ApiError::malformed("X-Scarab-Actor must be visible ASCII"))?
-                .trim();
-            if s.is_empty() || s.len() > 128 {
-                return Err(ApiError::malformed(
-                    "X-Scarab-Actor must be 1 to 128 characters",
-                ));
-            }
-            Ok(s.to_string())
-        }
+/// Who makes a request and why: `X-Scarab-Actor` (or `anonymous`) and `X-Scarab-Reason`,
+/// both recorded in the audit trail with the change.
+pub(crate) struct Caller {
+    pub actor: String,
+    pub context: Context,
+}
+
+fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::malformed(format!("{name} must be visible ASCII")))?
+        .trim();
+    if s.is_empty() || s.len() > max {
+        return Err(ApiError::malformed(format!(
+            "{name} must be 1 to {max} characters"
+        )));
     }
+    Ok(Some(s.to_string()))
+}
+
+pub(crate) fn caller(headers: &HeaderMap) -> Result<Caller, ApiError> {
+    Ok(Caller {
+        actor: header_text(headers, "x-scarab-actor", 128)?.unwrap_or_else(|| "anonymous".into()),
+        context: Context {
+            reason: header_text(headers, "x-scarab-reason", 1024)?,
+            ..Context::default()
+        },
+    })
 }
 
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -168,11 +190,12 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 impl AppState {
     /// Proposes a command through Raft and returns its applied result.
-    pub(crate) async fn propose(&self, actor: String, op: Op) -> Result<CommandResult, ApiError> {
+    pub(crate) async fn propose(&self, caller: Caller, op: Op) -> Result<CommandResult, ApiError> {
         let cmd = Command {
-            actor,
+            actor: caller.actor,
             at_ms: now_ms(),
             op,
+            context: caller.context,
         };
         match self.cluster.propose(cmd).await? {
             CommandResult::Rejected(r) => Err(r.into()),

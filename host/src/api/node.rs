@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 use serde::Serialize;
 
-use super::{ApiError, AppState, actor, read_body, require_json};
+use super::{ApiError, AppState, caller, read_body, require_json};
 use crate::store::{CommandResult, HistoryRetention, Op};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
@@ -17,33 +17,40 @@ pub async fn get_history_retention(State(state): State<AppState>) -> Result<Resp
     Ok(Json(state.store.applied().history).into_response())
 }
 
-/// `PUT /v1/settings/history` with `{"keep": N}` (N >= 1). Replicated: every node keeps the
-/// same history. It applies to a key from its next write on.
+/// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S}` (N >= 1, S optional).
+/// Replicated: every node keeps the same history. `keep` applies to a key from its next write
+/// on; the age from the next change on (see `store/history.rs`).
 pub async fn set_history_retention(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let bytes = read_body(body, 64 * 1024).await?;
-    let retention: HistoryRetention = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::malformed(format!("the body must be {{\"keep\": integer}}: {e}")))?;
+    let retention: HistoryRetention = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be {{\"keep\": integer, \"max_age_seconds\": integer (optional)}}: {e}"
+        ))
+    })?;
     if retention.keep == 0 {
         return Err(ApiError::malformed(
             "keep must be at least 1 (the current revision is always kept)",
         ));
     }
     match state
-        .propose(actor, Op::SetHistoryRetention { retention })
+        .propose(caller, Op::SetHistoryRetention { retention })
         .await?
     {
         CommandResult::HistoryRetentionSet {
             retention,
             revision,
-        } => Ok(
-            Json(serde_json::json!({"keep": retention.keep, "revision": revision})).into_response(),
-        ),
+        } => Ok(Json(serde_json::json!({
+            "keep": retention.keep,
+            "max_age_seconds": retention.max_age_seconds,
+            "revision": revision,
+        }))
+        .into_response()),
         other => Err(ApiError::internal(format!(
             "unexpected apply result {other:?}"
         ))),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, Consistency, actor, read_body, require_json, rfc3339};
+use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
 use crate::plugins::digest;
 use crate::schema::{CompatReport, NewVersion, SchemaError, Violation};
 use crate::store::{CommandResult, Op, PluginContract, SchemaPolicy, SchemaRecord};
@@ -223,7 +223,7 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
     let version = parse_version(&version)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let upload = read_upload(&state, &headers, request).await?;
     let checked = check_upload(&state, &name, version, &upload).await?;
     let report = checked.report;
@@ -247,7 +247,7 @@ pub async fn register(
         plugin: upload.plugin,
         plugin_contract: checked.contract,
     };
-    match state.propose(actor, op).await? {
+    match state.propose(caller, op).await? {
         CommandResult::SchemaRegistered { record, created } => {
             let status = if created {
                 StatusCode::CREATED
@@ -310,7 +310,7 @@ pub async fn set_policy(
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
     require_json(&headers)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     let bytes = read_body(body, 64 * 1024).await?;
     let policy: SchemaPolicy = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::malformed(format!(
@@ -318,7 +318,7 @@ pub async fn set_policy(
         ))
     })?;
     match state
-        .propose(actor, Op::SetSchemaPolicy { name, policy })
+        .propose(caller, Op::SetSchemaPolicy { name, policy })
         .await?
     {
         CommandResult::SchemaPolicySet {
@@ -442,9 +442,9 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
     let version = parse_version(&version)?;
-    let actor = actor(&headers)?;
+    let caller = caller(&headers)?;
     match state
-        .propose(actor, Op::DeleteSchema { name, version })
+        .propose(caller, Op::DeleteSchema { name, version })
         .await?
     {
         CommandResult::SchemaDeleted { record } => Ok(Json(view(&record, false)).into_response()),

@@ -55,6 +55,13 @@ fn command_bytes(cmd: &Command) -> usize {
         Op::PutConfig { value, .. } => value.len(),
         Op::PutSchema { schema, plugin, .. } => schema.len() + plugin.as_ref().map_or(0, Vec::len),
         Op::MigrateBatch { writes, .. } => writes.iter().map(|w| w.value.len()).sum(),
+        Op::Txn { ops, .. } => ops
+            .iter()
+            .map(|op| match op {
+                crate::store::TxnOp::Put { value, .. } => value.len(),
+                crate::store::TxnOp::Delete { .. } => 0,
+            })
+            .sum(),
         Op::DeleteConfig { .. }
         | Op::DeleteSchema { .. }
         | Op::SetSchemaPolicy { .. }

@@ -213,11 +213,7 @@ async fn pass(
 
 /// Proposes `op` as `actor`; a rejection is an error.
 async fn propose(cluster: &Cluster, actor: &str, op: Op) -> Result<CommandResult, String> {
-    let cmd = Command {
-        actor: actor.to_string(),
-        at_ms: crate::api::now_ms(),
-        op,
-    };
+    let cmd = Command::new(actor.to_string(), crate::api::now_ms(), op);
     match cluster.propose(cmd).await.map_err(|e| e.to_string())? {
         CommandResult::Rejected(r) => Err(r.to_string()),
         other => Ok(other),

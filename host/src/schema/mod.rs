@@ -36,6 +36,8 @@ pub struct Violation {
 pub struct Verdict {
     pub violations: Vec<Violation>,
     pub plugin_digest: Option<String>,
+    /// Wall time of the JSON Schema and plugin checks (for the audit trail's provenance).
+    pub elapsed_us: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -602,6 +604,7 @@ impl SchemaRegistry {
             schema_version: version,
         };
         let plugin = compiled.plugin.as_deref();
+        let started = std::time::Instant::now();
         let violations = check_document(
             &self.plugins,
             Some(&compiled.validator),
@@ -619,6 +622,7 @@ impl SchemaRegistry {
         Ok(Verdict {
             violations,
             plugin_digest: compiled.record.plugin_digest.clone(),
+            elapsed_us: started.elapsed().as_micros() as u64,
         })
     }
 }

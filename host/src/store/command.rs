@@ -14,6 +14,55 @@ pub struct Command {
     /// Milliseconds since the Unix epoch, read on the proposing node.
     pub at_ms: u64,
     pub op: Op,
+    /// What the audit trail records besides the change itself.
+    #[serde(default, skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
+}
+
+impl Command {
+    pub fn new(actor: String, at_ms: u64, op: Op) -> Self {
+        Self {
+            actor,
+            at_ms,
+            op,
+            context: Context::default(),
+        }
+    }
+}
+
+/// Why and how a change was made, as the proposing node saw it (for the audit trail).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Context {
+    /// `X-Scarab-Reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A rollback: the revision whose value this write restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+    /// How long validating each written value took (JSON Schema and plugin), by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validations: Vec<Validation>,
+}
+
+impl Context {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The validation time measured for `key`, if any.
+    pub fn validation_us(&self, key: &str) -> Option<u64> {
+        self.validations
+            .iter()
+            .find(|v| v.key == key)
+            .map(|v| v.elapsed_us)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    pub key: String,
+    /// Wall time of the JSON Schema and plugin checks, in microseconds.
+    pub elapsed_us: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -79,6 +128,66 @@ pub enum Op {
         name: String,
         version: u32,
     },
+    /// Operations applied together, as one revision, if every condition holds (else nothing).
+    Txn {
+        conditions: Vec<Condition>,
+        ops: Vec<TxnOp>,
+    },
+}
+
+/// A transaction's condition on one key, checked at apply time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub key: String,
+    pub test: Test,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Test {
+    /// The key exists at exactly this revision.
+    Revision(u64),
+    /// The key exists (`true`) or does not (`false`).
+    Exists(bool),
+    /// The key exists and the value at this JSON pointer equals `equals` (a missing pointer
+    /// equals nothing).
+    ValueAt {
+        pointer: String,
+        equals: serde_json::Value,
+    },
+}
+
+/// One write of a transaction (validated before proposing, like a single write).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum TxnOp {
+    Put {
+        key: String,
+        schema: String,
+        schema_version: u32,
+        plugin_digest: Option<String>,
+        /// Compact JSON text.
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl TxnOp {
+    pub fn key(&self) -> &str {
+        match self {
+            TxnOp::Put { key, .. } | TxnOp::Delete { key } => key,
+        }
+    }
+}
+
+/// A transaction condition that did not hold.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FailedCondition {
+    /// Its position in the request's `conditions`.
+    pub index: usize,
+    pub key: String,
+    /// The key's revision when the transaction was applied (`None`: absent).
+    pub current_revision: Option<u64>,
 }
 
 /// A write's condition on the key's current state, checked at apply time.
@@ -241,6 +350,12 @@ pub enum CommandResult {
         retention: super::HistoryRetention,
         revision: u64,
     },
+    /// Every operation of a transaction, in request order (deletes as tombstones), all at
+    /// `revision`.
+    TxnApplied {
+        revision: u64,
+        results: Vec<ConfigMeta>,
+    },
     /// Refused deterministically by the state machine; nothing changed.
     Rejected(Rejection),
 }
@@ -284,6 +399,10 @@ pub enum Rejection {
     MigrationRunning { name: String, id: u64 },
     #[error("migration {id} of schema {name} is not running")]
     MigrationNotRunning { name: String, id: u64 },
+    #[error("{} transaction condition(s) failed", failed.len())]
+    ConditionFailed { failed: Vec<FailedCondition> },
+    #[error("invalid transaction: {0}")]
+    InvalidTxn(String),
 }
 
 mod b64_opt {

@@ -8,11 +8,20 @@
 //! keeps exactly the same history). What was dropped is remembered as `c\0{key}` = the newest
 //! dropped revision, so that a read of a dropped revision gets a clear error instead of a
 //! wrong answer.
+//!
+//! A revision index, `r\0{revision:020}\0{key}` = the change's time (or `c` once its record
+//! was dropped), lists the changes in revision order for watchers. Retention by age sweeps it
+//! from the oldest end as apply goes (bounded work per command, with the command's own clock,
+//! so every node drops the same records), dropping records older than the maximum age except
+//! a key's live value, and removing the index entries it passed: `SmMeta::history_floor` is
+//! the newest revision swept, below which a watch can no longer start.
 
+use fjall::Readable;
 use serde::{Deserialize, Serialize};
 
 use super::{
     ApplyTx, ConfigEntry, ConfigMeta, Ks, StateStore, StoreError, decode_config, encode_config,
+    read_meta,
 };
 
 /// How much history is kept (replicated: every node applies the same rule).
@@ -21,11 +30,116 @@ use super::{
 pub struct HistoryRetention {
     /// Revisions kept per key, the current one included (at least 1).
     pub keep: u32,
+    /// Records older than this are dropped too (a key's live value never is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
 }
 
 impl Default for HistoryRetention {
     fn default() -> Self {
-        Self { keep: 100 }
+        Self {
+            keep: 100,
+            max_age_seconds: None,
+        }
+    }
+}
+
+/// Index entries one command's age sweep looks at, at most: a burst of old history is dropped
+/// over the following commands rather than stalling one apply.
+const SWEEP_BATCH: usize = 256;
+
+const CHANGE_PREFIX: &[u8] = b"r\0";
+const CHANGE_END: &[u8] = b"r\x01";
+const DROPPED: &[u8] = b"c";
+
+fn change_key(revision: u64, key: &str) -> Vec<u8> {
+    let mut k = CHANGE_PREFIX.to_vec();
+    k.extend_from_slice(format!("{revision:020}").as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn parse_change_key(k: &[u8]) -> Result<(u64, String), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        keyspace: "sm_history",
+        reason: format!("bad revision index key {:?}", String::from_utf8_lossy(k)),
+    };
+    let rest = k.strip_prefix(CHANGE_PREFIX).ok_or_else(corrupt)?;
+    let digits = rest.get(..20).ok_or_else(corrupt)?;
+    let revision = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(corrupt)?;
+    let key = rest
+        .get(21..)
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or_else(corrupt)?;
+    Ok((revision, key.to_string()))
+}
+
+/// The changes under a prefix in a range of revisions, or why they cannot all be given.
+pub enum Changes {
+    /// In revision order (changes of one transaction share a revision, in key order), every
+    /// change up to and including revision `through`.
+    Found {
+        entries: Vec<ConfigEntry>,
+        through: u64,
+    },
+    /// A change under the prefix at or after the start was dropped by retention: the caller
+    /// must re-read the state and watch from after it. `revision` is the first one lost.
+    Compacted { revision: u64 },
+}
+
+impl StateStore {
+    /// The changes of keys under `prefix` with a revision in `from..=to`, in one consistent
+    /// read; at most about `max` of them (a revision is never split), and then `through`
+    /// says how far they go.
+    pub fn changes(
+        &self,
+        prefix: &str,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Changes, StoreError> {
+        let snap = self.db.snapshot();
+        let floor = read_meta(&snap, &self.meta)?.history_floor;
+        if from <= floor {
+            return Ok(Changes::Compacted { revision: from });
+        }
+        let mut entries: Vec<ConfigEntry> = Vec::new();
+        if from > to {
+            return Ok(Changes::Found {
+                entries,
+                through: to,
+            });
+        }
+        let end = change_key(to.saturating_add(1), "");
+        for guard in snap.range(&self.history, change_key(from, "")..end) {
+            let (k, v) = guard.into_inner()?;
+            let (revision, key) = parse_change_key(&k)?;
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            if let Some(last) = entries.last()
+                && entries.len() >= max
+                && last.meta.revision != revision
+            {
+                let through = last.meta.revision;
+                return Ok(Changes::Found { entries, through });
+            }
+            if &*v == DROPPED {
+                return Ok(Changes::Compacted { revision });
+            }
+            match snap.get(&self.history, record_key(&key, revision))? {
+                Some(record) => entries.push(decode_config(&record)?),
+                None => return Ok(Changes::Compacted { revision }),
+            }
+        }
+        Ok(Changes::Found {
+            entries,
+            through: to,
+        })
     }
 }
 
@@ -130,32 +244,117 @@ impl StateStore {
 impl ApplyTx<'_> {
     /// Records a change of `meta.key` (a tombstone has an empty `value`), then drops what the
     /// retention no longer keeps.
+    /// `previous` is the key's record before this change (live or tombstone), if any.
     pub(super) fn record_history(
         &mut self,
         meta: &ConfigMeta,
         value: &str,
+        previous: Option<&ConfigMeta>,
     ) -> Result<(), StoreError> {
         self.put(
             Ks::History,
             record_key(&meta.key, meta.revision),
             encode_config(meta, value),
         );
+        self.put(
+            Ks::History,
+            change_key(meta.revision, &meta.key),
+            meta.updated_at.to_string().into_bytes(),
+        );
         self.history_added
             .entry(meta.key.clone())
             .or_default()
             .push(meta.revision);
+        // The age sweep passed over the previous record while it was the live value; now that
+        // it is not, it goes if it is too old.
+        if let (Some(prev), Some(cutoff)) = (previous, self.age_cutoff(meta.updated_at))
+            && prev.revision <= self.meta.history_floor
+            && prev.updated_at < cutoff
+        {
+            self.drop_record(&prev.key, prev.revision)?;
+        }
         let keep = self.meta.history.keep.max(1) as usize;
         let revisions = self.history_revisions(&meta.key)?;
         if revisions.len() > keep {
             let drop = revisions.len() - keep;
             for r in &revisions[..drop] {
-                self.remove(Ks::History, record_key(&meta.key, *r));
+                self.drop_record(&meta.key, *r)?;
             }
-            self.put(
-                Ks::History,
-                compacted_key(&meta.key),
-                revisions[drop - 1].to_string().into_bytes(),
-            );
+        }
+        Ok(())
+    }
+
+    /// Drops one record and remembers it (for readers of the key and watchers).
+    fn drop_record(&mut self, key: &str, revision: u64) -> Result<(), StoreError> {
+        self.remove(Ks::History, record_key(key, revision));
+        let marker = compacted_key(key);
+        let newest = match self.get(Ks::History, &marker)? {
+            Some(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0)
+                .max(revision),
+            None => revision,
+        };
+        self.put(Ks::History, marker, newest.to_string().into_bytes());
+        // Index entries at or below the floor are already gone.
+        if revision > self.meta.history_floor {
+            self.put(Ks::History, change_key(revision, key), DROPPED.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Records written before this are too old (`None`: no maximum age).
+    fn age_cutoff(&self, now_ms: u64) -> Option<u64> {
+        let max_age = self.meta.history.max_age_seconds?;
+        Some(now_ms.saturating_sub(max_age.saturating_mul(1000)))
+    }
+
+    /// Drops history older than the maximum age, oldest first, and removes the index entries
+    /// it passes (see the module doc). Runs after every command with that command's clock.
+    pub(super) fn sweep_history(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let Some(cutoff) = self.age_cutoff(now_ms) else {
+            return Ok(());
+        };
+        let start = change_key(self.meta.history_floor.saturating_add(1), "");
+        let mut passed = Vec::new();
+        for guard in self
+            .store
+            .history
+            .range(start..CHANGE_END.to_vec())
+            .take(SWEEP_BATCH)
+        {
+            let (k, stored) = guard.into_inner()?;
+            let value = match self.overlay.get(&(Ks::History, k.to_vec())) {
+                Some(Some(v)) => v.clone(),
+                Some(None) => continue,
+                None => stored.to_vec(),
+            };
+            let (revision, key) = parse_change_key(&k)?;
+            let dropped = value == DROPPED;
+            if !dropped {
+                let at: u64 = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        keyspace: "sm_history",
+                        reason: format!("bad revision index entry for {key}@{revision}"),
+                    })?;
+                if at >= cutoff {
+                    break;
+                }
+            }
+            passed.push((revision, key, dropped));
+        }
+        for (revision, key, dropped) in passed {
+            self.remove(Ks::History, change_key(revision, &key));
+            self.meta.history_floor = revision;
+            let live = self
+                .live_config(&key)?
+                .is_some_and(|c| c.meta.revision == revision);
+            if !dropped && !live {
+                self.drop_record(&key, revision)?;
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! randomness), how state is read, snapshotted and restored. Does not own: validation (done
 //! before proposing, in [`crate::schema`] and [`crate::plugins`]) or the log ([`crate::raft`]).
 
+mod audit;
 pub mod command;
 mod history;
 mod snapshot;
@@ -18,12 +19,14 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use audit::{AuditFilter, AuditPage, AuditRecord, Provenance};
 pub use command::{
-    Command, CommandResult, ConfigMeta, MAX_FAILURES_KEPT, MigrationFailure, MigrationRecord,
-    MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, Rejection,
-    SchemaPolicy, SchemaRecord, WritePolicy,
+    Command, CommandResult, Condition, ConfigMeta, Context, FailedCondition, MAX_FAILURES_KEPT,
+    MigrationFailure, MigrationRecord, MigrationSpec, MigrationStatus, MigrationWrite, Op,
+    PluginContract, Precondition, Rejection, SchemaPolicy, SchemaRecord, Test, TxnOp, Validation,
+    WritePolicy,
 };
-pub use history::{AtRevision, HistoryPage, HistoryRetention};
+pub use history::{AtRevision, Changes, HistoryPage, HistoryRetention};
 pub use snapshot::verify_current_snapshot;
 pub use state_machine::StateMachine;
 
@@ -56,6 +59,12 @@ pub struct SmMeta {
     /// How much history is kept per key (a replicated setting).
     #[serde(default)]
     pub history: HistoryRetention,
+    /// Audit records written so far (the last one's sequence number).
+    #[serde(default)]
+    pub audit_seq: u64,
+    /// The newest revision the history's age retention swept: a watch must start after it.
+    #[serde(default)]
+    pub history_floor: u64,
 }
 
 const META_KEY: &[u8] = b"sm";
@@ -70,6 +79,7 @@ pub struct StateStore {
     pub(crate) usage: Keyspace,
     pub(crate) schema_meta: Keyspace,
     pub(crate) history: Keyspace,
+    pub(crate) audit: Keyspace,
     pub(crate) meta: Keyspace,
     snapshot_dir: PathBuf,
     state: Mutex<SmMeta>,
@@ -157,6 +167,7 @@ impl StateStore {
             usage: ks("sm_usage")?,
             schema_meta: ks("sm_schema_meta")?,
             history: ks("sm_history")?,
+            audit: ks("sm_audit")?,
             meta: meta_ks,
             snapshot_dir,
             state: Mutex::new(meta),
@@ -176,6 +187,7 @@ impl StateStore {
             &self.usage,
             &self.schema_meta,
             &self.history,
+            &self.audit,
             &self.meta,
         ] {
             for guard in ks.iter() {
@@ -338,6 +350,19 @@ impl StateStore {
                     .map(|c| tx.execute(c))
                     .collect::<Result<_, _>>()?,
                 openraft::EntryPayload::Membership(m) => {
+                    let voters: Vec<_> = m.voter_ids().collect();
+                    let learners: Vec<_> = m.learner_ids().collect();
+                    tx.audit(audit::Entry {
+                        actor: "raft".into(),
+                        at_ms: None,
+                        action: "membership.change",
+                        object: "cluster".into(),
+                        revision_before: None,
+                        revision_after: None,
+                        reason: None,
+                        validation: None,
+                        detail: Some(serde_json::json!({"voters": voters, "learners": learners})),
+                    });
                     tx.meta.membership = StoredMembership::new(Some(entry.log_id), m);
                     Vec::new()
                 }
@@ -370,6 +395,7 @@ impl StateStore {
             Ks::Usage => &self.usage,
             Ks::SchemaMeta => &self.schema_meta,
             Ks::History => &self.history,
+            Ks::Audit => &self.audit,
         }
     }
 }
@@ -384,6 +410,8 @@ enum Ks {
     SchemaMeta,
     /// Every revision of every config (see `history.rs`).
     History,
+    /// The audit trail (see `audit.rs`).
+    Audit,
 }
 
 fn policy_key(name: &str) -> Vec<u8> {
@@ -516,8 +544,192 @@ impl ApplyTx<'_> {
         Ok(())
     }
 
+    /// The key's record, tombstone included.
+    fn raw_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
+        self.get(Ks::Configs, key.as_bytes())?
+            .map(|b| decode_config(&b))
+            .transpose()
+    }
+
+    /// Whether a value validated at `schema`/`version` by `plugin_digest` may be written now
+    /// (its precondition aside): the version is registered, the schema's policy allows it,
+    /// and the registered plugin is the one that validated it.
+    fn check_put(
+        &self,
+        schema: &str,
+        version: u32,
+        plugin_digest: &Option<String>,
+    ) -> Result<Result<(), Rejection>, StoreError> {
+        let Some(registered) = self.schema(schema, version)? else {
+            return Ok(Err(Rejection::UnknownSchema {
+                name: schema.to_string(),
+                version,
+            }));
+        };
+        if self.policy(schema)?.writes == WritePolicy::Latest {
+            let latest = self.latest_version(schema)?.unwrap_or(version);
+            if latest != version {
+                return Ok(Err(Rejection::NotLatest {
+                    name: schema.to_string(),
+                    version,
+                    latest,
+                }));
+            }
+        }
+        if registered.plugin_digest != *plugin_digest {
+            return Ok(Err(Rejection::PluginMismatch {
+                name: schema.to_string(),
+                version,
+                registered: registered.plugin_digest,
+                validated: plugin_digest.clone(),
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Writes a checked value at `by.revision`; `previous` is the key's record (tombstone
+    /// included) before it.
+    fn write_config(
+        &mut self,
+        v: NewValue,
+        by: &By,
+        previous: Option<ConfigMeta>,
+    ) -> Result<ConfigMeta, StoreError> {
+        let meta = match previous.as_ref().filter(|p| !p.deleted) {
+            Some(cur) => {
+                self.add_usage(&cur.schema, cur.schema_version, -1)?;
+                ConfigMeta {
+                    key: v.key,
+                    schema: v.schema,
+                    schema_version: v.schema_version,
+                    revision: by.revision,
+                    key_version: cur.key_version + 1,
+                    created_at: cur.created_at,
+                    created_by: cur.created_by.clone(),
+                    updated_at: by.at_ms,
+                    updated_by: by.actor.to_string(),
+                    plugin_digest: v.plugin_digest,
+                    deleted: false,
+                }
+            }
+            None => {
+                self.meta.live_configs += 1;
+                ConfigMeta {
+                    key: v.key,
+                    schema: v.schema,
+                    schema_version: v.schema_version,
+                    revision: by.revision,
+                    key_version: 1,
+                    created_at: by.at_ms,
+                    created_by: by.actor.to_string(),
+                    updated_at: by.at_ms,
+                    updated_by: by.actor.to_string(),
+                    plugin_digest: v.plugin_digest,
+                    deleted: false,
+                }
+            }
+        };
+        self.add_usage(&meta.schema, meta.schema_version, 1)?;
+        self.put(
+            Ks::Configs,
+            meta.key.clone().into_bytes(),
+            encode_config(&meta, &v.value),
+        );
+        self.record_history(&meta, &v.value, previous.as_ref())?;
+        Ok(meta)
+    }
+
+    /// Replaces the live config `current` with a tombstone at `by.revision`.
+    fn delete_config(&mut self, current: ConfigMeta, by: &By) -> Result<ConfigMeta, StoreError> {
+        self.meta.live_configs = self.meta.live_configs.saturating_sub(1);
+        self.add_usage(&current.schema, current.schema_version, -1)?;
+        let tombstone = ConfigMeta {
+            revision: by.revision,
+            key_version: current.key_version + 1,
+            updated_at: by.at_ms,
+            updated_by: by.actor.to_string(),
+            deleted: true,
+            ..current.clone()
+        };
+        self.put(
+            Ks::Configs,
+            tombstone.key.clone().into_bytes(),
+            encode_config(&tombstone, ""),
+        );
+        self.record_history(&tombstone, "", Some(&current))?;
+        Ok(tombstone)
+    }
+
+    /// The audit record of a config change.
+    fn audit_config(
+        &mut self,
+        action: &'static str,
+        meta: &ConfigMeta,
+        revision_before: Option<u64>,
+        by: &By,
+        detail: Option<serde_json::Value>,
+    ) {
+        let validation = (!meta.deleted).then(|| audit::Provenance {
+            schema: meta.schema.clone(),
+            schema_version: meta.schema_version,
+            plugin_digest: meta.plugin_digest.clone(),
+            elapsed_us: by.context.validation_us(&meta.key),
+        });
+        self.audit(audit::Entry {
+            actor: by.actor.to_string(),
+            at_ms: Some(by.at_ms),
+            action,
+            object: meta.key.clone(),
+            revision_before,
+            revision_after: Some(meta.revision),
+            reason: by.context.reason.clone(),
+            validation,
+            detail,
+        });
+    }
+
+    /// The audit record of a change that is not a config's.
+    fn audit_other(
+        &mut self,
+        action: &'static str,
+        object: String,
+        by: &By,
+        detail: serde_json::Value,
+    ) {
+        self.audit(audit::Entry {
+            actor: by.actor.to_string(),
+            at_ms: Some(by.at_ms),
+            action,
+            object,
+            revision_before: None,
+            revision_after: Some(self.meta.revision),
+            reason: by.context.reason.clone(),
+            validation: None,
+            detail: Some(detail),
+        });
+    }
+
+    /// Applies one command, then lets the age retention catch up with its clock.
     fn execute(&mut self, cmd: Command) -> Result<CommandResult, StoreError> {
-        let Command { actor, at_ms, op } = cmd;
+        let at_ms = cmd.at_ms;
+        let result = self.execute_op(cmd)?;
+        self.sweep_history(at_ms)?;
+        Ok(result)
+    }
+
+    fn execute_op(&mut self, cmd: Command) -> Result<CommandResult, StoreError> {
+        let Command {
+            actor,
+            at_ms,
+            op,
+            context,
+        } = cmd;
+        let mut by = By {
+            actor: &actor,
+            at_ms,
+            revision: 0,
+            context: &context,
+        };
         Ok(match op {
             Op::PutConfig {
                 key,
@@ -527,74 +739,34 @@ impl ApplyTx<'_> {
                 value,
                 precondition,
             } => {
-                let current = self.live_config(&key)?;
-                if let Err(r) = check(&key, precondition, current.as_ref()) {
+                let previous = self.raw_config(&key)?.map(|e| e.meta);
+                let before = previous.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
+                if let Err(r) = check(&key, precondition, before) {
                     return Ok(CommandResult::Rejected(r));
                 }
-                let Some(registered) = self.schema(&schema, schema_version)? else {
-                    return Ok(CommandResult::Rejected(Rejection::UnknownSchema {
-                        name: schema,
-                        version: schema_version,
-                    }));
-                };
-                if self.policy(&schema)?.writes == WritePolicy::Latest {
-                    let latest = self.latest_version(&schema)?.unwrap_or(schema_version);
-                    if latest != schema_version {
-                        return Ok(CommandResult::Rejected(Rejection::NotLatest {
-                            name: schema,
-                            version: schema_version,
-                            latest,
-                        }));
-                    }
-                }
-                if registered.plugin_digest != plugin_digest {
-                    return Ok(CommandResult::Rejected(Rejection::PluginMismatch {
-                        name: schema,
-                        version: schema_version,
-                        registered: registered.plugin_digest,
-                        validated: plugin_digest,
-                    }));
+                if let Err(r) = self.check_put(&schema, schema_version, &plugin_digest)? {
+                    return Ok(CommandResult::Rejected(r));
                 }
                 self.meta.revision += 1;
-                let created = current.is_none();
-                let meta = match current {
-                    Some(cur) => {
-                        self.add_usage(&cur.meta.schema, cur.meta.schema_version, -1)?;
-                        ConfigMeta {
-                            key: key.clone(),
-                            schema: schema.clone(),
-                            schema_version,
-                            revision: self.meta.revision,
-                            key_version: cur.meta.key_version + 1,
-                            created_at: cur.meta.created_at,
-                            created_by: cur.meta.created_by,
-                            updated_at: at_ms,
-                            updated_by: actor,
-                            plugin_digest,
-                            deleted: false,
-                        }
-                    }
-                    None => {
-                        self.meta.live_configs += 1;
-                        ConfigMeta {
-                            key: key.clone(),
-                            schema: schema.clone(),
-                            schema_version,
-                            revision: self.meta.revision,
-                            key_version: 1,
-                            created_at: at_ms,
-                            created_by: actor.clone(),
-                            updated_at: at_ms,
-                            updated_by: actor,
-                            plugin_digest,
-                            deleted: false,
-                        }
-                    }
+                by.revision = self.meta.revision;
+                let v = NewValue {
+                    key,
+                    schema,
+                    schema_version,
+                    plugin_digest,
+                    value,
                 };
-                self.add_usage(&schema, schema_version, 1)?;
-                self.put(Ks::Configs, key.into_bytes(), encode_config(&meta, &value));
-                self.record_history(&meta, &value)?;
-                CommandResult::ConfigWritten { meta, created }
+                let meta = self.write_config(v, &by, previous)?;
+                let (action, detail) = match (context.rollback_of, before) {
+                    (Some(r), _) => ("config.rollback", Some(serde_json::json!({"to": r}))),
+                    (None, Some(_)) => ("config.update", None),
+                    (None, None) => ("config.create", None),
+                };
+                self.audit_config(action, &meta, before, &by, detail);
+                CommandResult::ConfigWritten {
+                    meta,
+                    created: before.is_none(),
+                }
             }
             Op::DeleteConfig { key, precondition } => {
                 let Some(current) = self.live_config(&key)? else {
@@ -602,24 +774,17 @@ impl ApplyTx<'_> {
                         "config {key}"
                     ))));
                 };
-                if let Err(r) = check(&key, precondition, Some(&current)) {
+                if let Err(r) = check(&key, precondition, Some(current.meta.revision)) {
                     return Ok(CommandResult::Rejected(r));
                 }
                 self.meta.revision += 1;
-                self.meta.live_configs = self.meta.live_configs.saturating_sub(1);
-                self.add_usage(&current.meta.schema, current.meta.schema_version, -1)?;
-                let tombstone = ConfigMeta {
-                    revision: self.meta.revision,
-                    key_version: current.meta.key_version + 1,
-                    updated_at: at_ms,
-                    updated_by: actor,
-                    deleted: true,
-                    ..current.meta
-                };
-                self.put(Ks::Configs, key.into_bytes(), encode_config(&tombstone, ""));
-                self.record_history(&tombstone, "")?;
+                by.revision = self.meta.revision;
+                let before = Some(current.meta.revision);
+                let tombstone = self.delete_config(current.meta, &by)?;
+                self.audit_config("config.delete", &tombstone, before, &by, None);
                 CommandResult::ConfigDeleted { meta: tombstone }
             }
+            Op::Txn { conditions, ops } => self.txn(conditions, ops, &mut by)?,
             Op::PutSchema {
                 name,
                 version,
@@ -652,13 +817,22 @@ impl ApplyTx<'_> {
                     plugin_digest,
                     revision: self.meta.revision,
                     registered_at: at_ms,
-                    registered_by: actor,
+                    registered_by: actor.clone(),
                     plugin_contract,
                 };
                 self.put(
                     Ks::Schemas,
                     schema_key(&record.name, version),
                     serde_json::to_vec(&record).expect("schema record serialises"),
+                );
+                self.audit_other(
+                    "schema.register",
+                    format!("schema/{}/{version}", record.name),
+                    &by,
+                    serde_json::json!({
+                        "plugin_digest": record.plugin_digest,
+                        "plugin_contract": record.plugin_contract,
+                    }),
                 );
                 CommandResult::SchemaRegistered {
                     record,
@@ -669,7 +843,10 @@ impl ApplyTx<'_> {
                 self.meta.revision += 1;
                 self.meta.history = HistoryRetention {
                     keep: retention.keep.max(1),
+                    max_age_seconds: retention.max_age_seconds,
                 };
+                let detail = serde_json::to_value(self.meta.history).expect("serialises");
+                self.audit_other("settings.history", "settings/history".into(), &by, detail);
                 CommandResult::HistoryRetentionSet {
                     retention: self.meta.history,
                     revision: self.meta.revision,
@@ -685,6 +862,8 @@ impl ApplyTx<'_> {
                     policy_key(&name),
                     serde_json::to_vec(&policy).expect("policy serialises"),
                 );
+                let detail = serde_json::to_value(&policy).expect("serialises");
+                self.audit_other("schema.policy", format!("schema/{name}"), &by, detail);
                 CommandResult::SchemaPolicySet {
                     name,
                     policy,
@@ -730,11 +909,17 @@ impl ApplyTx<'_> {
                     failed: Vec::new(),
                     failed_count: 0,
                     started_at: at_ms,
-                    started_by: actor,
+                    started_by: actor.clone(),
                     updated_at: at_ms,
                     finished_at: None,
                 };
                 self.put_migration(&record);
+                self.audit_other(
+                    "migration.start",
+                    format!("migration/{}/{}", record.name, record.id),
+                    &by,
+                    serde_json::json!({"target_version": target_version, "total": total}),
+                );
                 CommandResult::Migration(record)
             }
             Op::MigrateBatch {
@@ -753,42 +938,52 @@ impl ApplyTx<'_> {
                     }
                 };
                 let mut failures = failures;
+                // Migration writes are the starter's, each a compare-and-set at the target
+                // version with its own revision, exactly like a client's.
+                let started_by = record.started_by.clone();
+                let migration = serde_json::json!({"migration": id});
                 for w in writes {
-                    // Exactly a client's compare-and-set write at the target version.
-                    let result = self.execute(Command {
-                        actor: record.started_by.clone(),
-                        at_ms,
-                        op: Op::PutConfig {
-                            key: w.key.clone(),
-                            schema: name.clone(),
-                            schema_version: record.target_version,
-                            plugin_digest: w.plugin_digest,
-                            value: w.value,
-                            precondition: Precondition::Revision(w.expected_revision),
-                        },
-                    })?;
-                    match result {
-                        CommandResult::ConfigWritten { .. } => {
-                            record.done += 1;
-                            record.failed.retain(|f| f.key != w.key);
-                        }
-                        CommandResult::Rejected(Rejection::PreconditionFailed { .. }) => {
-                            record.skipped += 1;
-                        }
-                        CommandResult::Rejected(other) => failures.push(MigrationFailure {
+                    let previous = self.raw_config(&w.key)?.map(|e| e.meta);
+                    let before = previous.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
+                    let pre = Precondition::Revision(w.expected_revision);
+                    if check(&w.key, pre, before).is_err() {
+                        record.skipped += 1;
+                        continue;
+                    }
+                    if let Err(r) =
+                        self.check_put(&name, record.target_version, &w.plugin_digest)?
+                    {
+                        failures.push(MigrationFailure {
                             key: w.key,
                             revision: w.expected_revision,
-                            reason: other.to_string(),
-                        }),
-                        other => {
-                            return Err(StoreError::Corrupt {
-                                keyspace: "sm_configs",
-                                reason: format!(
-                                    "unexpected result of a migration write: {other:?}"
-                                ),
-                            });
-                        }
+                            reason: r.to_string(),
+                        });
+                        continue;
                     }
+                    self.meta.revision += 1;
+                    let by = By {
+                        actor: &started_by,
+                        at_ms,
+                        revision: self.meta.revision,
+                        context: &context,
+                    };
+                    let v = NewValue {
+                        key: w.key,
+                        schema: name.clone(),
+                        schema_version: record.target_version,
+                        plugin_digest: w.plugin_digest,
+                        value: w.value,
+                    };
+                    let meta = self.write_config(v, &by, previous)?;
+                    self.audit_config(
+                        "config.migrate",
+                        &meta,
+                        before,
+                        &by,
+                        Some(migration.clone()),
+                    );
+                    record.done += 1;
+                    record.failed.retain(|f| f.key != meta.key);
                 }
                 for f in failures {
                     record.failed.retain(|old| old.key != f.key);
@@ -815,6 +1010,16 @@ impl ApplyTx<'_> {
                 record.updated_at = at_ms;
                 record.finished_at = Some(at_ms);
                 self.put_migration(&record);
+                self.audit_other(
+                    "migration.finish",
+                    format!("migration/{name}/{id}"),
+                    &by,
+                    serde_json::json!({
+                        "done": record.done,
+                        "skipped": record.skipped,
+                        "failed": record.failed_count,
+                    }),
+                );
                 CommandResult::Migration(record)
             }
             Op::DeleteSchema { name, version } => {
@@ -839,8 +1044,123 @@ impl ApplyTx<'_> {
                 {
                     self.remove(Ks::Plugins, digest.clone().into_bytes());
                 }
+                self.audit_other(
+                    "schema.delete",
+                    format!("schema/{name}/{version}"),
+                    &by,
+                    serde_json::json!({"plugin_digest": record.plugin_digest}),
+                );
                 CommandResult::SchemaDeleted { record }
             }
+        })
+    }
+
+    /// A transaction: every condition and every operation is checked before anything is
+    /// written, then all operations are written at one new revision.
+    fn txn(
+        &mut self,
+        conditions: Vec<Condition>,
+        ops: Vec<TxnOp>,
+        by: &mut By,
+    ) -> Result<CommandResult, StoreError> {
+        let mut keys = std::collections::HashSet::new();
+        if let Some(dup) = ops.iter().find(|op| !keys.insert(op.key())) {
+            return Ok(CommandResult::Rejected(Rejection::InvalidTxn(format!(
+                "key {} appears in more than one operation",
+                dup.key()
+            ))));
+        }
+        if ops.is_empty() {
+            return Ok(CommandResult::Rejected(Rejection::InvalidTxn(
+                "a transaction needs at least one operation".into(),
+            )));
+        }
+        let mut failed = Vec::new();
+        for (index, c) in conditions.iter().enumerate() {
+            let current = self.live_config(&c.key)?;
+            let holds = match &c.test {
+                Test::Revision(r) => current.as_ref().is_some_and(|e| e.meta.revision == *r),
+                Test::Exists(exists) => current.is_some() == *exists,
+                Test::ValueAt { pointer, equals } => current.as_ref().is_some_and(|e| {
+                    serde_json::from_str::<serde_json::Value>(&e.value)
+                        .ok()
+                        .is_some_and(|v| v.pointer(pointer) == Some(equals))
+                }),
+            };
+            if !holds {
+                failed.push(FailedCondition {
+                    index,
+                    key: c.key.clone(),
+                    current_revision: current.map(|e| e.meta.revision),
+                });
+            }
+        }
+        if !failed.is_empty() {
+            return Ok(CommandResult::Rejected(Rejection::ConditionFailed {
+                failed,
+            }));
+        }
+        let mut previous = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let prev = self.raw_config(op.key())?.map(|e| e.meta);
+            let rejected = match op {
+                TxnOp::Put {
+                    schema,
+                    schema_version,
+                    plugin_digest,
+                    ..
+                } => self
+                    .check_put(schema, *schema_version, plugin_digest)?
+                    .err(),
+                TxnOp::Delete { key } => prev
+                    .as_ref()
+                    .is_none_or(|p| p.deleted)
+                    .then(|| Rejection::NotFound(format!("config {key}"))),
+            };
+            if let Some(r) = rejected {
+                return Ok(CommandResult::Rejected(r));
+            }
+            previous.push(prev);
+        }
+        self.meta.revision += 1;
+        by.revision = self.meta.revision;
+        let detail = serde_json::json!({"txn": {"operations": ops.len()}});
+        let mut results = Vec::with_capacity(ops.len());
+        for (op, prev) in ops.into_iter().zip(previous) {
+            let before = prev.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
+            let (meta, action) = match op {
+                TxnOp::Put {
+                    key,
+                    schema,
+                    schema_version,
+                    plugin_digest,
+                    value,
+                } => {
+                    let v = NewValue {
+                        key,
+                        schema,
+                        schema_version,
+                        plugin_digest,
+                        value,
+                    };
+                    let action = if before.is_some() {
+                        "config.update"
+                    } else {
+                        "config.create"
+                    };
+                    (self.write_config(v, by, prev)?, action)
+                }
+                TxnOp::Delete { .. } => {
+                    let current = prev.expect("checked above");
+                    (self.delete_config(current, by)?, "config.delete")
+                }
+            };
+            self.audit_config(action, &meta, before, by, Some(detail.clone()));
+            results.push(meta);
+        }
+        Ok(CommandResult::TxnApplied {
+            revision: by.revision,
+            results,
         })
     }
 
@@ -876,12 +1196,29 @@ impl ApplyTx<'_> {
     }
 }
 
-fn check(key: &str, pre: Precondition, current: Option<&ConfigEntry>) -> Result<(), Rejection> {
-    let current_rev = current.map(|c| c.meta.revision);
+/// A value a write puts (checked).
+struct NewValue {
+    key: String,
+    schema: String,
+    schema_version: u32,
+    plugin_digest: Option<String>,
+    value: String,
+}
+
+/// Who makes a change, when, at which revision, and what the audit trail should know.
+struct By<'c> {
+    actor: &'c str,
+    at_ms: u64,
+    revision: u64,
+    context: &'c Context,
+}
+
+/// Whether `pre` holds for a key whose live revision is `current_rev` (`None`: absent).
+fn check(key: &str, pre: Precondition, current_rev: Option<u64>) -> Result<(), Rejection> {
     let ok = match pre {
         Precondition::None => true,
         Precondition::Revision(r) => current_rev == Some(r),
-        Precondition::Absent => current.is_none(),
+        Precondition::Absent => current_rev.is_none(),
     };
     if ok {
         Ok(())
@@ -930,11 +1267,11 @@ mod tests {
             self.index += 1;
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-                payload: EntryPayload::Normal(vec![Command {
-                    actor: "tester".into(),
-                    at_ms: 1_000 + self.index,
+                payload: EntryPayload::Normal(vec![Command::new(
+                    "tester".into(),
+                    1_000 + self.index,
                     op,
-                }]),
+                )]),
             };
             self.store.apply_batch([entry]).unwrap().remove(0).remove(0)
         }
@@ -1086,17 +1423,19 @@ mod tests {
     fn commands_batched_in_one_entry_apply_in_order_each_with_its_own_revision() {
         let mut f = Fixture::new();
         f.schema();
-        let put = |key: &str, value: &str, precondition| Command {
-            actor: "a".into(),
-            at_ms: 5,
-            op: Op::PutConfig {
-                key: key.into(),
-                schema: "s".into(),
-                schema_version: 1,
-                plugin_digest: None,
-                value: value.into(),
-                precondition,
-            },
+        let put = |key: &str, value: &str, precondition| {
+            Command::new(
+                "a".into(),
+                5,
+                Op::PutConfig {
+                    key: key.into(),
+                    schema: "s".into(),
+                    schema_version: 1,
+                    plugin_digest: None,
+                    value: value.into(),
+                    precondition,
+                },
+            )
         };
         let base = f.store.applied().revision;
         let entry = Entry {
@@ -1133,5 +1472,200 @@ mod tests {
         let rest = f.store.list_configs("a/", Some("a/2"), 2).unwrap();
         assert!(!rest.more);
         assert_eq!(keys(rest), ["a/3"]);
+    }
+
+    fn txn(f: &mut Fixture, conditions: Vec<Condition>, ops: Vec<TxnOp>) -> CommandResult {
+        f.apply(Op::Txn { conditions, ops })
+    }
+
+    fn tput(key: &str, value: &str) -> TxnOp {
+        TxnOp::Put {
+            key: key.into(),
+            schema: "s".into(),
+            schema_version: 1,
+            plugin_digest: None,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn a_transaction_writes_every_operation_at_one_revision() {
+        let mut f = Fixture::new();
+        f.schema();
+        written(f.put("gone", "0", Precondition::None));
+        let base = f.store.applied().revision;
+        let CommandResult::TxnApplied { revision, results } = txn(
+            &mut f,
+            vec![Condition {
+                key: "gone".into(),
+                test: Test::ValueAt {
+                    pointer: "".into(),
+                    equals: serde_json::json!(0),
+                },
+            }],
+            vec![
+                tput("a", "1"),
+                tput("b", "2"),
+                TxnOp::Delete { key: "gone".into() },
+            ],
+        ) else {
+            panic!("expected the transaction to apply")
+        };
+        assert_eq!(revision, base + 1);
+        assert!(results.iter().all(|m| m.revision == revision));
+        assert!(results[2].deleted);
+        assert_eq!(f.store.applied().revision, base + 1);
+        assert_eq!(f.store.get_config("b").unwrap().unwrap().value, "2");
+        assert!(f.store.get_config("gone").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_transaction_with_a_failed_condition_writes_nothing() {
+        let mut f = Fixture::new();
+        f.schema();
+        let a = written(f.put("a", "1", Precondition::None));
+        let before = f.store.applied();
+        let r = txn(
+            &mut f,
+            vec![
+                Condition {
+                    key: "a".into(),
+                    test: Test::Revision(a.revision),
+                },
+                Condition {
+                    key: "b".into(),
+                    test: Test::Exists(true),
+                },
+            ],
+            vec![tput("a", "2"), tput("c", "3")],
+        );
+        let CommandResult::Rejected(Rejection::ConditionFailed { failed }) = r else {
+            panic!("expected a failed condition, got {r:?}")
+        };
+        assert_eq!(failed.len(), 1);
+        assert_eq!((failed[0].index, failed[0].key.as_str()), (1, "b"));
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "1");
+        assert!(f.store.get_config("c").unwrap().is_none());
+        assert_eq!(f.store.applied().revision, before.revision);
+        assert_eq!(f.store.applied().audit_seq, before.audit_seq);
+    }
+
+    #[test]
+    fn a_transaction_with_one_impossible_operation_writes_nothing() {
+        let mut f = Fixture::new();
+        f.schema();
+        let r = txn(
+            &mut f,
+            vec![],
+            vec![tput("a", "1"), TxnOp::Delete { key: "nope".into() }],
+        );
+        assert!(matches!(r, CommandResult::Rejected(Rejection::NotFound(_))));
+        assert!(f.store.get_config("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn every_change_gets_an_audit_record_with_its_revisions() {
+        let mut f = Fixture::new();
+        f.schema();
+        let a1 = written(f.put("a", "1", Precondition::None));
+        let a2 = written(f.put("a", "2", Precondition::None));
+        // Refused: no record.
+        f.put("a", "3", Precondition::Absent);
+        f.apply(Op::DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        });
+        let page = f.store.audit(&AuditFilter::default(), None, 100).unwrap();
+        let actions: Vec<_> = page.items.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "config.delete",
+                "config.update",
+                "config.create",
+                "schema.register"
+            ]
+        );
+        let update = &page.items[1];
+        assert_eq!(update.revision_before, Some(a1.revision));
+        assert_eq!(update.revision_after, Some(a2.revision));
+        assert_eq!(update.actor, "tester");
+        let only_configs = AuditFilter {
+            action: Some("config".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            f.store.audit(&only_configs, None, 100).unwrap().items.len(),
+            3
+        );
+    }
+
+    #[test]
+    fn changes_come_in_revision_order_and_a_dropped_one_is_reported() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 2,
+                max_age_seconds: None,
+            },
+        });
+        let first = written(f.put("w/a", "1", Precondition::None)).revision;
+        written(f.put("other", "1", Precondition::None));
+        written(f.put("w/b", "1", Precondition::None));
+        let Changes::Found { entries, .. } = f.store.changes("w/", first, u64::MAX, 100).unwrap()
+        else {
+            panic!("nothing is compacted yet")
+        };
+        let keys: Vec<_> = entries.iter().map(|e| e.meta.key.as_str()).collect();
+        assert_eq!(keys, ["w/a", "w/b"]);
+        written(f.put("w/a", "2", Precondition::None));
+        written(f.put("w/a", "3", Precondition::None));
+        assert!(matches!(
+            f.store.changes("w/", first, u64::MAX, 100).unwrap(),
+            Changes::Compacted { revision } if revision == first
+        ));
+        // Another prefix does not care.
+        assert!(matches!(
+            f.store.changes("other", first, u64::MAX, 100).unwrap(),
+            Changes::Found { .. }
+        ));
+    }
+
+    #[test]
+    fn age_retention_drops_old_records_but_keeps_live_values() {
+        let mut f = Fixture::new();
+        f.schema();
+        let old = written(f.put("a", "1", Precondition::None));
+        written(f.put("a", "2", Precondition::None));
+        let live_b = written(f.put("b", "1", Precondition::None));
+        f.apply(Op::SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 100,
+                max_age_seconds: Some(60),
+            },
+        });
+        // The fixture's clock is 1 s plus the log index: jump it past the maximum age.
+        f.index += 120_000;
+        written(f.put("c", "1", Precondition::None));
+        assert!(matches!(
+            f.store.config_at("a", old.revision).unwrap(),
+            AtRevision::Compacted { .. }
+        ));
+        assert!(matches!(
+            f.store.config_at("b", live_b.revision).unwrap(),
+            AtRevision::Found(_)
+        ));
+        assert!(f.store.applied().history_floor >= live_b.revision);
+        assert!(matches!(
+            f.store.changes("", old.revision, u64::MAX, 100).unwrap(),
+            Changes::Compacted { .. }
+        ));
+        // Once overwritten, the old live value goes too.
+        written(f.put("b", "2", Precondition::None));
+        assert!(matches!(
+            f.store.config_at("b", live_b.revision).unwrap(),
+            AtRevision::Compacted { .. }
+        ));
     }
 }

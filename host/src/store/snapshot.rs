@@ -131,7 +131,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl StateStore {
-    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 6] {
+    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 7] {
         [
             ("configs", &self.configs),
             ("schemas", &self.schemas),
@@ -139,6 +139,7 @@ impl StateStore {
             ("usage", &self.usage),
             ("schema_meta", &self.schema_meta),
             ("history", &self.history),
+            ("audit", &self.audit),
         ]
     }
 

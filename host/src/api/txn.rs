@@ -1,0 +1,184 @@
+//! `POST /v1/txn`: conditions on keys, then puts and deletes applied together as one revision,
+//! or nothing at all.
+//!
+//! Every put is validated here exactly like a single write (JSON Schema, plugin, write
+//! policy); the conditions are checked in apply, against the state the operations change, so
+//! nothing can slip in between.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::configs::{
+    ENVELOPE_SLACK, MetaView, check_write_policy, checked_key, json_response, value_text,
+};
+use super::{ApiError, AppState, caller, read_body, require_json};
+use crate::store::{CommandResult, Condition, Op, Test, TxnOp, Validation};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnBody {
+    #[serde(default)]
+    conditions: Vec<ConditionBody>,
+    ops: Vec<OpBody>,
+}
+
+/// `{"key", "revision"}`, `{"key", "exists"}` or `{"key", "pointer", "equals"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionBody {
+    key: String,
+    revision: Option<u64>,
+    exists: Option<bool>,
+    pointer: Option<String>,
+    equals: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+enum OpBody {
+    Put {
+        key: String,
+        schema: String,
+        schema_version: u32,
+        value: Value,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+fn condition(index: usize, c: ConditionBody) -> Result<Condition, ApiError> {
+    checked_key(&c.key)?;
+    let bad = |m: &str| ApiError::malformed(format!("conditions[{index}]: {m}"));
+    let test = match (c.revision, c.exists, c.pointer, c.equals) {
+        (Some(r), None, None, None) => Test::Revision(r),
+        (None, Some(e), None, None) => Test::Exists(e),
+        (None, None, Some(pointer), Some(equals)) => {
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                return Err(bad(
+                    "pointer must be a JSON pointer (\"\" or starting with /)",
+                ));
+            }
+            Test::ValueAt { pointer, equals }
+        }
+        _ => {
+            return Err(bad(
+                "give exactly one of revision, exists, or pointer with equals",
+            ));
+        }
+    };
+    Ok(Condition { key: c.key, test })
+}
+
+/// `POST /v1/txn`.
+pub async fn txn(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let mut caller = caller(&headers)?;
+    let max_ops = state.config.max_txn_ops;
+    let value_limit = state.config.max_value_bytes;
+    let body_limit = max_ops
+        .saturating_mul(value_limit + ENVELOPE_SLACK)
+        .min(256 << 20);
+    let bytes = read_body(body, body_limit).await?;
+    let TxnBody { conditions, ops } = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be {{\"conditions\": [...], \"ops\": [{{\"op\": \"put\"|\"delete\", \"key\": ...}}]}}: {e}"
+        ))
+    })?;
+    if ops.is_empty() || ops.len() > max_ops || conditions.len() > max_ops {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "txn_too_large",
+            format!(
+                "a transaction has 1 to {max_ops} operations and at most {max_ops} conditions (--max-txn-ops); this one has {} and {}",
+                ops.len(),
+                conditions.len()
+            ),
+        ));
+    }
+    let conditions = conditions
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| condition(i, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut txn_ops = Vec::with_capacity(ops.len());
+    let mut violations = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        let key = match &op {
+            OpBody::Put { key, .. } | OpBody::Delete { key } => key.clone(),
+        };
+        checked_key(&key)?;
+        if !seen.insert(key.clone()) {
+            return Err(ApiError::malformed(format!(
+                "ops[{i}]: key {key} appears in more than one operation"
+            )));
+        }
+        match op {
+            OpBody::Delete { key } => txn_ops.push(TxnOp::Delete { key }),
+            OpBody::Put {
+                key,
+                schema,
+                schema_version,
+                value,
+            } => {
+                check_write_policy(&state, &schema, schema_version)?;
+                let text = value_text(&value, value_limit)?;
+                let (verdict, text) = state
+                    .validate_write(&schema, schema_version, &key, value, text)
+                    .await?;
+                // Paths point into the request, so that a client sees which put failed.
+                violations.extend(verdict.violations.into_iter().map(|mut v| {
+                    v.path = format!("/ops/{i}/value{}", v.path);
+                    v
+                }));
+                caller.context.validations.push(Validation {
+                    key: key.clone(),
+                    elapsed_us: verdict.elapsed_us,
+                });
+                txn_ops.push(TxnOp::Put {
+                    key,
+                    schema,
+                    schema_version,
+                    plugin_digest: verdict.plugin_digest,
+                    value: text,
+                });
+            }
+        }
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::validation(violations));
+    }
+    let op = Op::Txn {
+        conditions,
+        ops: txn_ops,
+    };
+    match state.propose(caller, op).await? {
+        CommandResult::TxnApplied { revision, results } => {
+            let results: Vec<Value> = results
+                .iter()
+                .map(|meta| {
+                    let mut v = serde_json::to_value(MetaView::from(meta)).expect("serialises");
+                    v["op"] = if meta.deleted { "delete" } else { "put" }.into();
+                    v
+                })
+                .collect();
+            let body = serde_json::json!({"revision": revision, "results": results});
+            Ok(state.with_revision(json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&body).expect("serialises"),
+            )))
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}

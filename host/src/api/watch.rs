@@ -1,0 +1,304 @@
+//! `GET /v1/watch`: the changes under a prefix, in revision order, as Server-Sent Events or as
+//! a long poll (`?wait=30s`).
+//!
+//! A watch reads this node's applied state (the history's revision index), never the leader's:
+//! every node applies the same committed entries in the same order, so any node, a follower
+//! included, gives the same changes at the same revisions, only maybe later. A client that
+//! reconnects anywhere with `from_revision` = its last revision + 1 therefore misses nothing
+//! and sees nothing twice, also across a leader change; a node that is behind just answers
+//! once it has applied that far. Each SSE message is one revision (all the changes of a
+//! transaction together), with the revision as its `id`, so `Last-Event-ID` resumes it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::configs::{MetaView, json_response, value_at};
+use super::{ApiError, AppState};
+use crate::store::{Changes, ConfigEntry, SmMeta};
+
+/// Changes read at once (a revision is never split).
+const MAX_BATCH: usize = 1000;
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchParams {
+    #[serde(default)]
+    prefix: String,
+    /// The first revision to deliver (default: the next one).
+    from_revision: Option<u64>,
+    /// Long poll: answer once there is a change, or after this long (at most 5m) without.
+    wait: Option<String>,
+    /// Only configs of this schema.
+    schema: Option<String>,
+    /// Values converted to this version of `schema` (which is then required).
+    schema_version: Option<u32>,
+    /// SSE: a progress event after this long without a change (default 10s).
+    progress: Option<String>,
+    /// Long poll: at most about this many changes per answer (default and max 1000).
+    limit: Option<usize>,
+}
+
+fn duration(name: &str, text: &str, max: Duration) -> Result<Duration, ApiError> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| ApiError::malformed(format!("{name} must be a duration such as 30s: {e}")))?;
+    if d.is_zero() || d > max {
+        return Err(ApiError::malformed(format!(
+            "{name} must be more than 0 and at most {}",
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(d)
+}
+
+/// One watcher's position and filters.
+struct Watcher {
+    state: AppState,
+    prefix: String,
+    schema: Option<String>,
+    schema_version: Option<u32>,
+    /// The next revision to deliver.
+    cursor: u64,
+    applied: tokio::sync::watch::Receiver<SmMeta>,
+}
+
+/// One revision's changes, rendered.
+struct Revision {
+    revision: u64,
+    json: String,
+}
+
+impl Watcher {
+    /// The changes from the cursor up to what this node has applied (at most about `max`),
+    /// rendered, and the cursor moved past them. Empty when there are none (yet).
+    async fn read(&mut self, max: usize) -> Result<Vec<Revision>, ApiError> {
+        self.applied.borrow_and_update();
+        let to = self.state.store.applied().revision;
+        if self.cursor > to {
+            return Ok(Vec::new());
+        }
+        let entries = match self
+            .state
+            .store
+            .changes(&self.prefix, self.cursor, to, max)?
+        {
+            Changes::Compacted { revision } => return Err(compacted(&self.prefix, revision)),
+            Changes::Found { entries, through } => {
+                self.cursor = through + 1;
+                entries
+            }
+        };
+        let mut out: Vec<(u64, Vec<Value>)> = Vec::new();
+        for entry in entries {
+            if self
+                .schema
+                .as_ref()
+                .is_some_and(|s| *s != entry.meta.schema)
+            {
+                continue;
+            }
+            let event = self.event(&entry).await;
+            match out.last_mut() {
+                Some((r, events)) if *r == entry.meta.revision => events.push(event),
+                _ => out.push((entry.meta.revision, vec![event])),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(revision, events)| Revision {
+                revision,
+                json: serde_json::json!({"revision": revision, "events": events}).to_string(),
+            })
+            .collect())
+    }
+
+    /// A change as delivered: `type`, the metadata, and the value (converted if asked; a
+    /// conversion that fails gives `value: null` and the `error`, and the watch goes on).
+    async fn event(&self, entry: &ConfigEntry) -> Value {
+        let mut view = MetaView::from(&entry.meta);
+        let (kind, value, error) = if entry.meta.deleted {
+            ("delete", Value::Null, None)
+        } else {
+            match value_at(&self.state, entry, self.schema_version).await {
+                Ok(converted) => {
+                    if let Some(v) = self
+                        .schema_version
+                        .filter(|v| *v != entry.meta.schema_version)
+                    {
+                        view.converted_from = Some(entry.meta.schema_version);
+                        view.schema_version = v;
+                    }
+                    let text = converted.as_deref().unwrap_or(&entry.value);
+                    (
+                        "put",
+                        serde_json::from_str(text).unwrap_or(Value::Null),
+                        None,
+                    )
+                }
+                Err(e) => (
+                    "put",
+                    Value::Null,
+                    Some(serde_json::json!({"code": e.code, "message": e.message})),
+                ),
+            }
+        };
+        let mut event = serde_json::to_value(&view).expect("metadata serialises");
+        event["type"] = kind.into();
+        event["value"] = value;
+        if let Some(e) = error {
+            event["error"] = e;
+        }
+        event
+    }
+
+    /// Waits up to `timeout` for this node to apply something new; false on shutdown.
+    async fn wait(&mut self, timeout: Duration) -> bool {
+        tokio::select! {
+            _ = self.state.stopping.cancelled() => false,
+            changed = tokio::time::timeout(timeout, self.applied.changed()) => {
+                !matches!(changed, Ok(Err(_)))
+            }
+        }
+    }
+}
+
+fn compacted(prefix: &str, revision: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "revision_compacted",
+        format!(
+            "the changes under prefix {prefix:?} from revision {revision} on were dropped by the history retention: read the current state (GET /v1/configs?prefix=..., which gives its revision) and watch from that revision + 1"
+        ),
+    )
+}
+
+pub async fn watch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<WatchParams>,
+) -> Result<Response, ApiError> {
+    if params.schema_version.is_some() && params.schema.is_none() {
+        return Err(ApiError::malformed(
+            "schema_version needs schema: the version of which schema?",
+        ));
+    }
+    // EventSource resends the id of the last event it saw.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let cursor = match (params.from_revision, last_event_id) {
+        (_, Some(seen)) => seen + 1,
+        (Some(from), None) => from.max(1),
+        (None, None) => state.store.applied().revision + 1,
+    };
+    let mut watcher = Watcher {
+        applied: state.store.subscribe(),
+        state,
+        prefix: params.prefix,
+        schema: params.schema,
+        schema_version: params.schema_version,
+        cursor,
+    };
+    match params.wait {
+        Some(wait) => {
+            let wait = duration("wait", &wait, MAX_WAIT)?;
+            let limit = params.limit.unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH);
+            long_poll(watcher, wait, limit).await
+        }
+        None => {
+            let progress = match params.progress {
+                Some(p) => duration("progress", &p, MAX_WAIT)?,
+                None => Duration::from_secs(10),
+            };
+            // The first read answers here, so that a start in compacted history is an HTTP
+            // error and not an event.
+            let first = watcher.read(MAX_BATCH).await?;
+            Ok(sse(watcher, first, progress))
+        }
+    }
+}
+
+/// Answers with the changes as soon as there are any, or with none after `wait`; either way
+/// with `next_from_revision` to ask again with.
+async fn long_poll(mut w: Watcher, wait: Duration, limit: usize) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + wait;
+    let changes = loop {
+        let changes = w.read(limit).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !changes.is_empty() || left.is_zero() || !w.wait(left).await {
+            break changes;
+        }
+    };
+    let mut body = String::from("{\"changes\":[");
+    for (i, c) in changes.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&c.json);
+    }
+    // Everything before `next_from_revision` was delivered (or did not match).
+    body.push_str(&format!(
+        "],\"revision\":{},\"next_from_revision\":{}}}",
+        w.cursor - 1,
+        w.cursor
+    ));
+    Ok(w.state
+        .with_revision(json_response(StatusCode::OK, body.into_bytes())))
+}
+
+/// `change` events (one per revision, `id` = the revision), `progress` events (`id` = the
+/// revision everything up to which was delivered) after `progress` without a change, and a
+/// final `error` event if the watcher falls behind the retention.
+fn sse(watcher: Watcher, first: Vec<Revision>, progress: Duration) -> Response {
+    let change = |r: Revision| {
+        Event::default()
+            .event("change")
+            .id(r.revision.to_string())
+            .data(r.json)
+    };
+    let initial = futures::stream::iter(first.into_iter().map(change));
+    let rest = futures::stream::unfold(Some((watcher, Instant::now())), move |st| async move {
+        let (mut w, mut last_sent) = st?;
+        loop {
+            match w.read(MAX_BATCH).await {
+                Err(e) => {
+                    let data = serde_json::json!({"code": e.code, "message": e.message});
+                    return Some((
+                        vec![Event::default().event("error").data(data.to_string())],
+                        None,
+                    ));
+                }
+                Ok(changes) if !changes.is_empty() => {
+                    let events = changes.into_iter().map(change).collect();
+                    return Some((events, Some((w, Instant::now()))));
+                }
+                Ok(_) => {}
+            }
+            let idle = last_sent.elapsed();
+            if idle >= progress {
+                last_sent = Instant::now();
+                let through = w.cursor - 1;
+                let event = Event::default()
+                    .event("progress")
+                    .id(through.to_string())
+                    .data(serde_json::json!({"revision": through}).to_string());
+                return Some((vec![event], Some((w, last_sent))));
+            }
+            if !w.wait(progress - idle).await {
+                return None;
+            }
+        }
+    })
+    .flat_map(futures::stream::iter);
+    Sse::new(initial.chain(rest).map(Ok::<_, Infallible>)).into_response()
+}
