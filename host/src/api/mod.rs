@@ -104,6 +104,13 @@ pub fn router(state: AppState) -> Router {
             get(schemas::get_policy).put(schemas::set_policy),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -1,0 +1,309 @@
+//! The audit trail (`GET /v1/audit`) on real `scarab serve` processes and a cluster: every kind
+//! of change is recorded with actor, time, revisions, reason and validation provenance; it
+//! filters; it is the same on every node and cannot be changed through the API.
+
+mod harness;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use serde_json::{Value, json};
+
+use harness::cluster::{Cluster, ClusterOptions};
+use harness::{Api, Node, NodeOptions, Reply, STORE, STORE_V2, assert_status, wait_until};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn audit(api: &Api, query: &str) -> Result<Vec<Value>> {
+    let reply = api.get(&format!("/v1/audit?limit=1000&{query}")).await?;
+    ensure!(reply.status.is_success(), "{reply}");
+    Ok(reply.body["items"].as_array().context("items")?.clone())
+}
+
+/// A write with actor and reason headers.
+async fn send_as(
+    api: &Api,
+    req: reqwest::RequestBuilder,
+    actor: &str,
+    reason: &str,
+) -> Result<Reply> {
+    api.send(
+        req.header("x-scarab-actor", actor)
+            .header("x-scarab-reason", reason),
+    )
+    .await
+}
+
+fn find<'a>(items: &'a [Value], action: &str, object: &str) -> Result<&'a Value> {
+    items
+        .iter()
+        .find(|r| r["action"] == action && r["object"] == object)
+        .with_context(|| format!("no {action} of {object} in {items:#?}"))
+}
+
+#[tokio::test]
+async fn every_kind_of_change_is_recorded_with_actor_time_revisions_and_reason() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let api = node.api();
+    let c = api.client();
+    assert_status(&api.register_kind(STORE).await?, 201);
+    // The store plugin wants `store_id` to be the key's last segment.
+    let mut sample = STORE.valid_sample().value;
+    sample["store_id"] = json!("a");
+    let body = json!({"schema": "store", "schema_version": 1, "value": sample});
+    let created = send_as(
+        api,
+        c.put(api.url("/v1/configs/stores/a")).json(&body),
+        "alice",
+        "first",
+    )
+    .await?;
+    assert_status(&created, 201);
+    let mut changed = sample.clone();
+    changed["timeout_ms"] = json!(6000);
+    let body2 = json!({"schema": "store", "schema_version": 1, "value": changed});
+    let updated = send_as(
+        api,
+        c.put(api.url("/v1/configs/stores/a")).json(&body2),
+        "bob",
+        "rename",
+    )
+    .await?;
+    assert_status(&updated, 200);
+    let rolled = send_as(
+        api,
+        c.post(api.url("/v1/configs/stores/a/rollback"))
+            .json(&json!({"revision": created.revision()})),
+        "carol",
+        "undo the rename",
+    )
+    .await?;
+    assert_status(&rolled, 200);
+    sample["store_id"] = json!("b");
+    let txn = json!({"ops": [{"op": "put", "key": "stores/b", "schema": "store",
+                               "schema_version": 1, "value": sample}]});
+    assert_status(
+        &send_as(api, c.post(api.url("/v1/txn")).json(&txn), "dave", "txn").await?,
+        200,
+    );
+    assert_status(
+        &send_as(
+            api,
+            c.delete(api.url("/v1/configs/stores/b")),
+            "erin",
+            "cleanup",
+        )
+        .await?,
+        200,
+    );
+    let keep = json!({"keep": 50});
+    assert_status(
+        &send_as(
+            api,
+            c.put(api.url("/v1/settings/history")).json(&keep),
+            "ops",
+            "disk",
+        )
+        .await?,
+        200,
+    );
+    assert_status(&api.register_kind(STORE_V2).await?, 201);
+    let policy = json!({"writes": "any"});
+    assert_status(
+        &send_as(
+            api,
+            c.put(api.url("/v1/schemas/store/policy")).json(&policy),
+            "ops",
+            "policy",
+        )
+        .await?,
+        200,
+    );
+    let start = json!({"target_version": 2});
+    let started = send_as(
+        api,
+        c.post(api.url("/v1/schemas/store/migrations")).json(&start),
+        "ops",
+        "upgrade",
+    )
+    .await?;
+    assert_status(&started, 202);
+    let id = started.body["id"].as_u64().context("id")?;
+    wait_until(SETTLE, "the migration to finish", || async {
+        api.get(&format!("/v1/schemas/store/migrations/{id}"))
+            .await
+            .is_ok_and(|r| r.body["status"] == "done")
+    })
+    .await?;
+    assert_status(
+        &api.register_schema("tmp", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    assert_status(&api.delete_schema_version("tmp", 1).await?, 200);
+
+    let items = audit(api, "").await?;
+    let create = find(&items, "config.create", "stores/a")?;
+    assert_eq!(create["actor"], "alice");
+    assert_eq!(create["reason"], "first");
+    assert_eq!(create["revision_before"], Value::Null);
+    assert_eq!(create["revision_after"], created.revision());
+    assert!(create["at"].is_string(), "{create}");
+    assert_eq!(create["validation"]["schema"], "store");
+    assert!(
+        create["validation"]["plugin_digest"].is_string(),
+        "{create}"
+    );
+    assert!(create["validation"]["elapsed_us"].is_u64(), "{create}");
+    let update = find(&items, "config.update", "stores/a")?;
+    assert_eq!(update["actor"], "bob");
+    assert_eq!(update["revision_before"], created.revision());
+    assert_eq!(update["revision_after"], updated.revision());
+    let rollback = find(&items, "config.rollback", "stores/a")?;
+    assert_eq!(rollback["reason"], "undo the rename");
+    assert_eq!(rollback["detail"]["to"], created.revision());
+    assert_eq!(find(&items, "config.create", "stores/b")?["actor"], "dave");
+    assert!(find(&items, "config.create", "stores/b")?["detail"]["txn"].is_object());
+    assert_eq!(
+        find(&items, "config.delete", "stores/b")?["reason"],
+        "cleanup"
+    );
+    assert_eq!(
+        find(&items, "settings.history", "settings/history")?["detail"]["keep"],
+        50
+    );
+    find(&items, "schema.register", "schema/store/1")?;
+    find(&items, "schema.register", "schema/store/2")?;
+    find(&items, "schema.policy", "schema/store")?;
+    find(&items, "schema.delete", "schema/tmp/1")?;
+    assert_eq!(
+        find(&items, "migration.start", &format!("migration/store/{id}"))?["reason"],
+        "upgrade"
+    );
+    find(&items, "migration.finish", &format!("migration/store/{id}"))?;
+    let migrated = find(&items, "config.migrate", "stores/a")?;
+    assert_eq!(migrated["validation"]["schema_version"], 2);
+    assert!(find(&items, "membership.change", "cluster")?["detail"]["voters"].is_array());
+    // Newest first, numbered without gaps.
+    let seqs: Vec<u64> = items.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] == w[1] + 1), "{seqs:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_audit_trail_filters_by_prefix_actor_action_and_time() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let api = node.api();
+    let c = api.client();
+    assert_status(
+        &api.register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    let put = |key: &str, n: u32| {
+        c.put(api.url(&format!("/v1/configs/{key}")))
+            .json(&json!({"schema": "note", "schema_version": 1, "value": {"n": n}}))
+    };
+    send_as(api, put("a/1", 1), "alice", "r").await?;
+    send_as(api, put("a/2", 1), "bob", "r").await?;
+    send_as(api, put("b/1", 1), "alice", "r").await?;
+    send_as(api, put("a/1", 2), "alice", "r").await?;
+    let objects = |items: Vec<Value>| -> Vec<String> {
+        items
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["action"].as_str().unwrap_or(""),
+                    r["object"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        objects(audit(api, "prefix=a/").await?),
+        [
+            "config.update a/1",
+            "config.create a/2",
+            "config.create a/1"
+        ]
+    );
+    assert_eq!(
+        objects(audit(api, "prefix=a/&actor=alice").await?),
+        ["config.update a/1", "config.create a/1"]
+    );
+    assert_eq!(
+        objects(audit(api, "action=config.update").await?),
+        ["config.update a/1"]
+    );
+    assert_eq!(audit(api, "action=config").await?.len(), 4);
+    assert_eq!(audit(api, "action=schema").await?.len(), 1);
+    // Time: everything is before a minute from now and nothing is from after it.
+    let later = "2999-01-01T00:00:00Z";
+    assert_eq!(
+        audit(api, &format!("prefix=a/&until={later}")).await?.len(),
+        3
+    );
+    assert!(audit(api, &format!("since={later}")).await?.is_empty());
+    // Paging with next_before.
+    let page = api.get("/v1/audit?prefix=a/&limit=2").await?;
+    let before = page.body["next_before"].as_u64().context("next_before")?;
+    let rest = audit(api, &format!("prefix=a/&before={before}")).await?;
+    assert_eq!(objects(rest), ["config.create a/1"]);
+    let bad = api.get("/v1/audit?since=yesterday").await?;
+    harness::assert_error(&bad, 400, "malformed_request");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_the_same_on_every_node_and_cannot_be_changed_through_the_api()
+-> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
+    let api = cluster.api(leader);
+    assert_status(
+        &api.register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    for n in 0..5 {
+        let r = api
+            .put_config(&format!("k/{n}"), "note", 1, &json!({ "n": n }))
+            .await?;
+        assert_status(&r, 201);
+    }
+    let ids = cluster.ids();
+    cluster.wait_converged(&ids, SETTLE).await?;
+    let reference = audit(&api, "").await?;
+    ensure!(
+        reference
+            .iter()
+            .filter(|r| r["action"] == "membership.change")
+            .count()
+            >= 1,
+        "the formation, a membership change, is recorded: {reference:#?}"
+    );
+    for id in cluster.ids() {
+        assert_eq!(
+            audit(&cluster.api(id), "consistency=stale").await?,
+            reference,
+            "node {id}"
+        );
+        for method in [
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+            reqwest::Method::POST,
+        ] {
+            let reply = api
+                .send(
+                    api.client()
+                        .request(method.clone(), api.url("/v1/audit"))
+                        .json(&json!({})),
+                )
+                .await?;
+            harness::assert_error(&reply, 405, "method_not_allowed");
+        }
+    }
+    cluster.pass();
+    Ok(())
+}

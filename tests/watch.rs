@@ -1,0 +1,434 @@
+//! Watch (`GET /v1/watch`, Server-Sent Events and long poll) on real `scarab serve` processes
+//! and clusters: every change under a prefix exactly once, in revision order, from any node,
+//! across reconnects and a leader's `kill -9`.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use harness::cluster::{Cluster, ClusterOptions};
+use harness::{Api, Node, NodeOptions, STORE, STORE_V2, assert_error, assert_status, wait_until};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn note_node(args: &[&str]) -> Result<Node> {
+    let node = Node::start(NodeOptions {
+        extra_args: args.iter().map(|a| a.to_string()).collect(),
+        ..NodeOptions::default()
+    })
+    .await?;
+    assert_status(
+        &node
+            .register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    Ok(node)
+}
+
+async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {
+    let reply = api.put_config(key, "note", 1, &value).await?;
+    ensure!(reply.status.is_success(), "{reply}");
+    Ok(reply.revision())
+}
+
+/// One long poll: (changes, next_from_revision).
+async fn poll(api: &Api, query: &str) -> Result<(Vec<Value>, u64)> {
+    let reply = api
+        .get_within(
+            &format!("/v1/watch?wait=2s&{query}"),
+            Duration::from_secs(10),
+        )
+        .await?;
+    ensure!(reply.status.is_success(), "{reply}");
+    let changes = reply.body["changes"].as_array().context("changes")?.clone();
+    let next = reply.body["next_from_revision"]
+        .as_u64()
+        .context("next_from_revision")?;
+    Ok((changes, next))
+}
+
+/// (revision, key, type, value) of every event of `changes`.
+fn events(changes: &[Value]) -> Vec<(u64, String, String, Value)> {
+    changes
+        .iter()
+        .flat_map(|c| c["events"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            (
+                e["revision"].as_u64().unwrap_or(0),
+                e["key"].as_str().unwrap_or("").to_string(),
+                e["type"].as_str().unwrap_or("").to_string(),
+                e["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A Server-Sent Events reader over a streaming response.
+struct Sse {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+#[derive(Debug)]
+struct SseEvent {
+    event: String,
+    id: Option<u64>,
+    data: Value,
+}
+
+impl Sse {
+    async fn open(api: &Api, query: &str, last_event_id: Option<u64>) -> Result<Sse> {
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        let mut req = client.get(api.url(&format!("/v1/watch?{query}")));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await?;
+        ensure!(
+            resp.status() == 200,
+            "watch answered {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+        Ok(Sse {
+            body: resp.bytes_stream().boxed(),
+            buf: String::new(),
+        })
+    }
+
+    async fn next(&mut self, timeout: Duration) -> Result<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = SseEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                ev.data = serde_json::from_str(&data).context("event data")?;
+                return Ok(ev);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => bail!("no event within {timeout:?}"),
+                Ok(None) => bail!("the stream ended"),
+                Ok(Some(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk?)),
+            }
+        }
+    }
+
+    /// The next `change` event (skipping progress events).
+    async fn next_change(&mut self) -> Result<SseEvent> {
+        loop {
+            let ev = self.next(Duration::from_secs(10)).await?;
+            if ev.event == "change" {
+                return Ok(ev);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_delivers_every_change_under_the_prefix_once_in_revision_order() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api();
+    let from = put(api, "w/a", json!({"n": 1})).await?;
+    put(api, "other/x", json!({"n": 1})).await?;
+    put(api, "w/b", json!({"n": 2})).await?;
+    put(api, "w/a", json!({"n": 3})).await?;
+    assert_status(
+        &node
+            .delete_config("w/b", &harness::WriteOpts::new())
+            .await?,
+        200,
+    );
+    let (changes, next) = poll(api, &format!("prefix=w/&from_revision={from}")).await?;
+    let got = events(&changes);
+    let keys: Vec<_> = got.iter().map(|(_, k, t, _)| format!("{t} {k}")).collect();
+    assert_eq!(keys, ["put w/a", "put w/b", "put w/a", "delete w/b"]);
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{got:?}");
+    assert_eq!(got[2].3, json!({"n": 3}));
+    assert_eq!(got[3].3, Value::Null);
+    // Nothing more: the next poll waits, then answers empty with the same cursor.
+    let (more, again) = poll(api, &format!("prefix=w/&from_revision={next}")).await?;
+    assert!(more.is_empty(), "{more:?}");
+    assert_eq!(again, next);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_as_soon_as_a_change_arrives() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api().clone();
+    let from = node.status().await?["revision"]
+        .as_u64()
+        .context("revision")?
+        + 1;
+    // Asks to wait 5 minutes but gives up after 60 s: only an early answer passes.
+    let waiting = tokio::spawn(async move {
+        api.get_within(
+            &format!("/v1/watch?prefix=w/&from_revision={from}&wait=300s"),
+            Duration::from_secs(60),
+        )
+        .await
+    });
+    let rev = put(node.api(), "w/late", json!({"n": 1})).await?;
+    let reply = waiting.await??;
+    assert_status(&reply, 200);
+    assert_eq!(
+        events(reply.body["changes"].as_array().context("changes")?)[0].0,
+        rev
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_sse_watch_streams_changes_and_resumes_from_last_event_id() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api();
+    let first = put(api, "s/0", json!({"n": 0})).await?;
+    let mut sse = Sse::open(api, &format!("prefix=s/&from_revision={first}"), None).await?;
+    let mut seen = vec![sse.next_change().await?];
+    for n in 1..3 {
+        put(api, &format!("s/{n}"), json!({ "n": n })).await?;
+        seen.push(sse.next_change().await?);
+    }
+    let last = seen.last().and_then(|e| e.id).context("id")?;
+    drop(sse);
+    // Written while nobody watches.
+    let mut written = Vec::new();
+    for n in 3..6 {
+        written.push(put(api, &format!("s/{n}"), json!({ "n": n })).await?);
+    }
+    let mut resumed = Sse::open(api, "prefix=s/", Some(last)).await?;
+    for rev in written {
+        let ev = resumed.next_change().await?;
+        assert_eq!(ev.id, Some(rev), "{ev:?}");
+        assert_eq!(ev.data["revision"], rev);
+        assert_eq!(ev.data["events"][0]["type"], "put");
+    }
+    let ids: Vec<_> = seen.iter().filter_map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn progress_events_carry_the_revision_while_nothing_under_the_prefix_changes() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let mut sse = Sse::open(node.api(), "prefix=quiet/&progress=300ms", None).await?;
+    let elsewhere = put(node.api(), "loud/a", json!({"n": 1})).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = sse.next(Duration::from_secs(5)).await?;
+        assert_eq!(ev.event, "progress", "{ev:?}");
+        let rev = ev.data["revision"].as_u64().context("revision")?;
+        assert_eq!(ev.id, Some(rev));
+        if rev >= elsewhere {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "progress never reached {elsewhere}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_watch_from_compacted_history_is_refused_with_gone() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api();
+    let set = api
+        .client()
+        .put(api.url("/v1/settings/history"))
+        .json(&json!({"keep": 2}));
+    assert_status(&api.send(set).await?, 200);
+    let first = put(api, "c/a", json!({"n": 1})).await?;
+    for n in 2..5 {
+        put(api, "c/a", json!({ "n": n })).await?;
+    }
+    let poll = api
+        .get(&format!(
+            "/v1/watch?prefix=c/&from_revision={first}&wait=1s"
+        ))
+        .await?;
+    assert_error(&poll, 410, "revision_compacted");
+    let sse = api
+        .get(&format!("/v1/watch?prefix=c/&from_revision={first}"))
+        .await?;
+    assert_error(&sse, 410, "revision_compacted");
+    // Another prefix from the same revision is complete, so it is served.
+    let other = api
+        .get(&format!(
+            "/v1/watch?prefix=d/&from_revision={first}&wait=1s"
+        ))
+        .await?;
+    assert_status(&other, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_watch_delivers_values_converted_to_the_subscribers_schema_version() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let api = node.api();
+    assert_status(&api.register_kind(STORE).await?, 201);
+    assert_status(&api.register_kind(STORE_V2).await?, 201);
+    let sample = STORE.valid_sample();
+    let reply = api
+        .put_config("stores/orders", "store", 1, &sample.value)
+        .await?;
+    assert_status(&reply, 201);
+    let rev = reply.revision();
+    let (changes, _) = poll(
+        api,
+        &format!("prefix=stores/&from_revision={rev}&schema=store&schema_version=2"),
+    )
+    .await?;
+    let ev = &changes[0]["events"][0];
+    assert_eq!(ev["schema_version"], 2, "{ev}");
+    assert_eq!(ev["converted_from"], 1, "{ev}");
+    assert!(ev["value"]["timeouts"].is_object(), "{ev}");
+    assert!(ev["value"].get("timeout_ms").is_none(), "{ev}");
+    Ok(())
+}
+
+/// Every acknowledged write of the writer: revision -> (key, value).
+type Acked = Arc<Mutex<BTreeMap<u64, (String, Value)>>>;
+
+#[tokio::test]
+async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_is_killed()
+-> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
+    let reply = cluster
+        .api(leader)
+        .register_schema("note", 1, json!({"type": "object"}), None)
+        .await?;
+    assert_status(&reply, 201);
+    let ids = cluster.ids();
+    cluster.wait_schemas(&ids, 1, SETTLE).await?;
+    let start = cluster.status(leader).await?["revision"]
+        .as_u64()
+        .context("revision")?
+        + 1;
+    let apis: Arc<Vec<Api>> = Arc::new(ids.iter().map(|id| cluster.api(*id)).collect());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Arc::default();
+    let writer = {
+        let (apis, stop, acked) = (apis.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k/{}", n % 7);
+                let value = json!({ "n": n });
+                let api = &apis[(n as usize) % apis.len()];
+                if let Ok(r) = api.put_config(&key, "note", 1, &value).await
+                    && r.status.is_success()
+                {
+                    acked.lock().await.insert(r.revision(), (key, value));
+                }
+                n += 1;
+            }
+        })
+    };
+    // One watcher per node, each starting at its node and moving to the next on any error.
+    let mut watchers = Vec::new();
+    for first in 0..apis.len() {
+        let (apis, stop) = (apis.clone(), stop.clone());
+        watchers.push(tokio::spawn(async move {
+            let mut seen: Vec<(u64, String, String, Value)> = Vec::new();
+            let mut next = start;
+            let mut node = first;
+            let mut idle_after_stop = 0;
+            loop {
+                match poll(&apis[node], &format!("prefix=k/&from_revision={next}")).await {
+                    Ok((changes, n)) => {
+                        let empty = changes.is_empty();
+                        seen.extend(events(&changes));
+                        next = n;
+                        if stop.load(Ordering::Relaxed) && empty {
+                            idle_after_stop += 1;
+                            if idle_after_stop >= 2 {
+                                return seen;
+                            }
+                        }
+                    }
+                    Err(_) => node = (node + 1) % apis.len(),
+                }
+            }
+        }));
+    }
+    wait_until(SETTLE, "50 acknowledged writes before the kill", || async {
+        acked.lock().await.len() >= 50
+    })
+    .await?;
+    cluster.kill(leader).await?;
+    let before = acked.lock().await.len();
+    wait_until(
+        SETTLE * 2,
+        "50 acknowledged writes after the kill",
+        || async { acked.lock().await.len() >= before + 50 },
+    )
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    writer.await?;
+    let acked = acked.lock().await.clone();
+    let last = *acked.keys().next_back().context("writes")?;
+    for w in watchers {
+        let seen = tokio::time::timeout(Duration::from_secs(120), w).await??;
+        let revisions: Vec<u64> = seen.iter().map(|e| e.0).collect();
+        ensure!(
+            revisions.windows(2).all(|w| w[0] < w[1]),
+            "not strictly increasing (duplicates or out of order): {revisions:?}"
+        );
+        let by_rev: BTreeMap<u64, (String, Value)> = seen
+            .iter()
+            .map(|(r, k, _, v)| (*r, (k.clone(), v.clone())))
+            .collect();
+        for (rev, (key, value)) in &acked {
+            let got = by_rev.get(rev);
+            ensure!(
+                got == Some(&(key.clone(), value.clone())),
+                "acknowledged write {key}={value} at {rev} watched as {got:?}"
+            );
+        }
+        // Nothing but the writer's changes, each at most once: every watched change is a write
+        // the writer sent (acknowledged or of unknown outcome).
+        for (rev, (key, value)) in &by_rev {
+            let n = value["n"].as_u64().context("n")?;
+            ensure!(
+                *key == format!("k/{}", n % 7),
+                "phantom change {key}={value} at {rev}"
+            );
+        }
+        ensure!(
+            revisions.last() >= Some(&last),
+            "a watcher stopped before {last}"
+        );
+    }
+    cluster.pass();
+    Ok(())
+}
