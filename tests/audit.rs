@@ -307,3 +307,98 @@ async fn the_audit_trail_is_the_same_on_every_node_and_cannot_be_changed_through
     cluster.pass();
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_trail() -> Result<()>
+{
+    use tokio::io::AsyncBufReadExt;
+
+    let node = Node::start(NodeOptions::default()).await?;
+    let api = node.api();
+    assert_status(
+        &api.register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    let from = node.status().await?["revision"]
+        .as_u64()
+        .context("revision")?
+        + 1;
+    let mut watch = tokio::process::Command::new(harness::scarab_bin())
+        .args(["config", "watch", "--prefix", "cli/", "--from-revision"])
+        .arg(from.to_string())
+        .args(["-s", node.base_url()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("txn.json");
+    let ops = json!({"ops": [
+        {"op": "put", "key": "cli/a", "schema": "note", "schema_version": 1, "value": {"n": 1}},
+        {"op": "put", "key": "cli/b", "schema": "note", "schema_version": 1, "value": {"n": 2}}
+    ]});
+    std::fs::write(&file, ops.to_string())?;
+    let out = tokio::process::Command::new(harness::scarab_bin())
+        .arg("txn")
+        .arg(&file)
+        .args([
+            "--actor",
+            "alice",
+            "--reason",
+            "from the cli",
+            "-s",
+            node.base_url(),
+        ])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "scarab txn: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied: Value = serde_json::from_slice(&out.stdout)?;
+    let revision = applied["revision"].as_u64().context("revision")?;
+
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().context("stdout")?).lines();
+    let mut watched = Vec::new();
+    while watched.len() < 2 {
+        let line = tokio::time::timeout(SETTLE, lines.next_line())
+            .await
+            .context("no change from scarab config watch")??
+            .context("scarab config watch ended")?;
+        watched.push(serde_json::from_str::<Value>(&line)?);
+    }
+    watch.kill().await?;
+    assert_eq!(watched[0]["key"], "cli/a");
+    assert_eq!(watched[1]["key"], "cli/b");
+    assert!(
+        watched.iter().all(|e| e["revision"] == revision),
+        "{watched:?}"
+    );
+
+    let out = tokio::process::Command::new(harness::scarab_bin())
+        .args([
+            "audit",
+            "--by",
+            "alice",
+            "-o",
+            "json",
+            "-s",
+            node.base_url(),
+        ])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "scarab audit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_slice(&out.stdout)?;
+    let items = page["items"].as_array().context("items")?;
+    assert_eq!(items.len(), 2, "{page}");
+    assert!(
+        items.iter().all(|r| r["reason"] == "from the cli"),
+        "{page}"
+    );
+    Ok(())
+}

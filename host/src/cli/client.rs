@@ -35,6 +35,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     actor: Option<String>,
+    reason: Option<String>,
 }
 
 impl Client {
@@ -43,7 +44,14 @@ impl Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_string(),
             actor,
+            reason: None,
         }
+    }
+
+    /// Sends `X-Scarab-Reason: reason` with every request.
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -51,11 +59,14 @@ impl Client {
     }
 
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, self.url(path));
-        match &self.actor {
-            Some(a) => rb.header("x-scarab-actor", a),
-            None => rb,
+        let mut rb = self.http.request(method, self.url(path));
+        if let Some(a) = &self.actor {
+            rb = rb.header("x-scarab-actor", a);
         }
+        if let Some(r) = &self.reason {
+            rb = rb.header("x-scarab-reason", r);
+        }
+        rb
     }
 
     pub(crate) async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ClientError> {
@@ -226,6 +237,23 @@ pub enum ConfigCmd {
         /// The revision whose value comes back.
         #[arg(long)]
         to: u64,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Follow the changes under a prefix, one JSON line per change, until interrupted
+    /// (reconnects and resumes from the last revision seen).
+    Watch {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Start at this revision (default: changes from now on).
+        #[arg(long)]
+        from_revision: Option<u64>,
+        /// Only configs of this schema.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Values converted to this version of --schema.
+        #[arg(long = "schema-version", requires = "schema")]
+        schema_version: Option<u32>,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -410,7 +438,7 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
         } => {
             async {
                 let value = read_value(value, file)?;
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let meta = client
                     .put_config(&key, &schema, schema_version, &value, if_match, create)
                     .await?;
@@ -425,7 +453,7 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let mut path = format!("/v1/configs/{key}/history?limit={limit}");
                 if let Some(b) = before {
                     path.push_str(&format!("&before={b}"));
@@ -434,9 +462,16 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             }
             .await
         }
+        ConfigCmd::Watch {
+            prefix,
+            from_revision,
+            schema,
+            schema_version,
+            opts,
+        } => watch(opts.client(), prefix, from_revision, schema, schema_version).await,
         ConfigCmd::Rollback { key, to, opts } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let path = format!("/v1/configs/{key}/rollback");
                 let v = client
                     .post_json(&path, &serde_json::json!({ "revision": to }))
@@ -453,7 +488,7 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let mut q = Vec::new();
                 if stale {
                     q.push("consistency=stale".to_string());
@@ -482,7 +517,7 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let mut items = Vec::new();
                 let mut after: Option<String> = None;
                 loop {
@@ -521,7 +556,7 @@ pub async fn run_config(cmd: ConfigCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 Ok((opts.output, client.delete_config(&key, if_match).await?))
             }
             .await
@@ -557,7 +592,7 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let schema = read_file(&schema)?;
                 let plugin = plugin.as_ref().map(read_file).transpose()?;
                 let path = if check {
@@ -586,7 +621,7 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
         } => super::migrate::run(name, to, dry_run, no_wait, opts).await,
         SchemaCmd::Migrations { name, opts } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let v = client
                     .get(&format!("/v1/schemas/{name}/migrations"))
                     .await?;
@@ -596,7 +631,7 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
         }
         SchemaCmd::Policy { name, writes, opts } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let path = format!("/v1/schemas/{name}/policy");
                 let v = match writes {
                     Some(w) => {
@@ -616,7 +651,7 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
         }
         SchemaCmd::List { opts } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let v = client.get("/v1/schemas").await?;
                 if opts.output == Output::Table {
                     let mut t = Table::new();
@@ -637,7 +672,7 @@ pub async fn run_schema(cmd: SchemaCmd) -> ExitCode {
             opts,
         } => {
             async {
-                let client = Client::new(&opts.server, opts.actor.clone());
+                let client = opts.client();
                 let path = match version {
                     Some(v) => format!("/v1/schemas/{name}/versions/{v}"),
                     None => format!("/v1/schemas/{name}"),
@@ -716,7 +751,7 @@ fn print_cluster(v: &Value) {
 pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {
     let (opts, result) = match cmd {
         ClusterCmd::Status { opts } => {
-            let c = Client::new(&opts.server, opts.actor.clone());
+            let c = opts.client();
             let r = c.get("/v1/cluster").await;
             (opts, r)
         }
@@ -727,13 +762,13 @@ pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {
             learner,
             opts,
         } => {
-            let c = Client::new(&opts.server, opts.actor.clone());
+            let c = opts.client();
             let body = serde_json::json!({"node_id": node_id, "api": api, "peer": peer, "voter": !learner});
             let r = c.post_json("/v1/cluster/members", &body).await;
             (opts, r)
         }
         ClusterCmd::Promote { node_id, opts } => {
-            let c = Client::new(&opts.server, opts.actor.clone());
+            let c = opts.client();
             let r = c
                 .post_json(
                     &format!("/v1/cluster/members/{node_id}/promote"),
@@ -743,7 +778,7 @@ pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {
             (opts, r)
         }
         ClusterCmd::Remove { node_id, opts } => {
-            let c = Client::new(&opts.server, opts.actor.clone());
+            let c = opts.client();
             let r = c.delete(&format!("/v1/cluster/members/{node_id}")).await;
             (opts, r)
         }
@@ -759,4 +794,139 @@ pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {
         }
         Err(e) => report(&e),
     }
+}
+
+/// Long-polls `/v1/watch` and prints each event as a JSON line; on a connection error or a 5xx
+/// it retries from the next revision (nothing is missed or repeated), on any other error it
+/// stops.
+async fn watch(
+    client: Client,
+    prefix: String,
+    from_revision: Option<u64>,
+    schema: Option<String>,
+    schema_version: Option<u32>,
+) -> Result<(Output, Value), ClientError> {
+    let mut next = from_revision;
+    loop {
+        let mut url = reqwest::Url::parse(&client.url("/v1/watch"))
+            .map_err(|e| ClientError::Input(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("prefix", &prefix)
+            .append_pair("wait", "30s");
+        if let Some(n) = next {
+            url.query_pairs_mut()
+                .append_pair("from_revision", &n.to_string());
+        }
+        if let Some(s) = &schema {
+            url.query_pairs_mut().append_pair("schema", s);
+        }
+        if let Some(v) = schema_version {
+            url.query_pairs_mut()
+                .append_pair("schema_version", &v.to_string());
+        }
+        match client.get(&url.as_str()[client.base.len()..]).await {
+            Ok(page) => {
+                for change in page["changes"].as_array().into_iter().flatten() {
+                    for event in change["events"].as_array().into_iter().flatten() {
+                        println!("{event}");
+                    }
+                }
+                next = page["next_from_revision"].as_u64().or(next);
+            }
+            Err(ClientError::Unreachable { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Err(ClientError::Api { status, .. }) if status.is_server_error() => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Records whose object (key, schema/..., migration/..., settings/..., cluster) starts
+    /// with this.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Only changes made by this actor.
+    #[arg(long = "by")]
+    by: Option<String>,
+    /// An action (config.update) or a family (config).
+    #[arg(long)]
+    action: Option<String>,
+    /// From this time on (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+pub async fn run_audit(a: AuditArgs) -> ExitCode {
+    let result = async {
+        let client = a.opts.client();
+        let mut url = reqwest::Url::parse(&client.url("/v1/audit"))
+            .map_err(|e| ClientError::Input(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("prefix", &a.prefix)
+            .append_pair("limit", &a.limit.clamp(1, 1000).to_string());
+        for (name, value) in [
+            ("actor", &a.by),
+            ("action", &a.action),
+            ("since", &a.since),
+            ("until", &a.until),
+        ] {
+            if let Some(v) = value {
+                url.query_pairs_mut().append_pair(name, v);
+            }
+        }
+        let page = client.get(&url.as_str()[client.base.len()..]).await?;
+        if a.opts.output == Output::Table {
+            const FIELDS: [&str; 7] = [
+                "seq",
+                "at",
+                "actor",
+                "action",
+                "object",
+                "revision_after",
+                "reason",
+            ];
+            let mut t = Table::new();
+            t.set_header(FIELDS);
+            for i in page["items"].as_array().into_iter().flatten() {
+                t.add_row(FIELDS.map(|f| cell(&i[f])));
+            }
+            println!("{t}");
+            return Ok((Output::Json, Value::Null));
+        }
+        Ok((a.opts.output, page))
+    }
+    .await;
+    finish(result)
+}
+
+#[derive(clap::Args)]
+pub struct TxnArgs {
+    /// The transaction as JSON (`-` for stdin):
+    /// {"conditions": [{"key", "revision"|"exists"|"pointer"+"equals"}],
+    ///  "ops": [{"op": "put", "key", "schema", "schema_version", "value"} | {"op": "delete", "key"}]}
+    file: PathBuf,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+pub async fn run_txn(a: TxnArgs) -> ExitCode {
+    let result = async {
+        let body = read_value(None, Some(a.file))?;
+        let client = a.opts.client();
+        Ok((Output::Json, client.post_json("/v1/txn", &body).await?))
+    }
+    .await;
+    finish(result)
 }

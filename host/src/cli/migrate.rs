@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ClientOpts;
 use super::Output;
-use super::client::{Client, ClientError};
+use super::client::ClientError;
 
 /// How often the migration's progress is read.
 const POLL: Duration = Duration::from_millis(250);
@@ -20,7 +20,7 @@ pub async fn run(
     no_wait: bool,
     opts: ClientOpts,
 ) -> Result<(Output, Value), ClientError> {
-    let client = Client::new(&opts.server, opts.actor.clone());
+    let client = opts.client();
     let path = format!("/v1/schemas/{name}/migrations");
     let started = client
         .post_json(&path, &json!({"target_version": to, "dry_run": dry_run}))

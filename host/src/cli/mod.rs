@@ -50,6 +50,15 @@ pub struct ClientOpts {
     /// Who is making the change (sent as X-Scarab-Actor).
     #[arg(long, env = "SCARAB_ACTOR", global = true)]
     pub actor: Option<String>,
+    /// Why (sent as X-Scarab-Reason; kept in the audit trail).
+    #[arg(long, global = true)]
+    pub reason: Option<String>,
+}
+
+impl ClientOpts {
+    pub fn client(&self) -> client::Client {
+        client::Client::new(&self.server, self.actor.clone()).with_reason(self.reason.clone())
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +85,11 @@ enum Command {
     /// Register and inspect schema versions.
     #[command(subcommand)]
     Schema(client::SchemaCmd),
+    /// Read the audit trail (newest first).
+    Audit(client::AuditArgs),
+    /// Apply a transaction from a JSON file: conditions, then puts and deletes, all at one
+    /// revision or none.
+    Txn(client::TxnArgs),
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(client::ClusterCmd),
@@ -100,6 +114,8 @@ pub async fn main() -> ExitCode {
         Command::Config(cmd) => client::run_config(cmd).await,
         Command::Schema(cmd) => client::run_schema(cmd).await,
         Command::Cluster(cmd) => client::run_cluster(cmd).await,
+        Command::Audit(args) => client::run_audit(args).await,
+        Command::Txn(args) => client::run_txn(args).await,
         Command::Plugin(cmd) => check::run(cmd),
         Command::Bench(args) => bench::run(args).await,
     }
