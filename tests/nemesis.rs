@@ -9,6 +9,12 @@
 //! linearizability per key by stateright's checker, no acknowledged write lost, one revision
 //! per value, and every node holding the same configs as the leader.
 //!
+//! Watchers follow `GET /v1/watch` through the faults (long polls through random nodes,
+//! resuming from their last revision on any error). Their streams are checked too: strictly
+//! increasing revisions (nothing twice, nothing out of order), the same stream for every
+//! watcher, every acknowledged write and delete in it at its revision, no change that no
+//! client asked for, and for every key exactly the revisions its replicated history holds.
+//!
 //! A migration run (`--migrations 3`, in the short profile too) also registers `store` v2 and
 //! keeps storage migrations going back and forth between v1 and v2 through the faults, while
 //! clients read at either version (`?schema_version=`). It leaves out compare-and-set (its
@@ -247,6 +253,8 @@ struct Report {
     keys: usize,
     check_time: Duration,
     run_time: Duration,
+    /// Changes each watcher was given.
+    watched: usize,
     anomalies: Vec<String>,
     saved: Option<PathBuf>,
 }
@@ -255,7 +263,8 @@ impl Report {
     fn summary(&self) -> String {
         let mut s = format!(
             "nemesis summary: {} nodes{}, seed {}: {} operations recorded, {} checked on {} keys in \
-             {:.1?} (run {:.0?}); faults applied {:?} (skipped {}); operations {:?}; {} anomalies",
+             {:.1?} (run {:.0?}); faults applied {:?} (skipped {}); operations {:?}; {} changes \
+             watched by each of {WATCHERS} watchers; {} anomalies",
             self.nodes,
             match self.migrations {
                 Some(n) => format!(" with {n} storage migrations"),
@@ -270,6 +279,7 @@ impl Report {
             self.faults,
             self.skipped_faults,
             self.tally,
+            self.watched,
             self.anomalies.len()
         );
         for a in &self.anomalies {
@@ -325,6 +335,10 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
         clients.push(tokio::spawn(client(i, ctx.clone())));
     }
     let migrations = migrating.then(|| tokio::spawn(migrator(apis.clone(), stop.clone())));
+    let (watch_until, until) = tokio::sync::watch::channel(None);
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|i| tokio::spawn(watcher(i, opts.seed, apis.clone(), until.clone())))
+        .collect();
     let applied = nemesis::run(&mut cluster, &schedule, start, CancellationToken::new()).await;
     stop.cancel();
     for c in clients {
@@ -354,6 +368,28 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
         anomalies.extend(final_reads(&cluster, &ids, &keys, &history).await?);
     }
     let records = history.records();
+    let mut watched = 0;
+    if converged.is_ok() {
+        let leader = cluster.api(cluster.wait_leader(&ids, FORM_TIMEOUT).await?);
+        let last = leader.status().await?["revision"]
+            .as_u64()
+            .context("revision")?;
+        watch_until.send_replace(Some(last));
+        let mut streams = Vec::new();
+        for (i, w) in watchers.into_iter().enumerate() {
+            match tokio::time::timeout(FORM_TIMEOUT, w).await {
+                Err(_) => anomalies.push(format!(
+                    "watcher {i} did not reach revision {last} within {FORM_TIMEOUT:?}"
+                )),
+                Ok(joined) => match joined.context("a watcher task")? {
+                    Ok(stream) => streams.push(stream),
+                    Err(why) => anomalies.push(format!("watcher {i}: {why}")),
+                },
+            }
+        }
+        watched = streams.first().map_or(0, Vec::len);
+        anomalies.extend(check_watches(&streams, &records, &leader, &keys).await?);
+    }
     let verdict = history::check_with(&records, CHECK_BUDGET, !migrating);
     anomalies.extend(verdict.anomalies.iter().cloned());
     anomalies.extend(records.iter().filter_map(|r| match &r.outcome {
@@ -388,6 +424,7 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
         keys: verdict.keys_checked,
         check_time: verdict.check_time,
         run_time: started.elapsed(),
+        watched,
         anomalies,
         saved,
     })
@@ -582,6 +619,178 @@ async fn client(i: usize, ctx: ClientCtx) {
         }
         tokio::time::sleep(think).await;
     }
+}
+
+/// Watchers following `nemesis/` through the faults.
+const WATCHERS: usize = 2;
+
+/// One change as a watcher saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watched {
+    revision: u64,
+    key: String,
+    deleted: bool,
+    /// The value a client wrote (`None` for a delete).
+    value: Option<u64>,
+}
+
+/// Follows every change under `nemesis/` from the first revision on with long polls through
+/// random nodes, moving to another node on any error and resuming from the revision after
+/// the last one it was given, until it has everything up to the revision `until` announces
+/// (once the healed cluster has converged). A watch that falls behind retention is an error.
+async fn watcher(
+    i: usize,
+    seed: u64,
+    apis: Arc<Vec<(NodeId, Api)>>,
+    until: tokio::sync::watch::Receiver<Option<u64>>,
+) -> Result<Vec<Watched>, String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(104_729 * (i as u64 + 1)));
+    let mut stream = Vec::new();
+    let mut next = 1u64;
+    let mut node = rng.random_range(0..apis.len());
+    loop {
+        if until.borrow().is_some_and(|last| next > last) {
+            return Ok(stream);
+        }
+        let api = &apis[node].1;
+        let url = api.url(&format!(
+            "/v1/watch?prefix=nemesis/&from_revision={next}&wait=1s"
+        ));
+        let answer = match http.get(url).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.json::<Value>().await.map(|body| (status, body))
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok((StatusCode::OK, body)) => {
+                for change in body["changes"].as_array().into_iter().flatten() {
+                    for e in change["events"].as_array().into_iter().flatten() {
+                        stream.push(Watched {
+                            revision: e["revision"].as_u64().unwrap_or(0),
+                            key: e["key"].as_str().unwrap_or("").to_string(),
+                            deleted: e["type"] == "delete",
+                            value: value_of(e),
+                        });
+                    }
+                }
+                next = body["next_from_revision"].as_u64().unwrap_or(next);
+            }
+            Ok((StatusCode::GONE, body)) => {
+                return Err(format!(
+                    "the watch from {next} fell behind retention: {body}"
+                ));
+            }
+            // Faults: no leader, a paused or killed node, a cut link. Elsewhere, then.
+            Ok(_) | Err(_) => {
+                node = rng.random_range(0..apis.len());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Checks the watchers' streams against each other, the clients' history and each key's
+/// replicated history (see the module doc).
+async fn check_watches(
+    streams: &[Vec<Watched>],
+    records: &[Record],
+    leader: &Api,
+    keys: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let mut anomalies = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        if let Some(w) = s.windows(2).find(|w| w[0].revision >= w[1].revision) {
+            anomalies.push(format!(
+                "watcher {i} saw revision {} after {}: {:?} then {:?}",
+                w[1].revision, w[0].revision, w[0], w[1]
+            ));
+        }
+        if let Some(other) = streams.get(i + 1)
+            && s != other
+        {
+            let at = s.iter().zip(other).position(|(a, b)| a != b);
+            anomalies.push(format!(
+                "watchers {i} and {} saw different streams ({} and {} changes; first difference at {at:?})",
+                i + 1,
+                s.len(),
+                other.len()
+            ));
+        }
+    }
+    let Some(stream) = streams.first() else {
+        return Ok(anomalies);
+    };
+    let by_revision: BTreeMap<u64, &Watched> = stream.iter().map(|w| (w.revision, w)).collect();
+    // Acknowledged changes are in the stream at their revision.
+    for r in records {
+        let Outcome::Ok {
+            ret: Ret::Done,
+            revision: Some(rev),
+        } = r.outcome
+        else {
+            continue;
+        };
+        let want = Watched {
+            revision: rev,
+            key: r.key.clone(),
+            deleted: r.op.written().is_none(),
+            value: r.op.written(),
+        };
+        if by_revision.get(&rev) != Some(&&want) {
+            anomalies.push(format!(
+                "acknowledged {:?} of {} at revision {rev} was watched as {:?}",
+                r.op,
+                r.key,
+                by_revision.get(&rev)
+            ));
+        }
+    }
+    // Nothing a client did not ask for (a migration rewrites a value a client wrote).
+    let attempted: BTreeSet<(&str, u64)> = records
+        .iter()
+        .filter_map(|r| Some((r.key.as_str(), r.op.written()?)))
+        .collect();
+    for w in stream {
+        if let Some(v) = w.value
+            && !attempted.contains(&(w.key.as_str(), v))
+        {
+            anomalies.push(format!("watched a change no client asked for: {w:?}"));
+        }
+    }
+    // Each key's revisions are exactly those of its replicated history.
+    for key in keys {
+        let reply = leader
+            .get(&format!("/v1/configs/{key}/history?limit=1000"))
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            continue;
+        }
+        let kept: BTreeSet<u64> = reply.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["revision"].as_u64())
+            .collect();
+        let floor = reply.body["compacted_through"].as_u64().unwrap_or(0);
+        let watched: BTreeSet<u64> = stream
+            .iter()
+            .filter(|w| w.key == *key && w.revision > floor)
+            .map(|w| w.revision)
+            .collect();
+        if watched != kept {
+            anomalies.push(format!(
+                "{key}: watched revisions {watched:?}, its history holds {kept:?}"
+            ));
+        }
+    }
+    Ok(anomalies)
 }
 
 /// What the migration task saw: the migrations it followed to their end, and the one still

@@ -1,5 +1,5 @@
 //! The replicated state machine on fjall: configs (with tombstones), schema versions, plugin
-//! bytes, and the global revision.
+//! bytes, the global revision, every config's history and the audit trail.
 //!
 //! Owns: how a committed command changes state (deterministically: no clock, no plugin, no
 //! randomness), how state is read, snapshotted and restored. Does not own: validation (done
