@@ -82,6 +82,9 @@ pub struct StateStore {
     pub(crate) audit: Keyspace,
     pub(crate) meta: Keyspace,
     snapshot_dir: PathBuf,
+    /// Held while a snapshot file is built or installed: openraft runs the two concurrently,
+    /// and each replaces the snapshot directory's other files when it finishes.
+    snapshot_files: Mutex<()>,
     state: Mutex<SmMeta>,
     applied: watch::Sender<SmMeta>,
 }
@@ -170,6 +173,7 @@ impl StateStore {
             audit: ks("sm_audit")?,
             meta: meta_ks,
             snapshot_dir,
+            snapshot_files: Mutex::new(()),
             state: Mutex::new(meta),
             applied,
         });
@@ -1401,11 +1405,9 @@ mod tests {
             key: "k/07".into(),
             precondition: Precondition::None,
         });
-        let (meta, path) = a.store.build_snapshot_file().unwrap();
+        let (meta, file) = a.store.build_snapshot_file().unwrap();
         let b = Fixture::new();
-        b.store
-            .install_snapshot_file(&meta, std::fs::File::open(path).unwrap())
-            .unwrap();
+        b.store.install_snapshot_file(&meta, file).unwrap();
         assert_eq!(b.store.applied(), a.store.applied());
         let page = |s: &StateStore| {
             s.list_configs("k/", None, 1000)
@@ -1667,5 +1669,33 @@ mod tests {
             f.store.config_at("b", live_b.revision).unwrap(),
             AtRevision::Compacted { .. }
         ));
+    }
+
+    #[test]
+    fn snapshots_built_and_installed_at_once_never_remove_each_others_files() {
+        let mut a = Fixture::new();
+        a.schema();
+        let mut src = Fixture::new();
+        src.schema();
+        for i in 0..200 {
+            written(a.put(&format!("a/{i}"), "1", Precondition::None));
+            written(src.put(&format!("s/{i}"), "2", Precondition::None));
+        }
+        src.store.build_snapshot_file().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    a.store.build_snapshot_file().unwrap();
+                }
+            });
+            s.spawn(|| {
+                for _ in 0..20 {
+                    let (meta, file) = src.store.current_snapshot_file().unwrap().unwrap();
+                    a.store.install_snapshot_file(&meta, file).unwrap();
+                }
+            });
+        });
+        assert!(a.store.current_snapshot_file().unwrap().is_some());
+        assert_eq!(a.store.applied(), src.store.applied());
     }
 }

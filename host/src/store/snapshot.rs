@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -144,7 +144,14 @@ impl StateStore {
     }
 
     /// Writes a snapshot of the current applied state and makes it the current one.
-    pub(crate) fn build_snapshot_file(&self) -> Result<(SnapshotMeta, PathBuf), StoreError> {
+    /// Writes a snapshot of the current applied state, makes it the current one, and opens it
+    /// (before another build or install may replace it).
+    pub(crate) fn build_snapshot_file(&self) -> Result<(SnapshotMeta, File), StoreError> {
+        // Serialised with installs: otherwise an install that finishes during a build removes
+        // the build's temporary file (the build then fails, which is fatal to openraft), or a
+        // build that finishes after an install removes the newer installed snapshot. In order,
+        // the later one always holds the newer state.
+        let _files = self.snapshot_files.lock().expect("snapshot lock");
         let snap = self.db.snapshot();
         let sm = read_meta(&snap, &self.meta)?;
         let last = sm.last_applied;
@@ -200,7 +207,7 @@ impl StateStore {
         let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
         fs::rename(&tmp, &path)?;
         self.remove_other_snapshots(&path)?;
-        Ok((meta, path))
+        Ok((meta, File::open(&path)?))
     }
 
     fn remove_other_snapshots(&self, keep: &Path) -> Result<(), StoreError> {
@@ -215,6 +222,7 @@ impl StateStore {
 
     /// The current snapshot file, if any, and its metadata.
     pub(crate) fn current_snapshot_file(&self) -> Result<Option<(SnapshotMeta, File)>, StoreError> {
+        let _files = self.snapshot_files.lock().expect("snapshot lock");
         for entry in fs::read_dir(&self.snapshot_dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == SUFFIX) {
@@ -247,6 +255,7 @@ impl StateStore {
         meta: &SnapshotMeta,
         mut received: File,
     ) -> Result<(), StoreError> {
+        let _files = self.snapshot_files.lock().expect("snapshot lock");
         received.seek(SeekFrom::Start(0))?;
         let tmp = self.snapshot_dir.join(format!("{}.tmp", meta.snapshot_id));
         let mut copy = File::create(&tmp)?;

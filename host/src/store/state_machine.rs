@@ -36,16 +36,13 @@ async fn blocking<T: Send + 'static>(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
-        let (meta, path) = blocking(ErrorSubject::None, ErrorVerb::Write, move || {
+        let (meta, file) = blocking(ErrorSubject::None, ErrorVerb::Write, move || {
             store.build_snapshot_file()
         })
         .await?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_err(ErrorSubject::None, ErrorVerb::Read, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
