@@ -147,6 +147,55 @@ async fn a_revision_dropped_by_retention_is_a_clear_error_naming_the_oldest_kept
 }
 
 #[tokio::test]
+async fn revisions_older_than_the_maximum_age_are_dropped_but_live_values_stay() -> Result<()> {
+    let node = note_node().await?;
+    let old = put(node.api(), "age/a", json!({"n": 1})).await?;
+    put(node.api(), "age/a", json!({"n": 2})).await?;
+    let live = put(node.api(), "age/b", json!({"n": 1})).await?;
+    let set = node
+        .send(
+            node.client()
+                .put(node.url("/v1/settings/history"))
+                .json(&json!({"keep": 100, "max_age_seconds": 1})),
+        )
+        .await?;
+    assert_status(&set, 200);
+    // Retention runs with the clock of each new change: keep changing something else until
+    // the old revision is gone.
+    let mut n = 0;
+    harness::wait_until(
+        std::time::Duration::from_secs(30),
+        "the old revision to age out",
+        || {
+            n += 1;
+            let api = node.api().clone();
+            async move {
+                let _ = api
+                    .put_config("age/tick", "note", 1, &json!({ "n": n }))
+                    .await;
+                api.get(&format!("/v1/configs/age/a?revision={old}"))
+                    .await
+                    .is_ok_and(|r| r.status.as_u16() == 410)
+            }
+        },
+    )
+    .await?;
+    // The live value of a key is kept however old it is, but a watch cannot start at or
+    // before a revision the age retention swept.
+    let b = node
+        .get(&format!("/v1/configs/age/b?revision={live}"))
+        .await?;
+    assert_eq!(b.body["value"], json!({"n": 1}), "{b}");
+    let watch = node
+        .get(&format!("/v1/watch?from_revision={old}&wait=1s"))
+        .await?;
+    harness::assert_error(&watch, 410, "revision_compacted");
+    let settings = node.get("/v1/settings/history").await?;
+    assert_eq!(settings.body, json!({"keep": 100, "max_age_seconds": 1}));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_rollback_writes_a_new_revision_with_the_old_value() -> Result<()> {
     let node = note_node().await?;
     let r1 = put(node.api(), "h/b", json!({"n": 1})).await?;
