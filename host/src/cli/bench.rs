@@ -21,16 +21,16 @@ use crate::schema::{compile_json_schema, schema_violations};
 pub struct BenchArgs {
     /// How long each workload runs.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    duration: Duration,
+    pub(super) duration: Duration,
     /// Client concurrencies to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
-    concurrency: Vec<usize>,
+    pub(super) concurrency: Vec<usize>,
     /// Size of each value (compact JSON), in bytes.
     #[arg(long, default_value_t = 256)]
-    value_bytes: usize,
+    pub(super) value_bytes: usize,
     /// Distinct keys written (and read).
     #[arg(long, default_value_t = 1000)]
-    keys: usize,
+    pub(super) keys: usize,
     #[arg(long, default_value = "schemas/store/v1.json")]
     schema: PathBuf,
     #[arg(long, default_value = "target/wasm32-wasip2/plugin/store_v1.wasm")]
@@ -51,10 +51,17 @@ pub struct BenchArgs {
     /// removed afterwards). Put it on the disk you want to measure.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Run the same workloads against etcd too (single node and 3-node clusters, with
+    /// failover), back to back, and print the ratio Scarab/etcd of each figure.
+    #[arg(long, conflicts_with_all = ["migrate", "nodes"])]
+    vs_etcd: bool,
+    /// The etcd binary (Debian's etcd-server).
+    #[arg(long, default_value = "etcd")]
+    etcd_bin: PathBuf,
 }
 
 /// A `store` document of exactly `size` bytes of compact JSON (padding the data_dir path).
-fn document(key_index: usize, size: usize) -> Value {
+pub(super) fn document(key_index: usize, size: usize) -> Value {
     let store_id = format!("k{key_index}");
     let mut doc = json!({
         "store_id": store_id,
@@ -70,15 +77,15 @@ fn document(key_index: usize, size: usize) -> Value {
     doc
 }
 
-fn key(i: usize) -> String {
+pub(super) fn key(i: usize) -> String {
     format!("bench/k{i}")
 }
 
-struct Figures {
-    ops: u64,
-    errors: u64,
-    elapsed: Duration,
-    hist: Histogram<u64>,
+pub(super) struct Figures {
+    pub(super) ops: u64,
+    pub(super) errors: u64,
+    pub(super) elapsed: Duration,
+    pub(super) hist: Histogram<u64>,
 }
 
 impl Figures {
@@ -95,6 +102,32 @@ impl Figures {
     }
 }
 
+/// Builds the request for key index `k`.
+pub(super) type MakeRequest =
+    Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// PUTs of `store` documents (or GETs with `query`) of Scarab's API at `base`.
+pub(super) fn scarab_requests(base: &str, put: bool, query: &str, args: &BenchArgs) -> MakeRequest {
+    let docs: Vec<String> = (0..args.keys)
+        .map(|i| {
+            json!({"schema": "store", "schema_version": 1, "value": document(i, args.value_bytes)})
+                .to_string()
+        })
+        .collect();
+    let base = base.trim_end_matches('/').to_string();
+    let query = query.to_string();
+    Arc::new(move |http: &reqwest::Client, k: usize| {
+        let url = format!("{base}/v1/configs/{}{query}", key(k));
+        if put {
+            http.put(url)
+                .header("content-type", "application/json")
+                .body(docs[k].clone())
+        } else {
+            http.get(url)
+        }
+    })
+}
+
 async fn workload(
     client: &Client,
     put: bool,
@@ -102,23 +135,22 @@ async fn workload(
     c: usize,
     args: &BenchArgs,
 ) -> Figures {
+    load(c, args, scarab_requests(&client.url(""), put, query, args)).await
+}
+
+/// `c` closed-loop clients sending `make`'s requests over the keys for `args.duration`.
+pub(super) async fn load(c: usize, args: &BenchArgs, make: MakeRequest) -> Figures {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(c)
         .tcp_nodelay(true)
         .build()
         .expect("http client");
-    let docs: Arc<Vec<String>> = Arc::new(
-        (0..args.keys)
-            .map(|i| json!({"schema": "store", "schema_version": 1, "value": document(i, args.value_bytes)}).to_string())
-            .collect(),
-    );
     let started = Instant::now();
     let stop = started + args.duration;
     let mut tasks = Vec::new();
     for t in 0..c {
         let http = http.clone();
-        let docs = docs.clone();
-        let base = client.url("");
+        let make = make.clone();
         let keys = args.keys;
         tasks.push(tokio::spawn(async move {
             let mut hist =
@@ -126,19 +158,8 @@ async fn workload(
             let (mut ops, mut errors) = (0u64, 0u64);
             let mut i = t;
             while Instant::now() < stop {
-                let k = i % keys;
-                let url = format!("{base}/v1/configs/{}{query}", key(k));
                 let begin = Instant::now();
-                let result = if put {
-                    http.put(url)
-                        .header("content-type", "application/json")
-                        .body(docs[k].clone())
-                        .send()
-                        .await
-                } else {
-                    http.get(url).send().await
-                };
-                let ok = match result {
+                let ok = match make(&http, i % keys).send().await {
                     Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                     Err(_) => false,
                 };
@@ -167,6 +188,27 @@ async fn workload(
         elapsed: started.elapsed(),
         hist: all,
     }
+}
+
+/// Writes every key once (16 at a time), so that reads find them whatever the PUT phase did.
+pub(super) async fn populate(client: &Client, args: &BenchArgs) -> Result<(), String> {
+    let done = futures::future::join_all((0..16).map(|t| {
+        let client = client.clone();
+        let keys = args.keys;
+        let size = args.value_bytes;
+        async move {
+            for k in (t..keys).step_by(16) {
+                client
+                    .put_config(&key(k), "store", 1, &document(k, size), None, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }
+    }))
+    .await;
+    done.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok(())
 }
 
 fn plugin_cost(args: &BenchArgs, wasm: &[u8], schema: &Value) -> Result<String, String> {
@@ -208,9 +250,9 @@ fn plugin_cost(args: &BenchArgs, wasm: &[u8], schema: &Value) -> Result<String, 
 }
 
 /// The benchmarked `scarab serve` processes; killed when dropped.
-struct Nodes {
+pub(super) struct Nodes {
     children: Vec<Option<std::process::Child>>,
-    apis: Vec<String>,
+    pub(super) apis: Vec<String>,
 }
 
 impl Drop for Nodes {
@@ -222,7 +264,7 @@ impl Drop for Nodes {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -230,7 +272,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// Starts `n` nodes (one bootstrapped node, or `n` nodes with --bootstrap-expect).
-fn start_nodes(n: usize, data_dir: &std::path::Path) -> Result<Nodes, String> {
+pub(super) fn start_nodes(n: usize, data_dir: &std::path::Path) -> Result<Nodes, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
@@ -272,7 +314,7 @@ fn start_nodes(n: usize, data_dir: &std::path::Path) -> Result<Nodes, String> {
 }
 
 /// Waits until every node agrees on one leader; returns its index in `nodes.apis`.
-async fn wait_leader(nodes: &Nodes, timeout: Duration) -> Result<usize, String> {
+pub(super) async fn wait_leader(nodes: &Nodes, timeout: Duration) -> Result<usize, String> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut leaders = Vec::new();
@@ -299,7 +341,11 @@ async fn wait_leader(nodes: &Nodes, timeout: Duration) -> Result<usize, String> 
 
 /// Kills the leader with SIGKILL during a stream of writes through another node and returns
 /// the time from the kill to the first write that succeeds afterwards.
-async fn failover(nodes: &mut Nodes, leader: usize, args: &BenchArgs) -> Result<Duration, String> {
+pub(super) async fn failover(
+    nodes: &mut Nodes,
+    leader: usize,
+    args: &BenchArgs,
+) -> Result<Duration, String> {
     let other = (leader + 1) % nodes.apis.len();
     let client = Client::new(&nodes.apis[other], Some("bench".into()));
     let value = document(0, args.value_bytes);
@@ -419,6 +465,20 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             true,
         ),
     };
+    if args.vs_etcd {
+        let result =
+            super::versus::run(&args, &args.etcd_bin, &data_dir, &schema_bytes, &wasm).await;
+        if remove_after {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = async {
         let mut nodes = start_nodes(args.nodes, &data_dir)?;
         let leader = wait_leader(&nodes, Duration::from_secs(30)).await?;
@@ -428,22 +488,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             .await
             .map_err(|e| e.to_string())?;
         // Every key exists before the GET workloads, whatever the PUT phase managed.
-        let populate = futures::future::join_all((0..16).map(|t| {
-            let client = client.clone();
-            let keys = args.keys;
-            let size = args.value_bytes;
-            async move {
-                for k in (t..keys).step_by(16) {
-                    client
-                        .put_config(&key(k), "store", 1, &document(k, size), None, false)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
-            }
-        }))
-        .await;
-        populate.into_iter().collect::<Result<Vec<()>, String>>()?;
+        populate(&client, &args).await?;
         println!(
             "scarab bench: {} node(s), {}-byte store values over {} keys, {:?} per workload, data in {}",
             args.nodes,

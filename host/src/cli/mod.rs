@@ -9,6 +9,7 @@ mod check;
 mod client;
 mod dev;
 mod migrate;
+mod versus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
