@@ -343,6 +343,12 @@ pub async fn run(
         "{:<30} {:<44} {:<44} {:>7}",
         "workload", "scarab", "etcd", "s/etcd"
     );
+    let fsync = fsync_p50(dir)?;
+    println!(
+        "one fsync of a 256-byte append in {}: p50 {:.3} ms (the floor of a 1-client PUT)",
+        dir.display(),
+        fsync.as_secs_f64() * 1e3
+    );
     for n in [1usize, 3] {
         // Back to back, each on a fresh directory, so that neither runs beside the other.
         let scarab = scarab_side(args, n, &dir.join(format!("scarab-{n}")), schema, wasm).await?;
@@ -355,6 +361,32 @@ pub async fn run(
                 s.score() / e.score()
             );
         }
+        if let Some((_, Measure::Load(put1))) = scarab.first() {
+            let p50 = put1.hist.value_at_quantile(0.5) as f64 / 1e9;
+            println!(
+                "{n}-node PUT c=1 p50 is {:.2}x one fsync",
+                p50 / fsync.as_secs_f64()
+            );
+        }
     }
     Ok(())
+}
+
+/// The median time of appending 256 bytes to a file in `dir` and fsyncing it (fdatasync), over
+/// 200 appends: what one durable write costs on this disk at least.
+fn fsync_p50(dir: &Path) -> Result<Duration, String> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        file.write_all(&[b'x'; 256]).map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| e.to_string())?;
+        times.push(started.elapsed());
+    }
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    Ok(times[times.len() / 2])
 }
