@@ -339,15 +339,15 @@ pub async fn run(
         args.duration,
         dir.display()
     );
-    println!(
-        "{:<30} {:<44} {:<44} {:>7}",
-        "workload", "scarab", "etcd", "s/etcd"
-    );
     let fsync = fsync_p50(dir)?;
     println!(
         "one fsync of a 256-byte append in {}: p50 {:.3} ms (the floor of a 1-client PUT)",
         dir.display(),
         fsync.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<30} {:<44} {:<44} {:>7}",
+        "workload", "scarab", "etcd", "s/etcd"
     );
     for n in [1usize, 3] {
         // Back to back, each on a fresh directory, so that neither runs beside the other.
