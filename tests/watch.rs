@@ -289,6 +289,57 @@ async fn a_watch_from_compacted_history_is_refused_with_gone() -> Result<()> {
     Ok(())
 }
 
+/// With one revision kept per key, two writes of a key applied together (concurrent writes
+/// are batched into one log entry) drop the first before any watcher can read it: an open SSE
+/// stream must end with an `error` event then, never skip it silently.
+#[tokio::test]
+async fn an_sse_watcher_that_falls_behind_retention_gets_an_error_event() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api();
+    let set = api
+        .client()
+        .put(api.url("/v1/settings/history"))
+        .json(&json!({"keep": 1}));
+    assert_status(&api.send(set).await?, 200);
+    let mut sse = Sse::open(api, "prefix=burst/", None).await?;
+    let deadline = Instant::now() + SETTLE;
+    let mut round = 0;
+    loop {
+        ensure!(
+            Instant::now() < deadline,
+            "no error event after {round} bursts"
+        );
+        round += 1;
+        let writers: Vec<_> = (0..16)
+            .map(|w| {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    api.put_config("burst/a", "note", 1, &json!({ "w": w }))
+                        .await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await??;
+        }
+        // Drain what the burst produced; an error ends the stream.
+        loop {
+            match sse.next(Duration::from_millis(500)).await {
+                Ok(ev) if ev.event == "error" => {
+                    assert_eq!(ev.data["code"], "revision_compacted", "{ev:?}");
+                    ensure!(
+                        sse.next(Duration::from_secs(2)).await.is_err(),
+                        "the stream goes on after its error event"
+                    );
+                    return Ok(());
+                }
+                Ok(ev) => ensure!(ev.event == "change", "{ev:?}"),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_watch_delivers_values_converted_to_the_subscribers_schema_version() -> Result<()> {
     let node = Node::start(NodeOptions::default()).await?;
