@@ -8,14 +8,7 @@ use serde_json::{Value, json};
 use harness::{Api, Node, NodeOptions, Reply, WriteOpts, assert_status, plugin_wasm};
 
 async fn note_node() -> Result<Node> {
-    let node = Node::start(NodeOptions::default()).await?;
-    assert_status(
-        &node
-            .register_schema("note", 1, json!({"type": "object"}), None)
-            .await?,
-        201,
-    );
-    Ok(node)
+    harness::start_note_node(&[]).await
 }
 
 async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {

@@ -20,18 +20,7 @@ use harness::{Api, Node, NodeOptions, STORE, STORE_V2, assert_error, assert_stat
 const SETTLE: Duration = Duration::from_secs(30);
 
 async fn note_node(args: &[&str]) -> Result<Node> {
-    let node = Node::start(NodeOptions {
-        extra_args: args.iter().map(|a| a.to_string()).collect(),
-        ..NodeOptions::default()
-    })
-    .await?;
-    assert_status(
-        &node
-            .register_schema("note", 1, json!({"type": "object"}), None)
-            .await?,
-        201,
-    );
-    Ok(node)
+    harness::start_note_node(args).await
 }
 
 async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {

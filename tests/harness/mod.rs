@@ -861,6 +861,21 @@ pub enum Formation {
 }
 
 /// Picks a free loopback port (binds 127.0.0.1:0, reads the port, drops the listener).
+/// A one-node cluster with the schema `note` v1 = `{"type": "object"}` registered (for tests
+/// about storage, not validation), started with `extra_args`.
+pub async fn start_note_node(extra_args: &[&str]) -> Result<Node> {
+    let node = Node::start(NodeOptions {
+        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        ..NodeOptions::default()
+    })
+    .await?;
+    let reply = node
+        .register_schema("note", 1, serde_json::json!({"type": "object"}), None)
+        .await?;
+    anyhow::ensure!(reply.status.as_u16() == 201, "registering note: {reply}");
+    Ok(node)
+}
+
 pub fn free_port() -> u16 {
     free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }

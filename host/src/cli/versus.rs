@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::bench::{
     BenchArgs, Figures, MakeRequest, Nodes, document, failover, free_port, key, load, populate,
-    start_nodes, wait_leader,
+    scarab_requests, start_nodes, wait_leader,
 };
 use super::client::Client;
 
@@ -233,7 +233,44 @@ async fn etcd_failover(
     }
 }
 
-/// Scarab's figures: (name, measure) in the order of [`etcd_side`].
+/// What the load workloads ask of one system: PUT, linearizable GET, or stale GET requests.
+#[derive(Clone, Copy)]
+enum Request {
+    Put,
+    Get,
+    StaleGet,
+}
+
+/// The load workloads against one system (its requests from `make`): PUT at every
+/// concurrency on one node (at the highest on a cluster), then linearizable GET, and on one
+/// node stale GET, at the highest.
+async fn loads(
+    args: &BenchArgs,
+    nodes_n: usize,
+    make: impl Fn(Request) -> MakeRequest,
+) -> Vec<(String, Measure)> {
+    let top = *args.concurrency.iter().max().unwrap_or(&64);
+    let mut plan: Vec<(&str, Request, usize)> = if nodes_n == 1 {
+        args.concurrency
+            .iter()
+            .map(|c| ("PUT", Request::Put, *c))
+            .collect()
+    } else {
+        vec![("PUT", Request::Put, top)]
+    };
+    plan.push(("GET linearizable", Request::Get, top));
+    if nodes_n == 1 {
+        plan.push(("GET stale", Request::StaleGet, top));
+    }
+    let mut out = Vec::new();
+    for (what, request, c) in plan {
+        let f = load(c, args, make(request)).await;
+        out.push((format!("{nodes_n}-node {what} c={c}"), Measure::Load(f)));
+    }
+    out
+}
+
+/// Scarab's figures, in the order of [`etcd_side`]'s.
 async fn scarab_side(
     args: &BenchArgs,
     nodes_n: usize,
@@ -249,41 +286,14 @@ async fn scarab_side(
         .await
         .map_err(|e| e.to_string())?;
     populate(&client, args).await?;
-    let top = *args.concurrency.iter().max().unwrap_or(&64);
     let base = nodes.apis[leader].clone();
-    let mut out = Vec::new();
-    let label = |what: &str, c: usize| format!("{nodes_n}-node {what} c={c}");
-    let concurrencies: Vec<usize> = if nodes_n == 1 {
-        args.concurrency.clone()
-    } else {
-        vec![top]
-    };
-    for c in concurrencies {
-        let f = load(
-            c,
-            args,
-            super::bench::scarab_requests(&base, true, "", args),
-        )
-        .await;
-        out.push((label("PUT", c), Measure::Load(f)));
-    }
-    let f = load(
-        top,
-        args,
-        super::bench::scarab_requests(&base, false, "", args),
-    )
+    let mut out = loads(args, nodes_n, |r| match r {
+        Request::Put => scarab_requests(&base, true, "", args),
+        Request::Get => scarab_requests(&base, false, "", args),
+        Request::StaleGet => scarab_requests(&base, false, "?consistency=stale", args),
+    })
     .await;
-    out.push((label("GET linearizable", top), Measure::Load(f)));
-    if nodes_n == 1 {
-        let q = "?consistency=stale";
-        let f = load(
-            top,
-            args,
-            super::bench::scarab_requests(&base, false, q, args),
-        )
-        .await;
-        out.push((label("GET stale", top), Measure::Load(f)));
-    } else {
+    if nodes_n > 1 {
         let took = failover(&mut nodes, leader, args).await?;
         out.push((format!("{nodes_n}-node failover"), Measure::Failover(took)));
     }
@@ -300,24 +310,13 @@ async fn etcd_side(
     let leader = etcd_leader(&etcd, Duration::from_secs(30)).await?;
     let base = etcd.clients[leader].clone();
     etcd_populate(&base, args).await?;
-    let top = *args.concurrency.iter().max().unwrap_or(&64);
-    let mut out = Vec::new();
-    let label = |what: &str, c: usize| format!("{nodes_n}-node {what} c={c}");
-    let concurrencies: Vec<usize> = if nodes_n == 1 {
-        args.concurrency.clone()
-    } else {
-        vec![top]
-    };
-    for c in concurrencies {
-        let f = load(c, args, etcd_requests(&base, true, false, args)).await;
-        out.push((label("PUT", c), Measure::Load(f)));
-    }
-    let f = load(top, args, etcd_requests(&base, false, false, args)).await;
-    out.push((label("GET linearizable", top), Measure::Load(f)));
-    if nodes_n == 1 {
-        let f = load(top, args, etcd_requests(&base, false, true, args)).await;
-        out.push((label("GET stale", top), Measure::Load(f)));
-    } else {
+    let mut out = loads(args, nodes_n, |r| match r {
+        Request::Put => etcd_requests(&base, true, false, args),
+        Request::Get => etcd_requests(&base, false, false, args),
+        Request::StaleGet => etcd_requests(&base, false, true, args),
+    })
+    .await;
+    if nodes_n > 1 {
         let took = etcd_failover(&mut etcd, leader, args).await?;
         out.push((format!("{nodes_n}-node failover"), Measure::Failover(took)));
     }
