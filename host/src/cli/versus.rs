@@ -360,10 +360,12 @@ pub async fn run(
                 s.score() / e.score()
             );
         }
-        if let Some((_, Measure::Load(put1))) = scarab.first() {
+        if let Some((_, Measure::Load(put1))) =
+            scarab.iter().find(|(name, _)| name == "1-node PUT c=1")
+        {
             let p50 = put1.hist.value_at_quantile(0.5) as f64 / 1e9;
             println!(
-                "{n}-node PUT c=1 p50 is {:.2}x one fsync",
+                "1-node PUT c=1 p50 is {:.2}x one fsync",
                 p50 / fsync.as_secs_f64()
             );
         }
