@@ -369,6 +369,23 @@ impl PluginHost {
         Ok(component)
     }
 
+    /// The time budget of one call, in epoch ticks.
+    fn deadline_ticks(&self) -> u64 {
+        self.limits
+            .timeout
+            .as_nanos()
+            .div_ceil(self.tick.as_nanos()) as u64
+    }
+
+    /// Creates one instance of `plugin` and drops it: what a call pays on top when no idle
+    /// instance is left (measured by the micro-benchmarks).
+    pub fn instantiate(&self, plugin: &LoadedPlugin) -> Result<(), Failure> {
+        let deadline_ticks = self.deadline_ticks();
+        sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, deadline_ticks)
+            .map(drop)
+            .map_err(|e| Failure::Instantiate(format!("{e:#}")))
+    }
+
     /// Runs `call` on a warm instance of `plugin` (or a new one) under the time budget. A
     /// trapped instance is dropped (wasmtime poisons it); a healthy one goes back to the pool.
     fn with_instance<R>(
@@ -376,11 +393,7 @@ impl PluginHost {
         plugin: &LoadedPlugin,
         call: impl FnOnce(&mut Store<HostState>, &sandbox::Bindings) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
-        let deadline_ticks = self
-            .limits
-            .timeout
-            .as_nanos()
-            .div_ceil(self.tick.as_nanos()) as u64;
+        let deadline_ticks = self.deadline_ticks();
         let idle = plugin.idle.lock().expect("idle instances").pop();
         let mut instance = match idle {
             Some(i) => {
