@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// failover), back to back, and print the ratio Scarab/etcd of each figure.
     #[arg(long, conflicts_with_all = ["migrate", "nodes"])]
     vs_etcd: bool,
+    /// Measure the node as a whole instead: resident memory and disk per config after
+    /// writing `--keys` configs, and a restart with 20 cached plugins.
+    #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd"])]
+    footprint: bool,
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
     etcd_bin: PathBuf,
@@ -253,6 +257,29 @@ fn plugin_cost(args: &BenchArgs, wasm: &[u8], schema: &Value) -> Result<String, 
 pub(super) struct Nodes {
     children: Vec<Option<std::process::Child>>,
     pub(super) apis: Vec<String>,
+}
+
+impl Nodes {
+    /// The process id of node `i` (0-based).
+    pub(super) fn pid(&self, i: usize) -> Result<u32, String> {
+        self.children[i]
+            .as_ref()
+            .map(|c| c.id())
+            .ok_or_else(|| format!("node {} is not running", i + 1))
+    }
+
+    /// Stops node `i` with SIGTERM (a graceful shutdown) and waits for it.
+    pub(super) fn stop(&mut self, i: usize) -> Result<(), String> {
+        let mut child = self.children[i]
+            .take()
+            .ok_or_else(|| format!("node {} is not running", i + 1))?;
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .map_err(|e| format!("kill -TERM: {e}"))?;
+        child.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 impl Drop for Nodes {
@@ -465,9 +492,12 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             true,
         ),
     };
-    if args.vs_etcd {
-        let result =
-            super::versus::run(&args, &args.etcd_bin, &data_dir, &schema_bytes, &wasm).await;
+    if args.vs_etcd || args.footprint {
+        let result = if args.vs_etcd {
+            super::versus::run(&args, &args.etcd_bin, &data_dir, &schema_bytes, &wasm).await
+        } else {
+            super::footprint::run(&args, &data_dir, &schema_bytes, &wasm).await
+        };
         if remove_after {
             let _ = std::fs::remove_dir_all(&data_dir);
         }

@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod client;
 mod dev;
+mod footprint;
 mod migrate;
 mod versus;
 

@@ -1,0 +1,146 @@
+//! `scarab bench --footprint`: what a node costs as a whole. Resident memory and disk bytes
+//! per config after writing `--keys` configs (use `--keys 100000`), and the time a restarted
+//! node takes to be ready and then to accept a write validated by each of 20 plugins that it
+//! compiled before (from its compiled-plugin cache on disk). Prints figures; asserts nothing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::bench::{BenchArgs, document, populate, start_nodes, wait_leader};
+use super::client::Client;
+
+/// Plugins registered for the restart figure.
+const PLUGINS: usize = 20;
+
+/// `wasm` with a custom section appended: the same component under another digest, so that
+/// each of the 20 schemas has a plugin of its own to compile and cache.
+fn distinct(wasm: &[u8], i: usize) -> Vec<u8> {
+    let name = b"scarab-bench";
+    let payload = format!("{i}");
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8); // fits one LEB128 byte
+    out.extend_from_slice(&section);
+    out
+}
+
+fn resident_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".to_string())
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+pub async fn run(args: &BenchArgs, dir: &Path, schema: &[u8], wasm: &[u8]) -> Result<(), String> {
+    let mut nodes = start_nodes(1, dir)?;
+    wait_leader(&nodes, Duration::from_secs(30)).await?;
+    let client = Client::new(&nodes.apis[0], Some("bench".into()));
+    client
+        .register_schema("store", 1, schema.to_vec(), Some(wasm.to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+    for i in 0..PLUGINS {
+        client
+            .register_schema(
+                &format!("p{i}"),
+                1,
+                schema.to_vec(),
+                Some(distinct(wasm, i)),
+            )
+            .await
+            .map_err(|e| format!("registering plugin {i}: {e}"))?;
+    }
+    let idle_kib = resident_kib(nodes.pid(0)?)?;
+    let started = Instant::now();
+    populate(&client, args).await?;
+    let wrote = started.elapsed();
+    let rss_kib = resident_kib(nodes.pid(0)?)?;
+    let status = client.get("/v1/status").await.map_err(|e| e.to_string())?;
+    let node_dir = dir.join("n1");
+    let disk = bytes_under(&node_dir);
+    println!(
+        "scarab bench --footprint: {} configs of {} bytes written in {:.1} s ({:.0}/s, 16 clients), {} plugins registered",
+        args.keys,
+        args.value_bytes,
+        wrote.as_secs_f64(),
+        args.keys as f64 / wrote.as_secs_f64(),
+        PLUGINS + 1
+    );
+    println!(
+        "resident memory: {:.1} MiB before the writes, {:.1} MiB after ({:.0} bytes per config)",
+        idle_kib as f64 / 1024.0,
+        rss_kib as f64 / 1024.0,
+        (rss_kib.saturating_sub(idle_kib) * 1024) as f64 / args.keys as f64
+    );
+    println!(
+        "disk: {:.1} MiB in {} ({:.0} bytes per config: Raft log, state, one history record and one audit record each, snapshot {})",
+        disk as f64 / (1 << 20) as f64,
+        node_dir.display(),
+        disk as f64 / args.keys as f64,
+        if status["snapshot_index"].is_null() {
+            "none yet"
+        } else {
+            "included"
+        }
+    );
+
+    // Restart: SIGTERM, then the same data directory and plugin cache.
+    nodes.stop(0)?;
+    let restarted = Instant::now();
+    let nodes = start_nodes(1, dir)?;
+    let client = Client::new(&nodes.apis[0], Some("bench".into()));
+    let ready = loop {
+        if client.get("/v1/readyz").await.is_ok() {
+            break restarted.elapsed();
+        }
+        if restarted.elapsed() > Duration::from_secs(120) {
+            return Err("the restarted node was not ready within 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    for i in 0..PLUGINS {
+        let mut doc = document(i, args.value_bytes);
+        doc["store_id"] = json!(format!("s{i}"));
+        client
+            .put_config(
+                &format!("p{i}/s{i}"),
+                &format!("p{i}"),
+                1,
+                &doc,
+                None,
+                false,
+            )
+            .await
+            .map_err(|e| format!("a write validated by plugin {i}: {e}"))?;
+    }
+    let all = restarted.elapsed();
+    println!(
+        "restart with {} configs: ready (GET /v1/readyz 200) {:.0} ms after the process started; a write validated by each of {PLUGINS} cached plugins done {:.0} ms after it",
+        args.keys,
+        ready.as_secs_f64() * 1e3,
+        all.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
