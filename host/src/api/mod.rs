@@ -221,7 +221,7 @@ impl AppState {
         doc: serde_json::Value,
         text: String,
     ) -> Result<(crate::schema::Verdict, String), ApiError> {
-        if self.store.get_schema(schema, version)?.is_none() {
+        if !self.store.has_schema(schema, version)? {
             self.linearize().await?;
         }
         Ok(self

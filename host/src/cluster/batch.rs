@@ -48,29 +48,6 @@ impl Batcher {
     }
 }
 
-/// The bulk of a command's size in the log.
-fn command_bytes(cmd: &Command) -> usize {
-    use crate::store::Op;
-    match &cmd.op {
-        Op::PutConfig { value, .. } => value.len(),
-        Op::PutSchema { schema, plugin, .. } => schema.len() + plugin.as_ref().map_or(0, Vec::len),
-        Op::MigrateBatch { writes, .. } => writes.iter().map(|w| w.value.len()).sum(),
-        Op::Txn { ops, .. } => ops
-            .iter()
-            .map(|op| match op {
-                crate::store::TxnOp::Put { value, .. } => value.len(),
-                crate::store::TxnOp::Delete { .. } => 0,
-            })
-            .sum(),
-        Op::DeleteConfig { .. }
-        | Op::DeleteSchema { .. }
-        | Op::SetSchemaPolicy { .. }
-        | Op::SetHistoryRetention { .. }
-        | Op::StartMigration { .. }
-        | Op::FinishMigration { .. } => 0,
-    }
-}
-
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -78,12 +55,12 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
             return;
         };
         // Everything that queued while the previous batches were in flight goes now.
-        let mut bytes = command_bytes(&first.0);
+        let mut bytes = first.0.value_bytes();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(item) => {
-                    bytes += command_bytes(&item.0);
+                    bytes += item.0.value_bytes();
                     batch.push(item);
                 }
                 Err(_) => break,

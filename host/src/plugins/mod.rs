@@ -177,6 +177,19 @@ pub struct LoadedPlugin {
     pub contract: Contract,
     pre: sandbox::Pre,
     idle: Mutex<Vec<sandbox::Instance>>,
+    /// Set at the first call that ran out of time or memory or trapped: such a plugin may
+    /// take its whole time budget again, so its calls never run on the async runtime.
+    misbehaved: std::sync::atomic::AtomicBool,
+}
+
+impl LoadedPlugin {
+    /// Whether a call may run in place on the async runtime: the plugin has never trapped or
+    /// run out of time or memory on this node. A well-behaved call costs microseconds, less
+    /// than handing it to another thread; a looping plugin stalls one runtime thread for one
+    /// time budget, once, and runs on the blocking pool from then on.
+    pub fn runs_inline(&self) -> bool {
+        !self.misbehaved.load(Ordering::Relaxed)
+    }
 }
 
 pub struct PluginHost {
@@ -288,6 +301,7 @@ impl PluginHost {
             },
             pre,
             idle: Mutex::new(Vec::new()),
+            misbehaved: Default::default(),
         };
         if plugin.pre.has_migrator() {
             let migration = self
@@ -407,7 +421,16 @@ impl PluginHost {
         instance.store.data_mut().reset_for_call();
         let answer = match call(&mut instance.store, &instance.bindings) {
             Ok(answer) => answer,
-            Err(e) => return Err(self.classify(&instance.store, e)),
+            Err(e) => {
+                let failure = self.classify(&instance.store, e);
+                if matches!(
+                    failure,
+                    Failure::Timeout(_) | Failure::MemoryLimit(_) | Failure::Trap(_)
+                ) {
+                    plugin.misbehaved.store(true, Ordering::Relaxed);
+                }
+                return Err(failure);
+            }
         };
         instance.uses += 1;
         let max_idle = (self.limits.max_instances as usize / 2).max(1);

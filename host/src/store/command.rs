@@ -20,6 +20,30 @@ pub struct Command {
 }
 
 impl Command {
+    /// The bulk of the command's size in the log: the values, schemas and plugins it carries.
+    pub fn value_bytes(&self) -> usize {
+        match &self.op {
+            Op::PutConfig { value, .. } => value.len(),
+            Op::PutSchema { schema, plugin, .. } => {
+                schema.len() + plugin.as_ref().map_or(0, Vec::len)
+            }
+            Op::MigrateBatch { writes, .. } => writes.iter().map(|w| w.value.len()).sum(),
+            Op::Txn { ops, .. } => ops
+                .iter()
+                .map(|op| match op {
+                    TxnOp::Put { value, .. } => value.len(),
+                    TxnOp::Delete { .. } => 0,
+                })
+                .sum(),
+            Op::DeleteConfig { .. }
+            | Op::DeleteSchema { .. }
+            | Op::SetSchemaPolicy { .. }
+            | Op::SetHistoryRetention { .. }
+            | Op::StartMigration { .. }
+            | Op::FinishMigration { .. } => 0,
+        }
+    }
+
     pub fn new(actor: String, at_ms: u64, op: Op) -> Self {
         Self {
             actor,

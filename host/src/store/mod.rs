@@ -85,9 +85,16 @@ pub struct StateStore {
     /// Held while a snapshot file is built or installed: openraft runs the two concurrently,
     /// and each replaces the snapshot directory's other files when it finishes.
     snapshot_files: Mutex<()>,
+    /// Decoded schema records with the bytes they were decoded from (see `decode_schema`).
+    schema_cache: Mutex<HashMap<(String, u32), SchemaCacheEntry>>,
     state: Mutex<SmMeta>,
     applied: watch::Sender<SmMeta>,
 }
+
+type SchemaCacheEntry = (Vec<u8>, Arc<SchemaRecord>);
+
+/// Schema versions whose decoded records are kept at most (the cache starts over beyond).
+const SCHEMA_CACHE_ENTRIES: usize = 1024;
 
 /// A config as read: its metadata and its value as JSON text (absent for tombstones).
 #[derive(Clone, Debug)]
@@ -174,6 +181,7 @@ impl StateStore {
             meta: meta_ks,
             snapshot_dir,
             snapshot_files: Mutex::new(()),
+            schema_cache: Mutex::default(),
             state: Mutex::new(meta),
             applied,
         });
@@ -283,6 +291,48 @@ impl StateStore {
             .get(schema_key(name, version))?
             .map(|b| decode_json("sm_schemas", &b))
             .transpose()
+    }
+
+    /// Whether `name` v`version` is registered (without decoding its record).
+    pub fn has_schema(&self, name: &str, version: u32) -> Result<bool, StoreError> {
+        Ok(self.schemas.contains_key(schema_key(name, version))?)
+    }
+
+    /// [`Self::get_schema`] for the write path: decoded once per stored record, shared.
+    pub fn schema_record(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<Arc<SchemaRecord>>, StoreError> {
+        self.schemas
+            .get(schema_key(name, version))?
+            .map(|b| self.decode_schema(name, version, &b))
+            .transpose()
+    }
+
+    /// Decodes a stored schema record, or returns the one decoded earlier from the same bytes.
+    /// A record holds its whole JSON Schema, and decoding it on every write cost more than the
+    /// write's JSON Schema validation; comparing the bytes keeps the cache right without any
+    /// invalidation.
+    fn decode_schema(
+        &self,
+        name: &str,
+        version: u32,
+        bytes: &[u8],
+    ) -> Result<Arc<SchemaRecord>, StoreError> {
+        let key = (name.to_string(), version);
+        let mut cache = self.schema_cache.lock().expect("schema record cache");
+        if let Some((raw, record)) = cache.get(&key)
+            && raw.as_slice() == bytes
+        {
+            return Ok(record.clone());
+        }
+        let record: Arc<SchemaRecord> = Arc::new(decode_json("sm_schemas", bytes)?);
+        if cache.len() >= SCHEMA_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (bytes.to_vec(), record.clone()));
+        Ok(record)
     }
 
     /// All registered versions, ordered by name then version.
@@ -564,7 +614,11 @@ impl ApplyTx<'_> {
         version: u32,
         plugin_digest: &Option<String>,
     ) -> Result<Result<(), Rejection>, StoreError> {
-        let Some(registered) = self.schema(schema, version)? else {
+        let registered = match self.get(Ks::Schemas, &schema_key(schema, version))? {
+            Some(b) => Some(self.store.decode_schema(schema, version, &b)?),
+            None => None,
+        };
+        let Some(registered) = registered else {
             return Ok(Err(Rejection::UnknownSchema {
                 name: schema.to_string(),
                 version,
@@ -584,7 +638,7 @@ impl ApplyTx<'_> {
             return Ok(Err(Rejection::PluginMismatch {
                 name: schema.to_string(),
                 version,
-                registered: registered.plugin_digest,
+                registered: registered.plugin_digest.clone(),
                 validated: plugin_digest.clone(),
             }));
         }
@@ -1669,6 +1723,70 @@ mod tests {
             f.store.config_at("b", live_b.revision).unwrap(),
             AtRevision::Compacted { .. }
         ));
+    }
+
+    #[test]
+    fn count_retention_keeps_the_newest_revisions_within_a_batch_and_without_a_window() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 3,
+                max_age_seconds: None,
+            },
+        });
+        let revisions = |f: &Fixture| -> Vec<u64> {
+            let page = f.store.history("a", None, 100).unwrap();
+            page.items.iter().rev().map(|e| e.meta.revision).collect()
+        };
+        let mut written_revs = Vec::new();
+        for i in 0..5 {
+            written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
+        }
+        assert_eq!(revisions(&f), written_revs[2..]);
+        // Five writes of the key in one entry: retention sees its own batch's records.
+        f.index += 1;
+        let cmds = (0..5)
+            .map(|i| {
+                Command::new(
+                    "tester".into(),
+                    1_000 + f.index,
+                    Op::PutConfig {
+                        key: "a".into(),
+                        schema: "s".into(),
+                        schema_version: 1,
+                        plugin_digest: None,
+                        value: format!("{}", 10 + i),
+                        precondition: Precondition::None,
+                    },
+                )
+            })
+            .collect();
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), f.index),
+            payload: EntryPayload::Normal(cmds),
+        };
+        let batch: Vec<u64> = f
+            .store
+            .apply_batch([entry])
+            .unwrap()
+            .remove(0)
+            .into_iter()
+            .map(|r| written(r).revision)
+            .collect();
+        assert_eq!(revisions(&f), batch[2..]);
+        // A store written before the window record existed is counted once, then trimmed.
+        f.store.history.remove(b"n\0a").unwrap();
+        let last = written(f.put("a", "99", Precondition::None)).revision;
+        assert_eq!(revisions(&f), vec![batch[3], batch[4], last]);
+        let deleted = match f.apply(Op::DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        }) {
+            CommandResult::ConfigDeleted { meta } => meta.revision,
+            other => panic!("expected a delete, got {other:?}"),
+        };
+        assert_eq!(revisions(&f), vec![batch[4], last, deleted]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! openraft's `RaftStateMachine` over [`StateStore`]. Blocking fjall work runs on the blocking
-//! pool so that a large apply or snapshot never stalls the async runtime.
+//! pool so that a large apply or snapshot never stalls the async runtime; a small apply runs
+//! in place (see [`is_small`]).
 
 use std::sync::Arc;
 
@@ -33,6 +34,34 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Commands, and bytes of values, applied in place on the async runtime at most (see
+/// [`is_small`]).
+const INLINE_COMMANDS: usize = 8;
+const INLINE_BYTES: usize = 64 << 10;
+
+/// Whether applying `entries` is cheap enough to run in place: a few commands without large
+/// values cost tens of microseconds, less than the hand-off to the blocking pool and back,
+/// which a lone write would pay twice over. Catch-up batches and migrations go to the pool.
+fn is_small(entries: &[Entry]) -> bool {
+    let (mut commands, mut bytes) = (0, 0);
+    for e in entries {
+        match &e.payload {
+            openraft::EntryPayload::Blank => {}
+            openraft::EntryPayload::Membership(_) => return false,
+            openraft::EntryPayload::Normal(cmds) => {
+                for c in cmds {
+                    commands += 1;
+                    bytes += c.value_bytes();
+                    if commands > INLINE_COMMANDS || bytes > INLINE_BYTES {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
@@ -61,6 +90,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        if is_small(&entries) {
+            return self
+                .store
+                .apply_batch(entries)
+                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e));
+        }
         let store = self.store.clone();
         blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
             store.apply_batch(entries)
