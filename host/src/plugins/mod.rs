@@ -44,6 +44,9 @@ mod bindings {
     }
 }
 
+/// The least time instantiating a plugin may take (see `PluginHost::new_instance`).
+const INSTANTIATION_BUDGET: Duration = Duration::from_secs(1);
+
 /// What a component implements, read from its exports when it is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Contract {
@@ -394,10 +397,21 @@ impl PluginHost {
     /// Creates one instance of `plugin` and drops it: what a call pays on top when no idle
     /// instance is left (measured by the micro-benchmarks).
     pub fn instantiate(&self, plugin: &LoadedPlugin) -> Result<(), Failure> {
-        let deadline_ticks = self.deadline_ticks();
-        sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, deadline_ticks)
-            .map(drop)
-            .map_err(|e| Failure::Instantiate(format!("{e:#}")))
+        self.new_instance(plugin).map(drop)
+    }
+
+    /// A fresh instance of `plugin`. Instantiation gets at least [`INSTANTIATION_BUDGET`]:
+    /// most of it is the host's own work (a pool slot, the memory image), and a node starved
+    /// of CPU (three nodes compiling plugins on two cores) once took more than a 50 ms call
+    /// budget for it, failing a valid write. A component whose initialisers loop still fails,
+    /// and then counts as misbehaving.
+    fn new_instance(&self, plugin: &LoadedPlugin) -> Result<sandbox::Instance, Failure> {
+        let budget = self.limits.timeout.max(INSTANTIATION_BUDGET);
+        let ticks = budget.as_nanos().div_ceil(self.tick.as_nanos()) as u64;
+        sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, ticks).map_err(|e| {
+            plugin.misbehaved.store(true, Ordering::Relaxed);
+            Failure::Instantiate(format!("{e:#}"))
+        })
     }
 
     /// Runs `call` on a warm instance of `plugin` (or a new one) under the time budget. A
@@ -414,8 +428,7 @@ impl PluginHost {
                 self.idle_total.fetch_sub(1, Ordering::Relaxed);
                 i
             }
-            None => sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, deadline_ticks)
-                .map_err(|e| Failure::Instantiate(format!("{e:#}")))?,
+            None => self.new_instance(plugin)?,
         };
         instance.store.set_epoch_deadline(deadline_ticks);
         instance.store.data_mut().reset_for_call();

@@ -314,7 +314,7 @@ impl Instance {
     ) -> wasmtime::Result<Self> {
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        // Instantiation runs guest code (start functions): it gets the same budget as a call.
+        // Instantiation runs guest code (start functions): it runs under a deadline too.
         store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
         let bindings = pre.instantiate(&mut store)?;
