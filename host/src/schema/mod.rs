@@ -516,6 +516,9 @@ impl SchemaRegistry {
     }
 
     fn compiled(&self, name: &str, version: u32) -> Result<Arc<Compiled>, SchemaError> {
+        if let Some(ready) = self.compiled_if_ready(name, version)? {
+            return Ok(ready);
+        }
         let record =
             self.store
                 .schema_record(name, version)?
@@ -524,11 +527,6 @@ impl SchemaRegistry {
                     version,
                 })?;
         let cache_key = (name.to_string(), version);
-        if let Some(c) = self.compiled.lock().expect("schema cache").get(&cache_key)
-            && c.record.revision == record.revision
-        {
-            return Ok(c.clone());
-        }
         let schema: Value = serde_json::from_str(&record.schema)
             .map_err(|e| SchemaError::Internal(format!("stored schema is not JSON: {e}")))?;
         let validator = compile_json_schema(&schema)?;
@@ -564,7 +562,8 @@ impl SchemaRegistry {
         Ok(compiled)
     }
 
-    /// [`Self::validate`], for the async runtime. Hands `doc_text` back for the proposal.
+    /// Validates `doc` (compact JSON text `doc_text`) against a registered version, for the
+    /// async runtime. Hands `doc_text` back for the proposal.
     ///
     /// A small document whose version is compiled and whose plugin has never misbehaved is
     /// validated in place: that costs microseconds, less than the hand-off to another thread
@@ -593,27 +592,12 @@ impl SchemaRegistry {
             .map_err(|_| SchemaError::Internal("the validator is shutting down".into()))?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            this.validate(&name, version, &key, &doc, &doc_text)
+            let compiled = this.compiled(&name, version)?;
+            this.validate_compiled(&compiled, &name, version, &key, &doc, &doc_text)
                 .map(|v| (v, doc_text))
         })
         .await
         .map_err(|e| SchemaError::Internal(format!("validation task: {e}")))?
-    }
-
-    /// Validates `doc` (whose compact JSON text is `doc_text`) against a registered version:
-    /// the JSON Schema, then the plugin, which sees every document so that all violations
-    /// from both are reported at once. Blocking (the plugin runs here): call it off the async
-    /// runtime.
-    pub fn validate(
-        &self,
-        name: &str,
-        version: u32,
-        key: &str,
-        doc: &Value,
-        doc_text: &str,
-    ) -> Result<Verdict, SchemaError> {
-        let compiled = self.compiled(name, version)?;
-        self.validate_compiled(&compiled, name, version, key, doc, doc_text)
     }
 
     /// The compilation of `name` v`version` if it is cached and current; `None` if it would
@@ -633,6 +617,10 @@ impl SchemaRegistry {
             .cloned())
     }
 
+    /// Validates `doc` (whose compact JSON text is `doc_text`) against a compiled version:
+    /// the JSON Schema, then the plugin, which sees every document so that all violations
+    /// from both are reported at once. Blocking (the plugin runs here): on the async runtime
+    /// only as `validate_async` allows.
     fn validate_compiled(
         &self,
         compiled: &Compiled,
