@@ -955,6 +955,26 @@ async fn misbehaving_plugin_fails_only_its_own_request(mode: &str) -> Result<()>
         "mode {mode}: no schema name in {reply}"
     );
     assert_error(&node.get_config(&key).await?, 404, "not_found");
+    // A plugin that ran out of time or memory or trapped runs off the async runtime from now
+    // on; one that merely answered badly does not.
+    let status = node.status().await?;
+    let quarantined = ["exceeded its", "trapped:"]
+        .iter()
+        .any(|m| message.contains(m));
+    assert_eq!(
+        quarantined,
+        mode != "error" && mode != "garbage",
+        "mode {mode}: {message}"
+    );
+    assert_eq!(
+        status["plugins"]["misbehaving"],
+        if quarantined {
+            json!([digest])
+        } else {
+            json!([])
+        },
+        "mode {mode}: {status}"
+    );
 
     assert_status(&node.health().await?, 200);
     let sample = STORE.valid_sample();

@@ -127,7 +127,7 @@ pub enum Failure {
     Instantiate(String),
 }
 
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginStats {
     /// Plugins compiled and held in memory.
     pub loaded: usize,
@@ -137,6 +137,9 @@ pub struct PluginStats {
     pub from_disk_cache: u64,
     /// Warm instances waiting for a call.
     pub idle_instances: usize,
+    /// Digests of loaded plugins that trapped, ran out of time or memory, or failed to
+    /// instantiate on this node: their calls run on the blocking pool, never in place.
+    pub misbehaving: Vec<String>,
 }
 
 /// One violation as returned by a plugin, checked for shape.
@@ -324,8 +327,16 @@ impl PluginHost {
 
     /// Counters for `/v1/status`: what is loaded, and how it got there since start.
     pub fn stats(&self) -> PluginStats {
+        let loaded = self.loaded.lock().expect("plugin map");
+        let mut misbehaving: Vec<String> = loaded
+            .values()
+            .filter(|p| !p.runs_inline())
+            .map(|p| p.digest.clone())
+            .collect();
+        misbehaving.sort();
         PluginStats {
-            loaded: self.loaded.lock().expect("plugin map").len(),
+            loaded: loaded.len(),
+            misbehaving,
             compiled: self.compiled.load(Ordering::Relaxed),
             from_disk_cache: self.from_disk_cache.load(Ordering::Relaxed),
             idle_instances: self.idle_total.load(Ordering::Relaxed),
