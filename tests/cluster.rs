@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 
-use harness::cluster::{Cluster, ClusterFormation, ClusterOptions, FORM_TIMEOUT, members};
+use harness::cluster::{
+    Cluster, ClusterFormation, ClusterOptions, FORM_TIMEOUT, members, waits_to_be_added,
+};
 use harness::proxy::NodeId;
 use harness::{
     Api, Formation, Node, NodeOptions, Ready, Reply, assert_error, assert_status, wait_until,
@@ -918,6 +920,266 @@ async fn a_follower_catches_up_through_append_entries_larger_than_two_megabytes(
     let follower_status = cluster.status(follower).await?;
     assert_eq!(follower_status["revision"], revision, "{follower_status}");
     assert_eq!(follower_status["configs"], 16, "{follower_status}");
+    cluster.pass();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Membership changes that cannot break quorum: a new member must answer and be caught up
+//     before it gets a vote.
+// ---------------------------------------------------------------------------------------------
+
+/// Where nothing listens (port 1 of this machine).
+const DEAD: &str = "http://127.0.0.1:1";
+
+/// Adding node 9 at a dead address is refused at once with 422 member_unreachable through
+/// every node, as a voter and as a learner; the membership is unchanged on every node, writes
+/// succeed, and the leader restarts fine.
+async fn adding_a_member_at_a_dead_address(size: u64) -> Result<()> {
+    let opts = match size {
+        1 => ClusterOptions::new(1).formation(ClusterFormation::BootstrapThenJoin),
+        n => ClusterOptions::new(n),
+    };
+    let mut cluster = Cluster::start(opts).await?;
+    let ids = cluster.ids();
+    let leader = cluster.wait_formed(&ids, FORM_TIMEOUT).await?;
+    register_note(&mut cluster, leader).await?;
+    let before = cluster.wait_same_membership(&ids, SETTLE).await?;
+
+    for &via in &ids {
+        for voter in [true, false] {
+            let started = Instant::now();
+            let r = cluster.api(via).add_member(9, DEAD, DEAD, voter).await?;
+            let took = started.elapsed();
+            assert_error(&r, 422, "member_unreachable");
+            let message = r.body["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("node 9") && message.contains("nothing was changed"),
+                "{r}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "the refusal through node {via} took {took:?}: {r}"
+            );
+        }
+    }
+    assert_eq!(cluster.wait_same_membership(&ids, SETTLE).await?, before);
+    for &via in &ids {
+        let r = put_note(&cluster.api(via), &format!("dead/via-{via}"), &json!({})).await?;
+        assert_status(&r, 201);
+    }
+
+    let status = cluster.stop(leader).await?;
+    assert!(status.success(), "node {leader} stopped with {status}");
+    cluster.restart(leader).await?;
+    cluster.wait_formed(&ids, SETTLE).await?;
+    assert_eq!(cluster.wait_same_membership(&ids, SETTLE).await?, before);
+    for &via in &ids {
+        let key = format!("dead/after-restart/via-{via}");
+        put_note_until_ok(&cluster.api(via), &key, &json!({}), SETTLE).await?;
+    }
+    cluster.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_member_at_a_dead_address_to_a_single_node_is_refused_and_changes_nothing()
+-> Result<()> {
+    adding_a_member_at_a_dead_address(1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_member_at_a_dead_address_to_three_nodes_is_refused_and_changes_nothing()
+-> Result<()> {
+    adding_a_member_at_a_dead_address(3).await
+}
+
+/// A 3-node cluster and node 4, started to be added by an operator and added as a learner
+/// that has caught up. Returns the leader.
+async fn three_voters_and_a_learner() -> Result<(Cluster, NodeId)> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let voters = cluster.ids();
+    let leader = cluster.wait_formed(&voters, FORM_TIMEOUT).await?;
+    register_note(&mut cluster, leader).await?;
+    cluster.add_node(4, waits_to_be_added()).await?;
+    let (api, peer) = (cluster.node(4).api_url(), cluster.node(4).peer_url());
+    let r = cluster
+        .api(leader)
+        .add_member(4, &api, &peer, false)
+        .await?;
+    assert_status(&r, 200);
+    let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    assert_eq!(roles[&4], "learner", "{roles:?}");
+    cluster.wait_converged(&[1, 2, 3, 4], SETTLE).await?;
+    Ok((cluster, leader))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_racing_a_kill_9_of_the_leader_ends_with_a_voter_or_a_learner_that_the_next_change_can_change()
+-> Result<()> {
+    let (mut cluster, leader) = three_voters_and_a_learner().await?;
+    let all: Vec<NodeId> = vec![1, 2, 3, 4];
+    let voters: Vec<NodeId> = vec![1, 2, 3];
+
+    // The promotion, sent to the leader. As soon as a follower holds the joint configuration
+    // (the first of its two steps), the leader is frozen (SIGSTOP, microseconds after that
+    // was seen), then killed (kill -9): the second step is then usually not taken, or not
+    // committed. If the promotion ends before a follower shows the joint configuration, the
+    // leader is killed right after it.
+    let pid = libc::pid_t::try_from(cluster.node(leader).pid().context("the leader's pid")?)?;
+    let followers: Vec<Api> = voters
+        .iter()
+        .filter(|&&i| i != leader)
+        .map(|&i| cluster.api(i))
+        .collect();
+    let promote = {
+        let api = cluster.api(leader);
+        tokio::spawn(async move { api.promote_member(4).await })
+    };
+    let sent = Instant::now();
+    let mut frozen = None;
+    'watch: while !promote.is_finished() && sent.elapsed() < SETTLE {
+        for api in &followers {
+            let Ok(r) = api
+                .get_within("/v1/cluster?consistency=stale", Duration::from_secs(1))
+                .await
+            else {
+                continue;
+            };
+            if r.body["voter_sets"]
+                .as_array()
+                .is_some_and(|s| s.len() == 2)
+            {
+                // SAFETY: kill(2) on a child of this process that has not been reaped.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                frozen = Some(sent.elapsed());
+                break 'watch;
+            }
+        }
+    }
+    cluster.kill(leader).await?;
+    let outcome = match promote.await? {
+        Ok(r) => format!("{} {}", r.status, r.error_code().unwrap_or("")),
+        Err(e) => format!("{e:#}"),
+    };
+    let when = match frozen {
+        Some(t) => format!("frozen {t:?} after the promotion was sent, at the joint configuration"),
+        None => "killed after the promotion ended".to_string(),
+    };
+
+    // The others elect a leader, and writes succeed.
+    let survivors: Vec<NodeId> = all.iter().copied().filter(|&i| i != leader).collect();
+    let new_leader = cluster.wait_leader(&survivors, SETTLE).await?;
+    for &via in &survivors {
+        let key = format!("race/via-{via}");
+        put_note_until_ok(&cluster.api(via), &key, &json!({}), SETTLE).await?;
+    }
+
+    // The killed leader comes back; every node ends with the same committed configuration,
+    // node 4 in it as a voter or as a learner, never between the two.
+    cluster.restart(leader).await?;
+    let roles = cluster.wait_same_membership(&all, SETTLE).await?;
+    println!(
+        "leader {leader} {when} (answer: {outcome}); new leader {new_leader}; node 4 ends as \
+         a {}",
+        roles[&4]
+    );
+    assert_eq!(roles.keys().copied().collect::<Vec<_>>(), all, "{roles:?}");
+    for id in &voters {
+        assert_eq!(roles[id], "voter", "{roles:?}");
+    }
+
+    // The next change is accepted: node 4 removed if it is a voter, promoted if a learner.
+    let leader = cluster.wait_leader(&all, SETTLE).await?;
+    if roles[&4] == "voter" {
+        assert_status(&cluster.api(leader).remove_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+        assert!(!roles.contains_key(&4), "{roles:?}");
+    } else {
+        assert_eq!(roles[&4], "learner", "{roles:?}");
+        assert_status(&cluster.api(leader).promote_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&all, SETTLE).await?;
+        assert_eq!(roles[&4], "voter", "{roles:?}");
+    }
+    for &via in &voters {
+        let key = format!("race/after-the-next-change/via-{via}");
+        put_note_until_ok(&cluster.api(via), &key, &json!({}), SETTLE).await?;
+    }
+    cluster.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_learner_whose_process_is_stopped_is_refused_and_it_stays_a_learner()
+-> Result<()> {
+    let (mut cluster, leader) = three_voters_and_a_learner().await?;
+    let voters: Vec<NodeId> = vec![1, 2, 3];
+    let follower = *voters.iter().find(|&&i| i != leader).unwrap();
+    let status = cluster.stop(4).await?;
+    assert!(status.success(), "node 4 stopped with {status}");
+
+    for via in [leader, follower] {
+        let r = cluster.api(via).promote_member(4).await?;
+        assert_error(&r, 422, "member_unreachable");
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("it stays a learner"), "{r}");
+    }
+    let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+    assert_eq!(roles[&4], "learner", "{roles:?}");
+    let view = cluster.local_view(leader).await?;
+    assert_eq!(
+        harness::cluster::voter_sets(&view)?,
+        vec![voters.iter().copied().collect::<BTreeSet<_>>()],
+        "{view}"
+    );
+    for &via in &voters {
+        let r = put_note(&cluster.api(via), &format!("stopped/via-{via}"), &json!({})).await?;
+        assert_status(&r, 201);
+    }
+
+    // Back, it can be promoted.
+    cluster.restart(4).await?;
+    let r = cluster.api(follower).promote_member(4).await?;
+    assert_status(&r, 200);
+    let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    assert_eq!(roles[&4], "voter", "{roles:?}");
+    cluster.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_answers_but_gets_no_replication_is_left_a_learner_with_learner_not_caught_up()
+-> Result<()> {
+    let mut cluster =
+        Cluster::start(ClusterOptions::new(3).args(&["--write-timeout", "3s"])).await?;
+    let voters = cluster.ids();
+    let leader = cluster.wait_formed(&voters, FORM_TIMEOUT).await?;
+    register_note(&mut cluster, leader).await?;
+    cluster.add_node(4, waits_to_be_added()).await?;
+    // Its API answers, its peer port accepts connections, but no Raft RPC gets through.
+    cluster.partition(&[4], &voters);
+    let (api, peer) = (cluster.node(4).api_url(), cluster.node(4).peer_url());
+    let r = cluster.api(leader).add_member(4, &api, &peer, true).await?;
+    assert_error(&r, 409, "learner_not_caught_up");
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("scarab cluster promote 4"), "{r}");
+    let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+    assert_eq!(roles[&4], "learner", "{roles:?}");
+    for &via in &voters {
+        let r = put_note(&cluster.api(via), &format!("behind/via-{via}"), &json!({})).await?;
+        assert_status(&r, 201);
+    }
+
+    // Healed, it catches up and can be promoted.
+    cluster.heal();
+    let follower = *voters.iter().find(|&&i| i != leader).unwrap();
+    let api = cluster.api(follower);
+    wait_until(SETTLE, "the promotion of node 4 once healed", || async {
+        api.promote_member(4).await.is_ok_and(|r| r.status == 200)
+    })
+    .await?;
+    let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    assert_eq!(roles[&4], "voter", "{roles:?}");
     cluster.pass();
     Ok(())
 }

@@ -71,6 +71,26 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_MAX_TXN_OPS", default_value_t = 64)]
     pub max_txn_ops: usize,
 
+    /// Deepest nesting of any JSON document a request carries (a config value, a transaction
+    /// condition's `equals`, a JSON Schema); deeper is 400 `json_too_deep`.
+    #[arg(long, env = "SCARAB_MAX_JSON_DEPTH", default_value_t = crate::json::DEFAULT_MAX_DEPTH)]
+    pub max_json_depth: usize,
+
+    /// Open watches (SSE streams and long polls) this node serves at once; more is 503
+    /// `too_many_watches`.
+    #[arg(long, env = "SCARAB_MAX_WATCHES", default_value_t = 1024)]
+    pub max_watches: usize,
+
+    /// Most bytes of values one page of a list, history or watch response carries (a page
+    /// always holds at least one item); the page then ends early with its cursor.
+    #[arg(long, env = "SCARAB_MAX_PAGE_BYTES", default_value = "4MiB", value_parser = parse_size)]
+    pub max_page_bytes: usize,
+
+    /// Largest body a peer request may have (AppendEntries, a snapshot chunk, a forwarded
+    /// proposal). It must hold a few entries of the largest value or plugin: see `validate`.
+    #[arg(long, env = "SCARAB_MAX_PEER_BODY_BYTES", default_value = "192MiB", value_parser = parse_size)]
+    pub max_peer_body_bytes: usize,
+
     /// Largest plugin accepted at registration, in bytes.
     #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
     pub max_plugin_bytes: usize,
@@ -103,6 +123,25 @@ pub struct NodeConfig {
     /// Raft election timeout (lower bound; the upper bound is twice this).
     #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "400ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
+
+    /// Connections each listener (API, peer) serves at once; more are answered 503
+    /// `too_many_connections` and closed. Lowered at start if the open-file limit is too low.
+    #[arg(long, env = "SCARAB_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a complete request head (from connecting, or from the first
+    /// byte of a later request on a kept-alive connection); then the connection is closed.
+    #[arg(long, env = "SCARAB_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A kept-alive connection without a request in flight and without a byte received for
+    /// this long is closed (a watch in progress is a request in flight).
+    #[arg(long, env = "SCARAB_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time a request body has to arrive in full after its head; then 408 `body_timeout`.
+    #[arg(long, env = "SCARAB_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
 }
 
 /// Parses `1024`, `64KiB`, `32MiB`, `1GiB` (also KB/MB/GB as powers of 1024).
@@ -153,6 +192,24 @@ impl NodeConfig {
         if self.max_txn_ops == 0 || self.max_txn_ops > 10_000 {
             return fail("--max-txn-ops must be between 1 and 10000".into());
         }
+        if self.max_json_depth == 0 || self.max_json_depth > crate::json::MAX_MAX_DEPTH {
+            return fail(format!(
+                "--max-json-depth must be between 1 and {}",
+                crate::json::MAX_MAX_DEPTH
+            ));
+        }
+        if self.max_peer_body_bytes < self.min_peer_body_bytes() {
+            return fail(format!(
+                "--max-peer-body-bytes must be at least {} with these --max-value-bytes and --max-plugin-bytes (an AppendEntries holds up to 4 entries of the largest value or plugin)",
+                self.min_peer_body_bytes()
+            ));
+        }
+        if self.max_watches == 0 {
+            return fail("--max-watches must be at least 1".into());
+        }
+        if self.max_page_bytes < (64 << 10) {
+            return fail("--max-page-bytes must be at least 64KiB".into());
+        }
         if self.plugin_timeout < Duration::from_millis(1)
             || self.plugin_timeout > Duration::from_secs(60)
         {
@@ -179,7 +236,27 @@ impl NodeConfig {
         if self.write_timeout.is_zero() || self.read_timeout.is_zero() {
             return fail("--write-timeout and --read-timeout must be positive".into());
         }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return fail("--max-connections must be between 1 and 1000000".into());
+        }
+        for (flag, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--body-timeout", self.body_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(24 * 3600) {
+                return fail(format!("{flag} must be between 100ms and 24h"));
+            }
+        }
         Ok(())
+    }
+
+    /// What a peer body must be able to hold: an AppendEntries of up to 4 entries (the
+    /// `max_payload_entries` in node.rs), each the largest value (JSON-escaped inside JSON:
+    /// at most twice its size) or the largest plugin (base64: 4/3), plus the envelope.
+    pub fn min_peer_body_bytes(&self) -> usize {
+        let largest = (2 * self.max_value_bytes).max(self.max_plugin_bytes / 3 * 4 + 4);
+        4 * (largest + (64 << 10))
     }
 
     pub fn plugin_limits(&self) -> PluginLimits {

@@ -12,11 +12,13 @@ pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod failpoint;
+pub mod json;
 pub mod migrate;
 pub mod node;
 pub mod plugins;
 pub mod raft;
 pub mod schema;
+pub mod serve;
 pub mod store;
 
 pub use config::NodeConfig;

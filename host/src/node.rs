@@ -63,6 +63,11 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     config.validate()?;
     let started = std::time::Instant::now();
+    // Before anything opens a file: connections and fjall's files count against one limit.
+    let limits = crate::serve::fit_open_files(
+        crate::serve::ConnLimits::from_config(&config),
+        1 + usize::from(listeners.peer.is_some()),
+    );
     std::fs::create_dir_all(&config.data_dir)?;
     let dir = DataDir::new(&config.data_dir);
     // Before fjall opens anything: its recovery would cut a damaged journal short for good.
@@ -161,7 +166,10 @@ pub async fn run(
     // Cancelled when the node starts to stop: long-lived responses (watches) end then, so that
     // the graceful shutdown does not wait for them.
     let stopping = tokio_util::sync::CancellationToken::new();
+    let watches = Arc::new(tokio::sync::Semaphore::new(config.max_watches));
+    let (node_id, peer_limit) = (config.node_id, config.max_peer_body_bytes);
     let state = AppState {
+        watches,
         raft: raft.clone(),
         store,
         registry,
@@ -169,7 +177,8 @@ pub async fn run(
         cluster: cluster.clone(),
         stopping: stopping.clone(),
     };
-    let peer_router = network::router(raft.clone()).merge(crate::cluster::router(cluster.clone()));
+    let peer_router = network::router(raft.clone(), node_id, peer_limit)
+        .merge(crate::cluster::router(cluster.clone(), peer_limit));
     let mut app = api::router(state);
     let stop_now = tokio_util::sync::CancellationToken::new();
     let stop = {
@@ -197,31 +206,39 @@ pub async fn run(
                     return Some(msg);
                 }
                 if metrics.changed().await.is_err() {
-                    return None;
+                    // The core task ended without a fatal error in its metrics: it panicked
+                    // (or was shut down, which only happens after the servers stopped). Never
+                    // stay up as a node that answers health but cannot write.
+                    if stop_now.is_cancelled() {
+                        return None;
+                    }
+                    tracing::error!("the consensus task ended; shutting the node down");
+                    stop_now.cancel();
+                    return Some(
+                        "the consensus task ended unexpectedly (a panic: see the log above)"
+                            .to_string(),
+                    );
                 }
             }
         })
     };
     let (stop_peer_tx, stop_peer_rx) = tokio::sync::oneshot::channel::<()>();
     let peer_server = match listeners.peer {
-        Some(peer) => Some(tokio::spawn(
-            axum::serve(peer, peer_router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_peer_rx.await;
-                })
-                .into_future(),
-        )),
+        Some(peer) => Some(tokio::spawn(crate::serve::serve(
+            peer,
+            peer_router,
+            limits,
+            async {
+                let _ = stop_peer_rx.await;
+            },
+        ))),
         None => {
             app = app.merge(peer_router);
             None
         }
     };
     tracing::info!(%api_addr, ?peer_addr, node = %info, elapsed = ?started.elapsed(), "serving");
-    let api_server = tokio::spawn(
-        axum::serve(listeners.api, app)
-            .with_graceful_shutdown(stop)
-            .into_future(),
-    );
+    let api_server = tokio::spawn(crate::serve::serve(listeners.api, app, limits, stop));
     // Joining needs this node's peer endpoint up (the leader replicates to it while it adds it).
     let mut formed = Ok(());
     if let Some(f) = formation.filter(|f| *f != Formation::Bootstrap) {

@@ -125,6 +125,33 @@ pub fn members(view: &Value) -> Result<BTreeMap<NodeId, Member>> {
     Ok(out)
 }
 
+/// The voter sets of a `/v1/cluster` body: one, or two while a membership change is under
+/// way (joint consensus).
+pub fn voter_sets(view: &Value) -> Result<Vec<BTreeSet<NodeId>>> {
+    let sets = view["voter_sets"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no voter_sets array in {view}"))?;
+    sets.iter()
+        .map(|set| {
+            set.as_array()
+                .ok_or_else(|| anyhow!("a voter set is not an array: {view}"))?
+                .iter()
+                .map(|id| id.as_u64().ok_or_else(|| anyhow!("a voter id: {id}")))
+                .collect()
+        })
+        .collect()
+}
+
+/// A formation for a node that an operator adds later: it forms nothing itself (it expects
+/// a second node at an address where nothing listens) and belongs to the cluster once a
+/// leader has replicated to it.
+pub fn waits_to_be_added() -> Formation {
+    Formation::Expect {
+        expect: 2,
+        join: vec!["http://127.0.0.1:1".to_string()],
+    }
+}
+
 impl Cluster {
     /// Starts nodes 1..=size (each healthy, `Ready::Serving`), then waits until they form one
     /// cluster: every node a voter and every node reporting the same leader.
@@ -340,6 +367,65 @@ impl Cluster {
             bail!("GET /v1/cluster of node {id}: {reply}");
         }
         Ok(reply.body)
+    }
+
+    /// `GET /v1/cluster?consistency=stale` of node `id`: its own configuration, not the
+    /// leader's (200 required).
+    pub async fn local_view(&self, id: NodeId) -> Result<Value> {
+        let reply = self
+            .api(id)
+            .get_within("/v1/cluster?consistency=stale", PROBE_TIMEOUT)
+            .await
+            .with_context(|| format!("GET /v1/cluster?consistency=stale of node {id}"))?;
+        if reply.status != StatusCode::OK {
+            bail!("GET /v1/cluster?consistency=stale of node {id}: {reply}");
+        }
+        Ok(reply.body)
+    }
+
+    /// Waits until every node of `among` has, in its own configuration, the same single
+    /// voter set, committed, and the same members with the same roles. Returns the roles.
+    pub async fn wait_same_membership(
+        &self,
+        among: &[NodeId],
+        timeout: Duration,
+    ) -> Result<BTreeMap<NodeId, String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.same_membership_once(among).await {
+                Ok(roles) => return Ok(roles),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{among:?} do not agree on one committed membership within {timeout:?}; last: {last}"
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn same_membership_once(
+        &self,
+        among: &[NodeId],
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        type Seen = (Vec<BTreeSet<NodeId>>, bool, BTreeMap<NodeId, String>);
+        let mut seen: BTreeMap<NodeId, Seen> = BTreeMap::new();
+        for &id in among {
+            let view = self.local_view(id).await.map_err(|e| format!("{e:#}"))?;
+            let sets = voter_sets(&view).map_err(|e| format!("{e:#}"))?;
+            let roles = members(&view)
+                .map_err(|e| format!("{e:#}"))?
+                .into_iter()
+                .map(|(id, m)| (id, m.role))
+                .collect();
+            seen.insert(id, (sets, view["membership_committed"] == true, roles));
+        }
+        let distinct: BTreeSet<&Seen> = seen.values().collect();
+        match distinct.into_iter().collect::<Vec<_>>()[..] {
+            [(sets, true, roles)] if sets.len() == 1 => Ok(roles.clone()),
+            _ => Err(format!("(voter sets, committed, roles) per node: {seen:?}")),
+        }
     }
 
     /// One observation of `among`: `Ok(leader)` when every one of them reports the same

@@ -24,7 +24,9 @@ pub struct AuditParams {
     since: Option<String>,
     until: Option<String>,
     /// Paging: records with a sequence number below this (`next_before` of the last page).
+    #[serde(default, deserialize_with = "super::strict::opt_u64")]
     before: Option<u64>,
+    #[serde(default, deserialize_with = "super::strict::opt_usize")]
     limit: Option<usize>,
     #[serde(default)]
     consistency: Consistency,

@@ -1,15 +1,30 @@
 //! `/v1/cluster` and `/v1/readyz`: membership and readiness.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::cluster::{JoinRequest, SelfInfo};
 
-pub async fn view(State(state): State<AppState>) -> Json<crate::cluster::ClusterView> {
-    Json(state.cluster.leader_view().await)
+#[derive(serde::Deserialize, Default)]
+pub struct ViewParams {
+    #[serde(default)]
+    consistency: super::Consistency,
+}
+
+/// `GET /v1/cluster`: the leader's view when it is reachable (it alone knows every member's
+/// matched index); with `?consistency=stale`, this node's own view (its own configuration,
+/// e.g. to see a membership change that has not committed on a node without a leader).
+pub async fn view(
+    State(state): State<AppState>,
+    Query(params): Query<ViewParams>,
+) -> Json<crate::cluster::ClusterView> {
+    Json(match params.consistency {
+        super::Consistency::Stale => state.cluster.view(),
+        super::Consistency::Linearizable => state.cluster.leader_view().await,
+    })
 }
 
 /// What this node says about itself, also before it belongs to a cluster.
@@ -32,12 +47,18 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// add a node as a learner, then promote it once it has caught up (unless `voter: false`).
 pub async fn add(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    let body = super::read_body(body, super::SMALL_BODY_BYTES).await?;
     let req: JoinRequest = parse(&body)?;
     if req.node_id == 0 || req.api.is_empty() || req.peer.is_empty() {
         return Err(ApiError::malformed(
             "node_id (from 1), api and peer are required",
+        ));
+    }
+    if req.api.len() > 2048 || req.peer.len() > 2048 {
+        return Err(ApiError::malformed(
+            "api and peer are URLs of at most 2048 bytes",
         ));
     }
     let view = state.cluster.add_member(req).await?;

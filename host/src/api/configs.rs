@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
+use super::{
+    ApiError, AppState, Consistency, SMALL_BODY_BYTES, caller, check_depth, parse_json, read_body,
+    require_json, rfc3339,
+};
 use crate::store::{
     AtRevision, CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, Validation,
     WritePolicy,
@@ -219,11 +222,12 @@ pub async fn put(
         schema,
         schema_version,
         value,
-    } = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be {{\"schema\": string, \"schema_version\": integer, \"value\": any JSON}}: {e}"
-        ))
-    })?;
+    } = parse_json(
+        &state,
+        &bytes,
+        "{\"schema\": string, \"schema_version\": integer, \"value\": any JSON}",
+    )?;
+    check_depth(&state, &value, "the value")?;
     check_write_policy(&state, &schema, schema_version)?;
     let text = value_text(&value, limit)?;
     let (verdict, value_text) = state
@@ -306,11 +310,15 @@ pub struct ReadParams {
     #[serde(default)]
     consistency: Consistency,
     /// Read the value converted to this version of its schema.
+    #[serde(default, deserialize_with = "super::strict::opt_u32")]
     schema_version: Option<u32>,
     /// Read the key as it was at this revision (time travel).
+    #[serde(default, deserialize_with = "super::strict::opt_u64")]
     revision: Option<u64>,
     /// History paging: at most this many records, strictly before revision `before`.
+    #[serde(default, deserialize_with = "super::strict::opt_usize")]
     limit: Option<usize>,
+    #[serde(default, deserialize_with = "super::strict::opt_u64")]
     before: Option<u64>,
 }
 
@@ -388,7 +396,9 @@ async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Respo
         )));
     }
     let stale = state.read_at(params.consistency).await?;
-    let page = state.store.history(key, params.before, limit)?;
+    let page = state
+        .store
+        .history(key, params.before, limit, state.config.max_page_bytes)?;
     if page.items.is_empty() && params.before.is_none() && page.compacted_through.is_none() {
         return Err(ApiError::not_found(format!("config {key} has no history")));
     }
@@ -444,10 +454,8 @@ pub async fn post(
     checked_key(key)?;
     require_json(&headers)?;
     let caller = caller(&headers)?;
-    let bytes = read_body(body, 64 * 1024).await?;
-    let RollbackBody { revision } = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!("the body must be {{\"revision\": integer}}: {e}"))
-    })?;
+    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    let RollbackBody { revision } = parse_json(&state, &bytes, "{\"revision\": integer}")?;
     state.linearize().await?;
     let old = entry_at(&state, key, revision)?;
     let current = state.store.get_config(key)?;
@@ -513,12 +521,14 @@ pub struct ListParams {
     #[serde(default)]
     prefix: String,
     after: Option<String>,
+    #[serde(default, deserialize_with = "super::strict::opt_usize")]
     limit: Option<usize>,
     #[serde(default)]
     consistency: Consistency,
     /// Only configs of this schema.
     schema: Option<String>,
     /// Values converted to this version of `schema` (which is then required).
+    #[serde(default, deserialize_with = "super::strict::opt_u32")]
     schema_version: Option<u32>,
 }
 
@@ -542,9 +552,12 @@ pub async fn list(
     }
     let stale = state.read_at(params.consistency).await?;
     let revision = state.store.applied().revision;
-    let page = state
-        .store
-        .list_configs(&params.prefix, params.after.as_deref(), limit)?;
+    let page = state.store.list_configs(
+        &params.prefix,
+        params.after.as_deref(),
+        limit,
+        state.config.max_page_bytes,
+    )?;
     let mut body = Vec::with_capacity(256 * page.items.len() + 64);
     body.extend_from_slice(b"{\"items\":[");
     let mut first = true;

@@ -58,10 +58,16 @@ impl ApiError {
     }
 
     pub fn validation(violations: Vec<Violation>) -> Self {
+        let n = violations.len();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_failed",
-            message: format!("the document has {} violation(s)", violations.len()),
+            // A list of MAX_VIOLATIONS may have been cut (see `schema::check_document`).
+            message: if n >= crate::schema::MAX_VIOLATIONS {
+                format!("the document has at least {n} violation(s); the first {n} are listed")
+            } else {
+                format!("the document has {n} violation(s)")
+            },
             violations: Some(violations),
             report: None,
         }
@@ -89,6 +95,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::json::JsonError> for ApiError {
+    fn from(e: crate::json::JsonError) -> Self {
+        use crate::json::JsonError as J;
+        let message = e.to_string();
+        match e {
+            J::TooDeep { .. } => ApiError::new(StatusCode::BAD_REQUEST, "json_too_deep", message),
+            J::DuplicateKey { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "duplicate_key", message)
+            }
+            J::NumberOutOfRange { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "number_out_of_range", message)
+            }
+            J::Syntax(_) => ApiError::malformed(message),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(e.to_string())
@@ -104,6 +127,9 @@ impl From<SchemaError> for ApiError {
             }
             SchemaError::InvalidSchema(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_schema", message)
+            }
+            SchemaError::TooComplex(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "schema_too_complex", message)
             }
             SchemaError::InvalidPlugin(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
@@ -189,6 +215,23 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 message,
             ),
             C::Raft(_) => ApiError::unavailable(message),
+            C::MemberUnreachable(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "member_unreachable",
+                message,
+            ),
+            C::LearnerNotCaughtUp(_) => {
+                ApiError::new(StatusCode::CONFLICT, "learner_not_caught_up", message)
+            }
+            C::ChangeInProgress(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "membership_change_in_progress",
+                message,
+            ),
+            C::QuorumAtRisk(_) => ApiError::new(StatusCode::CONFLICT, "quorum_at_risk", message),
+            C::InvalidCommand(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_command", message)
+            }
         }
     }
 }

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::schemas::{ReadParams, validate_name};
-use super::{ApiError, AppState, caller, read_body, require_json, rfc3339};
+use super::{
+    ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json, rfc3339,
+};
 use crate::migrate;
 use crate::store::{CommandResult, MigrationFailure, MigrationRecord, MigrationStatus, Op};
 
@@ -66,15 +68,15 @@ pub async fn start(
     validate_name(&name)?;
     require_json(&headers)?;
     let caller = caller(&headers)?;
-    let bytes = read_body(body, 64 * 1024).await?;
+    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
     let StartBody {
         target_version,
         dry_run,
-    } = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be {{\"target_version\": integer, \"dry_run\": boolean}}: {e}"
-        ))
-    })?;
+    } = parse_json(
+        &state,
+        &bytes,
+        "{\"target_version\": integer, \"dry_run\": boolean}",
+    )?;
     state.linearize().await?;
     if state.store.get_schema(&name, target_version)?.is_none() {
         return Err(ApiError::new(
@@ -126,9 +128,11 @@ pub async fn get(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::malformed(format!("migration id {id:?} is not a number")))?;
+    let id: u64 = super::strict::canonical_u64(&id).ok_or_else(|| {
+        ApiError::malformed(format!(
+            "migration id {id:?} is not a number in canonical form"
+        ))
+    })?;
     state.read_at(params.consistency).await?;
     let m = state
         .store

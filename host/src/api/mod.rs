@@ -12,6 +12,7 @@ pub mod error;
 mod migrations;
 mod node;
 mod schemas;
+mod strict;
 mod txn;
 mod watch;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub cluster: Cluster,
     /// Cancelled when the node begins to shut down (ends watches).
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Open watches (`--max-watches` permits).
+    pub watches: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -113,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         })
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(strict::no_percent_escapes))
         .with_state(state)
 }
 
@@ -137,6 +141,45 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
         )
     })
 }
+
+/// Parses a JSON request body of shape `T` (described by `shape` in the error) after the
+/// strict check of [`crate::json`]: nesting within the configured depth plus the body's own
+/// envelope, no duplicate keys, numbers in range.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    bytes: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    crate::json::check(
+        bytes,
+        state.config.max_json_depth + crate::json::ENVELOPE_DEPTH,
+    )?;
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::malformed(format!("the body must be {shape}: {e}")))
+}
+
+/// Refuses a JSON document (`what`) nested deeper than `--max-json-depth`.
+pub(crate) fn check_depth(
+    state: &AppState,
+    value: &serde_json::Value,
+    what: &str,
+) -> Result<(), ApiError> {
+    let max = state.config.max_json_depth;
+    let depth = crate::json::depth(value);
+    if depth > max {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "json_too_deep",
+            format!(
+                "{what} is nested {depth} levels deep; at most {max} are allowed (--max-json-depth)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bodies of small requests (settings, policies, membership, rollback): 64 KiB.
+pub(crate) const SMALL_BODY_BYTES: usize = 64 << 10;
 
 /// Who makes a request and why: `X-Scarab-Actor` (or `anonymous`) and `X-Scarab-Reason`,
 /// both recorded in the audit trail with the change.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 use serde::Serialize;
 
-use super::{ApiError, AppState, caller, read_body, require_json};
+use super::{ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json};
 use crate::store::{CommandResult, HistoryRetention, Op};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
@@ -27,12 +27,12 @@ pub async fn set_history_retention(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let caller = caller(&headers)?;
-    let bytes = read_body(body, 64 * 1024).await?;
-    let retention: HistoryRetention = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be {{\"keep\": integer, \"max_age_seconds\": integer (optional)}}: {e}"
-        ))
-    })?;
+    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    let retention: HistoryRetention = parse_json(
+        &state,
+        &bytes,
+        "{\"keep\": integer, \"max_age_seconds\": integer (optional)}",
+    )?;
     if retention.keep == 0 {
         return Err(ApiError::malformed(
             "keep must be at least 1 (the current revision is always kept)",

@@ -34,8 +34,8 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn parse_version(version: &str) -> Result<u32, ApiError> {
-    match version.parse::<u32>() {
-        Ok(v) if v >= 1 => Ok(v),
+    match super::strict::canonical_u64(version).and_then(|v| u32::try_from(v).ok()) {
+        Some(v) if v >= 1 => Ok(v),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_schema_version",
@@ -150,13 +150,25 @@ async fn read_upload(
     {
         match field.name() {
             Some("schema") => {
+                if schema.is_some() {
+                    return Err(ApiError::malformed(
+                        "the `schema` part appears more than once",
+                    ));
+                }
                 let data = field
                     .bytes()
                     .await
                     .map_err(|e| ApiError::malformed(format!("schema part: {e}")))?;
-                schema = Some(serde_json::from_slice(&data).map_err(|e| {
+                crate::json::check(&data, state.config.max_json_depth)?;
+                let doc: Value = serde_json::from_slice(&data).map_err(|e| {
                     ApiError::malformed(format!("the schema part is not JSON: {e}"))
-                })?);
+                })?;
+                schema = Some(doc);
+            }
+            Some("plugin") if plugin.is_some() => {
+                return Err(ApiError::malformed(
+                    "the `plugin` part appears more than once",
+                ));
             }
             Some("plugin") => {
                 let data = field
@@ -311,12 +323,9 @@ pub async fn set_policy(
     validate_name(&name)?;
     require_json(&headers)?;
     let caller = caller(&headers)?;
-    let bytes = read_body(body, 64 * 1024).await?;
-    let policy: SchemaPolicy = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be {{\"writes\": \"any\" | \"latest\"}}: {e}"
-        ))
-    })?;
+    let bytes = read_body(body, super::SMALL_BODY_BYTES).await?;
+    let policy: SchemaPolicy =
+        super::parse_json(&state, &bytes, "{\"writes\": \"any\" | \"latest\"}")?;
     match state
         .propose(caller, Op::SetSchemaPolicy { name, policy })
         .await?
@@ -482,6 +491,7 @@ pub async fn validate(
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))?;
     }
     let bytes = read_body(body, state.config.max_value_bytes).await?;
+    crate::json::check(&bytes, state.config.max_json_depth)?;
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
     let text = serde_json::to_string(&doc).expect("a JSON value serialises");

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::configs::{
     ENVELOPE_SLACK, MetaView, check_write_policy, checked_key, json_response, value_text,
 };
-use super::{ApiError, AppState, caller, read_body, require_json};
+use super::{ApiError, AppState, caller, check_depth, parse_json, read_body, require_json};
 use crate::store::{CommandResult, Condition, Op, Test, TxnOp, Validation};
 
 #[derive(Deserialize)]
@@ -37,9 +37,20 @@ struct ConditionBody {
     equals: Option<Value>,
 }
 
+/// `{"op": "put", "key", "schema", "schema_version", "value"}` or `{"op": "delete", "key"}`.
+/// A plain struct, not an internally tagged enum: serde buffers those, and the buffer loses
+/// numbers kept as written (see `crate::json`).
 #[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
-enum OpBody {
+#[serde(deny_unknown_fields)]
+struct OpBody {
+    op: String,
+    key: String,
+    schema: Option<String>,
+    schema_version: Option<u32>,
+    value: Option<Value>,
+}
+
+enum TxnOpBody {
     Put {
         key: String,
         schema: String,
@@ -51,7 +62,32 @@ enum OpBody {
     },
 }
 
-fn condition(index: usize, c: ConditionBody) -> Result<Condition, ApiError> {
+impl OpBody {
+    fn into_op(self, index: usize) -> Result<TxnOpBody, ApiError> {
+        let bad = |m: &str| ApiError::malformed(format!("ops[{index}]: {m}"));
+        match (
+            self.op.as_str(),
+            self.schema,
+            self.schema_version,
+            self.value,
+        ) {
+            ("put", Some(schema), Some(schema_version), Some(value)) => Ok(TxnOpBody::Put {
+                key: self.key,
+                schema,
+                schema_version,
+                value,
+            }),
+            ("put", ..) => Err(bad("a put needs schema, schema_version and value")),
+            ("delete", None, None, None) => Ok(TxnOpBody::Delete { key: self.key }),
+            ("delete", ..) => Err(bad("a delete takes only a key")),
+            (other, ..) => Err(bad(&format!(
+                "op must be \"put\" or \"delete\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+fn condition(state: &AppState, index: usize, c: ConditionBody) -> Result<Condition, ApiError> {
     checked_key(&c.key)?;
     let bad = |m: &str| ApiError::malformed(format!("conditions[{index}]: {m}"));
     let test = match (c.revision, c.exists, c.pointer, c.equals) {
@@ -63,7 +99,9 @@ fn condition(index: usize, c: ConditionBody) -> Result<Condition, ApiError> {
                     "pointer must be a JSON pointer (\"\" or starting with /)",
                 ));
             }
-            Test::ValueAt { pointer, equals }
+            check_depth(state, &equals, &format!("conditions[{index}].equals"))?;
+            let equals = serde_json::to_string(&equals).expect("a JSON value serialises");
+            Test::ValueEquals { pointer, equals }
         }
         _ => {
             return Err(bad(
@@ -88,11 +126,11 @@ pub async fn txn(
         .saturating_mul(value_limit + ENVELOPE_SLACK)
         .min(256 << 20);
     let bytes = read_body(body, body_limit).await?;
-    let TxnBody { conditions, ops } = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be {{\"conditions\": [...], \"ops\": [{{\"op\": \"put\"|\"delete\", \"key\": ...}}]}}: {e}"
-        ))
-    })?;
+    let TxnBody { conditions, ops } = parse_json(
+        &state,
+        &bytes,
+        "{\"conditions\": [...], \"ops\": [{\"op\": \"put\"|\"delete\", \"key\": ...}]}",
+    )?;
     if ops.is_empty() || ops.len() > max_ops || conditions.len() > max_ops {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -107,14 +145,15 @@ pub async fn txn(
     let conditions = conditions
         .into_iter()
         .enumerate()
-        .map(|(i, c)| condition(i, c))
+        .map(|(i, c)| condition(&state, i, c))
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = std::collections::HashSet::new();
     let mut txn_ops = Vec::with_capacity(ops.len());
     let mut violations = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
+        let op = op.into_op(i)?;
         let key = match &op {
-            OpBody::Put { key, .. } | OpBody::Delete { key } => key.clone(),
+            TxnOpBody::Put { key, .. } | TxnOpBody::Delete { key } => key.clone(),
         };
         checked_key(&key)?;
         if !seen.insert(key.clone()) {
@@ -123,14 +162,15 @@ pub async fn txn(
             )));
         }
         match op {
-            OpBody::Delete { key } => txn_ops.push(TxnOp::Delete { key }),
-            OpBody::Put {
+            TxnOpBody::Delete { key } => txn_ops.push(TxnOp::Delete { key }),
+            TxnOpBody::Put {
                 key,
                 schema,
                 schema_version,
                 value,
             } => {
                 check_write_policy(&state, &schema, schema_version)?;
+                check_depth(&state, &value, &format!("ops[{i}].value"))?;
                 let text = value_text(&value, value_limit)?;
                 let (verdict, text) = state
                     .validate_write(&schema, schema_version, &key, value, text)

@@ -28,6 +28,8 @@ use crate::store::{Changes, ConfigEntry, SmMeta};
 /// Changes read at once (a revision is never split).
 const MAX_BATCH: usize = 1000;
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// The shortest `progress` interval: below it, one idle watcher is a busy loop of events.
+const MIN_PROGRESS: Duration = Duration::from_millis(100);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,25 +37,29 @@ pub struct WatchParams {
     #[serde(default)]
     prefix: String,
     /// The first revision to deliver (default: the next one).
+    #[serde(default, deserialize_with = "super::strict::opt_u64")]
     from_revision: Option<u64>,
     /// Long poll: answer once there is a change, or after this long (at most 5m) without.
     wait: Option<String>,
     /// Only configs of this schema.
     schema: Option<String>,
     /// Values converted to this version of `schema` (which is then required).
+    #[serde(default, deserialize_with = "super::strict::opt_u32")]
     schema_version: Option<u32>,
     /// SSE: a progress event after this long without a change (default 10s).
     progress: Option<String>,
     /// Long poll: at most about this many changes per answer (default and max 1000).
+    #[serde(default, deserialize_with = "super::strict::opt_usize")]
     limit: Option<usize>,
 }
 
-fn duration(name: &str, text: &str, max: Duration) -> Result<Duration, ApiError> {
+fn duration(name: &str, text: &str, min: Duration, max: Duration) -> Result<Duration, ApiError> {
     let d = humantime::parse_duration(text)
         .map_err(|e| ApiError::malformed(format!("{name} must be a duration such as 30s: {e}")))?;
-    if d.is_zero() || d > max {
+    if d.is_zero() || d < min || d > max {
         return Err(ApiError::malformed(format!(
-            "{name} must be more than 0 and at most {}",
+            "{name} must be at least {} and at most {}",
+            humantime::format_duration(min.max(Duration::from_millis(1))),
             humantime::format_duration(max)
         )));
     }
@@ -69,6 +75,8 @@ struct Watcher {
     /// The next revision to deliver.
     cursor: u64,
     applied: tokio::sync::watch::Receiver<SmMeta>,
+    /// This watch's place among the node's open watches (`--max-watches`), held until it ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// One revision's changes, rendered.
@@ -86,11 +94,13 @@ impl Watcher {
         if self.cursor > to {
             return Ok(Vec::new());
         }
-        let entries = match self
-            .state
-            .store
-            .changes(&self.prefix, self.cursor, to, max)?
-        {
+        let entries = match self.state.store.changes(
+            &self.prefix,
+            self.cursor,
+            to,
+            max,
+            self.state.config.max_page_bytes,
+        )? {
             Changes::Compacted { revision } => return Err(compacted(&self.prefix, revision)),
             Changes::Found { entries, through } => {
                 self.cursor = through + 1;
@@ -191,17 +201,38 @@ pub async fn watch(
             "schema_version needs schema: the version of which schema?",
         ));
     }
-    // EventSource resends the id of the last event it saw.
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    // EventSource resends the id of the last event it saw: one of ours, so a revision.
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| super::strict::canonical_u64(v.trim()))
+                .filter(|seen| *seen < u64::MAX)
+                .ok_or_else(|| {
+                    ApiError::malformed(
+                        "Last-Event-ID must be the revision of an event this API sent",
+                    )
+                })?,
+        ),
+    };
     let cursor = match (params.from_revision, last_event_id) {
         (_, Some(seen)) => seen + 1,
         (Some(from), None) => from.max(1),
         (None, None) => state.store.applied().revision + 1,
     };
+    let slot = state.watches.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_watches",
+            format!(
+                "this node already serves {} watches (--max-watches); retry later or on another node",
+                state.config.max_watches
+            ),
+        )
+    })?;
     let mut watcher = Watcher {
+        _slot: slot,
         applied: state.store.subscribe(),
         state,
         prefix: params.prefix,
@@ -211,13 +242,13 @@ pub async fn watch(
     };
     match params.wait {
         Some(wait) => {
-            let wait = duration("wait", &wait, MAX_WAIT)?;
+            let wait = duration("wait", &wait, Duration::ZERO, MAX_WAIT)?;
             let limit = params.limit.unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH);
             long_poll(watcher, wait, limit).await
         }
         None => {
             let progress = match params.progress {
-                Some(p) => duration("progress", &p, MAX_WAIT)?,
+                Some(p) => duration("progress", &p, MIN_PROGRESS, MAX_WAIT)?,
                 None => Duration::from_secs(10),
             };
             // The first read answers here, so that a start in compacted history is an HTTP

@@ -692,7 +692,10 @@ pub enum ClusterCmd {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Add a node: it joins as a learner, catches up, and is promoted (unless --learner).
+    /// Add a node: it must answer at both URLs, joins as a learner, catches up, and is then
+    /// promoted (unless --learner). Refused with member_unreachable if it does not answer;
+    /// left a learner (learner_not_caught_up) if it does not catch up within the leader's
+    /// write timeout: promote it later.
     Add {
         node_id: u64,
         /// The node's API URL.
@@ -707,13 +710,16 @@ pub enum ClusterCmd {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Make a learner a voter.
+    /// Make a learner a voter, once it answers and has caught up. Also finishes a change a
+    /// dead leader left half-done that adds this node.
     Promote {
         node_id: u64,
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Remove a member (the leader too: the others elect a new one).
+    /// Remove a member (the leader too: the others elect a new one). Refused with
+    /// quorum_at_risk when too few of the remaining voters answer. Also rolls back a change a
+    /// dead leader left half-done that adds this node.
     Remove {
         node_id: u64,
         #[command(flatten)]
@@ -746,6 +752,19 @@ fn print_cluster(v: &Value) {
         ]);
     }
     println!("{t}");
+    let sets = v["voter_sets"].as_array().map_or(0, Vec::len);
+    if sets > 1 {
+        println!(
+            "membership change under way: voters {} changing to {}",
+            v["voter_sets"][0], v["voter_sets"][1]
+        );
+    }
+    if v["membership_committed"] == false {
+        println!(
+            "the configuration at log index {} has not committed: no other membership change is accepted until it does (README: Running a cluster)",
+            cell(&v["membership_index"])
+        );
+    }
 }
 
 pub async fn run_cluster(cmd: ClusterCmd) -> ExitCode {

@@ -70,6 +70,8 @@ pub enum Output {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the `serve` variant (all of a node's flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a node.
     Serve {

@@ -73,6 +73,9 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
         .build()
         .expect("http client");
     let mut backoff = Duration::from_millis(100);
+    // Set once the leader added this node as a learner but did not promote it yet (it was
+    // still catching up): keep asking, the next answer promotes it once it holds the log.
+    let mut learner = false;
     loop {
         for url in urls {
             // Without state until the leader has replicated to it (an earlier attempt whose
@@ -96,28 +99,44 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
                     tracing::info!(%url, "joined the cluster");
                     return Ok(());
                 }
-                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
-                    let body = r.text().await.unwrap_or_default();
-                    // With --bootstrap-expect, the node that initialised the cluster made this
-                    // one a voter already; our request (sent before its first replication
-                    // reached us) then looks like a voter that lost its state. If the leader's
-                    // replication arrives now, we are simply a member.
-                    if became_member(cluster, Duration::from_secs(5)).await {
-                        tracing::info!("already a member: the leader's replication arrived");
-                        return Ok(());
-                    }
-                    return Err(FormError::Refused(body));
-                }
                 Ok(r) => {
                     let status = r.status();
                     let body = r.text().await.unwrap_or_default();
-                    tracing::warn!(%url, %status, %body, "join not accepted yet; retrying");
+                    match error_code(&body).as_deref() {
+                        Some("node_conflict") => {
+                            // With --bootstrap-expect, the node that initialised the cluster
+                            // made this one a voter already; our request (sent before its
+                            // first replication reached us) then looks like a voter that lost
+                            // its state. If the leader's replication arrives now, we are
+                            // simply a member.
+                            if became_member(cluster, Duration::from_secs(5)).await {
+                                tracing::info!(
+                                    "already a member: the leader's replication arrived"
+                                );
+                                return Ok(());
+                            }
+                            return Err(FormError::Refused(body));
+                        }
+                        // Added as a learner, still catching up (a large state): ask again;
+                        // replication goes on meanwhile, and a later answer promotes it.
+                        Some("learner_not_caught_up") => {
+                            learner = true;
+                            tracing::info!(%url, "added as a learner, still catching up; asking again to be promoted");
+                        }
+                        // No leader, the leader cannot reach this node (yet), another change
+                        // is under way...: retry.
+                        _ => {
+                            tracing::warn!(%url, %status, %body, "join not accepted yet; retrying")
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "cannot reach a member to join; retrying")
                 }
             }
-            if cluster.raft().is_initialized().await.unwrap_or(false) && cluster.leader().is_some()
+            if !learner
+                && cluster.raft().is_initialized().await.unwrap_or(false)
+                && cluster.leader().is_some()
             {
                 // Added by an operator (or an earlier attempt whose answer was lost).
                 return Ok(());
@@ -126,6 +145,12 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The `code` of an API error body.
+fn error_code(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["error"]["code"].as_str().map(str::to_string)
 }
 
 /// Whether this node gets Raft state from a leader within `wait`.

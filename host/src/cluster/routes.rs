@@ -2,31 +2,49 @@
 //! Bodies are JSON; every answer is a [`Forwarded`], so the sender can tell "not the leader,
 //! retry" from a failure.
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 
 use super::{Cluster, ClusterView, Forwarded, JoinRequest};
 use crate::raft::NodeId;
 use crate::store::{Command, CommandResult};
 
-pub fn router(cluster: Cluster) -> Router {
+/// `body_limit`: the largest body a peer may send (`--max-peer-body-bytes`).
+pub fn router(cluster: Cluster, body_limit: usize) -> Router {
     Router::new()
         .route("/internal/propose", post(propose))
         .route("/internal/read-index", post(read_index))
         .route("/internal/add-member", post(add_member))
         .route("/internal/remove-member", post(remove_member))
         .route("/internal/view", post(view))
-        // A forwarded proposal holds a whole value (up to --max-value-bytes).
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        // A forwarded proposal holds a whole value (up to --max-value-bytes) or plugin: the
+        // bodies are read with the peer limit below, not axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(cluster)
 }
 
+/// A peer's JSON body (bounded by the layer above: a larger one is 413 before it is
+/// buffered), parsed, or a 400 naming why.
+async fn read<T: DeserializeOwned>(bytes: Bytes) -> Result<T, Response> {
+    serde_json::from_slice(&bytes)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("peer request: {e}")).into_response())
+}
+
+/// A forwarded proposal. Its documents must be well-formed JSON and the command must survive
+/// the log encoding (checked by the batcher, `raft::prove_encodes`); otherwise it is
+/// `Forwarded::Invalid` and nothing is proposed. Whether the sender may propose at all is
+/// the authentication's concern.
 async fn propose(
     State(c): State<Cluster>,
-    Json(cmd): Json<Command>,
-) -> Json<Forwarded<CommandResult>> {
-    Json(c.propose_as_leader(cmd).await)
+    body: Bytes,
+) -> Result<Json<Forwarded<CommandResult>>, Response> {
+    let cmd: Command = read(body).await?;
+    Ok(Json(c.propose_as_leader(cmd).await))
 }
 
 async fn read_index(State(c): State<Cluster>) -> Json<Forwarded<u64>> {
@@ -43,18 +61,19 @@ fn leader_only<T>(c: &Cluster, f: impl FnOnce() -> T) -> Forwarded<T> {
 
 async fn add_member(
     State(c): State<Cluster>,
-    Json(req): Json<JoinRequest>,
-) -> Json<Forwarded<ClusterView>> {
+    body: Bytes,
+) -> Result<Json<Forwarded<ClusterView>>, Response> {
+    let req: JoinRequest = read(body).await?;
     if c.leader().map(|(id, _)| id) != Some(c.node_id()) {
-        return Json(Forwarded::NotLeader);
+        return Ok(Json(Forwarded::NotLeader));
     }
-    Json(match c.add_member(req).await {
+    Ok(Json(match c.add_member(req).await {
         Ok(v) => Forwarded::Ok(v),
         Err(e @ (super::ClusterError::Conflict { .. } | super::ClusterError::Refused(_))) => {
             Forwarded::Conflict(e.to_string())
         }
         Err(e) => Forwarded::Failed(e.to_string()),
-    })
+    }))
 }
 
 async fn remove_member(

@@ -166,6 +166,20 @@ impl LogStore {
     }
 }
 
+/// Decodes the entry stored at `index`. One that does not decode stops the node (openraft
+/// treats a storage error as fatal) with a message naming the entry and where recovery is
+/// described: no node may apply around it.
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        tracing::error!(index, error = %e, "a log entry does not decode; see README, Reliability: \"An entry no node can apply\"");
+        io_err(
+            ErrorSubject::Logs,
+            ErrorVerb::Read,
+            format!("log entry {index} does not decode: {e}"),
+        )
+    })
+}
+
 /// What the log holds on disk, read in full by [`LogStore::verify`].
 #[derive(Debug)]
 pub struct LogSummary {
@@ -197,7 +211,11 @@ impl LogStore {
                     .map_err(|_| format!("a log key of {} bytes", k.len()))?,
             );
             let entry: Entry = serde_json::from_slice(&v)
-                .map_err(|e| format!("log entry {index} does not decode: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "log entry {index} does not decode: {e}. The node cannot apply it; see README, Reliability: \"An entry no node can apply\""
+                    )
+                })?;
             if entry.log_id.index != index {
                 return Err(format!(
                     "the log entry stored at index {index} is entry {}",
@@ -345,18 +363,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .into_inner()
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
             let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or_default());
-            by_index.insert(
-                index,
-                serde_json::from_slice(&v)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
-            );
+            by_index.insert(index, decode_entry(index, &v)?);
         }
         for (index, bytes) in tail {
-            by_index.insert(
-                index,
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
-            );
+            by_index.insert(index, decode_entry(index, &bytes)?);
         }
         Ok(by_index.into_values().collect())
     }

@@ -5,9 +5,12 @@
 //! (a refused connection is `Unreachable`, which makes openraft back off). Does not own:
 //! deciding whom to talk to (openraft's replication) or client-facing routes ([`crate::api`]).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -23,7 +26,8 @@ use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NodeId, NodeInfo, Raft, TypeConfig};
+use super::{LogId, NodeId, NodeInfo, Raft, TypeConfig};
+use crate::store::snapshot::{SnapshotCheck, snapshot_stem};
 
 /// Creates one [`PeerClient`] per target; all share one HTTP connection pool.
 #[derive(Clone)]
@@ -175,49 +179,259 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 /// The server side of the peer RPCs, mounted on the peer listener.
-pub fn router(raft: Raft) -> Router {
+///
+/// A peer request is network input like any other: before openraft sees one, its body is
+/// bounded, its sender must be a member of this node's cluster other than this node, its terms
+/// and indexes must be consistent with each other and with what this node has committed, and
+/// a snapshot must arrive whole and well-formed (see [`PeerGuard`]). openraft 0.9 trusts its
+/// network layer: given an inconsistent request it asserts and its core panics, leaving a
+/// node that answers health but can never write. What fails a check is answered 400 with the
+/// reason and never reaches openraft; a real leader never sends such a request.
+pub fn router(raft: Raft, me: NodeId, body_limit: usize) -> Router {
+    let guard = PeerGuard {
+        raft,
+        me,
+        body_limit,
+        incoming: Arc::new(Mutex::new(None)),
+    };
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
-        // AppendEntries after a leader change can carry many batched entries: axum's 2 MB
-        // default would refuse them (with a plain-text 413) and stall replication for good.
-        // Peers are trusted cluster members; the size is bounded by max_payload_entries.
+        // Bodies are read by the handlers with `body_limit` (an AppendEntries after a leader
+        // change carries several batches: axum's 2 MB default stalled replication).
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(raft)
+        .with_state(guard)
+}
+
+/// Terms beyond this are refused: no cluster reaches them, and `term + 1` must never overflow.
+const MAX_TERM: u64 = u64::MAX / 4;
+
+#[derive(Clone)]
+pub struct PeerGuard {
+    raft: Raft,
+    me: NodeId,
+    body_limit: usize,
+    /// The snapshot being received: its id, the next offset, and the check of its bytes.
+    incoming: Arc<Mutex<Option<(String, u64, SnapshotCheck)>>>,
+}
+
+type Refused = (StatusCode, Json<serde_json::Value>);
+
+fn refused(why: impl std::fmt::Display) -> Refused {
+    let message = why.to_string();
+    tracing::warn!(%message, "peer request refused");
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({"error": {"code": "peer_refused", "message": message}})),
+    )
+}
+
+/// What this node holds that a peer request is checked against.
+struct Local {
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+    /// The sender is in the effective or committed membership, or this node has none yet.
+    sender_known: bool,
+}
+
+impl PeerGuard {
+    async fn body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Refused> {
+        let bytes = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(serde_json::json!({"error": {"code": "payload_too_large", "message": format!("a peer request is at most {} bytes (--max-peer-body-bytes)", self.body_limit)}})),
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(refused)
+    }
+
+    /// Checks the sender and its term, and reads what the rest is checked against.
+    async fn local(&self, sender: NodeId, term: u64) -> Result<Local, Refused> {
+        if sender == self.me {
+            return Err(refused(format!(
+                "the request claims to come from node {sender}, which is this node"
+            )));
+        }
+        if term > MAX_TERM {
+            return Err(refused(format!("term {term} is out of range")));
+        }
+        let purged = self.raft.metrics().borrow().purged;
+        let (committed, sender_known) = self
+            .raft
+            .with_raft_state(move |st| {
+                let effective = st.membership_state.effective().membership();
+                let committed = st.membership_state.committed().membership();
+                let none_yet = effective.nodes().next().is_none();
+                let known = none_yet
+                    || effective.get_node(&sender).is_some()
+                    || committed.get_node(&sender).is_some();
+                (st.committed, known)
+            })
+            .await
+            .map_err(|e| refused(format!("consensus is not running: {e}")))?;
+        if !sender_known {
+            return Err(refused(format!(
+                "node {sender} is not a member of this node's cluster"
+            )));
+        }
+        Ok(Local {
+            committed,
+            purged,
+            sender_known,
+        })
+    }
+}
+
+/// The consistency an AppendEntries must have before openraft sees it (see [`router`]):
+/// entries follow `prev` one index at a time with non-decreasing terms no later than the
+/// leader's; nothing at or below this node's commit point contradicts it (a real leader holds
+/// every committed entry), and nothing reaches below the purge point but committed entries.
+pub fn check_append(
+    term: u64,
+    prev: Option<LogId>,
+    entries: &[LogId],
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+) -> Result<(), String> {
+    let mut last = prev;
+    let mut next_index = prev.map_or(0, |p| p.index + 1);
+    for id in prev.iter().chain(entries) {
+        if id.leader_id.term > term {
+            return Err(format!(
+                "log id {id} is of a term after the leader's ({term})"
+            ));
+        }
+    }
+    for id in entries {
+        if id.index != next_index {
+            return Err(format!(
+                "entry {id} does not follow {last:?}: index {next_index} was expected"
+            ));
+        }
+        if last.is_some_and(|l| id.leader_id < l.leader_id) {
+            return Err(format!("entry {id} has a term before {last:?}'s"));
+        }
+        last = Some(*id);
+        next_index = next_index.saturating_add(1);
+    }
+    let committed_index = committed.map(|c| c.index);
+    for id in prev.iter().chain(entries) {
+        if committed_index.is_some_and(|c| id.index <= c) && Some(*id) > committed {
+            return Err(format!(
+                "log id {id} contradicts what this node has committed ({committed:?})"
+            ));
+        }
+        if purged.is_some_and(|p| id.index <= p.index)
+            && committed_index.is_none_or(|c| id.index > c)
+        {
+            return Err(format!(
+                "log id {id} is at or below this node's purge point ({purged:?})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn append(
-    State(raft): State<Raft>,
-    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.append_entries(req).await)
+    State(guard): State<PeerGuard>,
+    body: Body,
+) -> Result<Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>, Refused> {
+    let req: AppendEntriesRequest<TypeConfig> = guard.body(body).await?;
+    let leader = req.vote.leader_id;
+    let local = guard.local(leader.node_id, leader.term).await?;
+    debug_assert!(local.sender_known);
+    let ids: Vec<LogId> = req.entries.iter().map(|e| e.log_id).collect();
+    check_append(
+        leader.term,
+        req.prev_log_id,
+        &ids,
+        local.committed,
+        local.purged,
+    )
+    .map_err(refused)?;
+    if req
+        .leader_commit
+        .is_some_and(|c| c.leader_id.term > leader.term)
+    {
+        return Err(refused("the leader's commit point is of a later term"));
+    }
+    Ok(Json(guard.raft.append_entries(req).await))
 }
 
 async fn vote(
-    State(raft): State<Raft>,
-    Json(req): Json<VoteRequest<NodeId>>,
-) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.vote(req).await)
+    State(guard): State<PeerGuard>,
+    body: Body,
+) -> Result<Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>>, Refused> {
+    let req: VoteRequest<NodeId> = guard.body(body).await?;
+    let candidate = req.vote.leader_id;
+    guard.local(candidate.node_id, candidate.term).await?;
+    if req
+        .last_log_id
+        .is_some_and(|l| l.leader_id.term > candidate.term)
+    {
+        return Err(refused("the candidate's last log id is of a later term"));
+    }
+    Ok(Json(guard.raft.vote(req).await))
 }
 
 async fn snapshot(
-    State(raft): State<Raft>,
+    State(guard): State<PeerGuard>,
     headers: axum::http::HeaderMap,
-    data: axum::body::Bytes,
+    body: Body,
 ) -> Result<
     Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
-    (axum::http::StatusCode, String),
+    Refused,
 > {
-    let bad = |why: String| (axum::http::StatusCode::BAD_REQUEST, why);
     let header = headers
         .get(SNAPSHOT_HEADER)
-        .ok_or_else(|| bad(format!("missing {SNAPSHOT_HEADER}")))?;
+        .ok_or_else(|| refused(format!("missing {SNAPSHOT_HEADER}")))?;
     let header = base64::engine::general_purpose::STANDARD
         .decode(header.as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
-    let header: SnapshotChunkHeader =
-        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+        .map_err(refused)?;
+    let header: SnapshotChunkHeader = serde_json::from_slice(&header).map_err(refused)?;
+    let leader = header.vote.leader_id;
+    let local = guard.local(leader.node_id, leader.term).await?;
+    snapshot_stem(&header.meta).map_err(refused)?;
+    if let Some(last) = header.meta.last_log_id {
+        check_append(leader.term, Some(last), &[], None, None).map_err(refused)?;
+        if local
+            .committed
+            .is_some_and(|c| c.index >= last.index && last > c)
+        {
+            return Err(refused(format!(
+                "snapshot up to {last} contradicts what this node has committed"
+            )));
+        }
+    }
+    let data = axum::body::to_bytes(body, guard.body_limit)
+        .await
+        .map_err(|_| refused("a snapshot chunk is too large"))?;
+    {
+        let mut incoming = guard.incoming.lock().expect("incoming snapshot");
+        let id = header.meta.snapshot_id.clone();
+        if header.offset == 0 {
+            *incoming = Some((id.clone(), 0, SnapshotCheck::new(Some(header.meta.clone()))));
+        }
+        let Some((current, next, check)) = incoming.as_mut() else {
+            return Err(refused("a snapshot chunk without its beginning"));
+        };
+        if *current != id || *next != header.offset {
+            *incoming = None;
+            return Err(refused(
+                "a snapshot chunk out of order: the transfer starts over",
+            ));
+        }
+        if let Err(e) = check.feed(&data) {
+            *incoming = None;
+            return Err(refused(e));
+        }
+        *next += data.len() as u64;
+        if header.done {
+            let (_, _, check) = incoming.take().expect("checked above");
+            check.finish().map_err(refused)?;
+        }
+    }
     let req = InstallSnapshotRequest {
         vote: header.vote,
         meta: header.meta,
@@ -225,5 +439,72 @@ async fn snapshot(
         data: data.to_vec(),
         done: header.done,
     };
-    Ok(Json(raft.install_snapshot(req).await))
+    Ok(Json(guard.raft.install_snapshot(req).await))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(term: u64, index: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(term, 1), index)
+    }
+
+    #[test]
+    fn a_leaders_append_passes() {
+        let committed = Some(id(2, 10));
+        assert_eq!(
+            check_append(3, Some(id(2, 10)), &[id(2, 11), id(3, 12)], committed, None),
+            Ok(())
+        );
+        // Entries the follower has committed already may be sent again.
+        assert_eq!(
+            check_append(
+                3,
+                Some(id(2, 8)),
+                &[id(2, 9), id(2, 10)],
+                committed,
+                Some(id(1, 5))
+            ),
+            Ok(())
+        );
+        assert_eq!(check_append(1, None, &[id(1, 0)], None, None), Ok(()));
+    }
+
+    #[test]
+    fn a_gap_or_a_step_back_is_refused() {
+        assert!(check_append(3, Some(id(2, 10)), &[id(2, 12)], None, None).is_err());
+        assert!(check_append(3, Some(id(2, 10)), &[id(2, 11), id(2, 11)], None, None).is_err());
+        assert!(check_append(3, Some(id(3, 10)), &[id(2, 11)], None, None).is_err());
+        assert!(check_append(3, None, &[id(1, 5)], None, None).is_err());
+    }
+
+    #[test]
+    fn a_term_after_the_leaders_is_refused() {
+        assert!(check_append(2, Some(id(2, 1)), &[id(3, 2)], None, None).is_err());
+        assert!(check_append(2, Some(id(5, 1)), &[], None, None).is_err());
+    }
+
+    #[test]
+    fn rewriting_committed_entries_is_refused() {
+        let committed = Some(id(2, 10));
+        // A later term at a committed index: openraft would truncate committed entries.
+        assert!(check_append(9, Some(id(2, 4)), &[id(9, 5)], committed, None).is_err());
+        assert!(check_append(9, Some(id(9, 7)), &[], committed, None).is_err());
+    }
+
+    #[test]
+    fn reaching_below_the_purge_point_is_refused() {
+        // Purged up to 20 but committed only known to 10 (just restarted).
+        assert!(
+            check_append(
+                3,
+                Some(id(2, 15)),
+                &[id(2, 16)],
+                Some(id(2, 10)),
+                Some(id(2, 20))
+            )
+            .is_err()
+        );
+    }
 }

@@ -5,6 +5,8 @@
 //! both), checking a new version's content before it is proposed. Does not own: storing
 //! versions ([`crate::store`]) or running wasm ([`crate::plugins`]).
 
+mod cost;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +48,9 @@ pub enum SchemaError {
     Unknown { name: String, version: u32 },
     #[error("the JSON Schema is not valid draft 2020-12: {0}")]
     InvalidSchema(String),
+    /// The schema's evaluation could explode or never end (see [`MAX_EVALUATIONS_PER_NODE`]).
+    #[error("the JSON Schema is too complex to evaluate safely: {0}")]
+    TooComplex(String),
     #[error("invalid plugin: {0}")]
     InvalidPlugin(String),
     #[error("plugin {digest} of schema {name} version {version} {failure}")]
@@ -148,7 +153,37 @@ pub struct SchemaRegistry {
 /// Documents up to this size may be validated on the async runtime (see `validate_async`).
 const INLINE_DOCUMENT_BYTES: usize = 16 << 10;
 
-/// Compiles a JSON Schema as draft 2020-12 after checking it against the meta-schema.
+/// The most subschema evaluations a schema may cause at a single instance node, by the static
+/// bound of [`cost`] (each subschema applied counts 1, `$ref` entries included).
+///
+/// Real schemas are far below. Measured: the example schemas in `schemas/` cost 1 to 2; of
+/// 2 382 published schemas (CloudFormation resource schemas, OpenAPI 2.0 to 3.2, AWS SAM, Step
+/// Functions, the draft 4 to 2020-12 meta-schemas), the median costs 2, the 99th percentile
+/// 19, and the largest under 1 MiB 182 (Step Functions; OpenAPI 3.2: 143): each level of
+/// composition adds its branches, and only composition nested in composition multiplies.
+/// Exploding schemas are far above: a chain of k levels of `allOf` applying the next level
+/// twice costs 2^(k+2) - 2, so the reported 28-level one (1.9 KB) costs about 10^9, and 2^14
+/// doublings 65 534. 1 000 admits 7 such levels (510) and refuses 8 (1 022).
+///
+/// It bounds evaluations per node, so a document of n nodes may still cost n times this: cheap
+/// when the document is valid (a 16 KB array of 8 000 numbers through a cost-831 schema: 10 ms),
+/// not when every evaluation fails, since each failure allocates an error (the same document
+/// failing: 6.6 million errors, 4.6 s, 2.4 GB; see `schema_violations`).
+pub const MAX_EVALUATIONS_PER_NODE: u64 = 1_000;
+
+/// The instance depth the cost bound covers: the largest `--max-json-depth` allowed
+/// (`crate::json::MAX_MAX_DEPTH`), so that the bound holds whatever the configuration.
+const COST_INSTANCE_DEPTH: usize = 100;
+
+/// Violations listed per document (JSON Schema first, then plugin); the rest are dropped.
+pub const MAX_VIOLATIONS: usize = 100;
+
+/// The longest violation message, in bytes: `jsonschema` messages embed the instance, so a
+/// 1 MiB value would otherwise make a 1 MiB message. A longer one is cut and ends with "…".
+pub const MAX_MESSAGE_BYTES: usize = 256;
+
+/// Compiles a JSON Schema as draft 2020-12 after checking it against the meta-schema, and
+/// refuses one whose evaluation could explode (see [`MAX_EVALUATIONS_PER_NODE`]).
 pub fn compile_json_schema(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
     jsonschema::draft202012::meta::validate(schema).map_err(|e| {
         let at = e.instance_path().as_str().to_string();
@@ -158,25 +193,82 @@ pub fn compile_json_schema(schema: &Value) -> Result<jsonschema::Validator, Sche
             format!("{e} (at {at})")
         })
     })?;
+    cost::check_cost(schema, COST_INSTANCE_DEPTH, MAX_EVALUATIONS_PER_NODE)
+        .map_err(|e| SchemaError::TooComplex(e.to_string()))?;
     jsonschema::draft202012::new(schema).map_err(|e| SchemaError::InvalidSchema(e.to_string()))
 }
 
-/// Every JSON Schema violation of `doc`, in document order.
+/// A message of at most [`MAX_MESSAGE_BYTES`], written by `Display` until it is full (so a
+/// huge instance is never formatted whole).
+struct Capped {
+    text: String,
+    full: bool,
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.full {
+            return Err(std::fmt::Error);
+        }
+        let room = MAX_MESSAGE_BYTES - self.text.len();
+        if s.len() <= room {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        self.text.push_str(&s[..s.floor_char_boundary(room)]);
+        self.full = true;
+        Err(std::fmt::Error)
+    }
+}
+
+impl Capped {
+    fn of(message: &dyn std::fmt::Display) -> String {
+        let mut capped = Capped {
+            text: String::new(),
+            full: false,
+        };
+        // An error here is the writer saying it is full.
+        let _ = std::fmt::Write::write_fmt(&mut capped, format_args!("{message}"));
+        if capped.full {
+            let keep = capped
+                .text
+                .floor_char_boundary(MAX_MESSAGE_BYTES - "…".len());
+            capped.text.truncate(keep);
+            capped.text.push('…');
+        }
+        capped.text
+    }
+}
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] on a character boundary, ending with "…"
+/// when cut.
+pub fn cut_message(message: &str) -> String {
+    Capped::of(&message)
+}
+
+/// The JSON Schema violations of `doc`, in document order: at most [`MAX_VIOLATIONS`], each
+/// message cut to [`MAX_MESSAGE_BYTES`].
 pub fn schema_violations(validator: &jsonschema::Validator, doc: &Value) -> Vec<Violation> {
+    // Only the list handed out and its formatting are bounded here: jsonschema 0.61 collects
+    // every error before its iterator yields the first (`Validator::iter_errors`), so the work
+    // and memory of that collection are bounded only by the schema's cost times the document's
+    // nodes (see MAX_EVALUATIONS_PER_NODE).
     validator
         .iter_errors(doc)
+        .take(MAX_VIOLATIONS)
         .map(|e| Violation {
             path: e.instance_path().as_str().to_string(),
-            message: e.to_string(),
+            message: Capped::of(&e),
             code: Some(e.kind().keyword().to_string()),
             source: Source::Schema,
         })
         .collect()
 }
 
-/// The one validation path, used by writes, `validate` and the offline `plugin check`: every
-/// JSON Schema violation, then every plugin violation (the plugin sees every document, so that
-/// all violations from both are reported at once).
+/// The one validation path, used by writes, `validate` and the offline `plugin check`: the JSON
+/// Schema violations, then the plugin's (the plugin sees every document, so that violations
+/// from both are reported at once), at most [`MAX_VIOLATIONS`] in all, messages cut to
+/// [`MAX_MESSAGE_BYTES`]. A list of `MAX_VIOLATIONS` may have been cut.
 pub fn check_document(
     plugins: &PluginHost,
     validator: Option<&jsonschema::Validator>,
@@ -190,9 +282,10 @@ pub fn check_document(
         .unwrap_or_default();
     if let Some(plugin) = plugin {
         let found = plugins.validate(plugin, ctx, doc_text)?;
-        violations.extend(found.into_iter().map(|v| Violation {
+        let room = MAX_VIOLATIONS.saturating_sub(violations.len());
+        violations.extend(found.into_iter().take(room).map(|v| Violation {
             path: v.path,
-            message: v.message,
+            message: cut_message(&v.message),
             code: v.code,
             source: Source::Plugin,
         }));
@@ -656,5 +749,74 @@ impl SchemaRegistry {
             plugin_digest: compiled.record.plugin_digest.clone(),
             elapsed_us: started.elapsed().as_micros() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn violations_are_capped() {
+        let validator = compile_json_schema(&json!({"items": {"type": "string"}})).unwrap();
+        let doc = Value::Array((0..1000).map(Value::from).collect());
+        let violations = schema_violations(&validator, &doc);
+        assert_eq!(violations.len(), MAX_VIOLATIONS);
+        assert_eq!(violations[0].path, "/0");
+        assert_eq!(violations[99].path, "/99");
+    }
+
+    #[test]
+    fn messages_embedding_a_huge_instance_are_cut() {
+        let validator = compile_json_schema(&json!({"type": "number"})).unwrap();
+        let doc = Value::String("é".repeat(1 << 19));
+        let violations = schema_violations(&validator, &doc);
+        assert_eq!(violations.len(), 1);
+        let message = &violations[0].message;
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.len() > MAX_MESSAGE_BYTES - 8, "{}", message.len());
+        assert!(message.starts_with("\"éé"), "{message}");
+        assert!(message.ends_with('…'), "{message}");
+    }
+
+    #[test]
+    fn cut_message_keeps_short_messages_and_cuts_on_a_char_boundary() {
+        assert_eq!(cut_message("short"), "short");
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(cut_message(&exact), exact);
+        for filler in ["a", "é", "€", "𝄞"] {
+            let long = filler.repeat(MAX_MESSAGE_BYTES + 1);
+            let cut = cut_message(&long);
+            assert!(cut.len() <= MAX_MESSAGE_BYTES, "{filler}: {}", cut.len());
+            assert!(cut.len() > MAX_MESSAGE_BYTES - 3 - filler.len(), "{filler}");
+            assert!(cut.ends_with('…'));
+            assert!(
+                cut.trim_end_matches('…')
+                    .chars()
+                    .all(|c| c.to_string() == filler)
+            );
+        }
+    }
+
+    #[test]
+    fn an_exploding_schema_is_refused_at_compilation() {
+        let mut defs = serde_json::Map::new();
+        for i in 0..28 {
+            let next = format!("#/$defs/a{}", i + 1);
+            defs.insert(
+                format!("a{i}"),
+                json!({"allOf": [{"$ref": next}, {"$ref": next}]}),
+            );
+        }
+        defs.insert("a28".into(), json!({"type": "string"}));
+        let schema = json!({"$ref": "#/$defs/a0", "$defs": defs});
+        let err = compile_json_schema(&schema).expect_err("refused");
+        assert!(matches!(err, SchemaError::TooComplex(_)), "{err}");
+        assert!(err.to_string().contains("1000"), "{err}");
+        let cycle =
+            json!({"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"});
+        let err = compile_json_schema(&cycle).expect_err("refused");
+        assert!(err.to_string().contains("#/$defs/a"), "{err}");
     }
 }

@@ -19,7 +19,82 @@ pub struct Command {
     pub context: Context,
 }
 
+/// Why a command may not be proposed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{what} is not acceptable JSON: {source}")]
+    Document {
+        what: String,
+        source: crate::json::JsonError,
+    },
+    #[error("the command does not survive the log encoding: {0}")]
+    Encoding(String),
+}
+
 impl Command {
+    /// Every JSON document the command carries, with what it is (for error messages).
+    fn documents(&self) -> Vec<(String, &str)> {
+        let mut docs = Vec::new();
+        match &self.op {
+            Op::PutConfig { key, value, .. } => {
+                docs.push((format!("the value of {key}"), &**value))
+            }
+            Op::PutSchema {
+                name,
+                version,
+                schema,
+                ..
+            } => docs.push((
+                format!("the JSON Schema of {name} version {version}"),
+                &**schema,
+            )),
+            Op::MigrateBatch { writes, .. } => {
+                for w in writes {
+                    docs.push((format!("the migrated value of {}", w.key), &*w.value));
+                }
+            }
+            Op::Txn { conditions, ops } => {
+                for (i, c) in conditions.iter().enumerate() {
+                    if let Test::ValueEquals { equals, .. } = &c.test {
+                        docs.push((format!("conditions[{i}].equals"), &**equals));
+                    }
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    if let TxnOp::Put { value, .. } = op {
+                        docs.push((format!("ops[{i}].value"), &**value));
+                    }
+                }
+            }
+            Op::DeleteConfig { .. }
+            | Op::DeleteSchema { .. }
+            | Op::SetSchemaPolicy { .. }
+            | Op::SetHistoryRetention { .. }
+            | Op::StartMigration { .. }
+            | Op::FinishMigration { .. } => {}
+        }
+        docs
+    }
+
+    /// The first half of the gate before the Raft log (the second is
+    /// `raft::prove_encodes`): every JSON document the command carries is one well-formed
+    /// document within `max_depth` (no duplicate keys, numbers in range).
+    pub fn check_documents(&self, max_depth: usize) -> Result<(), CommandError> {
+        if let Op::Txn { conditions, .. } = &self.op
+            && conditions
+                .iter()
+                .any(|c| matches!(c.test, Test::ValueAt { .. }))
+        {
+            return Err(CommandError::Encoding(
+                "conditions must carry `equals` as text (ValueEquals)".into(),
+            ));
+        }
+        for (what, text) in self.documents() {
+            crate::json::check_text(text, max_depth)
+                .map_err(|source| CommandError::Document { what, source })?;
+        }
+        Ok(())
+    }
+
     /// The bulk of the command's size in the log: the values, schemas and plugins it carries.
     pub fn value_bytes(&self) -> usize {
         match &self.op {
@@ -172,12 +247,17 @@ pub enum Test {
     Revision(u64),
     /// The key exists (`true`) or does not (`false`).
     Exists(bool),
-    /// The key exists and the value at this JSON pointer equals `equals` (a missing pointer
-    /// equals nothing).
+    /// Written by versions before 0.1.1 and still applied as they did; never proposed now:
+    /// a value nested inside the command made the entry deeper than the log could decode.
     ValueAt {
         pointer: String,
         equals: serde_json::Value,
     },
+    /// The key exists and the value at this JSON pointer equals `equals`, compact JSON text
+    /// (numbers compare by value; a missing pointer equals nothing). Carried as text, like
+    /// every JSON document in a command, so that a command's nesting never depends on its
+    /// documents'.
+    ValueEquals { pointer: String, equals: String },
 }
 
 /// One write of a transaction (validated before proposing, like a single write).

@@ -102,6 +102,7 @@ impl StateStore {
         from: u64,
         to: u64,
         max: usize,
+        max_bytes: usize,
     ) -> Result<Changes, StoreError> {
         let snap = self.db.snapshot();
         let floor = read_meta(&snap, &self.meta)?.history_floor;
@@ -116,14 +117,17 @@ impl StateStore {
             });
         }
         let end = change_key(to.saturating_add(1), "");
+        let mut bytes = 0usize;
         for guard in snap.range(&self.history, change_key(from, "")..end) {
             let (k, v) = guard.into_inner()?;
             let (revision, key) = parse_change_key(&k)?;
             if !key.starts_with(prefix) {
                 continue;
             }
+            // A page ends at a revision boundary once it holds `max` changes or `max_bytes`
+            // of values (a revision is never split, so one may exceed either).
             if let Some(last) = entries.last()
-                && entries.len() >= max
+                && (entries.len() >= max || bytes >= max_bytes)
                 && last.meta.revision != revision
             {
                 let through = last.meta.revision;
@@ -133,7 +137,10 @@ impl StateStore {
                 return Ok(Changes::Compacted { revision });
             }
             match snap.get(&self.history, record_key(&key, revision))? {
-                Some(record) => entries.push(decode_config(&record)?),
+                Some(record) => {
+                    bytes += record.len();
+                    entries.push(decode_config(&record)?)
+                }
                 None => return Ok(Changes::Compacted { revision }),
             }
         }
@@ -223,17 +230,20 @@ impl StateStore {
         key: &str,
         before: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<HistoryPage, StoreError> {
         let start = record_key(key, 0);
         let end = record_key(key, before.unwrap_or(u64::MAX));
         let mut items = Vec::new();
         let mut more = false;
+        let mut bytes = 0usize;
         for guard in self.history.range(start..end).rev() {
             let (_, v) = guard.into_inner()?;
-            if items.len() == limit {
+            if items.len() == limit || (!items.is_empty() && bytes >= max_bytes) {
                 more = true;
                 break;
             }
+            bytes += v.len();
             items.push(decode_config(&v)?);
         }
         Ok(HistoryPage {

@@ -8,7 +8,7 @@
 mod audit;
 pub mod command;
 mod history;
-mod snapshot;
+pub(crate) mod snapshot;
 mod state_machine;
 
 use std::collections::HashMap;
@@ -257,7 +257,9 @@ impl StateStore {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<ConfigPage, StoreError> {
+        let mut bytes = 0usize;
         let mut items = Vec::with_capacity(limit.min(1024));
         let iter = match after {
             Some(after) if after.as_bytes() >= prefix.as_bytes() => {
@@ -278,9 +280,11 @@ impl StateStore {
             if entry.meta.deleted {
                 continue;
             }
-            if items.len() == limit {
+            // At most `limit` items and about `max_bytes` of values (at least one item).
+            if items.len() == limit || (!items.is_empty() && bytes >= max_bytes) {
                 return Ok(ConfigPage { items, more: true });
             }
+            bytes += v.len();
             items.push(entry);
         }
         Ok(ConfigPage { items, more: false })
@@ -1144,6 +1148,17 @@ impl ApplyTx<'_> {
                         .ok()
                         .is_some_and(|v| v.pointer(pointer) == Some(equals))
                 }),
+                Test::ValueEquals { pointer, equals } => current.as_ref().is_some_and(|e| {
+                    match (
+                        serde_json::from_str::<serde_json::Value>(&e.value),
+                        serde_json::from_str::<serde_json::Value>(equals),
+                    ) {
+                        (Ok(v), Ok(equals)) => v
+                            .pointer(pointer)
+                            .is_some_and(|at| crate::json::equal(at, &equals)),
+                        _ => false,
+                    }
+                }),
             };
             if !holds {
                 failed.push(FailedCondition {
@@ -1464,7 +1479,7 @@ mod tests {
         b.store.install_snapshot_file(&meta, file).unwrap();
         assert_eq!(b.store.applied(), a.store.applied());
         let page = |s: &StateStore| {
-            s.list_configs("k/", None, 1000)
+            s.list_configs("k/", None, 1000, usize::MAX)
                 .unwrap()
                 .items
                 .into_iter()
@@ -1522,10 +1537,13 @@ mod tests {
             written(f.put(k, "0", Precondition::None));
         }
         let keys = |p: ConfigPage| p.items.into_iter().map(|e| e.meta.key).collect::<Vec<_>>();
-        let first = f.store.list_configs("a/", None, 2).unwrap();
+        let first = f.store.list_configs("a/", None, 2, usize::MAX).unwrap();
         assert!(first.more);
         assert_eq!(keys(first), ["a/1", "a/2"]);
-        let rest = f.store.list_configs("a/", Some("a/2"), 2).unwrap();
+        let rest = f
+            .store
+            .list_configs("a/", Some("a/2"), 2, usize::MAX)
+            .unwrap();
         assert!(!rest.more);
         assert_eq!(keys(rest), ["a/3"]);
     }
@@ -1554,9 +1572,9 @@ mod tests {
             &mut f,
             vec![Condition {
                 key: "gone".into(),
-                test: Test::ValueAt {
+                test: Test::ValueEquals {
                     pointer: "".into(),
-                    equals: serde_json::json!(0),
+                    equals: "0".into(),
                 },
             }],
             vec![
@@ -1669,7 +1687,10 @@ mod tests {
         let first = written(f.put("w/a", "1", Precondition::None)).revision;
         written(f.put("other", "1", Precondition::None));
         written(f.put("w/b", "1", Precondition::None));
-        let Changes::Found { entries, .. } = f.store.changes("w/", first, u64::MAX, 100).unwrap()
+        let Changes::Found { entries, .. } = f
+            .store
+            .changes("w/", first, u64::MAX, 100, usize::MAX)
+            .unwrap()
         else {
             panic!("nothing is compacted yet")
         };
@@ -1678,12 +1699,14 @@ mod tests {
         written(f.put("w/a", "2", Precondition::None));
         written(f.put("w/a", "3", Precondition::None));
         assert!(matches!(
-            f.store.changes("w/", first, u64::MAX, 100).unwrap(),
+            f.store.changes("w/", first, u64::MAX, 100, usize::MAX).unwrap(),
             Changes::Compacted { revision } if revision == first
         ));
         // Another prefix does not care.
         assert!(matches!(
-            f.store.changes("other", first, u64::MAX, 100).unwrap(),
+            f.store
+                .changes("other", first, u64::MAX, 100, usize::MAX)
+                .unwrap(),
             Changes::Found { .. }
         ));
     }
@@ -1714,7 +1737,9 @@ mod tests {
         ));
         assert!(f.store.applied().history_floor >= live_b.revision);
         assert!(matches!(
-            f.store.changes("", old.revision, u64::MAX, 100).unwrap(),
+            f.store
+                .changes("", old.revision, u64::MAX, 100, usize::MAX)
+                .unwrap(),
             Changes::Compacted { .. }
         ));
         // Once overwritten, the old live value goes too.
@@ -1736,7 +1761,7 @@ mod tests {
             },
         });
         let revisions = |f: &Fixture| -> Vec<u64> {
-            let page = f.store.history("a", None, 100).unwrap();
+            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
             page.items.iter().rev().map(|e| e.meta.revision).collect()
         };
         let mut written_revs = Vec::new();

@@ -79,47 +79,183 @@ pub fn verify_current_snapshot(snapshot_dir: &Path) -> Result<Option<LogId>, Sto
     Ok(None)
 }
 
-/// Reads a whole snapshot file and checks its trailer (format 2): the record count and the
-/// checksum. Returns its metadata. A cut or changed file is an error naming it.
+/// Reads a whole snapshot file and checks it (see [`SnapshotCheck`]). Returns its metadata.
+/// A cut or changed file is an error naming it.
 pub(crate) fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StoreError> {
-    let damaged = |what: String| StoreError::Snapshot(format!("{}: {what}", path.display()));
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut hash = Sha256::new();
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line)?;
-    let header: Header = serde_json::from_slice(&line)
-        .map_err(|e| damaged(format!("the header does not decode: {e}")))?;
-    hash.update(&line);
-    let mut records = 0u64;
+    let damaged = |e: StoreError| StoreError::Snapshot(format!("{}: {e}", path.display()));
+    let mut file = File::open(path)?;
+    let mut check = SnapshotCheck::new(None);
+    let mut buf = vec![0u8; 1 << 20];
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            if header.format >= 2 {
-                return Err(damaged(format!(
-                    "the file ends after {records} records without its trailer: it was cut short"
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check.feed(&buf[..n]).map_err(damaged)?;
+    }
+    check.finish().map_err(damaged)
+}
+
+/// The keyspaces a snapshot holds records of (see `StateStore::data_keyspaces`).
+const KEYSPACES: [&str; 7] = [
+    "configs",
+    "schemas",
+    "plugins",
+    "usage",
+    "schema_meta",
+    "history",
+    "audit",
+];
+
+/// The longest line a snapshot may have: a record holds one stored value, in base64 (the
+/// largest are plugins, `--max-plugin-bytes`), with its key.
+const MAX_LINE_BYTES: usize = 96 << 20;
+
+/// Checks a snapshot as its bytes arrive, before anything is replaced with it: a header whose
+/// metadata is the one expected (when one is), records that each decode into a known
+/// keyspace, and a trailer with their count and the SHA-256 of every byte before it, with
+/// nothing after. A snapshot from a peer passes this whole before openraft is told it is
+/// complete, so a garbage or truncated one is refused without a trace.
+pub struct SnapshotCheck {
+    expect: Option<SnapshotMeta>,
+    pending: Vec<u8>,
+    hash: Sha256,
+    records: u64,
+    meta: Option<SnapshotMeta>,
+    format: u32,
+    ended: bool,
+}
+
+impl SnapshotCheck {
+    pub fn new(expect: Option<SnapshotMeta>) -> Self {
+        Self {
+            expect,
+            pending: Vec::new(),
+            hash: Sha256::new(),
+            records: 0,
+            meta: None,
+            format: 0,
+            ended: false,
+        }
+    }
+
+    /// Takes the next bytes of the file.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
+        while let Some(nl) = data.iter().position(|b| *b == b'\n') {
+            let (head, rest) = data.split_at(nl + 1);
+            data = rest;
+            if self.pending.is_empty() {
+                self.line(head)?;
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(head);
+                self.line(&line)?;
+            }
+        }
+        if self.pending.len() + data.len() > MAX_LINE_BYTES {
+            return Err(err(format!("a line is longer than {MAX_LINE_BYTES} bytes")));
+        }
+        self.pending.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// One whole line, with its newline.
+    fn line(&mut self, line: &[u8]) -> Result<(), StoreError> {
+        if self.ended {
+            return Err(err("there are bytes after the trailer"));
+        }
+        let Some(_) = &self.meta else {
+            let header: Header = serde_json::from_slice(line)
+                .map_err(|e| err(format!("the header does not decode: {e}")))?;
+            if let Some(expect) = &self.expect
+                && *expect != header.meta
+            {
+                return Err(err(format!(
+                    "the header describes snapshot {} (last log id {:?}), not the announced {} ({:?})",
+                    header.meta.snapshot_id,
+                    header.meta.last_log_id,
+                    expect.snapshot_id,
+                    expect.last_log_id
                 )));
             }
-            return Ok(header.meta);
-        }
+            self.hash.update(line);
+            self.format = header.format;
+            self.meta = Some(header.meta);
+            return Ok(());
+        };
         if line.starts_with(TRAILER_START) {
-            let trailer: Trailer = serde_json::from_slice(&line)
-                .map_err(|e| damaged(format!("the trailer does not decode: {e}")))?;
-            let got = hex::encode(hash.finalize());
-            if trailer.end.records != records || trailer.end.sha256 != got {
-                return Err(damaged(format!(
-                    "the checksum does not match (trailer: {} records, sha256 {}; file: {records} records, sha256 {got}): the file was changed after it was written",
-                    trailer.end.records, trailer.end.sha256
+            let trailer: Trailer = serde_json::from_slice(line)
+                .map_err(|e| err(format!("the trailer does not decode: {e}")))?;
+            let got = hex::encode(self.hash.clone().finalize());
+            if trailer.end.records != self.records || trailer.end.sha256 != got {
+                return Err(err(format!(
+                    "the checksum does not match (trailer: {} records, sha256 {}; file: {} records, sha256 {got}): the file was changed after it was written",
+                    trailer.end.records, trailer.end.sha256, self.records
                 )));
             }
-            let mut rest = Vec::new();
-            reader.read_to_end(&mut rest)?;
-            if !rest.is_empty() {
-                return Err(damaged(format!("{} bytes after the trailer", rest.len())));
-            }
-            return Ok(header.meta);
+            self.ended = true;
+            return Ok(());
         }
-        hash.update(&line);
-        records += 1;
+        let record: Record = serde_json::from_slice(line)
+            .map_err(|e| err(format!("record {} does not decode: {e}", self.records + 1)))?;
+        if !KEYSPACES.contains(&record.ks.as_str()) {
+            return Err(err(format!(
+                "record {} is of an unknown keyspace {:?}",
+                self.records + 1,
+                record.ks
+            )));
+        }
+        STANDARD
+            .decode(&record.v)
+            .map_err(|e| err(format!("record {} does not decode: {e}", self.records + 1)))?;
+        self.hash.update(line);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The end of the file: returns its metadata if everything checked out.
+    pub fn finish(self) -> Result<SnapshotMeta, StoreError> {
+        if !self.pending.is_empty() {
+            return Err(err("the file ends inside a line: it was cut short"));
+        }
+        let meta = self.meta.ok_or_else(|| err("the file is empty"))?;
+        if !self.ended && self.format >= 2 {
+            return Err(err(format!(
+                "the file ends after {} records without its trailer: it was cut short",
+                self.records
+            )));
+        }
+        Ok(meta)
+    }
+}
+
+/// The file name stem of a snapshot: its id, which must be `TERM-INDEX-REVISION` in canonical
+/// decimal with TERM and INDEX those of its last log id (`0-0-REVISION` for none). Ids come
+/// from peers: one is never used as a path before it passes this.
+pub fn snapshot_stem(meta: &SnapshotMeta) -> Result<&str, StoreError> {
+    let id = meta.snapshot_id.as_str();
+    let canonical = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 20
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s.len() == 1 || !s.starts_with('0'))
+    };
+    let parts: Vec<&str> = id.split('-').collect();
+    let (term, index) = meta
+        .last_log_id
+        .map(|l| (l.leader_id.term, l.index))
+        .unwrap_or((0, 0));
+    let ok = parts.len() == 3
+        && parts.iter().all(|p| canonical(p))
+        && parts[0] == term.to_string()
+        && parts[1] == index.to_string();
+    if ok {
+        Ok(id)
+    } else {
+        Err(err(format!(
+            "snapshot id {:?} is not TERM-INDEX-REVISION of its last log id",
+            id.chars().take(80).collect::<String>()
+        )))
     }
 }
 
@@ -255,9 +391,10 @@ impl StateStore {
         meta: &SnapshotMeta,
         mut received: File,
     ) -> Result<(), StoreError> {
+        let stem = snapshot_stem(meta)?;
         let _files = self.snapshot_files.lock().expect("snapshot lock");
         received.seek(SeekFrom::Start(0))?;
-        let tmp = self.snapshot_dir.join(format!("{}.tmp", meta.snapshot_id));
+        let tmp = self.snapshot_dir.join(format!("{stem}.tmp"));
         let mut copy = File::create(&tmp)?;
         std::io::copy(&mut received, &mut copy)?;
         copy.sync_all()?;
@@ -266,9 +403,7 @@ impl StateStore {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        let path = self
-            .snapshot_dir
-            .join(format!("{}.{SUFFIX}", meta.snapshot_id));
+        let path = self.snapshot_dir.join(format!("{stem}.{SUFFIX}"));
         fs::rename(&tmp, &path)?;
         self.remove_other_snapshots(&path)?;
         self.load_snapshot(&path)
