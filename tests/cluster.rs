@@ -1014,31 +1014,41 @@ async fn three_voters_and_a_learner() -> Result<(Cluster, NodeId)> {
     Ok((cluster, leader))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promotion_racing_a_kill_9_of_the_leader_ends_with_a_voter_or_a_learner_that_the_next_change_can_change()
--> Result<()> {
-    let (mut cluster, leader) = three_voters_and_a_learner().await?;
-    let all: Vec<NodeId> = vec![1, 2, 3, 4];
-    let voters: Vec<NodeId> = vec![1, 2, 3];
+fn frozen_when(frozen: Option<Duration>) -> String {
+    match frozen {
+        Some(t) => format!("frozen {t:?} after the promotion was sent, at the joint configuration"),
+        None => "killed after the promotion ended".to_string(),
+    }
+}
 
-    // The promotion, sent to the leader. As soon as a follower holds the joint configuration
-    // (the first of its two steps), the leader is frozen (SIGSTOP, microseconds after that
-    // was seen), then killed (kill -9): the second step is then usually not taken, or not
-    // committed. If the promotion ends before a follower shows the joint configuration, the
-    // leader is killed right after it.
+fn answer(reply: Result<Reply>) -> String {
+    match reply {
+        Ok(r) => format!("{} {}", r.status, r.error_code().unwrap_or("")),
+        Err(e) => format!("{}", e.root_cause()),
+    }
+}
+
+/// Sends the promotion of node 4 to `leader` and, as soon as a follower holds the joint
+/// configuration (the first of the promotion's two steps), freezes the leader (SIGSTOP,
+/// microseconds after that was seen): the second step is then usually not taken, or not
+/// committed. Returns the promotion (the caller kills the leader) and when the leader was
+/// frozen, `None` if the promotion ended before a follower showed the joint configuration.
+async fn promote_4_and_freeze_the_leader_at_the_joint(
+    cluster: &Cluster,
+    leader: NodeId,
+) -> Result<(tokio::task::JoinHandle<Result<Reply>>, Option<Duration>)> {
     let pid = libc::pid_t::try_from(cluster.node(leader).pid().context("the leader's pid")?)?;
-    let followers: Vec<Api> = voters
-        .iter()
-        .filter(|&&i| i != leader)
-        .map(|&i| cluster.api(i))
+    let followers: Vec<Api> = [1, 2, 3]
+        .into_iter()
+        .filter(|&i| i != leader)
+        .map(|i| cluster.api(i))
         .collect();
     let promote = {
         let api = cluster.api(leader);
         tokio::spawn(async move { api.promote_member(4).await })
     };
     let sent = Instant::now();
-    let mut frozen = None;
-    'watch: while !promote.is_finished() && sent.elapsed() < SETTLE {
+    while !promote.is_finished() && sent.elapsed() < SETTLE {
         for api in &followers {
             let Ok(r) = api
                 .get_within("/v1/cluster?consistency=stale", Duration::from_secs(1))
@@ -1052,20 +1062,26 @@ async fn a_promotion_racing_a_kill_9_of_the_leader_ends_with_a_voter_or_a_learne
             {
                 // SAFETY: kill(2) on a child of this process that has not been reaped.
                 unsafe { libc::kill(pid, libc::SIGSTOP) };
-                frozen = Some(sent.elapsed());
-                break 'watch;
+                return Ok((promote, Some(sent.elapsed())));
             }
         }
     }
+    Ok((promote, None))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_racing_a_kill_9_of_the_leader_ends_with_a_voter_or_a_learner_that_the_next_change_can_change()
+-> Result<()> {
+    let (mut cluster, leader) = three_voters_and_a_learner().await?;
+    let all: Vec<NodeId> = vec![1, 2, 3, 4];
+    let voters: Vec<NodeId> = vec![1, 2, 3];
+
+    // The promotion, sent to the leader; the leader frozen at the joint configuration (or
+    // right after the promotion), then killed (kill -9).
+    let (promote, frozen) = promote_4_and_freeze_the_leader_at_the_joint(&cluster, leader).await?;
     cluster.kill(leader).await?;
-    let outcome = match promote.await? {
-        Ok(r) => format!("{} {}", r.status, r.error_code().unwrap_or("")),
-        Err(e) => format!("{e:#}"),
-    };
-    let when = match frozen {
-        Some(t) => format!("frozen {t:?} after the promotion was sent, at the joint configuration"),
-        None => "killed after the promotion ended".to_string(),
-    };
+    let outcome = answer(promote.await?);
+    let when = frozen_when(frozen);
 
     // The others elect a leader, and writes succeed.
     let survivors: Vec<NodeId> = all.iter().copied().filter(|&i| i != leader).collect();
@@ -1180,6 +1196,56 @@ async fn a_node_that_answers_but_gets_no_replication_is_left_a_learner_with_lear
     .await?;
     let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
     assert_eq!(roles[&4], "voter", "{roles:?}");
+    cluster.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_whose_leader_and_new_voter_both_die_is_finished_or_rolled_back_once_a_quorum_is_back()
+-> Result<()> {
+    let (mut cluster, leader) = three_voters_and_a_learner().await?;
+    let voters: Vec<NodeId> = vec![1, 2, 3];
+
+    // The leader frozen at the joint configuration, then node 4 and the leader killed: the
+    // two others alone are no majority of {1, 2, 3, 4}.
+    let (promote, frozen) = promote_4_and_freeze_the_leader_at_the_joint(&cluster, leader).await?;
+    cluster.kill(4).await?;
+    cluster.kill(leader).await?;
+    let outcome = answer(promote.await?);
+
+    // The old leader comes back: {1, 2, 3} elect a leader, and the change is finished or
+    // rolled back (node 4 holds nothing new: it goes back to being a learner).
+    cluster.restart(leader).await?;
+    let new_leader = cluster.wait_leader(&voters, SETTLE).await?;
+    let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+    println!(
+        "leader {leader} {} (answer: {outcome}); node 4 killed too; new leader {new_leader}; \
+         node 4 ends as a {}",
+        frozen_when(frozen),
+        roles[&4]
+    );
+    for id in &voters {
+        assert_eq!(roles[id], "voter", "{roles:?}");
+    }
+    for &via in &voters {
+        let key = format!("both-died/via-{via}");
+        put_note_until_ok(&cluster.api(via), &key, &json!({}), SETTLE).await?;
+    }
+
+    // The next change is accepted: node 4 removed if it is a voter (it is down: the others
+    // answer), promoted once back if it is a learner.
+    let leader = cluster.wait_leader(&voters, SETTLE).await?;
+    if roles[&4] == "voter" {
+        assert_status(&cluster.api(leader).remove_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+        assert!(!roles.contains_key(&4), "{roles:?}");
+    } else {
+        assert_eq!(roles[&4], "learner", "{roles:?}");
+        cluster.restart(4).await?;
+        assert_status(&cluster.api(leader).promote_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+        assert_eq!(roles[&4], "voter", "{roles:?}");
+    }
     cluster.pass();
     Ok(())
 }

@@ -188,7 +188,7 @@ pub async fn serve(
     let answer: Arc<[u8]> = refusal(max).into();
     let stop = CancellationToken::new();
     let mut http = http1::Builder::new();
-    // Head deadlines are this module's (see `Conn::deadline`): hyper's would also close a
+    // Head deadlines are this module's (see `ConnState::deadline`): hyper's would also close a
     // keep-alive connection waiting for its next request, i.e. make it the idle timeout.
     http.header_read_timeout(None::<Duration>);
     let http = Arc::new(http);

@@ -190,7 +190,8 @@ pub struct ClusterView {
     pub membership_index: Option<u64>,
     /// Whether that configuration is known to be committed (this node has applied it). A
     /// change that stays uncommitted blocks every other change: see `cluster/DESIGN.md`.
-    #[serde(default)]
+    /// (Absent from the view of an older leader: then not claimed to be stuck.)
+    #[serde(default = "yes")]
     pub membership_committed: bool,
 }
 

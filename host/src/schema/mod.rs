@@ -253,16 +253,55 @@ pub fn schema_violations(validator: &jsonschema::Validator, doc: &Value) -> Vec<
     // every error before its iterator yields the first (`Validator::iter_errors`), so the work
     // and memory of that collection are bounded only by the schema's cost times the document's
     // nodes (see MAX_EVALUATIONS_PER_NODE).
+    // So: a valid document costs one short-circuiting pass; an invalid one lists every
+    // violation only while the worst case of that collection (nodes × cost bound) is bounded,
+    // and beyond it (a document of more than LIST_ALL_NODES values) only its first violation,
+    // which `validate` finds without collecting the rest. Measured before this: a 16 KB
+    // document of 8,000 failing numbers took 4.6 s and 2.4 GB to list.
+    if validator.is_valid(doc) {
+        return Vec::new();
+    }
+    let view = |e: &jsonschema::ValidationError<'_>| Violation {
+        path: e.instance_path().as_str().to_string(),
+        message: Capped::of(e),
+        code: Some(e.kind().keyword().to_string()),
+        source: Source::Schema,
+    };
+    if value_count(doc) > LIST_ALL_NODES {
+        return validator
+            .validate(doc)
+            .err()
+            .map(|e| vec![view(&e)])
+            .unwrap_or_default();
+    }
     validator
         .iter_errors(doc)
         .take(MAX_VIOLATIONS)
-        .map(|e| Violation {
-            path: e.instance_path().as_str().to_string(),
-            message: Capped::of(&e),
-            code: Some(e.kind().keyword().to_string()),
-            source: Source::Schema,
-        })
+        .map(|e| view(&e))
         .collect()
+}
+
+/// Documents of at most this many values (objects, arrays and scalars) list every JSON Schema
+/// violation (up to [`MAX_VIOLATIONS`]); larger ones that fail list the first. With the cost
+/// bound, listing all costs at most this × [`MAX_EVALUATIONS_PER_NODE`] evaluations.
+pub const LIST_ALL_NODES: usize = 2_000;
+
+/// How many values `doc` holds, counting stops just past [`LIST_ALL_NODES`].
+fn value_count(doc: &Value) -> usize {
+    let mut count = 0;
+    let mut todo = vec![doc];
+    while let Some(v) = todo.pop() {
+        count += 1;
+        if count > LIST_ALL_NODES {
+            break;
+        }
+        match v {
+            Value::Array(items) => todo.extend(items),
+            Value::Object(map) => todo.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 /// The one validation path, used by writes, `validate` and the offline `plugin check`: the JSON
@@ -763,6 +802,9 @@ mod tests {
         let doc = Value::Array((0..1000).map(Value::from).collect());
         let violations = schema_violations(&validator, &doc);
         assert_eq!(violations.len(), MAX_VIOLATIONS);
+        // Past LIST_ALL_NODES values, only the first violation is looked for.
+        let doc = Value::Array((0..LIST_ALL_NODES as u64).map(Value::from).collect());
+        assert_eq!(schema_violations(&validator, &doc).len(), 1);
         assert_eq!(violations[0].path, "/0");
         assert_eq!(violations[99].path, "/99");
     }
