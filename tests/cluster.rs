@@ -1249,3 +1249,34 @@ async fn a_promotion_whose_leader_and_new_voter_both_die_is_finished_or_rolled_b
     cluster.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_throwaway_stuck_guidance() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3).args(&["--write-timeout", "3s"])).await?;
+    let voters = cluster.ids();
+    let leader = cluster.wait_formed(&voters, FORM_TIMEOUT).await?;
+    register_note(&mut cluster, leader).await?;
+    cluster.add_node(4, waits_to_be_added()).await?;
+    let (api, peer) = (cluster.node(4).api_url(), cluster.node(4).peer_url());
+    assert_status(&cluster.api(leader).add_member(4, &api, &peer, false).await?, 200);
+    cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    let (promote, frozen) = promote_4_and_freeze_the_leader_at_the_joint(&cluster, leader).await?;
+    cluster.kill(4).await?;
+    cluster.kill(leader).await?;
+    let _ = promote.await;
+    println!("frozen {frozen:?}");
+    let others: Vec<NodeId> = voters.iter().copied().filter(|&i| i != leader).collect();
+    for &o in &others {
+        println!("local view of {o}: {}", cluster.local_view(o).await?);
+    }
+    let r = cluster.api(others[0]).remove_member(4).await?;
+    println!("remove 4 via {}: {r}", others[0]);
+    let r = cluster.api(others[0]).put_config("x/y", NOTE, 1, &json!({})).await?;
+    println!("write via {}: {r}", others[0]);
+    cluster.restart(leader).await?;
+    cluster.restart(4).await?;
+    let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    println!("roles {roles:?}");
+    cluster.pass();
+    Ok(())
+}

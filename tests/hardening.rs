@@ -579,3 +579,72 @@ async fn versions_and_ids_have_one_spelling() -> Result<()> {
     assert_status(&reply, 400);
     Ok(())
 }
+
+// Finding 12: JSON Schema evaluation with a budget.
+
+/// `$defs` a0..a{doublings}, each but the last applying the next one twice: about
+/// 2^doublings evaluations per value.
+fn doubling_schema(doublings: usize) -> Value {
+    let mut defs = serde_json::Map::new();
+    for i in 0..doublings {
+        let r = json!({"$ref": format!("#/$defs/a{}", i + 1)});
+        defs.insert(format!("a{i}"), json!({"allOf": [r.clone(), r]}));
+    }
+    defs.insert(format!("a{doublings}"), json!({"type": "string"}));
+    json!({"$defs": defs, "$ref": "#/$defs/a0"})
+}
+
+#[tokio::test]
+async fn an_exploding_schema_is_refused_at_registration() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    for levels in [28, 20, 8] {
+        let reply = node
+            .register_schema("boom", 1, doubling_schema(levels), None)
+            .await?;
+        assert_error(&reply, 400, "schema_too_complex");
+    }
+    // Seven doublings are within the bound.
+    assert_status(
+        &node.register_schema("boom", 1, doubling_schema(7), None).await?,
+        201,
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_document_failing_everywhere_gets_a_bounded_answer_and_the_node_stays_responsive()
+-> Result<()> {
+    let node = start_note_node(&[]).await?;
+    assert_status(
+        &node.register_schema("costly", 1, doubling_schema(7), None).await?,
+        201,
+    );
+    // 100,000 numbers where strings are expected: 100,000 × 510 failing evaluations.
+    let doc = Value::Array((0..100_000u64).map(Value::from).collect());
+    let writes: Vec<_> = (0..2)
+        .map(|i| {
+            let api = node.api().clone();
+            let doc = doc.clone();
+            tokio::spawn(async move { api.put_config(&format!("c/{i}"), "costly", 1, &doc).await })
+        })
+        .collect();
+    // Meanwhile the node answers at once (a probe stalled /v1/health for 17 s).
+    let health = tokio::time::timeout(Duration::from_secs(5), node.health()).await;
+    ensure!(matches!(health, Ok(Ok(ref r)) if r.status.as_u16() == 200), "health: {health:?}");
+    for w in writes {
+        let reply = w.await??;
+        assert_error(&reply, 422, "validation_failed");
+        ensure!(reply.bytes.len() < 64 << 10, "a {} byte answer", reply.bytes.len());
+        ensure!(!reply.violations().is_empty() && reply.violations().len() <= 100);
+    }
+    // A small failing document against a cheap schema still lists every violation (up to 100).
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    assert_status(&node.register_schema("strings", 1, strings, None).await?, 201);
+    let small = Value::Array((0..150u64).map(Value::from).collect());
+    let reply = node.put_config("c/small", "strings", 1, &small).await?;
+    assert_error(&reply, 422, "validation_failed");
+    assert_eq!(reply.violations().len(), 100);
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    ensure!(message.contains("at least 100"), "{message}");
+    Ok(())
+}

@@ -449,11 +449,11 @@ impl Cluster {
     /// (else `LearnerNotCaughtUp`, and it stays a learner).
     pub async fn add_member(&self, req: JoinRequest) -> Result<ClusterView, ClusterError> {
         let deadline = Instant::now() + self.write_timeout;
-        let (leader_id, leader) = self.wait_leader_for_change(deadline).await?;
-        if leader_id != self.me {
-            return self
-                .forward_membership(&leader, "/internal/add-member", &req)
-                .await;
+        if let Some(answer) = self
+            .forward_change("/internal/add-member", &req, deadline)
+            .await
+        {
+            return answer;
         }
         let _turn = self.take_turn(deadline).await?;
         let id = req.node_id;
@@ -562,11 +562,11 @@ impl Cluster {
     /// that a dead leader left half-done (a joint configuration that adds this node).
     pub async fn remove(&self, id: NodeId) -> Result<ClusterView, ClusterError> {
         let deadline = Instant::now() + self.write_timeout;
-        let (leader_id, leader) = self.wait_leader_for_change(deadline).await?;
-        if leader_id != self.me {
-            return self
-                .forward_membership(&leader, "/internal/remove-member", &id)
-                .await;
+        if let Some(answer) = self
+            .forward_change("/internal/remove-member", &id, deadline)
+            .await
+        {
+            return answer;
         }
         let _turn = self.take_turn(deadline).await?;
         let stored = self.raft.metrics().borrow().membership_config.clone();
@@ -617,6 +617,43 @@ impl Cluster {
         )
         .await?;
         Ok(self.view())
+    }
+
+    /// Where a membership change runs: `None` when this node is the leader (it runs here),
+    /// else the leader's answer to the forwarded request. A request that was not delivered
+    /// (the leader died) or not taken (it is not the leader any more) goes to the next leader,
+    /// until `deadline`.
+    async fn forward_change<Req: Serialize>(
+        &self,
+        path: &str,
+        req: &Req,
+        deadline: Instant,
+    ) -> Option<Result<ClusterView, ClusterError>> {
+        loop {
+            let (leader_id, leader) = match self.wait_leader_for_change(deadline).await {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
+            };
+            if leader_id == self.me {
+                return None;
+            }
+            match self.forward_membership(&leader, path, req).await {
+                Err(ClusterError::Unreachable(_) | ClusterError::NoLeader)
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(ClusterError::Unreachable(_) | ClusterError::NoLeader)
+                    if self.change_pending() =>
+                {
+                    let why = "no leader could be reached";
+                    return Some(Err(ClusterError::ChangeInProgress(
+                        self.stuck_guidance(why).await,
+                    )));
+                }
+                other => return Some(other),
+            }
+        }
     }
 
     /// `wait_leader` for a membership change: without a leader, says what blocks it when this
@@ -909,7 +946,7 @@ impl Cluster {
             format!("not answering now: {}", silent.join(", "))
         };
         format!(
-            "{what}: the configuration at log index {index} ({config}) has not committed, and openraft accepts no other membership change until it does; it commits once a majority of every voter set holds it ({silent}). openraft cannot roll back a configuration that has not committed: start the missing node(s) again at the same addresses (with their data directory; a node that never held an entry may start with an empty one), the change then commits and the leader finishes it; afterwards `scarab cluster remove ID` undoes it. See README, Running a cluster"
+            "{what}: the configuration at log index {index} ({config}) has not committed, and openraft accepts no other membership change until it does; it commits once a majority of every voter set holds it ({silent}). openraft cannot roll back a configuration that has not committed: start the missing node(s) again at the same addresses (with their data directory; a node that never held an entry may start with an empty one and --join, never --bootstrap), the change then commits and the leader finishes it; afterwards `scarab cluster remove ID` undoes it. See README, Running a cluster"
         )
     }
 

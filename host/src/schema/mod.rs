@@ -134,7 +134,7 @@ pub struct NewVersion {
 /// A schema version ready to validate with.
 struct Compiled {
     record: SchemaRecord,
-    validator: jsonschema::Validator,
+    validator: SchemaValidator,
     plugin: Option<Arc<LoadedPlugin>>,
 }
 
@@ -152,6 +152,10 @@ pub struct SchemaRegistry {
 
 /// Documents up to this size may be validated on the async runtime (see `validate_async`).
 const INLINE_DOCUMENT_BYTES: usize = 16 << 10;
+/// ...and whose JSON Schema evaluation is bounded by this many evaluations (values × the
+/// schema's cost): tens of microseconds. A costlier check goes to the blocking pool, so that
+/// no schema can stall the async runtime (a probe stalled `/v1/health` for 17 s).
+const INLINE_WORK: u64 = 5_000;
 
 /// The most subschema evaluations a schema may cause at a single instance node, by the static
 /// bound of [`cost`] (each subschema applied counts 1, `$ref` entries included).
@@ -182,9 +186,33 @@ pub const MAX_VIOLATIONS: usize = 100;
 /// 1 MiB value would otherwise make a 1 MiB message. A longer one is cut and ends with "…".
 pub const MAX_MESSAGE_BYTES: usize = 256;
 
+/// A compiled JSON Schema and the bound on its evaluations per document value (its cost, see
+/// `cost.rs`), which decides how a document is checked against it.
+pub struct SchemaValidator {
+    validator: jsonschema::Validator,
+    cost: u64,
+}
+
+impl std::fmt::Debug for SchemaValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaValidator")
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchemaValidator {
+    /// The bound on the evaluations checking `doc` takes: its values × the schema's cost
+    /// (counting stops once past `cap`).
+    pub fn work(&self, doc: &Value, cap: u64) -> u64 {
+        let values = value_count(doc, (cap / self.cost.max(1)).saturating_add(1) as usize);
+        (values as u64).saturating_mul(self.cost.max(1))
+    }
+}
+
 /// Compiles a JSON Schema as draft 2020-12 after checking it against the meta-schema, and
 /// refuses one whose evaluation could explode (see [`MAX_EVALUATIONS_PER_NODE`]).
-pub fn compile_json_schema(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
+pub fn compile_json_schema(schema: &Value) -> Result<SchemaValidator, SchemaError> {
     jsonschema::draft202012::meta::validate(schema).map_err(|e| {
         let at = e.instance_path().as_str().to_string();
         SchemaError::InvalidSchema(if at.is_empty() {
@@ -193,9 +221,11 @@ pub fn compile_json_schema(schema: &Value) -> Result<jsonschema::Validator, Sche
             format!("{e} (at {at})")
         })
     })?;
-    cost::check_cost(schema, COST_INSTANCE_DEPTH, MAX_EVALUATIONS_PER_NODE)
+    let cost = cost::check_cost(schema, COST_INSTANCE_DEPTH, MAX_EVALUATIONS_PER_NODE)
         .map_err(|e| SchemaError::TooComplex(e.to_string()))?;
-    jsonschema::draft202012::new(schema).map_err(|e| SchemaError::InvalidSchema(e.to_string()))
+    let validator = jsonschema::draft202012::new(schema)
+        .map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
+    Ok(SchemaValidator { validator, cost })
 }
 
 /// A message of at most [`MAX_MESSAGE_BYTES`], written by `Display` until it is full (so a
@@ -248,15 +278,16 @@ pub fn cut_message(message: &str) -> String {
 
 /// The JSON Schema violations of `doc`, in document order: at most [`MAX_VIOLATIONS`], each
 /// message cut to [`MAX_MESSAGE_BYTES`].
-pub fn schema_violations(validator: &jsonschema::Validator, doc: &Value) -> Vec<Violation> {
+pub fn schema_violations(schema: &SchemaValidator, doc: &Value) -> Vec<Violation> {
+    let validator = &schema.validator;
     // Only the list handed out and its formatting are bounded here: jsonschema 0.61 collects
     // every error before its iterator yields the first (`Validator::iter_errors`), so the work
     // and memory of that collection are bounded only by the schema's cost times the document's
     // nodes (see MAX_EVALUATIONS_PER_NODE).
     // So: a valid document costs one short-circuiting pass; an invalid one lists every
-    // violation only while the worst case of that collection (nodes × cost bound) is bounded,
-    // and beyond it (a document of more than LIST_ALL_NODES values) only its first violation,
-    // which `validate` finds without collecting the rest. Measured before this: a 16 KB
+    // violation only while the worst case of that collection (values × cost) is within
+    // LIST_ALL_WORK, and beyond it only its first violation, which `validate` finds without
+    // collecting the rest. Measured before this: a 16 KB
     // document of 8,000 failing numbers took 4.6 s and 2.4 GB to list.
     if validator.is_valid(doc) {
         return Vec::new();
@@ -267,7 +298,7 @@ pub fn schema_violations(validator: &jsonschema::Validator, doc: &Value) -> Vec<
         code: Some(e.kind().keyword().to_string()),
         source: Source::Schema,
     };
-    if value_count(doc) > LIST_ALL_NODES {
+    if schema.work(doc, LIST_ALL_WORK) > LIST_ALL_WORK {
         return validator
             .validate(doc)
             .err()
@@ -281,18 +312,19 @@ pub fn schema_violations(validator: &jsonschema::Validator, doc: &Value) -> Vec<
         .collect()
 }
 
-/// Documents of at most this many values (objects, arrays and scalars) list every JSON Schema
-/// violation (up to [`MAX_VIOLATIONS`]); larger ones that fail list the first. With the cost
-/// bound, listing all costs at most this × [`MAX_EVALUATIONS_PER_NODE`] evaluations.
-pub const LIST_ALL_NODES: usize = 2_000;
+/// A failing document lists every JSON Schema violation (up to [`MAX_VIOLATIONS`]) while its
+/// values × the schema's cost is at most this; beyond, its first violation. Collecting all
+/// errors of 8,000 failing numbers (4.6 s, 2.4 GB) was 6.6 million evaluations; this is 300
+/// times less (a cost-2 schema lists all for documents of up to 10,000 values).
+pub const LIST_ALL_WORK: u64 = 20_000;
 
-/// How many values `doc` holds, counting stops just past [`LIST_ALL_NODES`].
-fn value_count(doc: &Value) -> usize {
+/// How many values (objects, arrays and scalars) `doc` holds; counting stops past `cap`.
+fn value_count(doc: &Value, cap: usize) -> usize {
     let mut count = 0;
     let mut todo = vec![doc];
     while let Some(v) = todo.pop() {
         count += 1;
-        if count > LIST_ALL_NODES {
+        if count > cap {
             break;
         }
         match v {
@@ -310,7 +342,7 @@ fn value_count(doc: &Value) -> usize {
 /// [`MAX_MESSAGE_BYTES`]. A list of `MAX_VIOLATIONS` may have been cut.
 pub fn check_document(
     plugins: &PluginHost,
-    validator: Option<&jsonschema::Validator>,
+    validator: Option<&SchemaValidator>,
     plugin: Option<&LoadedPlugin>,
     ctx: &CallContext<'_>,
     doc: &Value,
@@ -400,7 +432,7 @@ impl SchemaRegistry {
         &self,
         name: &str,
         version: u32,
-        validator: &jsonschema::Validator,
+        validator: &SchemaValidator,
         plugin: Option<&LoadedPlugin>,
     ) -> Result<CompatReport, SchemaError> {
         let mut report = CompatReport {
@@ -712,6 +744,7 @@ impl SchemaRegistry {
         if doc_text.len() <= INLINE_DOCUMENT_BYTES
             && let Some(compiled) = self.compiled_if_ready(&name, version)?
             && compiled.plugin.as_ref().is_none_or(|p| p.runs_inline())
+            && compiled.validator.work(&doc, INLINE_WORK) <= INLINE_WORK
         {
             return self
                 .validate_compiled(&compiled, &name, version, &key, &doc, &doc_text)
@@ -802,8 +835,8 @@ mod tests {
         let doc = Value::Array((0..1000).map(Value::from).collect());
         let violations = schema_violations(&validator, &doc);
         assert_eq!(violations.len(), MAX_VIOLATIONS);
-        // Past LIST_ALL_NODES values, only the first violation is looked for.
-        let doc = Value::Array((0..LIST_ALL_NODES as u64).map(Value::from).collect());
+        // Past LIST_ALL_WORK, only the first violation is looked for.
+        let doc = Value::Array((0..LIST_ALL_WORK).map(Value::from).collect());
         assert_eq!(schema_violations(&validator, &doc).len(), 1);
         assert_eq!(violations[0].path, "/0");
         assert_eq!(violations[99].path, "/99");
