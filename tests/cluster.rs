@@ -1251,32 +1251,74 @@ async fn a_promotion_whose_leader_and_new_voter_both_die_is_finished_or_rolled_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_throwaway_stuck_guidance() -> Result<()> {
-    let mut cluster = Cluster::start(ClusterOptions::new(3).args(&["--write-timeout", "3s"])).await?;
+async fn a_change_stuck_without_a_majority_of_its_new_voters_is_refused_with_what_to_do_and_completes_once_they_are_back()
+-> Result<()> {
+    let mut cluster =
+        Cluster::start(ClusterOptions::new(3).args(&["--write-timeout", "3s"])).await?;
     let voters = cluster.ids();
+    let all: Vec<NodeId> = vec![1, 2, 3, 4];
     let leader = cluster.wait_formed(&voters, FORM_TIMEOUT).await?;
     register_note(&mut cluster, leader).await?;
     cluster.add_node(4, waits_to_be_added()).await?;
     let (api, peer) = (cluster.node(4).api_url(), cluster.node(4).peer_url());
-    assert_status(&cluster.api(leader).add_member(4, &api, &peer, false).await?, 200);
-    cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
+    assert_status(
+        &cluster
+            .api(leader)
+            .add_member(4, &api, &peer, false)
+            .await?,
+        200,
+    );
+    cluster.wait_same_membership(&all, SETTLE).await?;
+
+    // The leader frozen at the joint configuration {1,2,3} + {1,2,3,4}, then it and node 4
+    // killed: the two others are a majority of {1,2,3} but not of {1,2,3,4}.
     let (promote, frozen) = promote_4_and_freeze_the_leader_at_the_joint(&cluster, leader).await?;
     cluster.kill(4).await?;
     cluster.kill(leader).await?;
-    let _ = promote.await;
-    println!("frozen {frozen:?}");
-    let others: Vec<NodeId> = voters.iter().copied().filter(|&i| i != leader).collect();
-    for &o in &others {
-        println!("local view of {o}: {}", cluster.local_view(o).await?);
+    let outcome = answer(promote.await?);
+    println!(
+        "leader {leader} {} (answer: {outcome})",
+        frozen_when(frozen)
+    );
+    let survivor = *voters.iter().find(|&&i| i != leader).unwrap();
+    let r = cluster.api(survivor).remove_member(4).await?;
+    if frozen.is_some() {
+        // Refused, saying which members to bring back.
+        assert_error(&r, 409, "membership_change_in_progress");
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        for missing in [leader, 4] {
+            assert!(message.contains(&format!("node {missing} (")), "{r}");
+        }
+        assert!(
+            message
+                .to_lowercase()
+                .contains("start the missing node(s) again"),
+            "{r}"
+        );
+    } else {
+        // The promotion ended first: {1,2,3,4} with two of them down has no leader.
+        assert_eq!(r.status.as_u16(), 503, "{r}");
     }
-    let r = cluster.api(others[0]).remove_member(4).await?;
-    println!("remove 4 via {}: {r}", others[0]);
-    let r = cluster.api(others[0]).put_config("x/y", NOTE, 1, &json!({})).await?;
-    println!("write via {}: {r}", others[0]);
+
+    // Both back: the change completes (or is rolled back), and the next change succeeds.
     cluster.restart(leader).await?;
     cluster.restart(4).await?;
-    let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
-    println!("roles {roles:?}");
+    let roles = cluster.wait_same_membership(&all, SETTLE).await?;
+    println!("node 4 ends as a {}", roles[&4]);
+    let leader = cluster.wait_leader(&all, SETTLE).await?;
+    if roles[&4] == "voter" {
+        assert_status(&cluster.api(leader).remove_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
+        assert!(!roles.contains_key(&4), "{roles:?}");
+    } else {
+        assert_status(&cluster.api(leader).promote_member(4).await?, 200);
+        let roles = cluster.wait_same_membership(&all, SETTLE).await?;
+        assert_eq!(roles[&4], "voter", "{roles:?}");
+    }
+    for &via in &voters {
+        let key = format!("stuck/via-{via}");
+        put_note_until_ok(&cluster.api(via), &key, &json!({}), SETTLE).await?;
+    }
     cluster.pass();
     Ok(())
 }

@@ -71,6 +71,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_MAX_TXN_OPS", default_value_t = 64)]
     pub max_txn_ops: usize,
 
+    /// Most bytes of values (compact JSON, conditions' `equals` included) one transaction may
+    /// carry; more is 413 `payload_too_large`. A transaction is one Raft entry.
+    #[arg(long, env = "SCARAB_MAX_TXN_BYTES", default_value_t = 4 << 20)]
+    pub max_txn_bytes: usize,
+
     /// Deepest nesting of any JSON document a request carries (a config value, a transaction
     /// condition's `equals`, a JSON Schema); deeper is 400 `json_too_deep`.
     #[arg(long, env = "SCARAB_MAX_JSON_DEPTH", default_value_t = crate::json::DEFAULT_MAX_DEPTH)]
@@ -198,6 +203,11 @@ impl NodeConfig {
                 crate::json::MAX_MAX_DEPTH
             ));
         }
+        if self.max_txn_bytes < self.max_value_bytes || self.max_txn_bytes > 64 << 20 {
+            return fail(
+                "--max-txn-bytes must be at least --max-value-bytes and at most 64 MiB".into(),
+            );
+        }
         if self.max_peer_body_bytes < self.min_peer_body_bytes() {
             return fail(format!(
                 "--max-peer-body-bytes must be at least {} with these --max-value-bytes and --max-plugin-bytes (an AppendEntries holds up to 4 entries of the largest value or plugin)",
@@ -252,10 +262,15 @@ impl NodeConfig {
     }
 
     /// What a peer body must be able to hold: an AppendEntries of up to 4 entries (the
-    /// `max_payload_entries` in node.rs), each the largest value (JSON-escaped inside JSON:
-    /// at most twice its size) or the largest plugin (base64: 4/3), plus the envelope.
+    /// `max_payload_entries` in node.rs), each the largest single command: a transaction or a
+    /// migration batch of values (JSON-escaped inside JSON: at most twice their size), or the
+    /// largest plugin (base64: 4/3), plus the envelope.
     pub fn min_peer_body_bytes(&self) -> usize {
-        let largest = (2 * self.max_value_bytes).max(self.max_plugin_bytes / 3 * 4 + 4);
+        let values = self
+            .max_value_bytes
+            .max(self.max_txn_bytes)
+            .max(crate::migrate::BATCH_BYTES + self.max_value_bytes);
+        let largest = (2 * values).max(self.max_plugin_bytes / 3 * 4 + 4);
         4 * (largest + (64 << 10))
     }
 

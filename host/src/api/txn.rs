@@ -122,9 +122,11 @@ pub async fn txn(
     let mut caller = caller(&headers)?;
     let max_ops = state.config.max_txn_ops;
     let value_limit = state.config.max_value_bytes;
-    let body_limit = max_ops
-        .saturating_mul(value_limit + ENVELOPE_SLACK)
-        .min(256 << 20);
+    let txn_limit = state.config.max_txn_bytes;
+    // Room for the values written with whitespace, and for each operation's envelope.
+    let body_limit = txn_limit
+        .saturating_mul(2)
+        .saturating_add(max_ops.saturating_mul(ENVELOPE_SLACK));
     let bytes = read_body(body, body_limit).await?;
     let TxnBody { conditions, ops } = parse_json(
         &state,
@@ -147,6 +149,26 @@ pub async fn txn(
         .enumerate()
         .map(|(i, c)| condition(&state, i, c))
         .collect::<Result<Vec<_>, _>>()?;
+    // Bytes of values the transaction carries, checked before anything is validated.
+    let mut carried: usize = conditions
+        .iter()
+        .map(|c| match &c.test {
+            Test::ValueEquals { equals, .. } => equals.len(),
+            _ => 0,
+        })
+        .sum();
+    let too_large = |carried: usize| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the transaction carries at least {carried} bytes of values; at most {txn_limit} are allowed (--max-txn-bytes)"
+            ),
+        )
+    };
+    if carried > txn_limit {
+        return Err(too_large(carried));
+    }
     let mut seen = std::collections::HashSet::new();
     let mut txn_ops = Vec::with_capacity(ops.len());
     let mut violations = Vec::new();
@@ -172,6 +194,10 @@ pub async fn txn(
                 check_write_policy(&state, &schema, schema_version)?;
                 check_depth(&state, &value, &format!("ops[{i}].value"))?;
                 let text = value_text(&value, value_limit)?;
+                carried += text.len();
+                if carried > txn_limit {
+                    return Err(too_large(carried));
+                }
                 let (verdict, text) = state
                     .validate_write(&schema, schema_version, &key, value, text)
                     .await?;

@@ -644,7 +644,7 @@ impl Cluster {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(ClusterError::Unreachable(_) | ClusterError::NoLeader)
-                    if self.change_pending() =>
+                    if self.change_pending() || self.joint() =>
                 {
                     let why = "no leader could be reached";
                     return Some(Err(ClusterError::ChangeInProgress(
@@ -663,7 +663,7 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<(NodeId, NodeInfo), ClusterError> {
         match self.wait_leader(deadline).await {
-            Err(ClusterError::NoLeader) if self.change_pending() => Err(
+            Err(ClusterError::NoLeader) if self.change_pending() || self.joint() => Err(
                 ClusterError::ChangeInProgress(self.stuck_guidance("no leader is known").await),
             ),
             other => other,
@@ -679,6 +679,12 @@ impl Cluster {
         tokio::time::timeout(left, self.changes.clone().lock_owned())
             .await
             .map_err(|_| ClusterError::Timeout("waiting for another membership change"))
+    }
+
+    /// Whether this node's configuration is joint (a voter change under way).
+    fn joint(&self) -> bool {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().get_joint_config().len() > 1
     }
 
     /// Whether this node's configuration is not known to be committed (it has not applied it).
@@ -920,7 +926,8 @@ impl Cluster {
             [from, to] => format!("voters {from:?} changing to {to:?}"),
             _ => format!("voters {:?}", membership.voter_ids().collect::<Vec<_>>()),
         };
-        if !self.change_pending() {
+        let pending = self.change_pending();
+        if !pending && sets.len() < 2 {
             return format!(
                 "{what}: the configuration ({config}, log index {index}) is committed now; retry"
             );
@@ -945,6 +952,11 @@ impl Cluster {
         } else {
             format!("not answering now: {}", silent.join(", "))
         };
+        if !pending {
+            return format!(
+                "{what}: the configuration at log index {index} ({config}) is a change left half-done: it committed, but only a leader elected by a majority of every voter set can finish it or roll it back ({silent}). Start the missing node(s) again at the same addresses, with their data directory; the leader then finishes it (forward if the added voters hold its log, else back), or do it with `scarab cluster promote ID` (forward) or `scarab cluster remove ID` (back). See README, Running a cluster"
+            );
+        }
         format!(
             "{what}: the configuration at log index {index} ({config}) has not committed, and openraft accepts no other membership change until it does; it commits once a majority of every voter set holds it ({silent}). openraft cannot roll back a configuration that has not committed: start the missing node(s) again at the same addresses (with their data directory; a node that never held an entry may start with an empty one and --join, never --bootstrap), the change then commits and the leader finishes it; afterwards `scarab cluster remove ID` undoes it. See README, Running a cluster"
         )

@@ -24,6 +24,8 @@ use crate::store::{
 
 /// Configs per batch (one Raft command).
 pub const BATCH: usize = 64;
+/// Converted value bytes per batch, at most about (a larger single value travels alone).
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// How often an idle worker looks for running migrations.
 const IDLE: Duration = Duration::from_millis(500);
@@ -178,35 +180,46 @@ async fn pass(
         tracing::info!(migration = m.id, schema = %m.name, "migration finished");
         return Ok(());
     }
-    for chunk in todo.chunks(BATCH) {
-        if crate::failpoint::triggered("migration-slow") {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        if cluster.leader().map(|(id, _)| id) != Some(cluster.node_id()) {
-            return Ok(());
-        }
-        let mut writes = Vec::new();
-        let mut failures = Vec::new();
-        for entry in chunk {
-            match convert(registry, entry, m.target_version)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Converted::Ok(w) => writes.push(w),
-                Converted::Failed(f) => failures.push(f),
+    // A batch is one Raft entry: at most BATCH configs and about BATCH_BYTES of converted
+    // values (at least one), so that an entry always fits a peer request
+    // (`--max-peer-body-bytes` is checked against four entries of this at start).
+    let mut writes = Vec::new();
+    let mut failures = Vec::new();
+    let mut bytes = 0usize;
+    let last = todo.len().saturating_sub(1);
+    for (i, entry) in todo.iter().enumerate() {
+        if writes.is_empty() && failures.is_empty() {
+            if crate::failpoint::triggered("migration-slow") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if cluster.leader().map(|(id, _)| id) != Some(cluster.node_id()) {
+                return Ok(());
             }
         }
-        propose(
-            cluster,
-            actor,
-            Op::MigrateBatch {
-                name: m.name.clone(),
-                id: m.id,
-                writes,
-                failures,
-            },
-        )
-        .await?;
+        match convert(registry, entry, m.target_version)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Converted::Ok(w) => {
+                bytes += w.value.len();
+                writes.push(w)
+            }
+            Converted::Failed(f) => failures.push(f),
+        }
+        if i == last || writes.len() + failures.len() >= BATCH || bytes >= BATCH_BYTES {
+            propose(
+                cluster,
+                actor,
+                Op::MigrateBatch {
+                    name: m.name.clone(),
+                    id: m.id,
+                    writes: std::mem::take(&mut writes),
+                    failures: std::mem::take(&mut failures),
+                },
+            )
+            .await?;
+            bytes = 0;
+        }
     }
     Ok(())
 }
