@@ -486,10 +486,11 @@ impl Cluster {
         if (is_voter && voter_everywhere) || (known.is_some() && !req.voter && !is_voter) {
             return Ok(self.view());
         }
-        let stays = if known.is_some() {
-            "it stays a learner"
-        } else {
-            "nothing was changed"
+        let stays = match (&known, is_voter) {
+            (None, _) => "nothing was changed",
+            (Some(_), false) => "it stays a learner",
+            // A joint configuration that adds it: the leader rolls it back in a few seconds.
+            (Some(_), true) => "the change that adds it stays unfinished until it answers",
         };
         // 1. It answers, as node `id`, before anything is proposed.
         if let Err(why) = self.probe(id, &info).await {
@@ -763,6 +764,9 @@ impl Cluster {
             Err(_) => Err(format!(
                 "connecting to {peer}: no answer within {PROBE_TIMEOUT:?}"
             )),
+            // Reset during the handshake: something accepted the connection, so the address
+            // is live; whether Raft gets through is what the catch-up then shows.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
             Ok(Err(e)) => Err(format!("connecting to {peer}: {e}")),
             Ok(Ok(_)) => Ok(()),
         }

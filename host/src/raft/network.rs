@@ -212,8 +212,19 @@ pub struct PeerGuard {
     raft: Raft,
     me: NodeId,
     body_limit: usize,
-    /// The snapshot being received: its id, the next offset, and the check of its bytes.
-    incoming: Arc<Mutex<Option<(String, u64, SnapshotCheck)>>>,
+    /// The snapshot being received.
+    incoming: Arc<Mutex<Option<Receiving>>>,
+}
+
+/// A snapshot transfer in progress, checked chunk by chunk.
+struct Receiving {
+    id: String,
+    /// The offset the next chunk must have.
+    next: u64,
+    /// The last chunk taken (offset, length): the leader sends it again after a timeout
+    /// whose answer it did not see, and that resend is passed on without checking it twice.
+    last: Option<(u64, u64)>,
+    check: SnapshotCheck,
 }
 
 type Refused = (StatusCode, Json<serde_json::Value>);
@@ -411,25 +422,36 @@ async fn snapshot(
         let mut incoming = guard.incoming.lock().expect("incoming snapshot");
         let id = header.meta.snapshot_id.clone();
         if header.offset == 0 {
-            *incoming = Some((id.clone(), 0, SnapshotCheck::new(Some(header.meta.clone()))));
+            *incoming = Some(Receiving {
+                id: id.clone(),
+                next: 0,
+                last: None,
+                check: SnapshotCheck::new(Some(header.meta.clone())),
+            });
         }
-        let Some((current, next, check)) = incoming.as_mut() else {
+        let Some(receiving) = incoming.as_mut() else {
             return Err(refused("a snapshot chunk without its beginning"));
         };
-        if *current != id || *next != header.offset {
-            *incoming = None;
-            return Err(refused(
-                "a snapshot chunk out of order: the transfer starts over",
-            ));
+        let resent = receiving.id == id
+            && receiving.last == Some((header.offset, data.len() as u64))
+            && !header.done;
+        if !resent {
+            if receiving.id != id || receiving.next != header.offset {
+                *incoming = None;
+                return Err(refused(
+                    "a snapshot chunk out of order: the transfer starts over",
+                ));
+            }
+            if let Err(e) = receiving.check.feed(&data) {
+                *incoming = None;
+                return Err(refused(e));
+            }
+            receiving.last = Some((header.offset, data.len() as u64));
+            receiving.next += data.len() as u64;
         }
-        if let Err(e) = check.feed(&data) {
-            *incoming = None;
-            return Err(refused(e));
-        }
-        *next += data.len() as u64;
         if header.done {
-            let (_, _, check) = incoming.take().expect("checked above");
-            check.finish().map_err(refused)?;
+            let receiving = incoming.take().expect("checked above");
+            receiving.check.finish().map_err(refused)?;
         }
     }
     let req = InstallSnapshotRequest {
