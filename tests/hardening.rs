@@ -325,8 +325,19 @@ async fn a_peer_body_past_its_limit_is_refused_without_buffering_it() -> Result<
         // The node answers 413 once the limit is passed; a client still sending may see the
         // connection closed before it reads the answer. Either way nothing was buffered past
         // the limit, and the node is up.
-        match post_raw(&node, path, body.clone()).await {
-            Ok(reply) => assert_status(&reply, 413),
+        // A client of its own: the node closes that connection, which must not be pooled for
+        // the health check after it.
+        let once = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let sent = once
+            .post(node.url(path))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) => assert_eq!(r.status().as_u16(), 413, "{path}"),
             Err(e) => {
                 eprintln!("{path}: the node closed the connection while the body was sent: {e:#}")
             }
