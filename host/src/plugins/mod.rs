@@ -479,6 +479,9 @@ impl PluginHost {
         let answer = self.with_instance(plugin, |store, b| b.validate(store, ctx, document))?;
         let violations = answer.map_err(Failure::Refused)?;
         if violations.len() > self.limits.max_violations {
+            // A flood costs the host as much as a loop (every violation is copied out of the
+            // guest): whether it ends within the time budget or not, it is misbehaving.
+            plugin.misbehaved.store(true, Ordering::Relaxed);
             return Err(Failure::Malformed(format!(
                 "{} violations (at most {} are accepted)",
                 violations.len(),
