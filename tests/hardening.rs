@@ -596,8 +596,14 @@ async fn versions_and_ids_have_one_spelling() -> Result<()> {
         "invalid_path",
     );
     assert_status(&node.get("/v1/schemas/note/versions/1").await?, 200);
-    let reply = node.get("/v1/configs/x?revision=+1").await?;
+    let reply = node.get("/v1/configs/x?revision=01").await?;
     assert_status(&reply, 400);
+    let reply = node
+        .send(node.client().delete(node.url("/v1/cluster/members/+2")))
+        .await?;
+    assert_error(&reply, 400, "malformed_request");
+    let reply = node.get("/v1/schemas/note/migrations/01").await?;
+    assert_error(&reply, 400, "malformed_request");
     Ok(())
 }
 

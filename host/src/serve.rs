@@ -329,7 +329,7 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr) {
-        let state = Arc::new(ConnState::new());
+        let state = Arc::new(ConnState::new(self.limits.idle_timeout));
         let io = TokioIo::new(Tracked {
             inner: stream,
             state: state.clone(),
@@ -372,6 +372,10 @@ impl Connection {
             let wake = state
                 .deadline(&self.limits)
                 .unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
+            state.armed.store(
+                wake.saturating_duration_since(state.base).as_millis() as u64,
+                Ordering::Relaxed,
+            );
             sleep.as_mut().reset(wake);
             tokio::select! {
                 // The connection first, so that bytes that arrived with the timer count.
@@ -433,11 +437,17 @@ struct ConnState {
     changed: Notify,
     /// The body of the current request did not arrive within the body timeout.
     body_timed_out: AtomicBool,
+    /// When the loop's timer is set to fire (ms since `base`).
+    armed: AtomicU64,
+    /// The idle timeout, in ms.
+    idle_ms: u64,
 }
 
 impl ConnState {
-    fn new() -> Self {
+    fn new(idle_timeout: Duration) -> Self {
         ConnState {
+            armed: AtomicU64::new(u64::MAX),
+            idle_ms: idle_timeout.as_millis() as u64,
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
@@ -494,7 +504,14 @@ impl Drop for InFlight {
         let state = &self.0;
         state.idle_since.store(state.now(), Ordering::Relaxed);
         state.in_flight.fetch_sub(1, Ordering::Relaxed);
-        state.changed.notify_one();
+        // Wake the loop only if its timer is set past the new idle deadline (a long header
+        // deadline of the first request). Otherwise the timer fires first, finds the new
+        // deadline and waits again: waking the loop at the end of every request cost it a
+        // poll and a timer reset (GET c=64 was about 10 % slower; BENCHMARKS.md).
+        let idle_deadline = state.now() + state.idle_ms;
+        if state.armed.load(Ordering::Relaxed) > idle_deadline {
+            state.changed.notify_one();
+        }
     }
 }
 
@@ -634,7 +651,7 @@ mod tests {
 
     #[test]
     fn first_head_is_due_a_header_timeout_after_accepting() {
-        let s = ConnState::new();
+        let s = ConnState::new(limits().idle_timeout);
         assert_eq!(
             s.deadline(&limits()),
             Some(s.base + Duration::from_secs(10))
@@ -643,7 +660,7 @@ mod tests {
 
     #[test]
     fn in_flight_has_no_deadline_and_its_end_starts_the_idle_one() {
-        let s = Arc::new(ConnState::new());
+        let s = Arc::new(ConnState::new(limits().idle_timeout));
         let guard = InFlight::start(&s);
         s.received(); // body bytes: not a new head
         assert_eq!(s.deadline(&limits()), None);

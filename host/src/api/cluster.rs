@@ -65,17 +65,30 @@ pub async fn add(
     Ok(Json(view).into_response())
 }
 
+/// A member id from the path: canonical decimal, at least 1.
+fn member_id(id: &str) -> Result<u64, ApiError> {
+    super::strict::canonical_u64(id)
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| {
+            ApiError::malformed(format!(
+                "node id {id:?} must be a number from 1 in canonical form (no sign, no leading zeros)"
+            ))
+        })
+}
+
 pub async fn promote(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = member_id(&id)?;
     Ok(Json(state.cluster.promote(id).await?).into_response())
 }
 
 pub async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = member_id(&id)?;
     Ok(Json(state.cluster.remove(id).await?).into_response())
 }
 
