@@ -44,9 +44,12 @@ pub const KEEP_DIRS_ENV: &str = "SCARAB_TEST_KEEP_DIRS";
 // Workspace files: the binary, the schemas and their examples, the prebuilt plugins.
 // ---------------------------------------------------------------------------------------------
 
-/// The `scarab` binary cargo built for this test.
+/// The `scarab` binary cargo built for this test, or `SCARAB_TEST_BIN` (to run a suite
+/// against another build, e.g. to see which tests an older one fails).
 pub fn scarab_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_scarab"))
+    std::env::var_os("SCARAB_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_scarab")))
 }
 
 /// The workspace root (the tests are integration tests of `host/`).

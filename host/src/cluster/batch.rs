@@ -39,11 +39,6 @@ impl Batcher {
 
     /// Proposes `cmd` (this node must be the leader) and waits for its applied result.
     pub async fn propose(&self, cmd: Command) -> Forwarded<CommandResult> {
-        // The gate before the log, for every proposal: local, forwarded by a follower, or
-        // from the migration worker.
-        if let Err(e) = crate::raft::prove_encodes(&cmd, crate::json::MAX_MAX_DEPTH) {
-            return Forwarded::Invalid(e.to_string());
-        }
         let (tx, rx) = oneshot::channel();
         if self.tx.send((cmd, tx)).is_err() {
             return Forwarded::Failed("the node is shutting down".into());

@@ -334,7 +334,8 @@ impl Cluster {
     /// Retries only when the answer is a definite "not the leader"; a timeout is reported as
     /// such (the command may or may not have been committed).
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ClusterError> {
-        // Refused here already, so that a follower never forwards what the leader refuses.
+        // The gate before the log for every proposal made on this node (the API, the
+        // migration worker), once: a follower never forwards what the leader would refuse.
         crate::raft::prove_encodes(&cmd, crate::json::MAX_MAX_DEPTH)
             .map_err(|e| ClusterError::InvalidCommand(e.to_string()))?;
         let deadline = Instant::now() + self.write_timeout;
@@ -367,6 +368,11 @@ impl Cluster {
 
     /// The leader side of a forwarded proposal.
     pub async fn propose_as_leader(&self, cmd: Command) -> Forwarded<CommandResult> {
+        // The gate before the log for what a follower forwards (it checked it too, but a
+        // peer request is network input); local proposals pass it in `propose`.
+        if let Err(e) = crate::raft::prove_encodes(&cmd, crate::json::MAX_MAX_DEPTH) {
+            return Forwarded::Invalid(e.to_string());
+        }
         match tokio::time::timeout(self.write_timeout, self.batcher.propose(cmd)).await {
             Err(_) => {
                 Forwarded::Failed("the write did not commit in time; its outcome is unknown".into())

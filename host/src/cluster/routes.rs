@@ -36,7 +36,7 @@ async fn read<T: DeserializeOwned>(bytes: Bytes) -> Result<T, Response> {
 }
 
 /// A forwarded proposal. Its documents must be well-formed JSON and the command must survive
-/// the log encoding (checked by the batcher, `raft::prove_encodes`); otherwise it is
+/// the log encoding (checked by `Cluster::propose_as_leader`, `raft::prove_encodes`); otherwise it is
 /// `Forwarded::Invalid` and nothing is proposed. Whether the sender may propose at all is
 /// the authentication's concern.
 async fn propose(
