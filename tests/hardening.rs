@@ -741,3 +741,64 @@ async fn the_largest_input_of_every_route_is_accepted_and_survives_a_restart() -
     assert_error(&node.get_config("big/t3").await?, 404, "not_found");
     Ok(())
 }
+
+// The proposal queue (issue 15): bounded, refused at once when full.
+
+#[tokio::test]
+async fn writes_within_the_pending_proposal_limit_all_succeed() -> Result<()> {
+    let node = start_note_node(&["--max-pending-proposals", "1"]).await?;
+    // One write at a time never finds the queue full.
+    for i in 0..20 {
+        let r = node
+            .put_config(&format!("queue/seq-{i}"), "note", 1, &json!({"i": i}))
+            .await?;
+        assert_status(&r, 201);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn writes_past_the_pending_proposal_limit_get_503_overloaded_and_are_not_applied()
+-> Result<()> {
+    let node = start_note_node(&["--max-pending-proposals", "1"]).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut applied, mut refused) = (Vec::new(), Vec::new());
+    // Bursts of concurrent writes until the queue has overflowed at least once (one queued
+    // write and two batches in flight are all a limit of 1 lets through).
+    for round in 0.. {
+        let writes = (0..200).map(|i| {
+            let key = format!("queue/r{round}-{i}");
+            let node = &node;
+            async move {
+                let r = node.put_config(&key, "note", 1, &json!({"i": i})).await?;
+                anyhow::Ok((key, r))
+            }
+        });
+        for result in futures::future::join_all(writes).await {
+            let (key, r) = result?;
+            match r.status.as_u16() {
+                201 => applied.push(key),
+                _ => {
+                    assert_error(&r, 503, "overloaded");
+                    refused.push(key);
+                }
+            }
+        }
+        if !refused.is_empty() {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{} writes and none overloaded",
+            applied.len()
+        );
+    }
+    // Nothing of a refused write was applied; every accepted one was.
+    for key in &refused {
+        assert_error(&node.get_config(key).await?, 404, "not_found");
+    }
+    for key in &applied {
+        assert_status(&node.get_config(key).await?, 200);
+    }
+    Ok(())
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::plugins::PluginLimits;
+/// How many bytes of converted configs one storage-migration batch (one Raft entry) holds at
+/// most, besides one value: here because the peer body bound depends on it.
+pub const MIGRATION_BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Args, Clone, Debug)]
 pub struct NodeConfig {
@@ -85,6 +87,11 @@ pub struct NodeConfig {
     /// `too_many_watches`.
     #[arg(long, env = "SCARAB_MAX_WATCHES", default_value_t = 1024)]
     pub max_watches: usize,
+
+    /// Proposals the leader holds waiting for the log (its group-commit queue); one more is
+    /// 503 `overloaded`, with nothing applied (safe to retry).
+    #[arg(long, env = "SCARAB_MAX_PENDING_PROPOSALS", default_value_t = 10_000)]
+    pub max_pending_proposals: usize,
 
     /// Most bytes of values one page of a list, history or watch response carries (a page
     /// always holds at least one item); the page then ends early with its cursor.
@@ -217,6 +224,9 @@ impl NodeConfig {
         if self.max_watches == 0 {
             return fail("--max-watches must be at least 1".into());
         }
+        if self.max_pending_proposals == 0 {
+            return fail("--max-pending-proposals must be at least 1".into());
+        }
         if self.max_page_bytes < (64 << 10) {
             return fail("--max-page-bytes must be at least 64KiB".into());
         }
@@ -269,56 +279,15 @@ impl NodeConfig {
         let values = self
             .max_value_bytes
             .max(self.max_txn_bytes)
-            .max(crate::migrate::BATCH_BYTES + self.max_value_bytes);
+            .max(MIGRATION_BATCH_BYTES + self.max_value_bytes);
         let largest = (2 * values).max(self.max_plugin_bytes / 3 * 4 + 4);
         4 * (largest + (64 << 10))
-    }
-
-    pub fn plugin_limits(&self) -> PluginLimits {
-        PluginLimits {
-            timeout: self.plugin_timeout,
-            memory_bytes: self.plugin_memory,
-            max_instances: self.plugin_instances,
-            ..PluginLimits::default()
-        }
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {
         self.plugin_cache_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
-    }
-
-    /// How this node is reached, given the addresses its listeners are bound to.
-    pub fn node_info(&self, api: SocketAddr, peer: Option<SocketAddr>) -> crate::raft::NodeInfo {
-        let url = |s: &str| {
-            let s = s.trim_end_matches('/');
-            if s.starts_with("http://") || s.starts_with("https://") {
-                s.to_string()
-            } else {
-                format!("http://{s}")
-            }
-        };
-        let api = url(&self.advertise.clone().unwrap_or_else(|| api.to_string()));
-        let peer = match (&self.peer_advertise, peer) {
-            (Some(p), _) => url(p),
-            (None, Some(p)) => url(&p.to_string()),
-            (None, None) => api.clone(),
-        };
-        crate::raft::NodeInfo { api, peer }
-    }
-
-    /// What this node does on its first start (without Raft state).
-    pub fn formation(&self) -> crate::cluster::form::Formation {
-        use crate::cluster::form::Formation;
-        match (self.bootstrap_expect, self.join.is_empty()) {
-            (Some(n), false) if n > 1 => Formation::Expect {
-                expect: n,
-                peers: self.join.clone(),
-            },
-            (_, false) => Formation::Join(self.join.clone()),
-            (_, true) => Formation::Bootstrap,
-        }
     }
 }
 

@@ -16,8 +16,6 @@
 
 use std::collections::HashSet;
 
-use serde::de::DeserializeOwned;
-
 /// Default of `--max-json-depth`: containers inside containers, in any one JSON document of a
 /// request (a config value, a condition's `equals`, a JSON Schema).
 pub const DEFAULT_MAX_DEPTH: usize = 64;
@@ -174,8 +172,12 @@ fn pointer(frames: &[Frame]) -> String {
     out
 }
 
-/// [`check`]s, then parses.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, JsonError> {
+/// [`check`]s, then parses (the tests' way to read what the scanner accepts).
+#[cfg(test)]
+pub fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<T, JsonError> {
     check(bytes, max_depth)?;
     serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))
 }

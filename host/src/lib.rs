@@ -6,20 +6,20 @@
 //! [`node::run`] starts a node; the binary, `scarab dev`, the benchmark and the tests all
 //! use it.
 
-pub mod api;
+mod api;
 pub mod cli;
-pub mod cluster;
-pub mod config;
-pub mod datadir;
-pub mod failpoint;
-pub mod json;
-pub mod migrate;
-pub mod node;
+mod cluster;
+mod config;
+mod datadir;
+mod failpoint;
+mod json;
+mod migrate;
+mod node;
 pub mod plugins;
-pub mod raft;
+mod raft;
 pub mod schema;
-pub mod serve;
-pub mod store;
+mod serve;
+mod store;
 
 pub use config::NodeConfig;
 pub use node::{Listeners, NodeError, run};

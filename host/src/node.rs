@@ -42,16 +42,20 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Plugins(#[from] PluginError),
-    #[error("consensus: {0}")]
-    Raft(String),
+    #[error("invalid Raft configuration")]
+    RaftConfig(#[from] Box<openraft::ConfigError>),
+    #[error("consensus")]
+    Raft(#[from] Box<openraft::error::Fatal<crate::raft::NodeId>>),
+    #[error("the API server task failed")]
+    ServerTask(#[from] tokio::task::JoinError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot form or join the cluster: {0}")]
     Form(#[from] FormError),
     #[error(
-        "stopped: consensus failed ({0}). Nothing was acknowledged after the failure; check the disk, then restart the node: it recovers from what is on disk"
+        "stopped: consensus failed. Nothing was acknowledged after the failure; check the disk, then restart the node: it recovers from what is on disk"
     )]
-    Fatal(String),
+    Fatal(#[source] Box<openraft::error::Fatal<crate::raft::NodeId>>),
 }
 
 /// Runs a node until `shutdown` resolves, then stops accepting requests, finishes the ones in
@@ -91,7 +95,7 @@ pub async fn run(
     let store = StateStore::open(&state_db, &config.data_dir)?;
     datadir::verify_opened(&dir, &checked, &log_store, &store)?;
     let plugins = Arc::new(PluginHost::new(
-        config.plugin_limits(),
+        plugin_limits(&config),
         config.plugin_cache_dir(),
     )?);
     let registry = Arc::new(SchemaRegistry::new(store.clone(), plugins));
@@ -120,14 +124,14 @@ pub async fn run(
         ..Default::default()
     }
     .validate()
-    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    .map_err(Box::new)?;
 
     let api_addr = listeners.api.local_addr()?;
     let peer_addr = match &listeners.peer {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    let info = config.node_info(api_addr, peer_addr);
+    let info = node_info(&config, api_addr, peer_addr);
     let local_ip = peer_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
     let raft = Raft::new(
         config.node_id,
@@ -137,7 +141,7 @@ pub async fn run(
         StateMachine::new(store.clone()),
     )
     .await
-    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    .map_err(Box::new)?;
     let cluster = Cluster::new(
         raft.clone(),
         config.node_id,
@@ -145,14 +149,12 @@ pub async fn run(
         local_ip,
         config.write_timeout,
         config.read_timeout,
+        config.max_pending_proposals,
     );
     // A node with any Raft state (a vote or a log) never forms a cluster again: it rejoins
     // the one it belongs to.
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let formation = (!initialized).then(|| config.formation());
+    let initialized = raft.is_initialized().await.map_err(Box::new)?;
+    let formation = (!initialized).then(|| formation(&config));
     if formation == Some(Formation::Bootstrap) {
         form(&cluster, Formation::Bootstrap).await?;
     }
@@ -200,10 +202,9 @@ pub async fn run(
             let mut metrics = raft.metrics();
             loop {
                 if let Err(e) = &metrics.borrow().running_state {
-                    let msg = e.to_string();
-                    tracing::error!(error = %msg, "consensus stopped; shutting the node down");
+                    tracing::error!(error = %e, "consensus stopped; shutting the node down");
                     stop_now.cancel();
-                    return Some(msg);
+                    return Some(e.clone());
                 }
                 if metrics.changed().await.is_err() {
                     // The core task ended without a fatal error in its metrics: it panicked
@@ -214,10 +215,7 @@ pub async fn run(
                     }
                     tracing::error!("the consensus task ended; shutting the node down");
                     stop_now.cancel();
-                    return Some(
-                        "the consensus task ended unexpectedly (a panic: see the log above)"
-                            .to_string(),
-                    );
+                    return Some(openraft::error::Fatal::Panicked);
                 }
             }
         })
@@ -263,7 +261,7 @@ pub async fn run(
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
     if let Some(e) = fatal {
-        return Err(NodeError::Fatal(e));
+        return Err(NodeError::Fatal(Box::new(e)));
     }
     for (name, db) in [("raft", &log_db), ("state", &state_db)] {
         db.persist(fjall::PersistMode::SyncAll)
@@ -275,15 +273,51 @@ pub async fn run(
     formed?;
     match served {
         Ok(r) => r?,
-        Err(e) => return Err(NodeError::Raft(format!("api server task: {e}"))),
+        Err(e) => return Err(NodeError::ServerTask(e)),
     }
     Ok(())
 }
 
-/// Waits until the node's Raft reports a leader, for up to `timeout`.
-pub async fn wait_for_leader(raft: &Raft, timeout: std::time::Duration) -> bool {
-    raft.wait(Some(timeout))
-        .metrics(|m| m.current_leader.is_some(), "a leader")
-        .await
-        .is_ok()
+fn plugin_limits(config: &NodeConfig) -> crate::plugins::PluginLimits {
+    crate::plugins::PluginLimits {
+        timeout: config.plugin_timeout,
+        memory_bytes: config.plugin_memory,
+        max_instances: config.plugin_instances,
+        ..crate::plugins::PluginLimits::default()
+    }
+}
+
+/// How this node is reached, given the addresses its listeners are bound to.
+fn node_info(
+    config: &NodeConfig,
+    api: std::net::SocketAddr,
+    peer: Option<std::net::SocketAddr>,
+) -> crate::raft::NodeInfo {
+    let url = |s: &str| {
+        let s = s.trim_end_matches('/');
+        if s.starts_with("http://") || s.starts_with("https://") {
+            s.to_string()
+        } else {
+            format!("http://{s}")
+        }
+    };
+    let api = url(&config.advertise.clone().unwrap_or_else(|| api.to_string()));
+    let peer = match (&config.peer_advertise, peer) {
+        (Some(p), _) => url(p),
+        (None, Some(p)) => url(&p.to_string()),
+        (None, None) => api.clone(),
+    };
+    crate::raft::NodeInfo { api, peer }
+}
+
+/// What this node does on its first start (without Raft state).
+fn formation(config: &NodeConfig) -> Formation {
+    match (config.bootstrap_expect, config.join.is_empty()) {
+        (Some(n), false) if n > 1 => Formation::Expect {
+            expect: n,
+            peers: config.join.clone(),
+        },
+        (_, false) => Formation::Join(config.join.clone()),
+        (_, true) => Formation::Bootstrap,
+    }
 }

@@ -198,23 +198,41 @@ impl From<Rejection> for ApiError {
     }
 }
 
+/// An error's message followed by its causes ("the leader is unreachable: error sending
+/// request: Connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
 impl From<crate::cluster::ClusterError> for ApiError {
     fn from(e: crate::cluster::ClusterError) -> Self {
         use crate::cluster::ClusterError as C;
-        let message = e.to_string();
+        let message = with_causes(&e);
         match e {
             C::NoLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message),
+            C::Overloaded { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
             C::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message),
             C::Conflict { .. } | C::Refused(_) => {
                 ApiError::new(StatusCode::CONFLICT, "node_conflict", message)
             }
             C::NotMember(_) => ApiError::not_found(message),
-            C::Forward(_) | C::Unreachable(_) => ApiError::new(
+            C::Forward(_) | C::Unreachable(_) | C::BadAnswer(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "leader_unreachable",
                 message,
             ),
-            C::Raft(_) => ApiError::unavailable(message),
+            C::Consensus(_) | C::LeadershipMoved | C::ShuttingDown => {
+                ApiError::unavailable(message)
+            }
             C::MemberUnreachable(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "member_unreachable",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::Forwarded;
+use super::{ClusterError, Forwarded, Stage};
 use crate::raft::Raft;
 use crate::store::{Command, CommandResult};
 
@@ -25,30 +25,41 @@ const IN_FLIGHT: usize = 2;
 
 type Waiter = oneshot::Sender<Forwarded<CommandResult>>;
 
+/// The proposal queue of the leader. It is bounded (`--max-pending-proposals`): when writes
+/// arrive faster than the log commits them, the ones past the bound are refused at once
+/// (`ClusterError::Overloaded`, nothing proposed, safe to retry) instead of queueing memory
+/// and latency without limit.
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::UnboundedSender<(Command, Waiter)>,
+    tx: mpsc::Sender<(Command, Waiter)>,
+    limit: usize,
 }
 
 impl Batcher {
-    pub fn start(raft: Raft) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn start(raft: Raft, limit: usize) -> Self {
+        let (tx, rx) = mpsc::channel(limit.max(1));
         tokio::spawn(run(raft, rx));
-        Self { tx }
+        Self { tx, limit }
     }
 
     /// Proposes `cmd` (this node must be the leader) and waits for its applied result.
     pub async fn propose(&self, cmd: Command) -> Forwarded<CommandResult> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send((cmd, tx)).is_err() {
-            return Forwarded::Failed("the node is shutting down".into());
+        match self.tx.try_send((cmd, tx)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Forwarded::Err(ClusterError::Overloaded { limit: self.limit });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Forwarded::Err(ClusterError::ShuttingDown);
+            }
         }
         rx.await
-            .unwrap_or_else(|_| Forwarded::Failed("the node is shutting down".into()))
+            .unwrap_or(Forwarded::Err(ClusterError::ShuttingDown))
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Waiter)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -82,9 +93,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    let e = ClusterError::consensus(e);
                     for waiter in waiters {
-                        let _ = waiter.send(Forwarded::Failed(msg.clone()));
+                        let _ = waiter.send(Forwarded::Err(e.clone()));
                     }
                 }
             }
@@ -113,21 +124,15 @@ impl ReadIndexBatcher {
                     waiters.push(w);
                 }
                 let outcome = match tokio::time::timeout(timeout, raft.get_read_log_id()).await {
-                    Err(_) => Forwarded::Failed("leadership could not be confirmed in time".into()),
+                    Err(_) => Forwarded::Err(ClusterError::Timeout(Stage::ConfirmingLeadership)),
                     Ok(Ok((read, _))) => Forwarded::Ok(read.map(|l| l.index).unwrap_or(0)),
                     Ok(Err(RaftError::APIError(
                         openraft::error::CheckIsLeaderError::ForwardToLeader(_),
                     ))) => Forwarded::NotLeader,
-                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Ok(Err(e)) => Forwarded::Err(ClusterError::consensus(e)),
                 };
                 for w in waiters {
-                    let _ = w.send(match &outcome {
-                        Forwarded::Ok(i) => Forwarded::Ok(*i),
-                        Forwarded::NotLeader => Forwarded::NotLeader,
-                        Forwarded::Conflict(e) => Forwarded::Conflict(e.clone()),
-                        Forwarded::Failed(e) => Forwarded::Failed(e.clone()),
-                        Forwarded::Invalid(e) => Forwarded::Invalid(e.clone()),
-                    });
+                    let _ = w.send(outcome.clone());
                 }
             }
         });
@@ -137,9 +142,9 @@ impl ReadIndexBatcher {
     pub async fn read_index(&self) -> Forwarded<u64> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(tx).is_err() {
-            return Forwarded::Failed("the node is shutting down".into());
+            return Forwarded::Err(ClusterError::ShuttingDown);
         }
         rx.await
-            .unwrap_or_else(|_| Forwarded::Failed("the node is shutting down".into()))
+            .unwrap_or(Forwarded::Err(ClusterError::ShuttingDown))
     }
 }

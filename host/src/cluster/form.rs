@@ -50,7 +50,7 @@ pub async fn initialize(
         .raft()
         .initialize(members)
         .await
-        .map_err(|e| ClusterError::Raft(e.to_string()))
+        .map_err(ClusterError::consensus)
 }
 
 /// Runs the formation until this node belongs to a cluster (or a definite refusal).

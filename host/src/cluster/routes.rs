@@ -37,7 +37,7 @@ async fn read<T: DeserializeOwned>(bytes: Bytes) -> Result<T, Response> {
 
 /// A forwarded proposal. Its documents must be well-formed JSON and the command must survive
 /// the log encoding (checked by `Cluster::propose_as_leader`, `raft::prove_encodes`); otherwise it is
-/// `Forwarded::Invalid` and nothing is proposed. Whether the sender may propose at all is
+/// `ClusterError::InvalidCommand` and nothing is proposed. Whether the sender may propose at all is
 /// the authentication's concern.
 async fn propose(
     State(c): State<Cluster>,
@@ -69,10 +69,7 @@ async fn add_member(
     }
     Ok(Json(match c.add_member(req).await {
         Ok(v) => Forwarded::Ok(v),
-        Err(e @ (super::ClusterError::Conflict { .. } | super::ClusterError::Refused(_))) => {
-            Forwarded::Conflict(e.to_string())
-        }
-        Err(e) => Forwarded::Failed(e.to_string()),
+        Err(e) => Forwarded::Err(e),
     }))
 }
 
@@ -85,7 +82,7 @@ async fn remove_member(
     }
     Json(match c.remove(id).await {
         Ok(v) => Forwarded::Ok(v),
-        Err(e) => Forwarded::Failed(e.to_string()),
+        Err(e) => Forwarded::Err(e),
     })
 }
 

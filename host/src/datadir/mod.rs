@@ -18,7 +18,7 @@ use crate::raft::LogId;
 use crate::raft::log_store::LogStore;
 use crate::store::StateStore;
 
-pub use journal::{Scan, scan as scan_journal};
+pub use journal::Scan;
 
 /// Where what is kept under `--data-dir`.
 #[derive(Clone, Debug)]

@@ -185,7 +185,6 @@ fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
 pub struct LogSummary {
     pub last_purged: Option<LogId>,
     pub last: Option<LogId>,
-    pub vote: Option<Vote>,
     pub entries: u64,
 }
 
@@ -249,7 +248,6 @@ impl LogStore {
         Ok(LogSummary {
             last_purged,
             last: last.or(last_purged),
-            vote,
             entries,
         })
     }
