@@ -190,9 +190,9 @@ pub fn verify_opened(
     log: &LogStore,
     store: &StateStore,
 ) -> Result<(), DataDirError> {
-    let summary = log.verify().map_err(|what| DataDirError::Damaged {
+    let summary = log.verify().map_err(|e| DataDirError::Damaged {
         file: dir.raft_db().display().to_string(),
-        what,
+        what: e.to_string(),
     })?;
     store.verify().map_err(|e| DataDirError::Damaged {
         file: dir.state_db().display().to_string(),

@@ -37,7 +37,7 @@ enum Job {
     /// Make everything appended so far durable, then call back.
     Flush(LogFlushed<TypeConfig>),
     /// Make everything appended so far durable, then signal (before a truncate).
-    Barrier(mpsc::Sender<Result<(), String>>),
+    Barrier(mpsc::Sender<Result<(), LogFailure>>),
 }
 
 /// Entries appended but not yet written to fjall: index → (log id, encoded entry).
@@ -47,7 +47,45 @@ type Tail = Arc<Mutex<BTreeMap<u64, (LogId, Arc<[u8]>)>>>;
 type Committed = Arc<Mutex<Option<Option<LogId>>>>;
 
 /// The first storage failure, if any: once set, every later write fails with it.
-type Poison = Arc<Mutex<Option<String>>>;
+type Poison = Arc<Mutex<Option<LogFailure>>>;
+
+/// Why the log accepts no more writes (every later write fails with the first failure).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogFailure {
+    #[error("writing the raft log failed: {0}")]
+    Write(Arc<fjall::Error>),
+    #[error("fsync of the raft log failed: {0}")]
+    Fsync(Arc<fjall::Error>),
+    #[error("the raft log failed earlier and accepts no more writes: {0}")]
+    Poisoned(Box<LogFailure>),
+}
+
+/// What `LogStore::verify` found wrong with the log on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum LogDamage {
+    #[error("reading the log: {0}")]
+    Read(#[from] fjall::Error),
+    #[error("reading the log's metadata: {0}")]
+    Meta(#[from] StorageError),
+    #[error("a log key of {0} bytes")]
+    KeyLength(usize),
+    #[error(
+        "log entry {index} does not decode: {error}. The node cannot apply it; see README, Reliability: \"An entry no node can apply\""
+    )]
+    Undecodable {
+        index: u64,
+        error: serde_json::Error,
+    },
+    #[error("the log entry stored at index {index} is entry {found}")]
+    Misplaced { index: u64, found: u64 },
+    #[error("the log has a gap: entry {index} where entry {expected} should be")]
+    Gap { index: u64, expected: u64 },
+    #[error(
+        "the saved vote ({}) is older than the log's last entry (term {term}): the vote was lost",
+        voted.map_or("none".to_string(), |t| format!("term {t}"))
+    )]
+    VoteLost { voted: Option<u64>, term: u64 },
+}
 
 /// Log storage handle. Cloning is cheap; clones share the keyspaces, the tail and the writer.
 #[derive(Clone)]
@@ -63,20 +101,18 @@ pub struct LogStore {
 
 /// Makes everything written to `db` durable, unless the store is poisoned; poisons it if that
 /// fails.
-fn sync(db: &Database, poison: &Poison) -> Result<(), String> {
+fn sync(db: &Database, poison: &Poison) -> Result<(), LogFailure> {
     let mut failed = poison.lock().expect("log poison");
     if let Some(first) = failed.as_ref() {
-        return Err(format!(
-            "the raft log failed earlier and accepts no more writes: {first}"
-        ));
+        return Err(LogFailure::Poisoned(Box::new(first.clone())));
     }
     let result = crate::failpoint::io_error("fsync")
         .map_err(fjall::Error::from)
         .and_then(|()| db.persist(PersistMode::SyncData));
     result.map_err(|e| {
-        let msg = format!("fsync of the raft log failed: {e}");
-        *failed = Some(msg.clone());
-        msg
+        let failure = LogFailure::Fsync(Arc::new(e));
+        *failed = Some(failure.clone());
+        failure
     })
 }
 
@@ -193,33 +229,27 @@ impl LogStore {
     /// at its own index, the entries after the purge point have no gap, and the saved vote is
     /// no older than the last entry's term (or the node could vote twice in a term). Run at
     /// start-up, before Raft uses the store.
-    pub fn verify(&self) -> Result<LogSummary, String> {
-        let last_purged: Option<LogId> = self.get_json(LAST_PURGED).map_err(|e| e.to_string())?;
-        let vote: Option<Vote> = self.get_json(VOTE).map_err(|e| e.to_string())?;
+    pub fn verify(&self) -> Result<LogSummary, LogDamage> {
+        let last_purged: Option<LogId> = self.get_json(LAST_PURGED)?;
+        let vote: Option<Vote> = self.get_json(VOTE)?;
         let purged = last_purged.map(|l| l.index);
         let mut prev: Option<u64> = None;
         let mut last: Option<LogId> = None;
         let mut entries = 0u64;
         for guard in self.log.iter() {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| format!("reading the log: {e}"))?;
+            let (k, v) = guard.into_inner()?;
             let index = u64::from_be_bytes(
                 k.as_ref()
                     .try_into()
-                    .map_err(|_| format!("a log key of {} bytes", k.len()))?,
+                    .map_err(|_| LogDamage::KeyLength(k.len()))?,
             );
             let entry: Entry = serde_json::from_slice(&v)
-                .map_err(|e| {
-                    format!(
-                        "log entry {index} does not decode: {e}. The node cannot apply it; see README, Reliability: \"An entry no node can apply\""
-                    )
-                })?;
+                .map_err(|error| LogDamage::Undecodable { index, error })?;
             if entry.log_id.index != index {
-                return Err(format!(
-                    "the log entry stored at index {index} is entry {}",
-                    entry.log_id.index
-                ));
+                return Err(LogDamage::Misplaced {
+                    index,
+                    found: entry.log_id.index,
+                });
             }
             // Entries at or below the purge point may survive a crash during a purge.
             if purged.is_some_and(|p| index <= p) {
@@ -227,9 +257,7 @@ impl LogStore {
             }
             let expected = prev.map(|p| p + 1).or(purged.map(|p| p + 1));
             if let Some(expected) = expected.filter(|e| *e != index) {
-                return Err(format!(
-                    "the log has a gap: entry {index} where entry {expected} should be"
-                ));
+                return Err(LogDamage::Gap { index, expected });
             }
             prev = Some(index);
             last = Some(entry.log_id);
@@ -238,11 +266,10 @@ impl LogStore {
         if let Some(l) = last {
             let voted = vote.map(|v| v.leader_id().get_term());
             if voted.is_none_or(|t| t < l.leader_id.term) {
-                return Err(format!(
-                    "the saved vote ({}) is older than the log's last entry (term {}): the vote was lost",
-                    voted.map_or("none".to_string(), |t| format!("term {t}")),
-                    l.leader_id.term
-                ));
+                return Err(LogDamage::VoteLost {
+                    voted,
+                    term: l.leader_id.term,
+                });
             }
         }
         Ok(LogSummary {
@@ -297,9 +324,9 @@ impl Writer {
                 }
                 if !batch.is_empty() && self.poison.lock().expect("log poison").is_none() {
                     batch.commit().map_err(|e| {
-                        let msg = format!("writing the raft log failed: {e}");
-                        *self.poison.lock().expect("log poison") = Some(msg.clone());
-                        msg
+                        let failure = LogFailure::Write(Arc::new(e));
+                        *self.poison.lock().expect("log poison") = Some(failure.clone());
+                        failure
                     })?;
                 }
                 sync(&self.db, &self.poison)

@@ -294,6 +294,25 @@ impl PeerGuard {
     }
 }
 
+/// How a peer's AppendEntries (or snapshot) contradicts what any real leader could send.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistent {
+    #[error("log id {id} is of a term after the leader's ({term})")]
+    FutureTerm { id: LogId, term: u64 },
+    #[error("entry {id} does not follow {last:?}: index {expected} was expected")]
+    NotNext {
+        id: LogId,
+        last: Option<LogId>,
+        expected: u64,
+    },
+    #[error("entry {id} has a term before {last:?}'s")]
+    TermGoesBack { id: LogId, last: Option<LogId> },
+    #[error("log id {id} contradicts what this node has committed ({committed:?})")]
+    ContradictsCommitted { id: LogId, committed: Option<LogId> },
+    #[error("log id {id} is at or below this node's purge point ({purged:?})")]
+    BelowPurged { id: LogId, purged: Option<LogId> },
+}
+
 /// The consistency an AppendEntries must have before openraft sees it (see [`router`]):
 /// entries follow `prev` one index at a time with non-decreasing terms no later than the
 /// leader's; nothing at or below this node's commit point contradicts it (a real leader holds
@@ -304,24 +323,24 @@ pub fn check_append(
     entries: &[LogId],
     committed: Option<LogId>,
     purged: Option<LogId>,
-) -> Result<(), String> {
+) -> Result<(), Inconsistent> {
     let mut last = prev;
     let mut next_index = prev.map_or(0, |p| p.index + 1);
     for id in prev.iter().chain(entries) {
         if id.leader_id.term > term {
-            return Err(format!(
-                "log id {id} is of a term after the leader's ({term})"
-            ));
+            return Err(Inconsistent::FutureTerm { id: *id, term });
         }
     }
     for id in entries {
         if id.index != next_index {
-            return Err(format!(
-                "entry {id} does not follow {last:?}: index {next_index} was expected"
-            ));
+            return Err(Inconsistent::NotNext {
+                id: *id,
+                last,
+                expected: next_index,
+            });
         }
         if last.is_some_and(|l| id.leader_id < l.leader_id) {
-            return Err(format!("entry {id} has a term before {last:?}'s"));
+            return Err(Inconsistent::TermGoesBack { id: *id, last });
         }
         last = Some(*id);
         next_index = next_index.saturating_add(1);
@@ -329,16 +348,12 @@ pub fn check_append(
     let committed_index = committed.map(|c| c.index);
     for id in prev.iter().chain(entries) {
         if committed_index.is_some_and(|c| id.index <= c) && Some(*id) > committed {
-            return Err(format!(
-                "log id {id} contradicts what this node has committed ({committed:?})"
-            ));
+            return Err(Inconsistent::ContradictsCommitted { id: *id, committed });
         }
         if purged.is_some_and(|p| id.index <= p.index)
             && committed_index.is_none_or(|c| id.index > c)
         {
-            return Err(format!(
-                "log id {id} is at or below this node's purge point ({purged:?})"
-            ));
+            return Err(Inconsistent::BelowPurged { id: *id, purged });
         }
     }
     Ok(())
