@@ -1,5 +1,7 @@
 //! The `scarab` binary: parses flags, sets up logging and signals, then hands over to the
-//! library (`scarab::cli`).
+//! command line (`cli`), which runs a node through the library or speaks to one over HTTP.
+
+mod cli;
 
 use std::process::ExitCode;
 
@@ -23,5 +25,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(scarab::cli::main())
+    runtime.block_on(cli::main())
 }

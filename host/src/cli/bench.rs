@@ -14,8 +14,8 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use super::client::Client;
-use crate::plugins::{CallContext, PluginHost, PluginLimits, digest};
-use crate::schema::{compile_json_schema, schema_violations};
+use scarab::plugins::{CallContext, PluginHost, PluginLimits, digest};
+use scarab::schema::{compile_json_schema, schema_violations};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

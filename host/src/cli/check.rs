@@ -9,9 +9,9 @@ use clap::Subcommand;
 use comfy_table::Table;
 use serde_json::Value;
 
-use crate::config::parse_size;
-use crate::plugins::{CallContext, PluginHost, PluginLimits, digest};
-use crate::schema::{check_document, compile_json_schema};
+use scarab::config::parse_size;
+use scarab::plugins::{CallContext, PluginHost, PluginLimits, digest};
+use scarab::schema::{check_document, compile_json_schema};
 
 #[derive(Subcommand)]
 pub enum PluginCmd {

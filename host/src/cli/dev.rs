@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::client::{Client, ClientError, report};
 use super::shutdown_signal;
-use crate::config::NodeConfig;
-use crate::node::{Listeners, run};
+use scarab::config::NodeConfig;
+use scarab::{Listeners, run};
 
 #[derive(clap::Args)]
 pub struct DevArgs {

@@ -2,7 +2,7 @@
 //! `plugin check`, and `bench`.
 //!
 //! Owns: flags, output formats and exit codes. Does not own: any server behaviour (client
-//! commands only speak HTTP; `serve` and `dev` call [`crate::node::run`]).
+//! commands only speak HTTP; `serve` and `dev` call [`scarab::run`]).
 
 mod bench;
 mod check;
@@ -17,10 +17,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{NodeConfig, file_args};
-use crate::node::{Listeners, run};
+use scarab::config::{NodeConfig, file_args};
+use scarab::{Listeners, run};
 
-pub use client::{Client, ClientError};
 
 #[derive(Parser)]
 #[command(
@@ -127,7 +126,7 @@ pub async fn main() -> ExitCode {
 
 /// `serve --config FILE`: the file's settings go in as flags before the real ones, so that
 /// the real flags override them.
-fn expand_config_file(args: &mut Vec<String>) -> Result<(), crate::config::ConfigError> {
+fn expand_config_file(args: &mut Vec<String>) -> Result<(), scarab::config::ConfigError> {
     if args.get(1).map(String::as_str) != Some("serve") {
         return Ok(());
     }
