@@ -16,6 +16,7 @@ pub mod json;
 pub mod migrate;
 pub mod node;
 pub mod plugins;
+pub mod propose;
 pub mod raft;
 pub mod schema;
 pub mod serve;

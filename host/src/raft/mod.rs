@@ -12,7 +12,8 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::command::{Command, CommandError, CommandResult};
+use crate::store::CommandResult;
+use crate::store::command::{Command, CommandError};
 
 /// How to reach a member: its client API and its peer (Raft RPC) endpoint, as base URLs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +84,7 @@ mod tests {
     use serde_json::Value;
 
     use super::prove_encodes;
-    use crate::store::{Command, Condition, Op, Precondition, Test, TxnOp};
+    use crate::store::{Command, Condition, Op, Precondition, PutConfig, Test, Txn, TxnOp};
 
     /// Any JSON value, numbers spelt in every way JSON allows, up to 80 levels deep (past
     /// the API's 64, so both sides of the bound are drawn).
@@ -117,8 +118,8 @@ mod tests {
         })
     }
 
-    fn command(op: Op) -> Command {
-        Command::new("prop".into(), 1, op)
+    fn command(op: impl Into<Op>) -> Command {
+        Command::new("prop".into(), 1, op.into())
     }
 
     proptest! {
@@ -132,7 +133,7 @@ mod tests {
                 return Ok(());
             };
             let compact = serde_json::to_string(&value).unwrap();
-            let put = command(Op::PutConfig {
+            let put = command(PutConfig {
                 key: "k".into(),
                 schema: "s".into(),
                 schema_version: 1,
@@ -141,7 +142,7 @@ mod tests {
                 precondition: Precondition::None,
             });
             prop_assert!(prove_encodes(&put, crate::json::DEFAULT_MAX_DEPTH).is_ok());
-            let txn = command(Op::Txn {
+            let txn = command(Txn {
                 conditions: vec![Condition {
                     key: "k".into(),
                     test: Test::ValueEquals { pointer: "".into(), equals: compact.clone() },
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn a_document_past_the_depth_never_enters_the_log() {
         let deep = "[".repeat(65) + &"]".repeat(65);
-        let put = command(Op::PutConfig {
+        let put = command(PutConfig {
             key: "k".into(),
             schema: "s".into(),
             schema_version: 1,
@@ -181,7 +182,7 @@ mod tests {
             precondition: Precondition::None,
         });
         assert!(prove_encodes(&put, 64).is_err());
-        let not_json = command(Op::PutConfig {
+        let not_json = command(PutConfig {
             key: "k".into(),
             schema: "s".into(),
             schema_version: 1,

@@ -7,7 +7,10 @@
 
 mod audit;
 pub mod command;
+#[cfg(test)]
+mod encoding_tests;
 mod history;
+mod result;
 pub(crate) mod snapshot;
 mod state_machine;
 
@@ -21,12 +24,17 @@ use tokio::sync::watch;
 
 pub use audit::{AuditFilter, AuditPage, AuditRecord, Provenance};
 pub use command::{
-    Command, CommandResult, Condition, ConfigMeta, Context, FailedCondition, MAX_FAILURES_KEPT,
-    MigrationFailure, MigrationRecord, MigrationSpec, MigrationStatus, MigrationWrite, Op,
-    PluginContract, Precondition, Rejection, SchemaPolicy, SchemaRecord, Test, TxnOp, Validation,
-    WritePolicy,
+    Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema, FinishMigration,
+    MAX_FAILURES_KEPT, MigrateBatch, MigrationFailure, MigrationRecord, MigrationSpec,
+    MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, PutConfig, PutSchema,
+    SchemaPolicy, SchemaRecord, SetHistoryRetention, SetSchemaPolicy, StartMigration, Test, Txn,
+    TxnOp, Validation, WritePolicy,
 };
 pub use history::{AtRevision, Changes, HistoryPage, HistoryRetention};
+pub use result::{
+    CommandResult, ConfigDeleted, ConfigWritten, FailedCondition, HistoryRetentionSet, Proposal,
+    Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered, TxnApplied, WrongResult,
+};
 pub use snapshot::verify_current_snapshot;
 pub use state_machine::StateMachine;
 
@@ -793,14 +801,14 @@ impl ApplyTx<'_> {
             context: &context,
         };
         Ok(match op {
-            Op::PutConfig {
+            Op::PutConfig(PutConfig {
                 key,
                 schema,
                 schema_version,
                 plugin_digest,
                 value,
                 precondition,
-            } => {
+            }) => {
                 let previous = self.raw_config(&key)?.map(|e| e.meta);
                 let before = previous.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
                 if let Err(r) = check(&key, precondition, before) {
@@ -825,12 +833,12 @@ impl ApplyTx<'_> {
                     (None, None) => ("config.create", None),
                 };
                 self.audit_config(action, &meta, before, &by, detail);
-                CommandResult::ConfigWritten {
+                CommandResult::ConfigWritten(ConfigWritten {
                     meta,
                     created: before.is_none(),
-                }
+                })
             }
-            Op::DeleteConfig { key, precondition } => {
+            Op::DeleteConfig(DeleteConfig { key, precondition }) => {
                 let Some(current) = self.live_config(&key)? else {
                     return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
                         "config {key}"
@@ -844,24 +852,24 @@ impl ApplyTx<'_> {
                 let before = Some(current.meta.revision);
                 let tombstone = self.delete_config(current.meta, &by)?;
                 self.audit_config("config.delete", &tombstone, before, &by, None);
-                CommandResult::ConfigDeleted { meta: tombstone }
+                CommandResult::ConfigDeleted(ConfigDeleted { meta: tombstone })
             }
-            Op::Txn { conditions, ops } => self.txn(conditions, ops, &mut by)?,
-            Op::PutSchema {
+            Op::Txn(Txn { conditions, ops }) => self.txn(conditions, ops, &mut by)?,
+            Op::PutSchema(PutSchema {
                 name,
                 version,
                 schema,
                 plugin_digest,
                 plugin,
                 plugin_contract,
-            } => {
+            }) => {
                 if let Some(existing) = self.schema(&name, version)? {
                     return Ok(
                         if existing.schema == schema && existing.plugin_digest == plugin_digest {
-                            CommandResult::SchemaRegistered {
+                            CommandResult::SchemaRegistered(SchemaRegistered {
                                 record: existing,
                                 created: false,
-                            }
+                            })
                         } else {
                             CommandResult::Rejected(Rejection::SchemaConflict { name, version })
                         },
@@ -896,12 +904,12 @@ impl ApplyTx<'_> {
                         "plugin_contract": record.plugin_contract,
                     }),
                 );
-                CommandResult::SchemaRegistered {
+                CommandResult::SchemaRegistered(SchemaRegistered {
                     record,
                     created: true,
-                }
+                })
             }
-            Op::SetHistoryRetention { retention } => {
+            Op::SetHistoryRetention(SetHistoryRetention { retention }) => {
                 self.meta.revision += 1;
                 self.meta.history = HistoryRetention {
                     keep: retention.keep.max(1),
@@ -909,12 +917,12 @@ impl ApplyTx<'_> {
                 };
                 let detail = serde_json::to_value(self.meta.history).expect("serialises");
                 self.audit_other("settings.history", "settings/history".into(), &by, detail);
-                CommandResult::HistoryRetentionSet {
+                CommandResult::HistoryRetentionSet(HistoryRetentionSet {
                     retention: self.meta.history,
                     revision: self.meta.revision,
-                }
+                })
             }
-            Op::SetSchemaPolicy { name, policy } => {
+            Op::SetSchemaPolicy(SetSchemaPolicy { name, policy }) => {
                 if self.latest_version(&name)?.is_none() {
                     return Ok(CommandResult::Rejected(Rejection::NoVersions(name)));
                 }
@@ -926,17 +934,17 @@ impl ApplyTx<'_> {
                 );
                 let detail = serde_json::to_value(&policy).expect("serialises");
                 self.audit_other("schema.policy", format!("schema/{name}"), &by, detail);
-                CommandResult::SchemaPolicySet {
+                CommandResult::SchemaPolicySet(SchemaPolicySet {
                     name,
                     policy,
                     revision: self.meta.revision,
-                }
+                })
             }
-            Op::StartMigration {
+            Op::StartMigration(StartMigration {
                 name,
                 target_version,
                 total,
-            } => {
+            }) => {
                 if self.schema(&name, target_version)?.is_none() {
                     return Ok(CommandResult::Rejected(Rejection::UnknownSchema {
                         name,
@@ -984,12 +992,12 @@ impl ApplyTx<'_> {
                 );
                 CommandResult::Migration(record)
             }
-            Op::MigrateBatch {
+            Op::MigrateBatch(MigrateBatch {
                 name,
                 id,
                 writes,
                 failures,
-            } => {
+            }) => {
                 let mut record = match self.migration(&name, id)? {
                     Some(r) if r.status == MigrationStatus::Running => r,
                     _ => {
@@ -1058,7 +1066,7 @@ impl ApplyTx<'_> {
                 self.put_migration(&record);
                 CommandResult::Migration(record)
             }
-            Op::FinishMigration { name, id } => {
+            Op::FinishMigration(FinishMigration { name, id }) => {
                 let mut record = match self.migration(&name, id)? {
                     Some(r) if r.status == MigrationStatus::Running => r,
                     _ => {
@@ -1084,7 +1092,7 @@ impl ApplyTx<'_> {
                 );
                 CommandResult::Migration(record)
             }
-            Op::DeleteSchema { name, version } => {
+            Op::DeleteSchema(DeleteSchema { name, version }) => {
                 let Some(record) = self.schema(&name, version)? else {
                     return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
                         "schema {name} version {version}"
@@ -1112,7 +1120,7 @@ impl ApplyTx<'_> {
                     &by,
                     serde_json::json!({"plugin_digest": record.plugin_digest}),
                 );
-                CommandResult::SchemaDeleted { record }
+                CommandResult::SchemaDeleted(SchemaDeleted { record })
             }
         })
     }
@@ -1231,10 +1239,10 @@ impl ApplyTx<'_> {
             self.audit_config(action, &meta, before, by, Some(detail.clone()));
             results.push(meta);
         }
-        Ok(CommandResult::TxnApplied {
+        Ok(CommandResult::TxnApplied(TxnApplied {
             revision: by.revision,
             results,
-        })
+        }))
     }
 
     fn digest_used_elsewhere(
@@ -1350,35 +1358,35 @@ mod tests {
         }
 
         fn schema(&mut self) {
-            let r = self.apply(Op::PutSchema {
+            let r = self.apply(Op::PutSchema(PutSchema {
                 name: "s".into(),
                 version: 1,
                 schema: "{}".into(),
                 plugin_digest: None,
                 plugin: None,
                 plugin_contract: None,
-            });
+            }));
             assert!(matches!(
                 r,
-                CommandResult::SchemaRegistered { created: true, .. }
+                CommandResult::SchemaRegistered(SchemaRegistered { created: true, .. })
             ));
         }
 
         fn put(&mut self, key: &str, value: &str, precondition: Precondition) -> CommandResult {
-            self.apply(Op::PutConfig {
+            self.apply(Op::PutConfig(PutConfig {
                 key: key.into(),
                 schema: "s".into(),
                 schema_version: 1,
                 plugin_digest: None,
                 value: value.into(),
                 precondition,
-            })
+            }))
         }
     }
 
     fn written(r: CommandResult) -> ConfigMeta {
         match r {
-            CommandResult::ConfigWritten { meta, .. } => meta,
+            CommandResult::ConfigWritten(ConfigWritten { meta, .. }) => meta,
             other => panic!("expected a write, got {other:?}"),
         }
     }
@@ -1414,10 +1422,12 @@ mod tests {
         let mut f = Fixture::new();
         f.schema();
         written(f.put("a", "1", Precondition::None));
-        let CommandResult::ConfigDeleted { meta } = f.apply(Op::DeleteConfig {
-            key: "a".into(),
-            precondition: Precondition::None,
-        }) else {
+        let CommandResult::ConfigDeleted(ConfigDeleted { meta }) =
+            f.apply(Op::DeleteConfig(DeleteConfig {
+                key: "a".into(),
+                precondition: Precondition::None,
+            }))
+        else {
             panic!("expected a delete")
         };
         assert!(meta.deleted);
@@ -1435,21 +1445,23 @@ mod tests {
         let mut f = Fixture::new();
         f.schema();
         written(f.put("a", "1", Precondition::None));
-        let del = || Op::DeleteSchema {
-            name: "s".into(),
-            version: 1,
+        let del = || {
+            Op::DeleteSchema(DeleteSchema {
+                name: "s".into(),
+                version: 1,
+            })
         };
         assert!(matches!(
             f.apply(del()),
             CommandResult::Rejected(Rejection::SchemaInUse { configs: 1, .. })
         ));
-        f.apply(Op::DeleteConfig {
+        f.apply(Op::DeleteConfig(DeleteConfig {
             key: "a".into(),
             precondition: Precondition::None,
-        });
+        }));
         assert!(matches!(
             f.apply(del()),
-            CommandResult::SchemaDeleted { .. }
+            CommandResult::SchemaDeleted(SchemaDeleted { .. })
         ));
     }
 
@@ -1470,10 +1482,10 @@ mod tests {
         for i in 0..50 {
             written(a.put(&format!("k/{i:02}"), &i.to_string(), Precondition::None));
         }
-        a.apply(Op::DeleteConfig {
+        a.apply(Op::DeleteConfig(DeleteConfig {
             key: "k/07".into(),
             precondition: Precondition::None,
-        });
+        }));
         let (meta, file) = a.store.build_snapshot_file().unwrap();
         let b = Fixture::new();
         b.store.install_snapshot_file(&meta, file).unwrap();
@@ -1498,14 +1510,14 @@ mod tests {
             Command::new(
                 "a".into(),
                 5,
-                Op::PutConfig {
+                Op::PutConfig(PutConfig {
                     key: key.into(),
                     schema: "s".into(),
                     schema_version: 1,
                     plugin_digest: None,
                     value: value.into(),
                     precondition,
-                },
+                }),
             )
         };
         let base = f.store.applied().revision;
@@ -1549,7 +1561,7 @@ mod tests {
     }
 
     fn txn(f: &mut Fixture, conditions: Vec<Condition>, ops: Vec<TxnOp>) -> CommandResult {
-        f.apply(Op::Txn { conditions, ops })
+        f.apply(Op::Txn(Txn { conditions, ops }))
     }
 
     fn tput(key: &str, value: &str) -> TxnOp {
@@ -1568,7 +1580,7 @@ mod tests {
         f.schema();
         written(f.put("gone", "0", Precondition::None));
         let base = f.store.applied().revision;
-        let CommandResult::TxnApplied { revision, results } = txn(
+        let CommandResult::TxnApplied(TxnApplied { revision, results }) = txn(
             &mut f,
             vec![Condition {
                 key: "gone".into(),
@@ -1645,10 +1657,10 @@ mod tests {
         let a2 = written(f.put("a", "2", Precondition::None));
         // Refused: no record.
         f.put("a", "3", Precondition::Absent);
-        f.apply(Op::DeleteConfig {
+        f.apply(Op::DeleteConfig(DeleteConfig {
             key: "a".into(),
             precondition: Precondition::None,
-        });
+        }));
         let page = f.store.audit(&AuditFilter::default(), None, 100).unwrap();
         let actions: Vec<_> = page.items.iter().map(|r| r.action.as_str()).collect();
         assert_eq!(
@@ -1678,12 +1690,12 @@ mod tests {
     fn changes_come_in_revision_order_and_a_dropped_one_is_reported() {
         let mut f = Fixture::new();
         f.schema();
-        f.apply(Op::SetHistoryRetention {
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
             retention: HistoryRetention {
                 keep: 2,
                 max_age_seconds: None,
             },
-        });
+        }));
         let first = written(f.put("w/a", "1", Precondition::None)).revision;
         written(f.put("other", "1", Precondition::None));
         written(f.put("w/b", "1", Precondition::None));
@@ -1718,12 +1730,12 @@ mod tests {
         let old = written(f.put("a", "1", Precondition::None));
         written(f.put("a", "2", Precondition::None));
         let live_b = written(f.put("b", "1", Precondition::None));
-        f.apply(Op::SetHistoryRetention {
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
             retention: HistoryRetention {
                 keep: 100,
                 max_age_seconds: Some(60),
             },
-        });
+        }));
         // The fixture's clock is 1 s plus the log index: jump it past the maximum age.
         f.index += 120_000;
         written(f.put("c", "1", Precondition::None));
@@ -1754,12 +1766,12 @@ mod tests {
     fn count_retention_keeps_the_newest_revisions_within_a_batch_and_without_a_window() {
         let mut f = Fixture::new();
         f.schema();
-        f.apply(Op::SetHistoryRetention {
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
             retention: HistoryRetention {
                 keep: 3,
                 max_age_seconds: None,
             },
-        });
+        }));
         let revisions = |f: &Fixture| -> Vec<u64> {
             let page = f.store.history("a", None, 100, usize::MAX).unwrap();
             page.items.iter().rev().map(|e| e.meta.revision).collect()
@@ -1776,14 +1788,14 @@ mod tests {
                 Command::new(
                     "tester".into(),
                     1_000 + f.index,
-                    Op::PutConfig {
+                    Op::PutConfig(PutConfig {
                         key: "a".into(),
                         schema: "s".into(),
                         schema_version: 1,
                         plugin_digest: None,
                         value: format!("{}", 10 + i),
                         precondition: Precondition::None,
-                    },
+                    }),
                 )
             })
             .collect();
@@ -1804,11 +1816,11 @@ mod tests {
         f.store.history.remove(b"n\0a").unwrap();
         let last = written(f.put("a", "99", Precondition::None)).revision;
         assert_eq!(revisions(&f), vec![batch[3], batch[4], last]);
-        let deleted = match f.apply(Op::DeleteConfig {
+        let deleted = match f.apply(Op::DeleteConfig(DeleteConfig {
             key: "a".into(),
             precondition: Precondition::None,
-        }) {
-            CommandResult::ConfigDeleted { meta } => meta.revision,
+        })) {
+            CommandResult::ConfigDeleted(ConfigDeleted { meta }) => meta.revision,
             other => panic!("expected a delete, got {other:?}"),
         };
         assert_eq!(revisions(&f), vec![batch[4], last, deleted]);
