@@ -7,26 +7,16 @@
 
 pub mod log_store;
 pub mod network;
+pub mod state_machine;
 
 use std::io;
 
-use serde::{Deserialize, Serialize};
+/// Defined with the state that records them ([`crate::store`]).
+pub use crate::store::{NodeId, NodeInfo};
+pub use state_machine::StateMachine;
 
 use crate::store::CommandResult;
 use crate::store::command::{Command, CommandError};
-
-/// How to reach a member: its client API and its peer (Raft RPC) endpoint, as base URLs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub api: String,
-    pub peer: String,
-}
-
-impl std::fmt::Display for NodeInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "api {} peer {}", self.api, self.peer)
-    }
-}
 
 openraft::declare_raft_types!(
     /// Scarab's Raft types: an entry carries the commands proposed together (group commit),
@@ -39,7 +29,6 @@ openraft::declare_raft_types!(
         SnapshotData = tokio::fs::File,
 );
 
-pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;

@@ -10,8 +10,23 @@
 use std::collections::HashMap;
 
 use super::keys::Ks;
-use super::{Command, CommandResult, Context, META_KEY, Op, SmMeta, StateStore, StoreError, audit};
-use crate::raft::StoredMembership;
+use super::{
+    Command, CommandResult, Context, LogId, META_KEY, Membership, Op, SmMeta, StateStore,
+    StoreError, StoredMembership, audit,
+};
+
+/// What one log entry asks of the state machine: openraft's entry payload, without the Raft
+/// type configuration (the adapter in `crate::raft::state_machine` converts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// An entry without a change (a new leader's first entry).
+    Blank,
+    /// Commands proposed together (group commit); each is its own change, with its own
+    /// revision and result.
+    Commands(Vec<Command>),
+    /// A new membership of the cluster.
+    Membership(Membership),
+}
 
 /// The writes of one apply call, visible to the later commands of the same call.
 pub(super) struct ApplyTx<'a> {
@@ -33,11 +48,12 @@ pub(super) struct By<'c> {
 }
 
 impl StateStore {
-    /// Applies commands of one apply call as one atomic fjall batch (not fsynced: the log
-    /// is the durable record, see `raft::log_store`).
+    /// Applies the log entries of one apply call, each its log id and its [`Change`], as one
+    /// atomic fjall batch (not fsynced: the log is the durable record, see
+    /// `raft::log_store`). Returns one result per command of each entry.
     pub(crate) fn apply_batch(
         &self,
-        entries: impl IntoIterator<Item = crate::raft::Entry>,
+        entries: impl IntoIterator<Item = (LogId, Change)>,
     ) -> Result<Vec<Vec<CommandResult>>, StoreError> {
         let mut tx = ApplyTx {
             store: self,
@@ -46,16 +62,16 @@ impl StateStore {
             history_added: HashMap::new(),
         };
         let mut results = Vec::new();
-        for entry in entries {
-            tx.meta.last_applied = Some(entry.log_id);
-            results.push(match entry.payload {
-                openraft::EntryPayload::Blank => Vec::new(),
+        for (log_id, change) in entries {
+            tx.meta.last_applied = Some(log_id);
+            results.push(match change {
+                Change::Blank => Vec::new(),
                 // Each command of a batch is its own change, with its own revision.
-                openraft::EntryPayload::Normal(cmds) => cmds
+                Change::Commands(cmds) => cmds
                     .into_iter()
                     .map(|c| tx.execute(c))
                     .collect::<Result<_, _>>()?,
-                openraft::EntryPayload::Membership(m) => {
+                Change::Membership(m) => {
                     let voters: Vec<_> = m.voter_ids().collect();
                     let learners: Vec<_> = m.learner_ids().collect();
                     tx.audit(audit::Entry {
@@ -69,7 +85,7 @@ impl StateStore {
                         validation: None,
                         detail: Some(serde_json::json!({"voters": voters, "learners": learners})),
                     });
-                    tx.meta.membership = StoredMembership::new(Some(entry.log_id), m);
+                    tx.meta.membership = StoredMembership::new(Some(log_id), m);
                     Vec::new()
                 }
             });
@@ -150,11 +166,10 @@ impl ApplyTx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use openraft::CommittedLeaderId;
+
     use crate::store::testing::{Fixture, written};
     use crate::store::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    use crate::raft::{Entry, LogId};
 
     #[test]
     fn commands_batched_in_one_entry_apply_in_order_each_with_its_own_revision() {
@@ -175,15 +190,15 @@ mod tests {
             )
         };
         let base = f.store.applied().revision;
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), 100),
-            payload: EntryPayload::Normal(vec![
+        let entry = (
+            LogId::new(CommittedLeaderId::new(1, 1), 100),
+            Change::Commands(vec![
                 put("a", "1", Precondition::Absent),
                 // Sees the first command of the same entry.
                 put("a", "2", Precondition::Revision(base + 1)),
                 put("a", "3", Precondition::Absent),
             ]),
-        };
+        );
         let results = f.store.apply_batch([entry]).unwrap().remove(0);
         assert_eq!(written(results[0].clone()).revision, base + 1);
         assert_eq!(written(results[1].clone()).revision, base + 2);

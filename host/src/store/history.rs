@@ -501,11 +501,10 @@ impl ApplyTx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use openraft::CommittedLeaderId;
+
     use crate::store::testing::{Fixture, written};
     use crate::store::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    use crate::raft::{Entry, LogId};
 
     #[test]
     fn changes_come_in_revision_order_and_a_dropped_one_is_reported() {
@@ -620,10 +619,10 @@ mod tests {
                 )
             })
             .collect();
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), f.index),
-            payload: EntryPayload::Normal(cmds),
-        };
+        let entry = (
+            LogId::new(CommittedLeaderId::new(1, 1), f.index),
+            Change::Commands(cmds),
+        );
         let batch: Vec<u64> = f
             .store
             .apply_batch([entry])

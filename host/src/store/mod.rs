@@ -4,13 +4,16 @@
 //! Owns: how a committed command changes state (deterministically: no clock, no plugin, no
 //! randomness), how state is read, snapshotted and restored. Does not own: validation (done
 //! before proposing, in [`crate::schema`] and [`crate::plugins`]) or the log ([`crate::raft`]).
+//! It is the bottom layer: it imports nothing from `raft`, `cluster`, `schema`, `api` or
+//! `migrate`; openraft's state machine adapter over it is `crate::raft::state_machine`.
 //!
 //! This file opens and checks the state and re-exports the public types. One concern per
 //! file otherwise, each with its read side on [`StateStore`] and its write side on the apply
 //! call's `ApplyTx`: `configs.rs`, `schemas.rs`, `migrations.rs`, `txn.rs`, `history.rs`,
 //! `audit.rs`; `apply.rs` applies entries and hands each command to its concern; `keys.rs`
 //! is the keyspace format, `cache.rs` the schema decode cache, `snapshot.rs` the snapshot
-//! files; `command.rs` and `result.rs` are what travels through the log.
+//! files; `command.rs` and `result.rs` are what travels through the log, `membership.rs` the
+//! Raft ids and membership the state records.
 
 mod apply;
 mod audit;
@@ -21,11 +24,11 @@ mod configs;
 mod encoding_tests;
 mod history;
 mod keys;
+mod membership;
 mod migrations;
 mod result;
 mod schemas;
 pub(crate) mod snapshot;
-mod state_machine;
 #[cfg(test)]
 mod testing;
 mod txn;
@@ -37,6 +40,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use apply::Change;
 pub use audit::{AuditFilter, AuditPage, AuditRecord, Provenance};
 pub use command::{
     Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema, FinishMigration,
@@ -47,14 +51,13 @@ pub use command::{
 };
 pub use configs::{ConfigEntry, ConfigPage};
 pub use history::{AtRevision, Changes, HistoryPage, HistoryRetention};
+pub use membership::{LogId, Membership, NodeId, NodeInfo, SnapshotMeta, StoredMembership};
 pub use result::{
     CommandResult, ConfigDeleted, ConfigWritten, FailedCondition, HistoryRetentionSet, Proposal,
     Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered, TxnApplied, WrongResult,
 };
 pub use snapshot::verify_current_snapshot;
-pub use state_machine::StateMachine;
 
-use crate::raft::{LogId, StoredMembership};
 use cache::SchemaCache;
 use keys::decode_json;
 

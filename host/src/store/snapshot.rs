@@ -14,8 +14,7 @@ use fjall::{PersistMode, Readable};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{META_KEY, SmMeta, StateStore, StoreError, read_meta};
-use crate::raft::{LogId, SnapshotMeta};
+use super::{LogId, META_KEY, SmMeta, SnapshotMeta, StateStore, StoreError, read_meta};
 
 #[derive(Serialize, Deserialize)]
 struct Header {

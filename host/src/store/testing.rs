@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use fjall::Database;
-use openraft::{CommittedLeaderId, EntryPayload};
+use openraft::CommittedLeaderId;
 
 use super::{
-    Command, CommandResult, ConfigMeta, ConfigWritten, Op, Precondition, PutConfig, PutSchema,
-    SchemaRegistered, StateStore,
+    Change, Command, CommandResult, ConfigMeta, ConfigWritten, LogId, Op, Precondition, PutConfig,
+    PutSchema, SchemaRegistered, StateStore,
 };
-use crate::raft::{Entry, LogId};
 
 pub(super) struct Fixture {
     _dir: tempfile::TempDir,
@@ -34,14 +33,14 @@ impl Fixture {
     /// Applies `op` as the only command of the next log entry.
     pub(super) fn apply(&mut self, op: impl Into<Op>) -> CommandResult {
         self.index += 1;
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-            payload: EntryPayload::Normal(vec![Command::new(
+        let entry = (
+            LogId::new(CommittedLeaderId::new(1, 1), self.index),
+            Change::Commands(vec![Command::new(
                 "tester".into(),
                 1_000 + self.index,
                 op.into(),
             )]),
-        };
+        );
         self.store.apply_batch([entry]).unwrap().remove(0).remove(0)
     }
 
