@@ -1,5 +1,5 @@
-//! Proposing a change: the proposer's clock, and the one place where a command is put
-//! through the cluster and its applied result is checked to be the result of that command.
+//! Proposing a change: the one place where a command is put through the cluster and its
+//! applied result is checked to be the result of that command.
 //!
 //! Owns: building a [`Command`] (actor, clock reading, context) from a [`Proposal`], and
 //! turning the applied [`CommandResult`] into the proposal's own output, a
@@ -7,19 +7,9 @@
 //! leader and the log ([`crate::cluster`]), nor how it is applied ([`crate::store`]). Both the
 //! API and the migration worker propose through here, so neither reaches into the other.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use crate::clock::now_ms;
 use crate::cluster::{Cluster, ClusterError};
 use crate::store::{Command, CommandResult, Context, Proposal, Rejection, WrongResult};
-
-/// Milliseconds since the Unix epoch on this node: the clock reading a command carries
-/// (apply never reads a clock).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
 
 /// Why a proposal gave no output.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +25,9 @@ pub enum ProposeError {
     Unexpected(#[from] WrongResult),
 }
 
-/// Proposes `proposal` as `actor` (with `context` for the audit trail) and waits for its
-/// applied result, which is `P`'s own output or an error: never another command's result.
+/// Proposes `proposal` as `actor` (with `context` for the audit trail, and this node's clock
+/// reading) and waits for its applied result, which is `P`'s own output or an error: never
+/// another command's result.
 pub async fn propose<P: Proposal>(
     cluster: &Cluster,
     actor: String,
