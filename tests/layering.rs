@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["api"],
     &["migrate"],
     &["schema", "plugins"],
+    &["propose"],
     &["cluster"],
     &["raft"],
     &["store"],

@@ -12,6 +12,7 @@
 //! Clients speak to a node over HTTP, through the `scarab-client` crate.
 
 mod api;
+mod clock;
 mod cluster;
 pub mod config;
 mod datadir;
@@ -20,6 +21,7 @@ mod json;
 mod migrate;
 mod node;
 pub mod plugins;
+mod propose;
 mod raft;
 pub mod schema;
 mod serve;

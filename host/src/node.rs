@@ -13,11 +13,11 @@ use crate::cluster::form::{FormError, Formation, form};
 use crate::config::{ConfigError, NodeConfig};
 use crate::datadir::{self, DataDir, DataDirError};
 use crate::plugins::{PluginError, PluginHost};
-use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{self, Network};
+use crate::raft::{Raft, StateMachine};
 use crate::schema::SchemaRegistry;
-use crate::store::{StateMachine, StateStore, StoreError};
+use crate::store::{StateStore, StoreError};
 
 /// The sockets a node serves on, bound by the caller (so tests and the dev server can bind
 /// port 0 and learn the port before the node starts).

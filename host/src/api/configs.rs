@@ -12,8 +12,8 @@ use super::{
     require_json, rfc3339,
 };
 use crate::store::{
-    AtRevision, CommandResult, ConfigEntry, ConfigMeta, Op, Precondition, Rejection, Validation,
-    WritePolicy,
+    AtRevision, ConfigDeleted, ConfigEntry, ConfigMeta, ConfigWritten, DeleteConfig, Precondition,
+    PutConfig, Rejection, Validation, WritePolicy,
 };
 
 pub const MAX_KEY_BYTES: usize = 512;
@@ -85,6 +85,9 @@ pub(crate) struct MetaView<'a> {
     /// Set on a read at another version (`?schema_version=N`): the version it is stored at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) converted_from: Option<u32>,
+    /// Set on the answer to a rollback: the revision whose value it restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back_to: Option<u64>,
 }
 
 impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
@@ -101,6 +104,7 @@ impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
             updated_by: &m.updated_by,
             plugin_digest: m.plugin_digest.as_deref(),
             converted_from: None,
+            rolled_back_to: None,
         }
     }
 }
@@ -241,7 +245,7 @@ pub async fn put(
         key: key.clone(),
         elapsed_us: verdict.elapsed_us,
     });
-    let op = Op::PutConfig {
+    let put = PutConfig {
         key,
         schema,
         schema_version,
@@ -249,22 +253,24 @@ pub async fn put(
         value: value_text,
         precondition,
     };
-    match state.propose(caller, op).await? {
-        CommandResult::ConfigWritten { meta, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let body = serde_json::to_vec(&MetaView::from(&meta)).expect("metadata serialises");
-            let mut resp = json_response(status, body);
-            resp.headers_mut().insert(header::ETAG, etag(meta.revision));
-            Ok(resp)
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    Ok(written(state.propose(caller, put).await?, None))
+}
+
+/// The answer to a write (`PUT`, or a rollback, which says which revision it restored): 201
+/// if it created the key, else 200, with the new metadata and its revision as the ETag.
+fn written(w: ConfigWritten, rolled_back_to: Option<u64>) -> Response {
+    let status = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut view = MetaView::from(&w.meta);
+    view.rolled_back_to = rolled_back_to;
+    let body = serde_json::to_vec(&view).expect("metadata serialises");
+    let mut resp = json_response(status, body);
+    resp.headers_mut()
+        .insert(header::ETAG, etag(w.meta.revision));
+    resp
 }
 
 /// Refuses a write below the latest version of a schema whose policy is `latest` (checked
@@ -489,7 +495,7 @@ pub async fn post(
         Some(c) => Precondition::Revision(c.meta.revision),
         None => Precondition::Absent,
     };
-    let op = Op::PutConfig {
+    let put = PutConfig {
         key: key.to_string(),
         schema,
         schema_version: version,
@@ -497,23 +503,7 @@ pub async fn post(
         value: value_text,
         precondition,
     };
-    match state.propose(caller, op).await? {
-        CommandResult::ConfigWritten { meta, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let mut view = serde_json::to_value(MetaView::from(&meta)).expect("serialises");
-            view["rolled_back_to"] = revision.into();
-            let mut resp = json_response(status, serde_json::to_vec(&view).expect("serialises"));
-            resp.headers_mut().insert(header::ETAG, etag(meta.revision));
-            Ok(resp)
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    Ok(written(state.propose(caller, put).await?, Some(revision)))
 }
 
 #[derive(Deserialize)]
@@ -609,24 +599,17 @@ pub async fn delete(
     checked_key(&key)?;
     let caller = caller(&headers)?;
     let precondition = precondition(&headers)?;
-    match state
-        .propose(caller, Op::DeleteConfig { key, precondition })
-        .await?
-    {
-        CommandResult::ConfigDeleted { meta } => {
-            let body = serde_json::to_vec(&Deleted {
-                key: &meta.key,
-                revision: meta.revision,
-                deleted_at: rfc3339(meta.updated_at),
-                deleted_by: &meta.updated_by,
-            })
-            .expect("serialises");
-            Ok(json_response(StatusCode::OK, body))
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let ConfigDeleted { meta } = state
+        .propose(caller, DeleteConfig { key, precondition })
+        .await?;
+    let body = serde_json::to_vec(&Deleted {
+        key: &meta.key,
+        revision: meta.revision,
+        deleted_at: rfc3339(meta.updated_at),
+        deleted_by: &meta.updated_by,
+    })
+    .expect("serialises");
+    Ok(json_response(StatusCode::OK, body))
 }
 
 #[cfg(test)]

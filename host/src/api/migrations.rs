@@ -12,7 +12,7 @@ use super::{
     ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json, rfc3339,
 };
 use crate::migrate;
-use crate::store::{CommandResult, MigrationFailure, MigrationRecord, MigrationStatus, Op};
+use crate::store::{MigrationFailure, MigrationRecord, MigrationStatus, StartMigration};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,24 +90,18 @@ pub async fn start(
         return Ok(Json(report).into_response());
     }
     let total = migrate::pending(&state.store, &name, target_version, &[])?.len() as u64;
-    let op = Op::StartMigration {
+    let start = StartMigration {
         name,
         target_version,
         total,
     };
-    match state.propose(caller, op).await? {
-        CommandResult::Migration(m) => {
-            let location = format!("/v1/schemas/{}/migrations/{}", m.name, m.id);
-            let mut resp = (StatusCode::ACCEPTED, Json(view(&m))).into_response();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-            Ok(resp)
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
+    let m = state.propose(caller, start).await?;
+    let location = format!("/v1/schemas/{}/migrations/{}", m.name, m.id);
+    let mut resp = (StatusCode::ACCEPTED, Json(view(&m))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
     }
+    Ok(resp)
 }
 
 pub async fn list(

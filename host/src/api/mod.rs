@@ -17,7 +17,7 @@ mod txn;
 mod watch;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,9 +30,10 @@ pub use error::ApiError;
 
 use crate::cluster::Cluster;
 use crate::config::NodeConfig;
+use crate::propose::ProposeError;
 use crate::raft::Raft;
 use crate::schema::SchemaRegistry;
-use crate::store::{Command, CommandResult, Context, Op, StateStore};
+use crate::store::{Context, Proposal, StateStore};
 
 /// Everything a handler needs; cloned per request (all fields are shared handles).
 #[derive(Clone)]
@@ -118,13 +119,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(strict::no_percent_escapes))
         .with_state(state)
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 pub(crate) fn rfc3339(ms: u64) -> String {
@@ -239,18 +233,14 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 impl AppState {
-    /// Proposes a command through Raft and returns its applied result.
-    pub(crate) async fn propose(&self, caller: Caller, op: Op) -> Result<CommandResult, ApiError> {
-        let cmd = Command {
-            actor: caller.actor,
-            at_ms: now_ms(),
-            op,
-            context: caller.context,
-        };
-        match self.cluster.propose(cmd).await? {
-            CommandResult::Rejected(r) => Err(r.into()),
-            other => Ok(other),
-        }
+    /// Proposes a change through Raft as `caller` and returns its applied result: the
+    /// result of that kind of change, never another's (see [`crate::propose`]).
+    pub(crate) async fn propose<P: Proposal>(
+        &self,
+        caller: Caller,
+        proposal: P,
+    ) -> Result<P::Output, ApiError> {
+        Ok(crate::propose::propose(&self.cluster, caller.actor, caller.context, proposal).await?)
     }
 
     /// Validates a write against a schema version. A version this node does not know yet may
@@ -300,6 +290,18 @@ impl AppState {
         resp.headers_mut()
             .insert("x-scarab-revision", HeaderValue::from(rev));
         resp
+    }
+}
+
+/// The one place where a proposal's failure becomes HTTP: the cluster's and the state
+/// machine's errors as everywhere, a result of the wrong kind as an internal error.
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Cluster(e) => e.into(),
+            ProposeError::Rejected(r) => r.into(),
+            e @ ProposeError::Unexpected(_) => ApiError::internal(e.to_string()),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use openraft::ServerState;
 use serde::Serialize;
 
 use super::{ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json};
-use crate::store::{CommandResult, HistoryRetention, Op};
+use crate::store::{HistoryRetention, HistoryRetentionSet, SetHistoryRetention};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
 pub async fn get_history_retention(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -38,23 +38,18 @@ pub async fn set_history_retention(
             "keep must be at least 1 (the current revision is always kept)",
         ));
     }
-    match state
-        .propose(caller, Op::SetHistoryRetention { retention })
-        .await?
-    {
-        CommandResult::HistoryRetentionSet {
-            retention,
-            revision,
-        } => Ok(Json(serde_json::json!({
-            "keep": retention.keep,
-            "max_age_seconds": retention.max_age_seconds,
-            "revision": revision,
-        }))
-        .into_response()),
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let HistoryRetentionSet {
+        retention,
+        revision,
+    } = state
+        .propose(caller, SetHistoryRetention { retention })
+        .await?;
+    Ok(Json(serde_json::json!({
+        "keep": retention.keep,
+        "max_age_seconds": retention.max_age_seconds,
+        "revision": revision,
+    }))
+    .into_response())
 }
 
 pub async fn health() -> Json<serde_json::Value> {

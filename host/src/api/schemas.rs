@@ -11,7 +11,10 @@ use serde_json::Value;
 use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
 use crate::plugins::digest;
 use crate::schema::{CompatReport, NewVersion, SchemaError, Violation};
-use crate::store::{CommandResult, Op, PluginContract, SchemaPolicy, SchemaRecord};
+use crate::store::{
+    DeleteSchema, PluginContract, PutSchema, SchemaDeleted, SchemaPolicy, SchemaPolicySet,
+    SchemaRecord, SchemaRegistered, SetSchemaPolicy,
+};
 
 /// A schema name: 1 to 64 characters of `[a-z0-9-]`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
@@ -251,7 +254,7 @@ pub async fn register(
         .into());
     }
     let plugin_digest = upload.plugin.as_deref().map(digest);
-    let op = Op::PutSchema {
+    let put = PutSchema {
         name,
         version,
         schema: canonical_json(&upload.schema),
@@ -259,23 +262,17 @@ pub async fn register(
         plugin: upload.plugin,
         plugin_contract: checked.contract,
     };
-    match state.propose(caller, op).await? {
-        CommandResult::SchemaRegistered { record, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let body = Registered {
-                version: view(&record, false),
-                compatibility: &report,
-            };
-            Ok((status, Json(body)).into_response())
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let SchemaRegistered { record, created } = state.propose(caller, put).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = Registered {
+        version: view(&record, false),
+        compatibility: &report,
+    };
+    Ok((status, Json(body)).into_response())
 }
 
 /// `POST .../compatibility`: the report registering this upload would produce, without
@@ -326,24 +323,19 @@ pub async fn set_policy(
     let bytes = read_body(body, super::SMALL_BODY_BYTES).await?;
     let policy: SchemaPolicy =
         super::parse_json(&state, &bytes, "{\"writes\": \"any\" | \"latest\"}")?;
-    match state
-        .propose(caller, Op::SetSchemaPolicy { name, policy })
-        .await?
-    {
-        CommandResult::SchemaPolicySet {
-            name,
-            policy,
-            revision,
-        } => Ok(Json(serde_json::json!({
-            "name": name,
-            "policy": policy,
-            "revision": revision,
-        }))
-        .into_response()),
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let SchemaPolicySet {
+        name,
+        policy,
+        revision,
+    } = state
+        .propose(caller, SetSchemaPolicy { name, policy })
+        .await?;
+    Ok(Json(serde_json::json!({
+        "name": name,
+        "policy": policy,
+        "revision": revision,
+    }))
+    .into_response())
 }
 
 #[derive(Serialize)]
@@ -452,15 +444,10 @@ pub async fn delete(
     validate_name(&name)?;
     let version = parse_version(&version)?;
     let caller = caller(&headers)?;
-    match state
-        .propose(caller, Op::DeleteSchema { name, version })
-        .await?
-    {
-        CommandResult::SchemaDeleted { record } => Ok(Json(view(&record, false)).into_response()),
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let SchemaDeleted { record } = state
+        .propose(caller, DeleteSchema { name, version })
+        .await?;
+    Ok(Json(view(&record, false)).into_response())
 }
 
 #[derive(Deserialize)]

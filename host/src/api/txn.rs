@@ -16,7 +16,7 @@ use super::configs::{
     ENVELOPE_SLACK, MetaView, check_write_policy, checked_key, json_response, value_text,
 };
 use super::{ApiError, AppState, caller, check_depth, parse_json, read_body, require_json};
-use crate::store::{CommandResult, Condition, Op, Test, TxnOp, Validation};
+use crate::store::{Condition, Test, Txn, TxnApplied, TxnOp, Validation};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,28 +223,22 @@ pub async fn txn(
     if !violations.is_empty() {
         return Err(ApiError::validation(violations));
     }
-    let op = Op::Txn {
+    let txn = Txn {
         conditions,
         ops: txn_ops,
     };
-    match state.propose(caller, op).await? {
-        CommandResult::TxnApplied { revision, results } => {
-            let results: Vec<Value> = results
-                .iter()
-                .map(|meta| {
-                    let mut v = serde_json::to_value(MetaView::from(meta)).expect("serialises");
-                    v["op"] = if meta.deleted { "delete" } else { "put" }.into();
-                    v
-                })
-                .collect();
-            let body = serde_json::json!({"revision": revision, "results": results});
-            Ok(state.with_revision(json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&body).expect("serialises"),
-            )))
-        }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let TxnApplied { revision, results } = state.propose(caller, txn).await?;
+    let results: Vec<Value> = results
+        .iter()
+        .map(|meta| {
+            let mut v = serde_json::to_value(MetaView::from(meta)).expect("serialises");
+            v["op"] = if meta.deleted { "delete" } else { "put" }.into();
+            v
+        })
+        .collect();
+    let body = serde_json::json!({"revision": revision, "results": results});
+    Ok(state.with_revision(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("serialises"),
+    )))
 }

@@ -20,7 +20,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use scarab::config::{NodeConfig, file_args};
 use scarab::{Listeners, run};
 
-
 #[derive(Parser)]
 #[command(
     name = "scarab",

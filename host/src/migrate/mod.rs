@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::cluster::Cluster;
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::store::{
-    Command, CommandResult, ConfigEntry, MigrationFailure, MigrationRecord, MigrationStatus,
-    MigrationWrite, Op, StateStore,
+    ConfigEntry, Context, FinishMigration, MigrateBatch, MigrationFailure, MigrationRecord,
+    MigrationStatus, MigrationWrite, Proposal, StateStore,
 };
 
 /// Configs per batch (one Raft command).
@@ -171,7 +171,7 @@ async fn pass(
         propose(
             cluster,
             actor,
-            Op::FinishMigration {
+            FinishMigration {
                 name: m.name.clone(),
                 id: m.id,
             },
@@ -210,7 +210,7 @@ async fn pass(
             propose(
                 cluster,
                 actor,
-                Op::MigrateBatch {
+                MigrateBatch {
                     name: m.name.clone(),
                     id: m.id,
                     writes: std::mem::take(&mut writes),
@@ -224,11 +224,13 @@ async fn pass(
     Ok(())
 }
 
-/// Proposes `op` as `actor`; a rejection is an error.
-async fn propose(cluster: &Cluster, actor: &str, op: Op) -> Result<CommandResult, String> {
-    let cmd = Command::new(actor.to_string(), crate::api::now_ms(), op);
-    match cluster.propose(cmd).await.map_err(|e| e.to_string())? {
-        CommandResult::Rejected(r) => Err(r.to_string()),
-        other => Ok(other),
-    }
+/// Proposes `proposal` as `actor`; a rejection is an error.
+async fn propose<P: Proposal>(
+    cluster: &Cluster,
+    actor: &str,
+    proposal: P,
+) -> Result<P::Output, String> {
+    crate::propose::propose(cluster, actor.to_string(), Context::default(), proposal)
+        .await
+        .map_err(|e| e.to_string())
 }

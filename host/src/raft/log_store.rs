@@ -508,7 +508,8 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::store::{StateMachine, StateStore};
+    use crate::raft::StateMachine;
+    use crate::store::StateStore;
 
     struct FjallBuilder;
 

@@ -7,25 +7,16 @@
 
 pub mod log_store;
 pub mod network;
+pub mod state_machine;
 
 use std::io;
 
-use serde::{Deserialize, Serialize};
+/// Defined with the state that records them ([`crate::store`]).
+pub use crate::store::{NodeId, NodeInfo};
+pub use state_machine::StateMachine;
 
-use crate::store::command::{Command, CommandError, CommandResult};
-
-/// How to reach a member: its client API and its peer (Raft RPC) endpoint, as base URLs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub api: String,
-    pub peer: String,
-}
-
-impl std::fmt::Display for NodeInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "api {} peer {}", self.api, self.peer)
-    }
-}
+use crate::store::CommandResult;
+use crate::store::command::{Command, CommandError};
 
 openraft::declare_raft_types!(
     /// Scarab's Raft types: an entry carries the commands proposed together (group commit),
@@ -38,7 +29,6 @@ openraft::declare_raft_types!(
         SnapshotData = tokio::fs::File,
 );
 
-pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
@@ -83,7 +73,7 @@ mod tests {
     use serde_json::Value;
 
     use super::prove_encodes;
-    use crate::store::{Command, Condition, Op, Precondition, Test, TxnOp};
+    use crate::store::{Command, Condition, Op, Precondition, PutConfig, Test, Txn, TxnOp};
 
     /// Any JSON value, numbers spelt in every way JSON allows, up to 80 levels deep (past
     /// the API's 64, so both sides of the bound are drawn).
@@ -117,8 +107,8 @@ mod tests {
         })
     }
 
-    fn command(op: Op) -> Command {
-        Command::new("prop".into(), 1, op)
+    fn command(op: impl Into<Op>) -> Command {
+        Command::new("prop".into(), 1, op.into())
     }
 
     proptest! {
@@ -132,7 +122,7 @@ mod tests {
                 return Ok(());
             };
             let compact = serde_json::to_string(&value).unwrap();
-            let put = command(Op::PutConfig {
+            let put = command(PutConfig {
                 key: "k".into(),
                 schema: "s".into(),
                 schema_version: 1,
@@ -141,7 +131,7 @@ mod tests {
                 precondition: Precondition::None,
             });
             prop_assert!(prove_encodes(&put, crate::json::DEFAULT_MAX_DEPTH).is_ok());
-            let txn = command(Op::Txn {
+            let txn = command(Txn {
                 conditions: vec![Condition {
                     key: "k".into(),
                     test: Test::ValueEquals { pointer: "".into(), equals: compact.clone() },
@@ -172,7 +162,7 @@ mod tests {
     #[test]
     fn a_document_past_the_depth_never_enters_the_log() {
         let deep = "[".repeat(65) + &"]".repeat(65);
-        let put = command(Op::PutConfig {
+        let put = command(PutConfig {
             key: "k".into(),
             schema: "s".into(),
             schema_version: 1,
@@ -181,7 +171,7 @@ mod tests {
             precondition: Precondition::None,
         });
         assert!(prove_encodes(&put, 64).is_err());
-        let not_json = command(Op::PutConfig {
+        let not_json = command(PutConfig {
             key: "k".into(),
             schema: "s".into(),
             schema_version: 1,

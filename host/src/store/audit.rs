@@ -6,10 +6,16 @@
 //! the API can only read it. What a record knows comes from the command (actor, the
 //! proposer's clock, `X-Scarab-Reason`, the measured validation time) and from the state it
 //! changed (revisions before and after), never from this node's clock.
+//!
+//! Owns: the `sm_audit` keyspace, the records apply writes (for a config change, for any
+//! other change, for a membership change) and reading them with a filter. Does not own: the
+//! changes themselves (each concern's file calls `audit_config` or `audit_other`).
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApplyTx, Ks, StateStore, StoreError, decode_json};
+use super::apply::{ApplyTx, By};
+use super::keys::{Ks, decode_json};
+use super::{ConfigMeta, StateStore, StoreError};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct AuditRecord {
@@ -157,6 +163,98 @@ impl ApplyTx<'_> {
             Ks::Audit,
             audit_key(record.seq),
             serde_json::to_vec(&record).expect("audit record serialises"),
+        );
+    }
+
+    /// The audit record of a config change.
+    pub(super) fn audit_config(
+        &mut self,
+        action: &'static str,
+        meta: &ConfigMeta,
+        revision_before: Option<u64>,
+        by: &By,
+        detail: Option<serde_json::Value>,
+    ) {
+        let validation = (!meta.deleted).then(|| Provenance {
+            schema: meta.schema.clone(),
+            schema_version: meta.schema_version,
+            plugin_digest: meta.plugin_digest.clone(),
+            elapsed_us: by.context.validation_us(&meta.key),
+        });
+        self.audit(Entry {
+            actor: by.actor.to_string(),
+            at_ms: Some(by.at_ms),
+            action,
+            object: meta.key.clone(),
+            revision_before,
+            revision_after: Some(meta.revision),
+            reason: by.context.reason.clone(),
+            validation,
+            detail,
+        });
+    }
+
+    /// The audit record of a change that is not a config's.
+    pub(super) fn audit_other(
+        &mut self,
+        action: &'static str,
+        object: String,
+        by: &By,
+        detail: serde_json::Value,
+    ) {
+        self.audit(Entry {
+            actor: by.actor.to_string(),
+            at_ms: Some(by.at_ms),
+            action,
+            object,
+            revision_before: None,
+            revision_after: Some(self.meta.revision),
+            reason: by.context.reason.clone(),
+            validation: None,
+            detail: Some(detail),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{Fixture, written};
+    use crate::store::*;
+
+    #[test]
+    fn every_change_gets_an_audit_record_with_its_revisions() {
+        let mut f = Fixture::new();
+        f.schema();
+        let a1 = written(f.put("a", "1", Precondition::None));
+        let a2 = written(f.put("a", "2", Precondition::None));
+        // Refused: no record.
+        f.put("a", "3", Precondition::Absent);
+        f.apply(Op::DeleteConfig(DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        }));
+        let page = f.store.audit(&AuditFilter::default(), None, 100).unwrap();
+        let actions: Vec<_> = page.items.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "config.delete",
+                "config.update",
+                "config.create",
+                "schema.register"
+            ]
+        );
+        let update = &page.items[1];
+        assert_eq!(update.revision_before, Some(a1.revision));
+        assert_eq!(update.revision_after, Some(a2.revision));
+        assert_eq!(update.actor, "tester");
+        let only_configs = AuditFilter {
+            action: Some("config".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            f.store.audit(&only_configs, None, 100).unwrap().items.len(),
+            3
         );
     }
 }

@@ -36,24 +36,24 @@ impl Command {
     fn documents(&self) -> Vec<(String, &str)> {
         let mut docs = Vec::new();
         match &self.op {
-            Op::PutConfig { key, value, .. } => {
+            Op::PutConfig(PutConfig { key, value, .. }) => {
                 docs.push((format!("the value of {key}"), &**value))
             }
-            Op::PutSchema {
+            Op::PutSchema(PutSchema {
                 name,
                 version,
                 schema,
                 ..
-            } => docs.push((
+            }) => docs.push((
                 format!("the JSON Schema of {name} version {version}"),
                 &**schema,
             )),
-            Op::MigrateBatch { writes, .. } => {
+            Op::MigrateBatch(MigrateBatch { writes, .. }) => {
                 for w in writes {
                     docs.push((format!("the migrated value of {}", w.key), &*w.value));
                 }
             }
-            Op::Txn { conditions, ops } => {
+            Op::Txn(Txn { conditions, ops }) => {
                 for (i, c) in conditions.iter().enumerate() {
                     if let Test::ValueEquals { equals, .. } = &c.test {
                         docs.push((format!("conditions[{i}].equals"), &**equals));
@@ -65,12 +65,12 @@ impl Command {
                     }
                 }
             }
-            Op::DeleteConfig { .. }
-            | Op::DeleteSchema { .. }
-            | Op::SetSchemaPolicy { .. }
-            | Op::SetHistoryRetention { .. }
-            | Op::StartMigration { .. }
-            | Op::FinishMigration { .. } => {}
+            Op::DeleteConfig(_)
+            | Op::DeleteSchema(_)
+            | Op::SetSchemaPolicy(_)
+            | Op::SetHistoryRetention(_)
+            | Op::StartMigration(_)
+            | Op::FinishMigration(_) => {}
         }
         docs
     }
@@ -79,7 +79,7 @@ impl Command {
     /// `raft::prove_encodes`): every JSON document the command carries is one well-formed
     /// document within `max_depth` (no duplicate keys, numbers in range).
     pub fn check_documents(&self, max_depth: usize) -> Result<(), CommandError> {
-        if let Op::Txn { conditions, .. } = &self.op
+        if let Op::Txn(Txn { conditions, .. }) = &self.op
             && conditions
                 .iter()
                 .any(|c| matches!(c.test, Test::ValueAt { .. }))
@@ -98,27 +98,30 @@ impl Command {
     /// The bulk of the command's size in the log: the values, schemas and plugins it carries.
     pub fn value_bytes(&self) -> usize {
         match &self.op {
-            Op::PutConfig { value, .. } => value.len(),
-            Op::PutSchema { schema, plugin, .. } => {
+            Op::PutConfig(PutConfig { value, .. }) => value.len(),
+            Op::PutSchema(PutSchema { schema, plugin, .. }) => {
                 schema.len() + plugin.as_ref().map_or(0, Vec::len)
             }
-            Op::MigrateBatch { writes, .. } => writes.iter().map(|w| w.value.len()).sum(),
-            Op::Txn { ops, .. } => ops
+            Op::MigrateBatch(MigrateBatch { writes, .. }) => {
+                writes.iter().map(|w| w.value.len()).sum()
+            }
+            Op::Txn(Txn { ops, .. }) => ops
                 .iter()
                 .map(|op| match op {
                     TxnOp::Put { value, .. } => value.len(),
                     TxnOp::Delete { .. } => 0,
                 })
                 .sum(),
-            Op::DeleteConfig { .. }
-            | Op::DeleteSchema { .. }
-            | Op::SetSchemaPolicy { .. }
-            | Op::SetHistoryRetention { .. }
-            | Op::StartMigration { .. }
-            | Op::FinishMigration { .. } => 0,
+            Op::DeleteConfig(_)
+            | Op::DeleteSchema(_)
+            | Op::SetSchemaPolicy(_)
+            | Op::SetHistoryRetention(_)
+            | Op::StartMigration(_)
+            | Op::FinishMigration(_) => 0,
         }
     }
 
+    #[cfg(test)]
     pub fn new(actor: String, at_ms: u64, op: Op) -> Self {
         Self {
             actor,
@@ -164,74 +167,107 @@ pub struct Validation {
     pub elapsed_us: u64,
 }
 
+/// What a command does. Each kind is a struct of its own, so that a kind can be proposed on
+/// its own and say what applying it returns ([`super::Proposal`]). In the log an `Op` is
+/// `{"Kind": {fields}}`, as it was when the variants held their fields directly.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Op {
-    PutConfig {
-        key: String,
-        schema: String,
-        schema_version: u32,
-        /// The digest of the plugin that validated `value`; apply refuses the write if the
-        /// registered version's plugin is not this one.
-        plugin_digest: Option<String>,
-        /// Compact JSON text.
-        value: String,
-        precondition: Precondition,
-    },
-    DeleteConfig {
-        key: String,
-        precondition: Precondition,
-    },
-    PutSchema {
-        name: String,
-        version: u32,
-        /// Canonical JSON text of the JSON Schema (keys sorted, compact).
-        schema: String,
-        plugin_digest: Option<String>,
-        #[serde(with = "b64_opt")]
-        plugin: Option<Vec<u8>>,
-        /// What the plugin declared at registration (read by the proposing node, so that
-        /// apply never runs a plugin).
-        #[serde(default)]
-        plugin_contract: Option<PluginContract>,
-    },
-    SetSchemaPolicy {
-        name: String,
-        policy: SchemaPolicy,
-    },
-    /// How many revisions of each key the history keeps (applies from the next write of a
-    /// key on).
-    SetHistoryRetention {
-        retention: super::HistoryRetention,
-    },
-    /// Starts rewriting every config of `name` to `target_version`; its id is the revision
-    /// this command gets.
-    StartMigration {
-        name: String,
-        target_version: u32,
-        /// Configs not at the target when the migration started (for progress).
-        total: u64,
-    },
-    /// One batch of a migration: converted values, each written only if its key is still at
-    /// the revision it was converted from, and the keys that could not be converted.
-    MigrateBatch {
-        name: String,
-        id: u64,
-        writes: Vec<MigrationWrite>,
-        failures: Vec<MigrationFailure>,
-    },
-    FinishMigration {
-        name: String,
-        id: u64,
-    },
-    DeleteSchema {
-        name: String,
-        version: u32,
-    },
-    /// Operations applied together, as one revision, if every condition holds (else nothing).
-    Txn {
-        conditions: Vec<Condition>,
-        ops: Vec<TxnOp>,
-    },
+    PutConfig(PutConfig),
+    DeleteConfig(DeleteConfig),
+    PutSchema(PutSchema),
+    SetSchemaPolicy(SetSchemaPolicy),
+    SetHistoryRetention(SetHistoryRetention),
+    StartMigration(StartMigration),
+    MigrateBatch(MigrateBatch),
+    FinishMigration(FinishMigration),
+    DeleteSchema(DeleteSchema),
+    Txn(Txn),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PutConfig {
+    pub key: String,
+    pub schema: String,
+    pub schema_version: u32,
+    /// The digest of the plugin that validated `value`; apply refuses the write if the
+    /// registered version's plugin is not this one.
+    pub plugin_digest: Option<String>,
+    /// Compact JSON text.
+    pub value: String,
+    pub precondition: Precondition,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DeleteConfig {
+    pub key: String,
+    pub precondition: Precondition,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PutSchema {
+    pub name: String,
+    pub version: u32,
+    /// Canonical JSON text of the JSON Schema (keys sorted, compact).
+    pub schema: String,
+    pub plugin_digest: Option<String>,
+    #[serde(with = "b64_opt")]
+    pub plugin: Option<Vec<u8>>,
+    /// What the plugin declared at registration (read by the proposing node, so that
+    /// apply never runs a plugin).
+    #[serde(default)]
+    pub plugin_contract: Option<PluginContract>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SetSchemaPolicy {
+    pub name: String,
+    pub policy: SchemaPolicy,
+}
+
+/// How many revisions of each key the history keeps (applies from the next write of a
+/// key on).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SetHistoryRetention {
+    pub retention: super::HistoryRetention,
+}
+
+/// Starts rewriting every config of `name` to `target_version`; its id is the revision
+/// this command gets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StartMigration {
+    pub name: String,
+    pub target_version: u32,
+    /// Configs not at the target when the migration started (for progress).
+    pub total: u64,
+}
+
+/// One batch of a migration: converted values, each written only if its key is still at
+/// the revision it was converted from, and the keys that could not be converted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MigrateBatch {
+    pub name: String,
+    pub id: u64,
+    pub writes: Vec<MigrationWrite>,
+    pub failures: Vec<MigrationFailure>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FinishMigration {
+    pub name: String,
+    pub id: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DeleteSchema {
+    pub name: String,
+    pub version: u32,
+}
+
+/// Operations applied together, as one revision, if every condition holds (else nothing).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Txn {
+    pub conditions: Vec<Condition>,
+    pub ops: Vec<TxnOp>,
 }
 
 /// A transaction's condition on one key, checked at apply time.
@@ -282,16 +318,6 @@ impl TxnOp {
             TxnOp::Put { key, .. } | TxnOp::Delete { key } => key,
         }
     }
-}
-
-/// A transaction condition that did not hold.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct FailedCondition {
-    /// Its position in the request's `conditions`.
-    pub index: usize,
-    pub key: String,
-    /// The key's revision when the transaction was applied (`None`: absent).
-    pub current_revision: Option<u64>,
 }
 
 /// A write's condition on the key's current state, checked at apply time.
@@ -425,88 +451,6 @@ pub struct SchemaRecord {
     pub registered_by: String,
     #[serde(default)]
     pub plugin_contract: Option<PluginContract>,
-}
-
-/// The outcome of applying one log entry.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub enum CommandResult {
-    ConfigWritten {
-        meta: ConfigMeta,
-        created: bool,
-    },
-    ConfigDeleted {
-        meta: ConfigMeta,
-    },
-    SchemaRegistered {
-        record: SchemaRecord,
-        created: bool,
-    },
-    SchemaDeleted {
-        record: SchemaRecord,
-    },
-    SchemaPolicySet {
-        name: String,
-        policy: SchemaPolicy,
-        revision: u64,
-    },
-    Migration(MigrationRecord),
-    HistoryRetentionSet {
-        retention: super::HistoryRetention,
-        revision: u64,
-    },
-    /// Every operation of a transaction, in request order (deletes as tombstones), all at
-    /// `revision`.
-    TxnApplied {
-        revision: u64,
-        results: Vec<ConfigMeta>,
-    },
-    /// Refused deterministically by the state machine; nothing changed.
-    Rejected(Rejection),
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("precondition failed for {key}: its current revision is {current:?}")]
-    PreconditionFailed { key: String, current: Option<u64> },
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("schema {name} version {version} is not registered")]
-    UnknownSchema { name: String, version: u32 },
-    #[error(
-        "schema {name} version {version} changed while the write was validated (plugin {registered:?}, validated with {validated:?})"
-    )]
-    PluginMismatch {
-        name: String,
-        version: u32,
-        registered: Option<String>,
-        validated: Option<String>,
-    },
-    #[error("schema {name} version {version} is already registered with different content")]
-    SchemaConflict { name: String, version: u32 },
-    #[error("schema {name} version {version} is used by {configs} config(s)")]
-    SchemaInUse {
-        name: String,
-        version: u32,
-        configs: u64,
-    },
-    #[error(
-        "schema {name} accepts writes only at its latest version, {latest}, not at version {version}"
-    )]
-    NotLatest {
-        name: String,
-        version: u32,
-        latest: u32,
-    },
-    #[error("schema {0} has no registered version")]
-    NoVersions(String),
-    #[error("schema {name} already has a running migration, {id}")]
-    MigrationRunning { name: String, id: u64 },
-    #[error("migration {id} of schema {name} is not running")]
-    MigrationNotRunning { name: String, id: u64 },
-    #[error("{} transaction condition(s) failed", failed.len())]
-    ConditionFailed { failed: Vec<FailedCondition> },
-    #[error("invalid transaction: {0}")]
-    InvalidTxn(String),
 }
 
 mod b64_opt {

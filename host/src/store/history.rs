@@ -20,9 +20,11 @@
 use fjall::Readable;
 use serde::{Deserialize, Serialize};
 
+use super::apply::{ApplyTx, By};
+use super::keys::{Ks, decode_config, encode_config};
 use super::{
-    ApplyTx, ConfigEntry, ConfigMeta, Ks, StateStore, StoreError, decode_config, encode_config,
-    read_meta,
+    CommandResult, ConfigEntry, ConfigMeta, HistoryRetentionSet, SetHistoryRetention, StateStore,
+    StoreError, read_meta,
 };
 
 /// How much history is kept (replicated: every node applies the same rule).
@@ -280,6 +282,27 @@ impl StateStore {
 }
 
 impl ApplyTx<'_> {
+    /// `SetHistoryRetention`: the retention every node applies from now on (at least one
+    /// revision per key is kept).
+    pub(super) fn set_history_retention(
+        &mut self,
+        op: SetHistoryRetention,
+        by: &By,
+    ) -> Result<CommandResult, StoreError> {
+        let SetHistoryRetention { retention } = op;
+        self.meta.revision += 1;
+        self.meta.history = HistoryRetention {
+            keep: retention.keep.max(1),
+            max_age_seconds: retention.max_age_seconds,
+        };
+        let detail = serde_json::to_value(self.meta.history).expect("serialises");
+        self.audit_other("settings.history", "settings/history".into(), by, detail);
+        Ok(CommandResult::HistoryRetentionSet(HistoryRetentionSet {
+            retention: self.meta.history,
+            revision: self.meta.revision,
+        }))
+    }
+
     /// Records a change of `meta.key` (a tombstone has an empty `value`), then drops what the
     /// retention no longer keeps.
     /// `previous` is the key's record before this change (live or tombstone), if any.
@@ -473,5 +496,153 @@ impl ApplyTx<'_> {
             }
         }
         Ok(revisions.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use crate::store::testing::{Fixture, written};
+    use crate::store::*;
+
+    #[test]
+    fn changes_come_in_revision_order_and_a_dropped_one_is_reported() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 2,
+                max_age_seconds: None,
+            },
+        }));
+        let first = written(f.put("w/a", "1", Precondition::None)).revision;
+        written(f.put("other", "1", Precondition::None));
+        written(f.put("w/b", "1", Precondition::None));
+        let Changes::Found { entries, .. } = f
+            .store
+            .changes("w/", first, u64::MAX, 100, usize::MAX)
+            .unwrap()
+        else {
+            panic!("nothing is compacted yet")
+        };
+        let keys: Vec<_> = entries.iter().map(|e| e.meta.key.as_str()).collect();
+        assert_eq!(keys, ["w/a", "w/b"]);
+        written(f.put("w/a", "2", Precondition::None));
+        written(f.put("w/a", "3", Precondition::None));
+        assert!(matches!(
+            f.store.changes("w/", first, u64::MAX, 100, usize::MAX).unwrap(),
+            Changes::Compacted { revision } if revision == first
+        ));
+        // Another prefix does not care.
+        assert!(matches!(
+            f.store
+                .changes("other", first, u64::MAX, 100, usize::MAX)
+                .unwrap(),
+            Changes::Found { .. }
+        ));
+    }
+
+    #[test]
+    fn age_retention_drops_old_records_but_keeps_live_values() {
+        let mut f = Fixture::new();
+        f.schema();
+        let old = written(f.put("a", "1", Precondition::None));
+        written(f.put("a", "2", Precondition::None));
+        let live_b = written(f.put("b", "1", Precondition::None));
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 100,
+                max_age_seconds: Some(60),
+            },
+        }));
+        // The fixture's clock is 1 s plus the log index: jump it past the maximum age.
+        f.index += 120_000;
+        written(f.put("c", "1", Precondition::None));
+        assert!(matches!(
+            f.store.config_at("a", old.revision).unwrap(),
+            AtRevision::Compacted { .. }
+        ));
+        assert!(matches!(
+            f.store.config_at("b", live_b.revision).unwrap(),
+            AtRevision::Found(_)
+        ));
+        assert!(f.store.applied().history_floor >= live_b.revision);
+        assert!(matches!(
+            f.store
+                .changes("", old.revision, u64::MAX, 100, usize::MAX)
+                .unwrap(),
+            Changes::Compacted { .. }
+        ));
+        // Once overwritten, the old live value goes too.
+        written(f.put("b", "2", Precondition::None));
+        assert!(matches!(
+            f.store.config_at("b", live_b.revision).unwrap(),
+            AtRevision::Compacted { .. }
+        ));
+    }
+
+    #[test]
+    fn count_retention_keeps_the_newest_revisions_within_a_batch_and_without_a_window() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 3,
+                max_age_seconds: None,
+            },
+        }));
+        let revisions = |f: &Fixture| -> Vec<u64> {
+            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
+            page.items.iter().rev().map(|e| e.meta.revision).collect()
+        };
+        let mut written_revs = Vec::new();
+        for i in 0..5 {
+            written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
+        }
+        assert_eq!(revisions(&f), written_revs[2..]);
+        // Five writes of the key in one entry: retention sees its own batch's records.
+        f.index += 1;
+        let cmds = (0..5)
+            .map(|i| {
+                Command::new(
+                    "tester".into(),
+                    1_000 + f.index,
+                    Op::PutConfig(PutConfig {
+                        key: "a".into(),
+                        schema: "s".into(),
+                        schema_version: 1,
+                        plugin_digest: None,
+                        value: format!("{}", 10 + i),
+                        precondition: Precondition::None,
+                    }),
+                )
+            })
+            .collect();
+        let entry = (
+            LogId::new(CommittedLeaderId::new(1, 1), f.index),
+            Change::Commands(cmds),
+        );
+        let batch: Vec<u64> = f
+            .store
+            .apply_batch([entry])
+            .unwrap()
+            .remove(0)
+            .into_iter()
+            .map(|r| written(r).revision)
+            .collect();
+        assert_eq!(revisions(&f), batch[2..]);
+        // A store written before the window record existed is counted once, then trimmed.
+        f.store.history.remove(b"n\0a").unwrap();
+        let last = written(f.put("a", "99", Precondition::None)).revision;
+        assert_eq!(revisions(&f), vec![batch[3], batch[4], last]);
+        let deleted = match f.apply(Op::DeleteConfig(DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        })) {
+            CommandResult::ConfigDeleted(ConfigDeleted { meta }) => meta.revision,
+            other => panic!("expected a delete, got {other:?}"),
+        };
+        assert_eq!(revisions(&f), vec![batch[4], last, deleted]);
     }
 }

@@ -14,8 +14,7 @@ use fjall::{PersistMode, Readable};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{META_KEY, SmMeta, StateStore, StoreError, read_meta};
-use crate::raft::{LogId, SnapshotMeta};
+use super::{LogId, META_KEY, SmMeta, SnapshotMeta, StateStore, StoreError, read_meta};
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -476,4 +475,65 @@ fn read_header(file: &mut File) -> Result<Header, StoreError> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     serde_json::from_str(&line).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{Fixture, written};
+    use crate::store::*;
+
+    #[test]
+    fn a_snapshot_restores_the_same_state_elsewhere() {
+        let mut a = Fixture::new();
+        a.schema();
+        for i in 0..50 {
+            written(a.put(&format!("k/{i:02}"), &i.to_string(), Precondition::None));
+        }
+        a.apply(Op::DeleteConfig(DeleteConfig {
+            key: "k/07".into(),
+            precondition: Precondition::None,
+        }));
+        let (meta, file) = a.store.build_snapshot_file().unwrap();
+        let b = Fixture::new();
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        assert_eq!(b.store.applied(), a.store.applied());
+        let page = |s: &StateStore| {
+            s.list_configs("k/", None, 1000, usize::MAX)
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|e| (e.meta, e.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(page(&b.store), page(&a.store));
+        assert_eq!(page(&b.store).len(), 49);
+    }
+
+    #[test]
+    fn snapshots_built_and_installed_at_once_never_remove_each_others_files() {
+        let mut a = Fixture::new();
+        a.schema();
+        let mut src = Fixture::new();
+        src.schema();
+        for i in 0..200 {
+            written(a.put(&format!("a/{i}"), "1", Precondition::None));
+            written(src.put(&format!("s/{i}"), "2", Precondition::None));
+        }
+        src.store.build_snapshot_file().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    a.store.build_snapshot_file().unwrap();
+                }
+            });
+            s.spawn(|| {
+                for _ in 0..20 {
+                    let (meta, file) = src.store.current_snapshot_file().unwrap().unwrap();
+                    a.store.install_snapshot_file(&meta, file).unwrap();
+                }
+            });
+        });
+        assert!(a.store.current_snapshot_file().unwrap().is_some());
+        assert_eq!(a.store.applied(), src.store.applied());
+    }
 }

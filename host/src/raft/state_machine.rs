@@ -1,14 +1,18 @@
 //! openraft's `RaftStateMachine` over [`StateStore`]. Blocking fjall work runs on the blocking
 //! pool so that a large apply or snapshot never stalls the async runtime; a small apply runs
 //! in place (see [`is_small`]).
+//!
+//! Owns: the adapter between openraft's types (entries, snapshots as files, storage errors)
+//! and the store's (a log id and a [`Change`] per entry, `StoreError`). Does not own: what
+//! applying means, nor the snapshot file format ([`crate::store`]).
 
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 
-use super::{CommandResult, StateStore, StoreError};
-use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_err};
+use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_err};
+use crate::store::{Change, CommandResult, StateStore, StoreError};
 
 /// The handle openraft owns; clones share one [`StateStore`].
 #[derive(Clone)]
@@ -62,6 +66,16 @@ fn is_small(entries: &[Entry]) -> bool {
     true
 }
 
+/// An entry as the store applies it.
+fn change(entry: Entry) -> (LogId, Change) {
+    let change = match entry.payload {
+        openraft::EntryPayload::Blank => Change::Blank,
+        openraft::EntryPayload::Normal(cmds) => Change::Commands(cmds),
+        openraft::EntryPayload::Membership(m) => Change::Membership(m),
+    };
+    (entry.log_id, change)
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
@@ -90,7 +104,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        if is_small(&entries) {
+        let small = is_small(&entries);
+        let entries: Vec<(LogId, Change)> = entries.into_iter().map(change).collect();
+        if small {
             return self
                 .store
                 .apply_batch(entries)
@@ -138,5 +154,74 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+    use super::*;
+    use crate::raft::NodeInfo;
+    use crate::store::{Command, DeleteConfig, Precondition};
+
+    /// A membership entry as the versions before `NodeInfo` moved to the store wrote it.
+    const MEMBERSHIP_ENTRY: &str = r#"{"log_id":{"leader_id":{"term":3,"node_id":1},"index":17},"payload":{"Membership":{"configs":[[1]],"nodes":{"1":{"api":"http://a","peer":"http://p"},"2":{"api":"http://b","peer":"http://q"}}}}}"#;
+
+    fn membership() -> Membership<u64, NodeInfo> {
+        let nodes = BTreeMap::from([
+            (
+                1,
+                NodeInfo {
+                    api: "http://a".into(),
+                    peer: "http://p".into(),
+                },
+            ),
+            (
+                2,
+                NodeInfo {
+                    api: "http://b".into(),
+                    peer: "http://q".into(),
+                },
+            ),
+        ]);
+        Membership::new(vec![BTreeSet::from([1])], nodes)
+    }
+
+    #[test]
+    fn a_membership_entry_encodes_as_it_always_did() {
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 1), 17),
+            payload: EntryPayload::Membership(membership()),
+        };
+        assert_eq!(serde_json::to_string(&entry).unwrap(), MEMBERSHIP_ENTRY);
+        let back: Entry = serde_json::from_str(MEMBERSHIP_ENTRY).unwrap();
+        assert_eq!(back.log_id, entry.log_id);
+    }
+
+    #[test]
+    fn every_payload_reaches_the_store_unchanged() {
+        let log_id = LogId::new(CommittedLeaderId::new(2, 1), 5);
+        let cmd = Command::new(
+            "a".into(),
+            1,
+            DeleteConfig {
+                key: "k".into(),
+                precondition: Precondition::None,
+            }
+            .into(),
+        );
+        let entry = |payload| Entry { log_id, payload };
+        assert_eq!(change(entry(EntryPayload::Blank)), (log_id, Change::Blank));
+        assert_eq!(
+            change(entry(EntryPayload::Normal(vec![cmd.clone()]))),
+            (log_id, Change::Commands(vec![cmd]))
+        );
+        assert_eq!(
+            change(entry(EntryPayload::Membership(membership()))),
+            (log_id, Change::Membership(membership()))
+        );
     }
 }

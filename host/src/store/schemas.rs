@@ -1,0 +1,314 @@
+//! Schema versions and per-schema policies: reading them (a version, a schema's versions, a
+//! policy, plugin bytes) and the commands that change them, `PutSchema`, `DeleteSchema` and
+//! `SetSchemaPolicy`, with the usage counts that keep a version in use from being deleted.
+//!
+//! Owns: the `sm_schemas`, `sm_plugins` and `sm_usage` records and the `policy/` records of
+//! `sm_schema_meta`. Does not own: checking a JSON Schema or a plugin (done before proposing,
+//! in `crate::schema`), the decode cache (`cache.rs`) or migrations (`migrations.rs`).
+
+use std::sync::Arc;
+
+use super::apply::{ApplyTx, By};
+use super::keys::{Ks, decode_json, policy_key, schema_key, version_of};
+use super::{
+    CommandResult, DeleteSchema, PutSchema, Rejection, SchemaDeleted, SchemaPolicy,
+    SchemaPolicySet, SchemaRecord, SchemaRegistered, SetSchemaPolicy, StateStore, StoreError,
+};
+
+impl StateStore {
+    pub fn get_schema(&self, name: &str, version: u32) -> Result<Option<SchemaRecord>, StoreError> {
+        self.schemas
+            .get(schema_key(name, version))?
+            .map(|b| decode_json("sm_schemas", &b))
+            .transpose()
+    }
+
+    /// Whether `name` v`version` is registered (without decoding its record).
+    pub fn has_schema(&self, name: &str, version: u32) -> Result<bool, StoreError> {
+        Ok(self.schemas.contains_key(schema_key(name, version))?)
+    }
+
+    /// [`Self::get_schema`] for the write path: decoded once per stored record, shared.
+    pub fn schema_record(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<Arc<SchemaRecord>>, StoreError> {
+        self.schemas
+            .get(schema_key(name, version))?
+            .map(|b| self.schema_cache.decode(name, version, &b))
+            .transpose()
+    }
+
+    /// All registered versions, ordered by name then version.
+    pub fn list_schemas(&self, name: Option<&str>) -> Result<Vec<SchemaRecord>, StoreError> {
+        let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
+        self.schemas
+            .prefix(prefix)
+            .map(|g| {
+                let (_, v) = g.into_inner()?;
+                decode_json("sm_schemas", &v)
+            })
+            .collect()
+    }
+
+    /// The schema's policy (the default if none was set).
+    pub fn schema_policy(&self, name: &str) -> Result<SchemaPolicy, StoreError> {
+        Ok(match self.schema_meta.get(policy_key(name))? {
+            Some(b) => decode_json("sm_schema_meta", &b)?,
+            None => SchemaPolicy::default(),
+        })
+    }
+
+    pub fn plugin_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.plugins.get(digest)?.map(|s| s.to_vec()))
+    }
+}
+
+impl ApplyTx<'_> {
+    /// `PutSchema`: registers a version with its plugin bytes; the same content again is a
+    /// no-op, other content under a registered version is refused.
+    pub(super) fn put_schema(
+        &mut self,
+        op: PutSchema,
+        by: &By,
+    ) -> Result<CommandResult, StoreError> {
+        let PutSchema {
+            name,
+            version,
+            schema,
+            plugin_digest,
+            plugin,
+            plugin_contract,
+        } = op;
+        if let Some(existing) = self.schema(&name, version)? {
+            return Ok(
+                if existing.schema == schema && existing.plugin_digest == plugin_digest {
+                    CommandResult::SchemaRegistered(SchemaRegistered {
+                        record: existing,
+                        created: false,
+                    })
+                } else {
+                    CommandResult::Rejected(Rejection::SchemaConflict { name, version })
+                },
+            );
+        }
+        self.meta.revision += 1;
+        self.meta.schema_versions += 1;
+        if let (Some(digest), Some(bytes)) = (&plugin_digest, plugin) {
+            self.put(Ks::Plugins, digest.clone().into_bytes(), bytes);
+        }
+        let record = SchemaRecord {
+            name,
+            version,
+            schema,
+            plugin_digest,
+            revision: self.meta.revision,
+            registered_at: by.at_ms,
+            registered_by: by.actor.to_string(),
+            plugin_contract,
+        };
+        self.put(
+            Ks::Schemas,
+            schema_key(&record.name, version),
+            serde_json::to_vec(&record).expect("schema record serialises"),
+        );
+        self.audit_other(
+            "schema.register",
+            format!("schema/{}/{version}", record.name),
+            by,
+            serde_json::json!({
+                "plugin_digest": record.plugin_digest,
+                "plugin_contract": record.plugin_contract,
+            }),
+        );
+        Ok(CommandResult::SchemaRegistered(SchemaRegistered {
+            record,
+            created: true,
+        }))
+    }
+
+    /// `DeleteSchema`: removes a version no config uses, and its plugin bytes unless another
+    /// version has the same plugin.
+    pub(super) fn delete_schema(
+        &mut self,
+        op: DeleteSchema,
+        by: &By,
+    ) -> Result<CommandResult, StoreError> {
+        let DeleteSchema { name, version } = op;
+        let Some(record) = self.schema(&name, version)? else {
+            return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
+                "schema {name} version {version}"
+            ))));
+        };
+        let configs = self.usage(&name, version)?;
+        if configs > 0 {
+            return Ok(CommandResult::Rejected(Rejection::SchemaInUse {
+                name,
+                version,
+                configs,
+            }));
+        }
+        self.meta.revision += 1;
+        self.meta.schema_versions = self.meta.schema_versions.saturating_sub(1);
+        self.remove(Ks::Schemas, schema_key(&name, version));
+        if let Some(digest) = &record.plugin_digest
+            && !self.digest_used_elsewhere(digest, &name, version)?
+        {
+            self.remove(Ks::Plugins, digest.clone().into_bytes());
+        }
+        self.audit_other(
+            "schema.delete",
+            format!("schema/{name}/{version}"),
+            by,
+            serde_json::json!({"plugin_digest": record.plugin_digest}),
+        );
+        Ok(CommandResult::SchemaDeleted(SchemaDeleted { record }))
+    }
+
+    /// `SetSchemaPolicy`: the policy of a schema that has at least one version.
+    pub(super) fn set_schema_policy(
+        &mut self,
+        op: SetSchemaPolicy,
+        by: &By,
+    ) -> Result<CommandResult, StoreError> {
+        let SetSchemaPolicy { name, policy } = op;
+        if self.latest_version(&name)?.is_none() {
+            return Ok(CommandResult::Rejected(Rejection::NoVersions(name)));
+        }
+        self.meta.revision += 1;
+        self.put(
+            Ks::SchemaMeta,
+            policy_key(&name),
+            serde_json::to_vec(&policy).expect("policy serialises"),
+        );
+        let detail = serde_json::to_value(&policy).expect("serialises");
+        self.audit_other("schema.policy", format!("schema/{name}"), by, detail);
+        Ok(CommandResult::SchemaPolicySet(SchemaPolicySet {
+            name,
+            policy,
+            revision: self.meta.revision,
+        }))
+    }
+
+    pub(super) fn schema(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<SchemaRecord>, StoreError> {
+        self.get(Ks::Schemas, &schema_key(name, version))?
+            .map(|b| decode_json("sm_schemas", &b))
+            .transpose()
+    }
+
+    /// The highest registered version of `name`, this apply call's changes included.
+    pub(super) fn latest_version(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        let prefix = format!("{name}/");
+        let mut latest = None;
+        for g in self.store.schemas.prefix(&prefix) {
+            let k = g.key()?;
+            if self.overlay.get(&(Ks::Schemas, k.to_vec())) == Some(&None) {
+                continue;
+            }
+            latest = latest.max(version_of(&k));
+        }
+        for ((ks, k), v) in &self.overlay {
+            if *ks == Ks::Schemas && v.is_some() && k.starts_with(prefix.as_bytes()) {
+                latest = latest.max(version_of(k));
+            }
+        }
+        Ok(latest)
+    }
+
+    pub(super) fn policy(&self, name: &str) -> Result<SchemaPolicy, StoreError> {
+        Ok(match self.get(Ks::SchemaMeta, &policy_key(name))? {
+            Some(b) => decode_json("sm_schema_meta", &b)?,
+            None => SchemaPolicy::default(),
+        })
+    }
+
+    fn usage(&self, name: &str, version: u32) -> Result<u64, StoreError> {
+        Ok(match self.get(Ks::Usage, &schema_key(name, version))? {
+            Some(b) => decode_json("sm_usage", &b)?,
+            None => 0,
+        })
+    }
+
+    pub(super) fn add_usage(
+        &mut self,
+        name: &str,
+        version: u32,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        let n = self.usage(name, version)?.saturating_add_signed(delta);
+        let key = schema_key(name, version);
+        if n == 0 {
+            self.remove(Ks::Usage, key);
+        } else {
+            self.put(Ks::Usage, key, n.to_string().into_bytes());
+        }
+        Ok(())
+    }
+
+    fn digest_used_elsewhere(
+        &self,
+        digest: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<bool, StoreError> {
+        // Schema versions are few (hundreds at most), so a scan is cheaper than a refcount.
+        for g in self.store.schemas.iter() {
+            let (k, v) = g.into_inner()?;
+            if k.as_ref() == schema_key(name, version).as_slice() {
+                continue;
+            }
+            if self.overlay.get(&(Ks::Schemas, k.to_vec())) == Some(&None) {
+                continue;
+            }
+            let rec: SchemaRecord = decode_json("sm_schemas", &v)?;
+            if rec.plugin_digest.as_deref() == Some(digest) {
+                return Ok(true);
+            }
+        }
+        Ok(self.overlay.iter().any(|((ks, _), v)| {
+            *ks == Ks::Schemas
+                && v.as_ref()
+                    .and_then(|b| serde_json::from_slice::<SchemaRecord>(b).ok())
+                    .is_some_and(|r| {
+                        r.plugin_digest.as_deref() == Some(digest)
+                            && (r.name != name || r.version != version)
+                    })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{Fixture, written};
+    use crate::store::*;
+
+    #[test]
+    fn a_schema_version_in_use_cannot_be_deleted() {
+        let mut f = Fixture::new();
+        f.schema();
+        written(f.put("a", "1", Precondition::None));
+        let del = || {
+            Op::DeleteSchema(DeleteSchema {
+                name: "s".into(),
+                version: 1,
+            })
+        };
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::Rejected(Rejection::SchemaInUse { configs: 1, .. })
+        ));
+        f.apply(Op::DeleteConfig(DeleteConfig {
+            key: "a".into(),
+            precondition: Precondition::None,
+        }));
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::SchemaDeleted(SchemaDeleted { .. })
+        ));
+    }
+}
