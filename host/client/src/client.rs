@@ -1,0 +1,1390 @@
+//! The client, its builder, and the requests it sends with failover.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{
+    CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH, IF_NONE_MATCH,
+};
+use reqwest::{Method, Url};
+use scarab_types::{
+    AuditPage, AuditRecord, ClusterView, CompatibilityCheck, ConfigEntry, ConfigMeta, ConfigPage,
+    Consistency, Deleted, DryRun, ErrorBody, Health, HistoryEntry, HistoryPage, HistoryRetention,
+    HistoryRetentionSet, JoinRequest, Migration, MigrationList, PolicySet, PolicyView, PutConfig,
+    Ready, Registered, RollbackRequest, RolledBack, SchemaList, SchemaPolicy, SchemaVersion,
+    SchemaVersions, SelfInfo, StartMigration, Status, TxnRequest, TxnResponse, ValidateResult,
+    WatchPoll, headers,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, Error};
+use crate::options::{
+    AuditQuery, HistoryOptions, ListOptions, ReadOptions, SchemaUpload, WatchOptions, WriteOptions,
+};
+use crate::paging::{self, Paged};
+use crate::retry::{Failure, Idempotency, RetryPolicy, may_retry};
+use crate::watch::WatchStream;
+
+/// A client of one Scarab cluster: a list of endpoints (the nodes' client API URLs), tried
+/// in turn.
+///
+/// Cheap to clone: clones share the connection pool and the endpoint last found working.
+/// [`Client::with_actor`], [`Client::with_reason`] and [`Client::with_consistency`] give a
+/// clone with other defaults.
+///
+/// **Failover.** A call goes to the endpoint that last answered, and moves on to the next
+/// one only when repeating it cannot apply a change twice:
+///
+/// - the request was never sent (connection refused, unreachable, connect timeout);
+/// - the server answered a retry-safe code ([`ErrorCode::is_retry_safe`]: `no_leader`,
+///   `overloaded`, `too_many_connections`, … — nothing was applied);
+/// - for reads, also `timeout`, `leader_unreachable`, `not_ready` and a lost answer; for a
+///   conditional write with [`WriteOptions::retry_unknown_outcome`], too.
+///
+/// Every other error is returned at once. After each round of the endpoints the client
+/// pauses (100 ms, doubling, at most 2 s); a call makes at most three rounds (see
+/// [`ClientBuilder::max_attempts`]). Calls about one node (`health`, `ready`, `status`,
+/// `cluster_self`) move on only when the request was never sent.
+///
+/// [`ErrorCode::is_retry_safe`]: scarab_types::ErrorCode::is_retry_safe
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    actor: Option<HeaderValue>,
+    reason: Option<HeaderValue>,
+    consistency: Consistency,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Vec<Url>,
+    /// The endpoint that last answered: calls start there.
+    preferred: AtomicUsize,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.inner.endpoints)
+            .field("actor", &self.actor)
+            .field("consistency", &self.consistency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]: `Client::builder().endpoints([...]).build()`.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    actor: Option<String>,
+    reason: Option<String>,
+    consistency: Consistency,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+    http: Option<reqwest::Client>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            actor: None,
+            reason: None,
+            consistency: Consistency::Linearizable,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(3),
+            retry: RetryPolicy::default(),
+            http: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Adds an endpoint: a node's client API base URL (`http://10.0.0.1:7070`; a path
+    /// prefix is kept).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.push(url.into());
+        self
+    }
+
+    /// Adds endpoints, tried in this order (from the one that last answered).
+    pub fn endpoints<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// `X-Scarab-Actor` of every change (recorded in the audit trail; else `anonymous`).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// `X-Scarab-Reason` of every change (recorded in the audit trail).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The consistency of reads that do not say (default: linearizable).
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// The longest one attempt may take, answer included (default 30 s; a long poll adds
+    /// its wait). Not applied to the stream of an SSE watch.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest a connection may take to open (default 3 s). Ignored with
+    /// [`ClientBuilder::http_client`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// At most this many attempts per call, over all endpoints (default: three rounds of
+    /// the endpoints). `1`: no retry.
+    pub fn max_attempts(mut self, attempts: usize) -> Self {
+        self.retry.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// The pause after the first round of the endpoints, doubling after each round up to
+    /// `max` (default 100 ms up to 2 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry.initial_backoff = initial;
+        self.retry.max_backoff = max.max(initial);
+        self
+    }
+
+    /// Uses this `reqwest` client (for TLS settings, proxies, …). Without one, the client
+    /// builds its own, plain HTTP unless a TLS feature of `reqwest` is enabled in the
+    /// build.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        if self.endpoints.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a client needs at least one endpoint".into(),
+            ));
+        }
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| parse_endpoint(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .user_agent(concat!("scarab-client/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("cannot build the HTTP client: {e}"))
+                })?,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                endpoints,
+                preferred: AtomicUsize::new(0),
+                timeout: self.timeout,
+                retry: self.retry,
+            }),
+            actor: self
+                .actor
+                .map(|a| header_text(headers::ACTOR, &a, 128))
+                .transpose()?,
+            reason: self
+                .reason
+                .map(|r| header_text(headers::REASON, &r, 1024))
+                .transpose()?,
+            consistency: self.consistency,
+        })
+    }
+}
+
+fn parse_endpoint(text: &str) -> Result<Url, Error> {
+    let bad = |reason: &str| Error::InvalidUrl {
+        url: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut url = Url::parse(text.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(bad("not a base URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a base URL has no query or fragment"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// A header the server takes: 1 to `max` visible ASCII characters.
+fn header_text(name: &str, text: &str, max: usize) -> Result<HeaderValue, Error> {
+    let t = text.trim();
+    if t.is_empty() || t.len() > max || !t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(Error::InvalidArgument(format!(
+            "{name} must be 1 to {max} visible ASCII characters"
+        )));
+    }
+    HeaderValue::from_str(t).map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))
+}
+
+/// A read's answer, with what the response headers say about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read<T> {
+    /// The answer's body.
+    pub body: T,
+    /// `X-Scarab-Revision`: the answering node's applied revision when it answered.
+    pub applied_revision: Option<u64>,
+    /// `X-Scarab-Consistency: stale`: served from the node's local state.
+    pub stale: bool,
+    /// The endpoint that answered.
+    pub endpoint: Url,
+}
+
+impl<T> Read<T> {
+    pub fn into_inner(self) -> T {
+        self.body
+    }
+
+    /// The same answer with `f` applied to its body.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        Read {
+            body: f(self.body),
+            applied_revision: self.applied_revision,
+            stale: self.stale,
+            endpoint: self.endpoint,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Read<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.body
+    }
+}
+
+/// A change's answer: the value, and whether it created the resource (201) or changed or
+/// confirmed an existing one (200).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    /// The answer's body.
+    pub body: T,
+    pub created: bool,
+}
+
+impl<T> Written<T> {
+    pub fn into_inner(self) -> T {
+        self.body
+    }
+}
+
+impl<T> std::ops::Deref for Written<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.body
+    }
+}
+
+/// A schema version's plugin component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plugin {
+    /// `sha256:…` (from the `ETag`).
+    pub digest: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// One request, as sent to whichever endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    method: Method,
+    path: Vec<String>,
+    query: Vec<(&'static str, String)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Body,
+    pub(crate) idempotency: Idempotency,
+    /// Added to the client's timeout (a long poll's wait).
+    extra_time: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    None,
+    Json(Bytes),
+    Multipart {
+        schema: Bytes,
+        plugin: Option<Bytes>,
+    },
+}
+
+impl Call {
+    pub(crate) fn query(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.query.push((name, value.to_string()));
+        self
+    }
+
+    pub(crate) fn opt_query(self, name: &'static str, value: Option<impl ToString>) -> Self {
+        match value {
+            Some(v) => self.query(name, v),
+            None => self,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
+        self
+    }
+
+    fn json(mut self, body: &impl Serialize) -> Self {
+        let bytes = serde_json::to_vec(body).expect("request bodies serialise");
+        self.body = Body::Json(bytes.into());
+        self
+    }
+
+    fn consistency(self, consistency: Consistency) -> Self {
+        match consistency {
+            Consistency::Linearizable => self,
+            Consistency::Stale => self.query("consistency", consistency.as_str()),
+        }
+    }
+
+    fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+}
+
+/// A buffered answer with a 2xx status.
+pub(crate) struct Answer {
+    endpoint: Url,
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Decode {
+            endpoint: self.endpoint.clone(),
+            status: self.status,
+            message: format!("{e}: {}", snippet(&self.body)),
+        })
+    }
+
+    fn read<T: DeserializeOwned>(self) -> Result<Read<T>, Error> {
+        let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(Read {
+            body: self.json()?,
+            applied_revision: header(headers::REVISION).and_then(|v| v.trim().parse().ok()),
+            stale: header(headers::CONSISTENCY) == Some("stale"),
+            endpoint: self.endpoint,
+        })
+    }
+
+    fn written<T: DeserializeOwned>(self) -> Result<Written<T>, Error> {
+        Ok(Written {
+            body: self.json()?,
+            created: self.status == 201,
+        })
+    }
+}
+
+/// The start of a body, for messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    if body.len() > 200 {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A transport error's source.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) fn transport(endpoint: &Url, maybe_sent: bool, source: impl Into<BoxError>) -> Error {
+    Error::Transport {
+        endpoint: endpoint.clone(),
+        maybe_sent,
+        source: source.into(),
+    }
+}
+
+/// The error of a non-2xx answer.
+pub(crate) fn answer_error(endpoint: &Url, status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => ApiError::from_body(status, b).into(),
+        Err(_) => Error::Decode {
+            endpoint: endpoint.clone(),
+            status,
+            message: format!("not an API error body: {}", snippet(body)),
+        },
+    }
+}
+
+/// No answer within the client's timeout (SSE connections, whose reqwest timeout is off).
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {0:?}")]
+pub(crate) struct TimedOut(pub Duration);
+
+fn reqwest_error(endpoint: &Url, e: reqwest::Error) -> Error {
+    // A connect error (refused, unreachable, connect timeout, TLS handshake): the request
+    // never left. Anything else may have reached the server.
+    let maybe_sent = !e.is_connect();
+    transport(endpoint, maybe_sent, e)
+}
+
+/// Refuses a key that would address another route (`…/history`, `…/rollback`), or that
+/// URL normalisation would change (empty, `.` and `..` segments). The server checks the
+/// rest; [`scarab_types::validate_key`] has all of its rules.
+fn key_segments(key: &str) -> Result<impl Iterator<Item = &str>, Error> {
+    let segments: Vec<&str> = key.split('/').collect();
+    let bad = |why: &str| Err(Error::InvalidArgument(format!("key {key:?}: {why}")));
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return bad("empty, `.` and `..` segments are not keys");
+    }
+    if segments.len() > 1 && matches!(segments.last(), Some(&("history" | "rollback"))) {
+        return bad("a last segment `history` or `rollback` names a sub-resource");
+    }
+    Ok(segments.into_iter())
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client of one node (or of a load balancer in front of several).
+    pub fn new(url: impl Into<String>) -> Result<Self, Error> {
+        Self::builder().endpoint(url).build()
+    }
+
+    /// The endpoints, in the order they are tried.
+    pub fn endpoints(&self) -> &[Url] {
+        &self.inner.endpoints
+    }
+
+    /// A clone whose changes are made as `actor`.
+    pub fn with_actor(&self, actor: &str) -> Result<Self, Error> {
+        Ok(Self {
+            actor: Some(header_text(headers::ACTOR, actor, 128)?),
+            ..self.clone()
+        })
+    }
+
+    /// A clone whose changes carry `reason` (or none).
+    pub fn with_reason(&self, reason: Option<&str>) -> Result<Self, Error> {
+        Ok(Self {
+            reason: reason
+                .map(|r| header_text(headers::REASON, r, 1024))
+                .transpose()?,
+            ..self.clone()
+        })
+    }
+
+    /// A clone whose reads are `consistency` unless they say otherwise.
+    pub fn with_consistency(&self, consistency: Consistency) -> Self {
+        Self {
+            consistency,
+            ..self.clone()
+        }
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    pub(crate) fn call(&self, method: Method, path: &[&str]) -> Call {
+        let idempotency = if method == Method::GET {
+            Idempotency::Read
+        } else {
+            Idempotency::Write {
+                retry_unknown: false,
+            }
+        };
+        let mut headers = Vec::new();
+        if let Some(a) = &self.actor {
+            headers.push((HeaderName::from_static(headers::ACTOR), a.clone()));
+        }
+        if let Some(r) = &self.reason {
+            headers.push((HeaderName::from_static(headers::REASON), r.clone()));
+        }
+        Call {
+            method,
+            path: std::iter::once("v1")
+                .chain(path.iter().copied())
+                .map(str::to_string)
+                .collect(),
+            query: Vec::new(),
+            headers,
+            body: Body::None,
+            idempotency,
+            extra_time: Duration::ZERO,
+        }
+    }
+
+    fn config_call(&self, method: Method, key: &str, suffix: Option<&str>) -> Result<Call, Error> {
+        let mut call = self.call(method, &["configs"]);
+        call.path.extend(key_segments(key)?.map(str::to_string));
+        call.path.extend(suffix.map(str::to_string));
+        Ok(call)
+    }
+
+    fn url(endpoint: &Url, call: &Call) -> Url {
+        let mut url = endpoint.clone();
+        url.path_segments_mut()
+            .expect("endpoints are base URLs")
+            .pop_if_empty()
+            .extend(&call.path);
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// Sends `call` to endpoint `index` once. `stream`: the body is read as a stream (no
+    /// overall timeout; the answer's head must come within the client's timeout).
+    pub(crate) async fn send_once(
+        &self,
+        index: usize,
+        call: &Call,
+        stream: bool,
+    ) -> Result<reqwest::Response, Error> {
+        let endpoint = &self.inner.endpoints[index];
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), Self::url(endpoint, call));
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        request = match &call.body {
+            Body::None => request,
+            Body::Json(bytes) => request
+                .header(CONTENT_TYPE, "application/json")
+                .body(bytes.clone()),
+            Body::Multipart { schema, plugin } => {
+                let part = |b: &Bytes, mime: &str| {
+                    reqwest::multipart::Part::bytes(b.to_vec())
+                        .mime_str(mime)
+                        .expect("a static MIME type")
+                };
+                let mut form = reqwest::multipart::Form::new()
+                    .part("schema", part(schema, "application/json"));
+                if let Some(p) = plugin {
+                    form = form.part("plugin", part(p, "application/wasm"));
+                }
+                request.multipart(form)
+            }
+        };
+        let limit = self.inner.timeout + call.extra_time;
+        let response = if stream {
+            match tokio::time::timeout(limit, request.send()).await {
+                Err(_) => return Err(transport(endpoint, true, TimedOut(limit))),
+                Ok(r) => r,
+            }
+        } else {
+            request.timeout(limit).send().await
+        }
+        .map_err(|e| reqwest_error(endpoint, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = match tokio::time::timeout(limit, response.bytes()).await {
+            Err(_) => return Err(transport(endpoint, true, TimedOut(limit))),
+            Ok(body) => body.map_err(|e| transport(endpoint, true, e))?,
+        };
+        Err(answer_error(endpoint, status.as_u16(), &body))
+    }
+
+    /// Runs `attempt` on endpoint after endpoint, from the one that last answered, while
+    /// [`may_retry`] allows and attempts are left, pausing after each round of the
+    /// endpoints.
+    async fn failover<T, F, Fut>(
+        &self,
+        idempotency: Idempotency,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let n = self.inner.endpoints.len();
+        let start = self.preferred_endpoint();
+        let attempts = self.inner.retry.attempts(n);
+        let mut tried = 0;
+        loop {
+            let index = (start + tried) % n;
+            let error = match attempt(index).await {
+                Ok(value) => {
+                    self.set_preferred_endpoint(index);
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            tried += 1;
+            if tried >= attempts || !may_retry(Failure::of(&error), idempotency) {
+                return Err(error);
+            }
+            if tried.is_multiple_of(n) {
+                tokio::time::sleep(self.inner.retry.backoff(tried / n)).await;
+            }
+        }
+    }
+
+    /// Sends `call` with failover and buffers the answer.
+    pub(crate) async fn execute(&self, call: &Call) -> Result<Answer, Error> {
+        self.failover(call.idempotency, |index| async move {
+            let response = self.send_once(index, call, false).await?;
+            let endpoint = self.inner.endpoints[index].clone();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport(&endpoint, true, e))?;
+            Ok(Answer {
+                endpoint,
+                status,
+                headers,
+                body,
+            })
+        })
+        .await
+    }
+
+    pub(crate) fn preferred_endpoint(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed) % self.inner.endpoints.len()
+    }
+
+    pub(crate) fn set_preferred_endpoint(&self, index: usize) {
+        self.inner.preferred.store(index, Ordering::Relaxed);
+    }
+
+    pub(crate) fn backoff(&self, round: usize) -> Duration {
+        self.inner.retry.backoff(round)
+    }
+
+    pub(crate) fn endpoint_count(&self) -> usize {
+        self.inner.endpoints.len()
+    }
+
+    pub(crate) fn endpoint_url(&self, index: usize) -> &Url {
+        &self.inner.endpoints[index]
+    }
+
+    fn write_call(&self, call: Call, opts: &WriteOptions) -> Result<Call, Error> {
+        let mut call = call;
+        if let Some(a) = &opts.actor {
+            call = call.header(
+                HeaderName::from_static(headers::ACTOR),
+                header_text(headers::ACTOR, a, 128)?,
+            );
+        }
+        if let Some(r) = &opts.reason {
+            call = call.header(
+                HeaderName::from_static(headers::REASON),
+                header_text(headers::REASON, r, 1024)?,
+            );
+        }
+        if opts.retry_unknown_outcome && !opts.conditional() {
+            return Err(Error::InvalidArgument(
+                "retry_unknown_outcome needs a condition (if_match or if_none_match_any): without one a repeated write could apply twice".into(),
+            ));
+        }
+        if let Some(revision) = opts.if_match {
+            let tag = HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits");
+            call = call.header(IF_MATCH, tag);
+        }
+        if opts.if_none_match_any {
+            call = call.header(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        }
+        Ok(call.idempotency(Idempotency::Write {
+            retry_unknown: opts.retry_unknown_outcome,
+        }))
+    }
+
+    // ---------------------------------------------------------------- configs
+
+    /// `GET /v1/configs/{key}`: the config, linearizable unless the client says otherwise.
+    pub async fn get(&self, key: &str) -> Result<Read<ConfigEntry>, Error> {
+        self.get_with(key, &ReadOptions::default()).await
+    }
+
+    /// `GET /v1/configs/{key}` at a consistency, a past revision, or converted to another
+    /// version of its schema.
+    pub async fn get_with(
+        &self,
+        key: &str,
+        opts: &ReadOptions,
+    ) -> Result<Read<ConfigEntry>, Error> {
+        let call = self
+            .config_call(Method::GET, key, None)?
+            .consistency(opts.consistency.unwrap_or(self.consistency))
+            .opt_query("schema_version", opts.schema_version)
+            .opt_query("revision", opts.revision);
+        self.execute(&call).await?.read()
+    }
+
+    /// `PUT /v1/configs/{key}`: creates or replaces the config; its metadata after the
+    /// write (`created` on 201).
+    pub async fn put(&self, key: &str, body: &PutConfig) -> Result<Written<ConfigMeta>, Error> {
+        self.put_with(key, body, &WriteOptions::default()).await
+    }
+
+    /// `PUT /v1/configs/{key}` with a condition (`If-Match`, `If-None-Match: *`), another
+    /// actor or reason.
+    pub async fn put_with(
+        &self,
+        key: &str,
+        body: &PutConfig,
+        opts: &WriteOptions,
+    ) -> Result<Written<ConfigMeta>, Error> {
+        let call = self.config_call(Method::PUT, key, None)?.json(body);
+        let call = self.write_call(call, opts)?;
+        self.execute(&call).await?.written()
+    }
+
+    /// `DELETE /v1/configs/{key}`: leaves a tombstone at a new revision.
+    pub async fn delete(&self, key: &str) -> Result<Deleted, Error> {
+        self.delete_with(key, &WriteOptions::default()).await
+    }
+
+    /// `DELETE /v1/configs/{key}` with a condition (`If-Match`), another actor or reason.
+    pub async fn delete_with(&self, key: &str, opts: &WriteOptions) -> Result<Deleted, Error> {
+        let call = self.config_call(Method::DELETE, key, None)?;
+        let call = self.write_call(call, opts)?;
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/configs?prefix=…`: one page (`next` is the cursor of the next).
+    pub async fn list_page(&self, opts: &ListOptions) -> Result<Read<ConfigPage>, Error> {
+        let call = self
+            .call(Method::GET, &["configs"])
+            .query("prefix", &opts.prefix)
+            .opt_query("after", opts.after.as_ref())
+            .opt_query("limit", opts.limit)
+            .consistency(opts.consistency.unwrap_or(self.consistency))
+            .opt_query("schema", opts.schema.as_ref())
+            .opt_query("schema_version", opts.schema_version);
+        self.execute(&call).await?.read()
+    }
+
+    /// Every config under `opts.prefix`, in key order, page after page (each page is read
+    /// at its own revision). Ends after the last page, or with the first error.
+    pub fn list(
+        &self,
+        opts: ListOptions,
+    ) -> impl futures_core::Stream<Item = Result<ConfigEntry, Error>> + Send + use<> {
+        let client = self.clone();
+        paging::items(opts, move |opts| {
+            let client = client.clone();
+            async move {
+                let page = client.list_page(&opts).await?.body;
+                let next = page.next.map(|after| ListOptions {
+                    after: Some(after),
+                    ..opts
+                });
+                Ok(Paged {
+                    items: page.items,
+                    next,
+                })
+            }
+        })
+    }
+
+    /// `GET /v1/configs/{key}/history`: one page of the key's revisions, newest first
+    /// (deletes included).
+    pub async fn history(
+        &self,
+        key: &str,
+        opts: &HistoryOptions,
+    ) -> Result<Read<HistoryPage>, Error> {
+        let call = self
+            .config_call(Method::GET, key, Some("history"))?
+            .opt_query("limit", opts.limit)
+            .opt_query("before", opts.before)
+            .consistency(opts.consistency.unwrap_or(self.consistency));
+        self.execute(&call).await?.read()
+    }
+
+    /// Every revision of the key that the retention kept, newest first, page after page.
+    pub fn history_all(
+        &self,
+        key: &str,
+        opts: HistoryOptions,
+    ) -> impl futures_core::Stream<Item = Result<HistoryEntry, Error>> + Send + use<> {
+        let client = self.clone();
+        let key = key.to_string();
+        paging::items(opts, move |opts| {
+            let (client, key) = (client.clone(), key.clone());
+            async move {
+                let page = client.history(&key, &opts).await?.body;
+                let next = page.next_before.map(|before| HistoryOptions {
+                    before: Some(before),
+                    ..opts
+                });
+                Ok(Paged {
+                    items: page.items,
+                    next,
+                })
+            }
+        })
+    }
+
+    /// `POST /v1/configs/{key}/rollback`: writes the value the key had at `revision` as a
+    /// new revision, validated like a write (a compare-and-set on the revision the server
+    /// read: 412 if the key changed meanwhile).
+    pub async fn rollback(&self, key: &str, revision: u64) -> Result<Written<RolledBack>, Error> {
+        let call = self
+            .config_call(Method::POST, key, Some("rollback"))?
+            .json(&RollbackRequest { revision });
+        self.execute(&call).await?.written()
+    }
+
+    /// `POST /v1/txn`: the conditions, then every put and delete at one revision, or
+    /// nothing (412 `condition_failed`: see [`ApiError::failed_conditions`]).
+    pub async fn txn(&self, txn: &TxnRequest) -> Result<TxnResponse, Error> {
+        self.txn_with(txn, &WriteOptions::default()).await
+    }
+
+    /// [`Client::txn`] with another actor or reason, or with
+    /// [`WriteOptions::retry_unknown_outcome`] (which needs at least one condition; make
+    /// the conditions cover what a second application would change).
+    pub async fn txn_with(
+        &self,
+        txn: &TxnRequest,
+        opts: &WriteOptions,
+    ) -> Result<TxnResponse, Error> {
+        if opts.conditional() {
+            return Err(Error::InvalidArgument(
+                "a transaction takes its conditions in its body, not as If-Match or If-None-Match"
+                    .into(),
+            ));
+        }
+        let retry = opts.retry_unknown_outcome;
+        if retry && txn.conditions.is_empty() {
+            return Err(Error::InvalidArgument(
+                "retry_unknown_outcome needs a transaction with conditions".into(),
+            ));
+        }
+        let opts = WriteOptions {
+            retry_unknown_outcome: false,
+            ..opts.clone()
+        };
+        let call = self
+            .write_call(self.call(Method::POST, &["txn"]).json(txn), &opts)?
+            .idempotency(Idempotency::Write {
+                retry_unknown: retry,
+            });
+        self.execute(&call).await?.json()
+    }
+
+    // ---------------------------------------------------------------- watch
+
+    /// `GET /v1/watch` as Server-Sent Events: every change under the prefix, one
+    /// [`WatchEvent`](scarab_types::WatchEvent) per revision, in revision order, each
+    /// exactly once — across reconnects and across nodes. See [`WatchStream`].
+    pub fn watch(&self, opts: WatchOptions) -> WatchStream {
+        WatchStream::new(self.clone(), opts)
+    }
+
+    /// `GET /v1/watch?wait=…`: a long poll. Answers as soon as there are changes from
+    /// `opts.from_revision` on, or after `wait` with none; ask again from
+    /// `next_from_revision`.
+    pub async fn watch_poll(
+        &self,
+        opts: &WatchOptions,
+        wait: Duration,
+        limit: Option<u32>,
+    ) -> Result<Read<WatchPoll>, Error> {
+        let mut call = self
+            .call(Method::GET, &["watch"])
+            .query("prefix", &opts.prefix)
+            .opt_query("from_revision", opts.from_revision)
+            .opt_query("schema", opts.schema.as_ref())
+            .opt_query("schema_version", opts.schema_version)
+            .query("wait", format!("{}ms", wait.as_millis()))
+            .opt_query("limit", limit);
+        call.extra_time = wait;
+        self.execute(&call).await?.read()
+    }
+
+    pub(crate) fn watch_call(&self, opts: &WatchOptions) -> Call {
+        self.call(Method::GET, &["watch"])
+            .query("prefix", &opts.prefix)
+            .opt_query("schema", opts.schema.as_ref())
+            .opt_query("schema_version", opts.schema_version)
+            .opt_query(
+                "progress",
+                opts.progress.map(|p| format!("{}ms", p.as_millis())),
+            )
+            .header(
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            )
+    }
+
+    // ---------------------------------------------------------------- schemas
+
+    /// `GET /v1/schemas`: every schema name and its versions.
+    pub async fn schemas(&self) -> Result<Read<SchemaList>, Error> {
+        let call = self
+            .call(Method::GET, &["schemas"])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    /// `GET /v1/schemas/{name}`: every version's registration.
+    pub async fn schema_versions(&self, name: &str) -> Result<Read<SchemaVersions>, Error> {
+        let call = self
+            .call(Method::GET, &["schemas", name])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    /// `GET /v1/schemas/{name}/versions/{version}`: the registration and its JSON Schema.
+    pub async fn schema_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Read<SchemaVersion>, Error> {
+        let v = version.to_string();
+        let call = self
+            .call(Method::GET, &["schemas", name, "versions", &v])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    /// `PUT /v1/schemas/{name}/versions/{version}`: registers a version (`created`: 201;
+    /// registering the identical content again is a no-op, 200). Refused with 409
+    /// `incompatible_schema_version` when stored configs would not survive the upgrade
+    /// ([`ApiError::compat_report`]), unless [`SchemaUpload::force`].
+    pub async fn register_schema(
+        &self,
+        name: &str,
+        version: u32,
+        upload: &SchemaUpload,
+    ) -> Result<Written<Registered>, Error> {
+        let v = version.to_string();
+        let mut call = self.call(Method::PUT, &["schemas", name, "versions", &v]);
+        if upload.force {
+            call = call.query("force", "true");
+        }
+        call.body = Body::Multipart {
+            schema: upload.schema.clone(),
+            plugin: upload.plugin.clone(),
+        };
+        self.execute(&call).await?.written()
+    }
+
+    /// `POST /v1/schemas/{name}/versions/{version}/compatibility`: the report registering
+    /// this upload would give, without registering anything.
+    pub async fn check_compatibility(
+        &self,
+        name: &str,
+        version: u32,
+        upload: &SchemaUpload,
+    ) -> Result<CompatibilityCheck, Error> {
+        let v = version.to_string();
+        let mut call = self
+            .call(
+                Method::POST,
+                &["schemas", name, "versions", &v, "compatibility"],
+            )
+            .idempotency(Idempotency::Read);
+        call.body = Body::Multipart {
+            schema: upload.schema.clone(),
+            plugin: upload.plugin.clone(),
+        };
+        self.execute(&call).await?.json()
+    }
+
+    /// `DELETE /v1/schemas/{name}/versions/{version}` (409 `schema_in_use` while a config
+    /// uses it).
+    pub async fn delete_schema(&self, name: &str, version: u32) -> Result<SchemaVersion, Error> {
+        let v = version.to_string();
+        let call = self.call(Method::DELETE, &["schemas", name, "versions", &v]);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/schemas/{name}/versions/{version}/plugin`: the plugin's bytes (404 without
+    /// one).
+    pub async fn plugin(&self, name: &str, version: u32) -> Result<Plugin, Error> {
+        let v = version.to_string();
+        let call = self
+            .call(Method::GET, &["schemas", name, "versions", &v, "plugin"])
+            .consistency(self.consistency);
+        let answer = self.execute(&call).await?;
+        let digest = answer
+            .headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.trim_matches('"').to_string());
+        Ok(Plugin {
+            digest,
+            bytes: answer.body,
+        })
+    }
+
+    /// `POST /v1/schemas/{name}/versions/{version}/validate`: validates `document` without
+    /// storing it; `key` tells the plugin where it would go.
+    pub async fn validate(
+        &self,
+        name: &str,
+        version: u32,
+        document: &serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<ValidateResult, Error> {
+        let v = version.to_string();
+        let call = self
+            .call(Method::POST, &["schemas", name, "versions", &v, "validate"])
+            .opt_query("key", key)
+            .json(document)
+            .idempotency(Idempotency::Read);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/schemas/{name}/policy`.
+    pub async fn policy(&self, name: &str) -> Result<Read<PolicyView>, Error> {
+        let call = self
+            .call(Method::GET, &["schemas", name, "policy"])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    /// `PUT /v1/schemas/{name}/policy`: which versions accept writes.
+    pub async fn set_policy(&self, name: &str, policy: &SchemaPolicy) -> Result<PolicySet, Error> {
+        let call = self
+            .call(Method::PUT, &["schemas", name, "policy"])
+            .json(policy);
+        self.execute(&call).await?.json()
+    }
+
+    // ---------------------------------------------------------------- migrations
+
+    /// `POST /v1/schemas/{name}/migrations`: starts rewriting every config of the schema
+    /// to `target_version` (202; follow it with [`Client::migration`]).
+    pub async fn start_migration(
+        &self,
+        name: &str,
+        target_version: u32,
+    ) -> Result<Migration, Error> {
+        let call = self
+            .call(Method::POST, &["schemas", name, "migrations"])
+            .json(&StartMigration {
+                target_version,
+                dry_run: false,
+            });
+        self.execute(&call).await?.json()
+    }
+
+    /// The same with `dry_run`: converts every config and reports, writes nothing.
+    pub async fn dry_run_migration(
+        &self,
+        name: &str,
+        target_version: u32,
+    ) -> Result<DryRun, Error> {
+        let call = self
+            .call(Method::POST, &["schemas", name, "migrations"])
+            .json(&StartMigration {
+                target_version,
+                dry_run: true,
+            })
+            .idempotency(Idempotency::Read);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/schemas/{name}/migrations`: the schema's migrations and their progress.
+    pub async fn migrations(&self, name: &str) -> Result<Read<MigrationList>, Error> {
+        let call = self
+            .call(Method::GET, &["schemas", name, "migrations"])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    /// `GET /v1/schemas/{name}/migrations/{id}`.
+    pub async fn migration(&self, name: &str, id: u64) -> Result<Read<Migration>, Error> {
+        let id = id.to_string();
+        let call = self
+            .call(Method::GET, &["schemas", name, "migrations", &id])
+            .consistency(self.consistency);
+        self.execute(&call).await?.read()
+    }
+
+    // ---------------------------------------------------------------- audit
+
+    /// `GET /v1/audit`: one page of the audit trail, newest first.
+    pub async fn audit_page(&self, query: &AuditQuery) -> Result<Read<AuditPage>, Error> {
+        let call = self
+            .call(Method::GET, &["audit"])
+            .query("prefix", &query.prefix)
+            .opt_query("actor", query.actor.as_ref())
+            .opt_query("action", query.action.as_ref())
+            .opt_query("since", query.since.as_ref())
+            .opt_query("until", query.until.as_ref())
+            .opt_query("before", query.before)
+            .opt_query("limit", query.limit)
+            .consistency(query.consistency.unwrap_or(self.consistency));
+        self.execute(&call).await?.read()
+    }
+
+    /// Every record of the audit trail that `query` selects, newest first, page after
+    /// page.
+    pub fn audit(
+        &self,
+        query: AuditQuery,
+    ) -> impl futures_core::Stream<Item = Result<AuditRecord, Error>> + Send + use<> {
+        let client = self.clone();
+        paging::items(query, move |query| {
+            let client = client.clone();
+            async move {
+                let page = client.audit_page(&query).await?.body;
+                let next = page.next_before.map(|before| AuditQuery {
+                    before: Some(before),
+                    ..query
+                });
+                Ok(Paged {
+                    items: page.items,
+                    next,
+                })
+            }
+        })
+    }
+
+    // ---------------------------------------------------------------- cluster
+
+    /// `GET /v1/cluster`: the leader's view (with each member's matched index and lag);
+    /// with a stale client, the answering node's own view.
+    pub async fn cluster(&self) -> Result<ClusterView, Error> {
+        let call = self
+            .call(Method::GET, &["cluster"])
+            .consistency(self.consistency);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/cluster/self`: what the answering node says about itself.
+    pub async fn cluster_self(&self) -> Result<SelfInfo, Error> {
+        let call = self
+            .call(Method::GET, &["cluster", "self"])
+            .idempotency(Idempotency::NodeScoped);
+        self.execute(&call).await?.json()
+    }
+
+    /// `POST /v1/cluster/members`: adds a node (it must already run and answer at both
+    /// URLs), as a learner promoted once caught up unless [`JoinRequest::learner`].
+    pub async fn add_member(&self, member: &JoinRequest) -> Result<ClusterView, Error> {
+        let call = self
+            .call(Method::POST, &["cluster", "members"])
+            .json(member);
+        self.execute(&call).await?.json()
+    }
+
+    /// `POST /v1/cluster/join`: a starting node asks to join (the server side of
+    /// `--join`; operators use [`Client::add_member`]).
+    pub async fn join(&self, member: &JoinRequest) -> Result<ClusterView, Error> {
+        let call = self.call(Method::POST, &["cluster", "join"]).json(member);
+        self.execute(&call).await?.json()
+    }
+
+    /// `POST /v1/cluster/members/{id}/promote`: makes a learner a voter.
+    pub async fn promote_member(&self, node_id: u64) -> Result<ClusterView, Error> {
+        let id = node_id.to_string();
+        let call = self.call(Method::POST, &["cluster", "members", &id, "promote"]);
+        self.execute(&call).await?.json()
+    }
+
+    /// `DELETE /v1/cluster/members/{id}`.
+    pub async fn remove_member(&self, node_id: u64) -> Result<ClusterView, Error> {
+        let id = node_id.to_string();
+        let call = self.call(Method::DELETE, &["cluster", "members", &id]);
+        self.execute(&call).await?.json()
+    }
+
+    // ---------------------------------------------------------------- node
+
+    /// `GET /v1/health` of the node that answers.
+    pub async fn health(&self) -> Result<Health, Error> {
+        let call = self
+            .call(Method::GET, &["health"])
+            .idempotency(Idempotency::NodeScoped);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/readyz`: whether the node that answers can serve linearizable requests now
+    /// (503 `not_ready` otherwise, returned as an error).
+    pub async fn ready(&self) -> Result<Ready, Error> {
+        let call = self
+            .call(Method::GET, &["readyz"])
+            .idempotency(Idempotency::NodeScoped);
+        self.execute(&call).await?.json()
+    }
+
+    /// `GET /v1/status` of the node that answers (its `node_id` says which).
+    pub async fn status(&self) -> Result<Read<Status>, Error> {
+        let call = self
+            .call(Method::GET, &["status"])
+            .idempotency(Idempotency::NodeScoped);
+        self.execute(&call).await?.read()
+    }
+
+    /// `GET /v1/settings/history`: how much history is kept.
+    pub async fn history_retention(&self) -> Result<HistoryRetention, Error> {
+        let call = self.call(Method::GET, &["settings", "history"]);
+        self.execute(&call).await?.json()
+    }
+
+    /// `PUT /v1/settings/history`: keep `keep` revisions per key (at least 1), and none
+    /// older than `max_age_seconds`.
+    pub async fn set_history_retention(
+        &self,
+        retention: &HistoryRetention,
+    ) -> Result<HistoryRetentionSet, Error> {
+        let call = self
+            .call(Method::PUT, &["settings", "history"])
+            .json(retention);
+        self.execute(&call).await?.json()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_must_be_base_urls() {
+        assert!(Client::new("http://127.0.0.1:7070").is_ok());
+        assert!(Client::new("https://scarab.example/api/").is_ok());
+        for bad in [
+            "127.0.0.1:7070",
+            "ftp://h",
+            "mailto:x@y",
+            "http://h/?q=1",
+            "not a url",
+        ] {
+            assert!(
+                matches!(Client::new(bad), Err(Error::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Client::builder().build(),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            Client::builder().endpoint("http://h").actor("é").build(),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn urls_keep_the_base_path_and_encode_nothing_a_key_needs() {
+        let client = Client::new("http://h:1/prefix/").unwrap();
+        let call = client
+            .config_call(Method::GET, "stores/orders.v1_a-b", Some("history"))
+            .unwrap()
+            .query("limit", 5)
+            .consistency(Consistency::Stale);
+        assert_eq!(
+            Client::url(&client.inner.endpoints[0], &call).as_str(),
+            "http://h:1/prefix/v1/configs/stores/orders.v1_a-b/history?limit=5&consistency=stale"
+        );
+        let client = Client::new("http://h:1").unwrap();
+        let call = client.call(Method::GET, &["schemas", "a/b"]);
+        assert_eq!(
+            Client::url(&client.inner.endpoints[0], &call).as_str(),
+            "http://h:1/v1/schemas/a%2Fb"
+        );
+    }
+
+    #[test]
+    fn keys_that_name_another_route_are_refused() {
+        for bad in [
+            "",
+            "a//b",
+            "/a",
+            "a/",
+            "a/../b",
+            "a/.",
+            "a/history",
+            "a/rollback",
+        ] {
+            assert!(key_segments(bad).is_err(), "{bad:?}");
+        }
+        for good in ["history", "rollback", "a/history/b", "a"] {
+            assert!(key_segments(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn write_options_become_headers() {
+        let client = Client::builder()
+            .endpoint("http://h")
+            .actor("alice")
+            .build()
+            .unwrap();
+        let call = client
+            .write_call(
+                client.call(Method::PUT, &["configs", "k"]),
+                &WriteOptions::new()
+                    .if_match(7)
+                    .actor("bob")
+                    .retry_unknown_outcome(),
+            )
+            .unwrap();
+        let header = |n: &str| {
+            call.headers
+                .iter()
+                .filter(|(name, _)| name.as_str() == n)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(header("x-scarab-actor"), ["bob"]);
+        assert_eq!(header("if-match"), ["\"7\""]);
+        assert_eq!(
+            call.idempotency,
+            Idempotency::Write {
+                retry_unknown: true
+            }
+        );
+        assert!(matches!(
+            client.write_call(
+                client.call(Method::PUT, &["configs", "k"]),
+                &WriteOptions::new().retry_unknown_outcome()
+            ),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}

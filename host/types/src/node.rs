@@ -1,0 +1,122 @@
+//! `/v1/health`, `/v1/readyz`, `/v1/status` and `/v1/settings/history`.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/health`: `{"status": "ok"}` while the process serves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `GET /v1/readyz`: 200 `{"ready": true}` when the node can serve linearizable requests
+/// right now (else 503 `not_ready`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub ready: bool,
+}
+
+/// A node's Raft role.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+    /// A role this version does not know (never sent by a server of this version).
+    #[serde(other)]
+    Unknown,
+}
+
+/// `GET /v1/status`: this node's Raft and store figures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub node_id: u64,
+    pub role: Role,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// Index of the last log entry covered by this node's current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to this index have been purged from this node's log.
+    pub purged_index: Option<u64>,
+    /// This node's applied revision.
+    pub revision: u64,
+    /// Live configs.
+    pub configs: u64,
+    /// Registered schema versions.
+    pub schemas: u64,
+    pub plugins: PluginStats,
+}
+
+/// The plugin host's figures on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Plugins compiled and held in memory.
+    pub loaded: u64,
+    /// Compilations since this node started.
+    pub compiled: u64,
+    /// Loads served by the on-disk compile cache since this node started.
+    pub from_disk_cache: u64,
+    /// Warm instances waiting for a call.
+    pub idle_instances: u64,
+    /// Digests of plugins that misbehaved on this node (their calls run on the blocking
+    /// pool).
+    pub misbehaving: Vec<String>,
+}
+
+/// How much history is kept: `GET /v1/settings/history`, and the body of `PUT`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRetention {
+    /// Revisions kept per key, the current one included (at least 1; default 100).
+    pub keep: u32,
+    /// Records older than this are dropped too (a key's live value never is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+}
+
+/// The answer to `PUT /v1/settings/history`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryRetentionSet {
+    pub keep: u32,
+    /// Sent as `null` without a maximum age.
+    pub max_age_seconds: Option<u64>,
+    /// The revision of the change.
+    pub revision: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_as_the_readme_shows_it() {
+        let text = r#"{"node_id":1,"role":"leader","leader":1,"term":1,"last_log_index":7,"last_applied_index":7,"snapshot_index":null,"purged_index":null,"revision":5,"configs":3,"schemas":2,"plugins":{"loaded":2,"compiled":2,"from_disk_cache":0,"idle_instances":2,"misbehaving":[]}}"#;
+        let s: Status = serde_json::from_str(text).unwrap();
+        assert_eq!(s.role, Role::Leader);
+        assert_eq!(serde_json::to_string(&s).unwrap(), text);
+    }
+
+    #[test]
+    fn retention() {
+        let get = r#"{"keep":100}"#;
+        let r: HistoryRetention = serde_json::from_str(get).unwrap();
+        assert_eq!(r.max_age_seconds, None);
+        assert_eq!(serde_json::to_string(&r).unwrap(), get);
+        assert!(serde_json::from_str::<HistoryRetention>(r#"{"keep":1,"x":2}"#).is_err());
+        let set = r#"{"keep":5,"max_age_seconds":null,"revision":9}"#;
+        let s: HistoryRetentionSet = serde_json::from_str(set).unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), set);
+        let h: Health = serde_json::from_str(r#"{"status":"ok"}"#).unwrap();
+        assert_eq!(h.status, "ok");
+        assert!(
+            serde_json::from_str::<Ready>(r#"{"ready":true}"#)
+                .unwrap()
+                .ready
+        );
+    }
+}
