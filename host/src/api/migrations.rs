@@ -89,7 +89,9 @@ pub async fn start(
         let report = migrate::dry_run(&state.store, &state.registry, &name, target_version).await?;
         return Ok(Json(report).into_response());
     }
-    let total = migrate::pending(&state.store, &name, target_version, &[])?.len() as u64;
+    let total = migrate::pending(&state.store, &name, target_version, &[])
+        .await?
+        .len() as u64;
     let start = StartMigration {
         name,
         target_version,

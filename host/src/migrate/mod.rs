@@ -25,26 +25,51 @@ use crate::store::{
 /// Configs per batch (one Raft command).
 pub const BATCH: usize = 64;
 /// Converted value bytes per batch, at most about (a larger single value travels alone).
-pub const BATCH_BYTES: usize = 1 << 20;
+/// Defined in `config`, because the peer body bound depends on it.
+pub use crate::config::MIGRATION_BATCH_BYTES as BATCH_BYTES;
+
+/// Why a pass of the migration worker stopped early (it retries).
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Propose(#[from] crate::propose::ProposeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
 
 /// How often an idle worker looks for running migrations.
 const IDLE: Duration = Duration::from_millis(500);
 
 /// The configs a migration to `target` still has to convert: those not at `target`, except
 /// the keys that already failed at their current revision.
-pub fn pending(
-    store: &StateStore,
+///
+/// A full scan that decodes every config of the schema: it runs on the blocking pool, never
+/// on the async runtime's threads.
+pub async fn pending(
+    store: &Arc<StateStore>,
     name: &str,
     target: u32,
     failed: &[MigrationFailure],
 ) -> Result<Vec<ConfigEntry>, crate::store::StoreError> {
-    let mut out = store.configs_of(name, |v| v != target)?;
-    out.retain(|e| {
-        !failed
-            .iter()
-            .any(|f| f.key == e.meta.key && f.revision == e.meta.revision)
+    let (store, name, failed) = (store.clone(), name.to_string(), failed.to_vec());
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut out = store.configs_of(&name, |v| v != target)?;
+        out.retain(|e| {
+            !failed
+                .iter()
+                .any(|f| f.key == e.meta.key && f.revision == e.meta.revision)
+        });
+        Ok(out)
     });
-    Ok(out)
+    match scan.await {
+        Ok(result) => result,
+        // The scan panicked: a bug, surfaced where it happened.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// One config converted, or why not.
@@ -101,12 +126,12 @@ pub struct DryRun {
 
 /// Converts every config a migration would, and writes nothing.
 pub async fn dry_run(
-    store: &StateStore,
+    store: &Arc<StateStore>,
     registry: &Arc<SchemaRegistry>,
     name: &str,
     target: u32,
 ) -> Result<DryRun, SchemaError> {
-    let entries = pending(store, name, target, &[])?;
+    let entries = pending(store, name, target, &[]).await?;
     let mut report = DryRun {
         name: name.to_string(),
         target_version: target,
@@ -155,17 +180,16 @@ async fn pass(
     store: &Arc<StateStore>,
     registry: &Arc<SchemaRegistry>,
     m: &MigrationRecord,
-) -> Result<(), String> {
+) -> Result<(), PassError> {
     // See every committed write first: a new leader may not have applied all of them yet.
-    cluster.read_barrier().await.map_err(|e| e.to_string())?;
-    let Some(current) = store.migration(&m.name, m.id).map_err(|e| e.to_string())? else {
+    cluster.read_barrier().await?;
+    let Some(current) = store.migration(&m.name, m.id)? else {
         return Ok(());
     };
     if current.status != MigrationStatus::Running {
         return Ok(());
     }
-    let todo =
-        pending(store, &m.name, m.target_version, &current.failed).map_err(|e| e.to_string())?;
+    let todo = pending(store, &m.name, m.target_version, &current.failed).await?;
     let actor = &current.started_by;
     if todo.is_empty() {
         propose(
@@ -196,10 +220,7 @@ async fn pass(
                 return Ok(());
             }
         }
-        match convert(registry, entry, m.target_version)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        match convert(registry, entry, m.target_version).await? {
             Converted::Ok(w) => {
                 bytes += w.value.len();
                 writes.push(w)
@@ -229,8 +250,6 @@ async fn propose<P: Proposal>(
     cluster: &Cluster,
     actor: &str,
     proposal: P,
-) -> Result<P::Output, String> {
-    crate::propose::propose(cluster, actor.to_string(), Context::default(), proposal)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<P::Output, PassError> {
+    Ok(crate::propose::propose(cluster, actor.to_string(), Context::default(), proposal).await?)
 }
