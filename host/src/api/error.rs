@@ -230,9 +230,11 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 "leader_unreachable",
                 message,
             ),
-            C::Consensus(_) | C::LeadershipMoved | C::ShuttingDown => {
-                ApiError::unavailable(message)
+            // The change may or may not have been made: unknown outcome, like a timeout.
+            C::LeadershipMoved => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)
             }
+            C::Consensus(_) | C::ShuttingDown => ApiError::unavailable(message),
             C::MemberUnreachable(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "member_unreachable",

@@ -1,16 +1,13 @@
 //! The command line: `serve`, `dev`, the client subcommands over the HTTP API, the offline
-//! `plugin check`, and `bench`.
+//! `plugin check`. The benchmark is a binary of its own (`scarab-bench`, host/bench).
 //!
 //! Owns: flags, output formats and exit codes. Does not own: any server behaviour (client
 //! commands only speak HTTP; `serve` and `dev` call [`scarab::run`]).
 
-mod bench;
 mod check;
 mod client;
 mod dev;
-mod footprint;
 mod migrate;
-mod versus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,8 +95,6 @@ enum Command {
     /// Work with plugins offline.
     #[command(subcommand)]
     Plugin(check::PluginCmd),
-    /// Start a node and measure PUT/GET throughput and latency, and plugin cost.
-    Bench(bench::BenchArgs),
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -119,7 +114,6 @@ pub async fn main() -> ExitCode {
         Command::Audit(args) => client::run_audit(args).await,
         Command::Txn(args) => client::run_txn(args).await,
         Command::Plugin(cmd) => check::run(cmd),
-        Command::Bench(args) => bench::run(args).await,
     }
 }
 
