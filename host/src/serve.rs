@@ -7,6 +7,7 @@
 //! [`crate::raft::network`] and [`crate::cluster`]), nor ending long-lived responses at a stop
 //! (`AppState::stopping` ends watches). Why each bound exists: `api/DESIGN.md`.
 
+use scarab_types::ErrorCode;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -273,13 +274,13 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// The whole 503 response to a connection over the limit.
 fn refusal(max: usize) -> Vec<u8> {
-    let body = serde_json::json!({"error": {
-        "code": "too_many_connections",
-        "message": format!(
+    let body = serde_json::to_string(&scarab_types::ErrorBody::new(
+        ErrorCode::TooManyConnections,
+        format!(
             "this node already serves {max} connections on this listener; retry later, or reuse connections"
         ),
-    }})
-    .to_string();
+    ))
+    .expect("an error body serialises");
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
@@ -409,8 +410,7 @@ impl Connection {
 /// handler saw a failed read, whatever it made of it).
 fn body_timeout_response(timeout: Duration) -> Response<axum::body::Body> {
     let mut response = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "body_timeout",
+        ErrorCode::BodyTimeout,
         format!(
             "the request body did not arrive in full within {} (--body-timeout)",
             humantime::format_duration(timeout)

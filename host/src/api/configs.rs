@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use scarab_types::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,7 +67,7 @@ pub fn validate_key(key: &str) -> Result<(), String> {
 }
 
 pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
-    validate_key(key).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))
+    validate_key(key).map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))
 }
 
 /// The metadata as the API shows it.
@@ -300,8 +301,7 @@ pub(super) fn value_text(value: &Value, limit: usize) -> Result<String, ApiError
     let text = serde_json::to_string(value).expect("a JSON value serialises");
     if text.len() > limit {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the value is {} bytes; at most {limit} are allowed",
                 text.len()
@@ -380,8 +380,7 @@ fn entry_at(state: &AppState, key: &str, revision: u64) -> Result<ConfigEntry, A
             "config {key} did not exist at revision {revision}"
         ))),
         AtRevision::Compacted { oldest } => Err(ApiError::new(
-            StatusCode::GONE,
-            "revision_compacted",
+            ErrorCode::RevisionCompacted,
             match oldest {
                 Some(o) => format!(
                     "the history of {key} at revision {revision} was compacted; the oldest revision kept is {o}"

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use scarab_types::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::schema::{SchemaError, Violation};
 use crate::store::{Rejection, StoreError};
@@ -12,32 +12,20 @@ use crate::store::{Rejection, StoreError};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub violations: Option<Vec<Violation>>,
     /// A structured report (the compatibility report of a refused schema version).
     pub report: Option<Box<serde_json::Value>>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    violations: Option<&'a [Violation]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<&'a serde_json::Value>,
-}
-
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code`, answered with the code's one status
+    /// ([`ErrorCode::http_status`]).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: message.into(),
             violations: None,
@@ -46,22 +34,22 @@ impl ApiError {
     }
 
     pub fn malformed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+        Self::new(ErrorCode::MalformedRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(ErrorCode::Internal, message)
     }
 
     pub fn validation(violations: Vec<Violation>) -> Self {
         let n = violations.len();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "validation_failed",
+            code: ErrorCode::ValidationFailed,
             // A list of MAX_VIOLATIONS may have been cut (see `schema::check_document`).
             message: if n >= crate::schema::MAX_VIOLATIONS {
                 format!("the document has at least {n} violation(s); the first {n} are listed")
@@ -74,21 +62,21 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+        Self::new(ErrorCode::NotReady, message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(code = self.code, message = %self.message, "request failed");
+            tracing::warn!(code = %self.code, message = %self.message, "request failed");
         }
-        let body = Body {
-            error: Inner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
-                violations: self.violations.as_deref(),
-                report: self.report.as_deref(),
+                message: self.message,
+                violations: self.violations,
+                report: self.report.map(|r| *r),
             },
         };
         (self.status, Json(body)).into_response()
@@ -100,13 +88,9 @@ impl From<crate::json::JsonError> for ApiError {
         use crate::json::JsonError as J;
         let message = e.to_string();
         match e {
-            J::TooDeep { .. } => ApiError::new(StatusCode::BAD_REQUEST, "json_too_deep", message),
-            J::DuplicateKey { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "duplicate_key", message)
-            }
-            J::NumberOutOfRange { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "number_out_of_range", message)
-            }
+            J::TooDeep { .. } => ApiError::new(ErrorCode::JsonTooDeep, message),
+            J::DuplicateKey { .. } => ApiError::new(ErrorCode::DuplicateKey, message),
+            J::NumberOutOfRange { .. } => ApiError::new(ErrorCode::NumberOutOfRange, message),
             J::Syntax(_) => ApiError::malformed(message),
         }
     }
@@ -122,32 +106,18 @@ impl From<SchemaError> for ApiError {
     fn from(e: SchemaError) -> Self {
         let message = e.to_string();
         match e {
-            SchemaError::Unknown { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_schema", message)
-            }
-            SchemaError::InvalidSchema(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_schema", message)
-            }
-            SchemaError::TooComplex(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "schema_too_complex", message)
-            }
-            SchemaError::InvalidPlugin(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
-            }
-            SchemaError::PluginFailed { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", message)
-            }
+            SchemaError::Unknown { .. } => ApiError::new(ErrorCode::UnknownSchema, message),
+            SchemaError::InvalidSchema(_) => ApiError::new(ErrorCode::InvalidSchema, message),
+            SchemaError::TooComplex(_) => ApiError::new(ErrorCode::SchemaTooComplex, message),
+            SchemaError::InvalidPlugin(_) => ApiError::new(ErrorCode::InvalidPlugin, message),
+            SchemaError::PluginFailed { .. } => ApiError::new(ErrorCode::PluginFailed, message),
             SchemaError::Conversion(failure) => ApiError {
                 violations: (!failure.violations.is_empty()).then_some(failure.violations),
-                ..ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "conversion_failed",
-                    message,
-                )
+                ..ApiError::new(ErrorCode::ConversionFailed, message)
             },
             SchemaError::Incompatible { report, .. } => ApiError {
                 report: serde_json::to_value(&*report).ok().map(Box::new),
-                ..ApiError::new(StatusCode::CONFLICT, "incompatible_schema_version", message)
+                ..ApiError::new(ErrorCode::IncompatibleSchemaVersion, message)
             },
             SchemaError::Store(_) | SchemaError::Internal(_) => ApiError::internal(message),
         }
@@ -158,40 +128,30 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let message = r.to_string();
         match r {
-            Rejection::PreconditionFailed { .. } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                message,
-            ),
+            Rejection::PreconditionFailed { .. } => {
+                ApiError::new(ErrorCode::PreconditionFailed, message)
+            }
             Rejection::NotFound(_) => ApiError::not_found(message),
-            Rejection::UnknownSchema { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_schema", message)
-            }
+            Rejection::UnknownSchema { .. } => ApiError::new(ErrorCode::UnknownSchema, message),
             // The version was deleted and registered again between validation and apply.
-            Rejection::PluginMismatch { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "schema_changed", message)
-            }
+            Rejection::PluginMismatch { .. } => ApiError::new(ErrorCode::SchemaChanged, message),
             Rejection::SchemaConflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "schema_version_conflict", message)
+                ApiError::new(ErrorCode::SchemaVersionConflict, message)
             }
-            Rejection::SchemaInUse { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "schema_in_use", message)
+            Rejection::SchemaInUse { .. } => ApiError::new(ErrorCode::SchemaInUse, message),
+            Rejection::NotLatest { .. } => {
+                ApiError::new(ErrorCode::SchemaVersionNotLatest, message)
             }
-            Rejection::NotLatest { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "schema_version_not_latest",
-                message,
-            ),
             Rejection::NoVersions(_) => ApiError::not_found(message),
             Rejection::MigrationRunning { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "migration_running", message)
+                ApiError::new(ErrorCode::MigrationRunning, message)
             }
             Rejection::MigrationNotRunning { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "migration_not_running", message)
+                ApiError::new(ErrorCode::MigrationNotRunning, message)
             }
             Rejection::ConditionFailed { failed } => ApiError {
                 report: Some(Box::new(serde_json::json!({ "failed": failed }))),
-                ..ApiError::new(StatusCode::PRECONDITION_FAILED, "condition_failed", message)
+                ..ApiError::new(ErrorCode::ConditionFailed, message)
             },
             Rejection::InvalidTxn(_) => ApiError::malformed(message),
         }
@@ -216,42 +176,22 @@ impl From<crate::cluster::ClusterError> for ApiError {
         use crate::cluster::ClusterError as C;
         let message = with_causes(&e);
         match e {
-            C::NoLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message),
-            C::Overloaded { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-            }
-            C::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message),
-            C::Conflict { .. } | C::Refused(_) => {
-                ApiError::new(StatusCode::CONFLICT, "node_conflict", message)
-            }
+            C::NoLeader => ApiError::new(ErrorCode::NoLeader, message),
+            C::Overloaded { .. } => ApiError::new(ErrorCode::Overloaded, message),
+            C::Timeout(_) => ApiError::new(ErrorCode::Timeout, message),
+            C::Conflict { .. } | C::Refused(_) => ApiError::new(ErrorCode::NodeConflict, message),
             C::NotMember(_) => ApiError::not_found(message),
-            C::Forward(_) | C::Unreachable(_) | C::BadAnswer(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "leader_unreachable",
-                message,
-            ),
+            C::Forward(_) | C::Unreachable(_) | C::BadAnswer(_) => {
+                ApiError::new(ErrorCode::LeaderUnreachable, message)
+            }
             // The change may or may not have been made: unknown outcome, like a timeout.
-            C::LeadershipMoved => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)
-            }
+            C::LeadershipMoved => ApiError::new(ErrorCode::Timeout, message),
             C::Consensus(_) | C::ShuttingDown => ApiError::unavailable(message),
-            C::MemberUnreachable(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "member_unreachable",
-                message,
-            ),
-            C::LearnerNotCaughtUp(_) => {
-                ApiError::new(StatusCode::CONFLICT, "learner_not_caught_up", message)
-            }
-            C::ChangeInProgress(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "membership_change_in_progress",
-                message,
-            ),
-            C::QuorumAtRisk(_) => ApiError::new(StatusCode::CONFLICT, "quorum_at_risk", message),
-            C::InvalidCommand(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_command", message)
-            }
+            C::MemberUnreachable(_) => ApiError::new(ErrorCode::MemberUnreachable, message),
+            C::LearnerNotCaughtUp(_) => ApiError::new(ErrorCode::LearnerNotCaughtUp, message),
+            C::ChangeInProgress(_) => ApiError::new(ErrorCode::MembershipChangeInProgress, message),
+            C::QuorumAtRisk(_) => ApiError::new(ErrorCode::QuorumAtRisk, message),
+            C::InvalidCommand(_) => ApiError::new(ErrorCode::InvalidCommand, message),
         }
     }
 }

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use scarab_types::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::schemas::{ReadParams, validate_name};
@@ -80,8 +81,7 @@ pub async fn start(
     state.linearize().await?;
     if state.store.get_schema(&name, target_version)?.is_none() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_schema",
+            ErrorCode::UnknownSchema,
             format!("schema {name} version {target_version} is not registered"),
         ));
     }

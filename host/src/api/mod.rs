@@ -16,6 +16,7 @@ mod strict;
 mod txn;
 mod watch;
 
+use scarab_types::ErrorCode;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -110,8 +111,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )
         })
@@ -129,8 +129,7 @@ pub(crate) fn rfc3339(ms: u64) -> String {
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body exceeds {limit} bytes"),
         )
     })
@@ -162,8 +161,7 @@ pub(crate) fn check_depth(
     let depth = crate::json::depth(value);
     if depth > max {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "json_too_deep",
+            ErrorCode::JsonTooDeep,
             format!(
                 "{what} is nested {depth} levels deep; at most {max} are allowed (--max-json-depth)"
             ),
@@ -225,8 +223,7 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("expected Content-Type application/json, got {ct:?}"),
         ))
     }

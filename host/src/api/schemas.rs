@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use scarab_types::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,8 +28,7 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_schema_name",
+            ErrorCode::InvalidSchemaName,
             format!(
                 "schema name {name:?} must be 1 to 64 characters of a-z 0-9 -, starting with a letter"
             ),
@@ -40,8 +40,7 @@ fn parse_version(version: &str) -> Result<u32, ApiError> {
     match super::strict::canonical_u64(version).and_then(|v| u32::try_from(v).ok()) {
         Some(v) if v >= 1 => Ok(v),
         _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_schema_version",
+            ErrorCode::InvalidSchemaVersion,
             format!("schema version {version:?} must be an integer from 1"),
         )),
     }
@@ -128,8 +127,7 @@ async fn read_upload(
         .unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "upload a schema version as multipart/form-data with a `schema` part and an optional `plugin` part",
         ));
     }
@@ -475,7 +473,7 @@ pub async fn validate(
     require_json(&headers)?;
     if !params.key.is_empty() {
         super::configs::validate_key(&params.key)
-            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", m))?;
+            .map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))?;
     }
     let bytes = read_body(body, state.config.max_value_bytes).await?;
     crate::json::check(&bytes, state.config.max_json_depth)?;

@@ -7,9 +7,9 @@
 //! never needs percent-encoding.
 
 use axum::extract::Request;
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use scarab_types::ErrorCode;
 use serde::{Deserialize, Deserializer};
 
 use super::ApiError;
@@ -29,9 +29,7 @@ pub fn canonical_u64(s: &str) -> Option<u64> {
 /// them as what they are (`a%2Fb` is an invalid key).
 pub async fn no_percent_escapes(request: Request, next: Next) -> Response {
     if needless_escape(request.uri().path()) {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
+        return ApiError::new(ErrorCode::InvalidPath,
             "percent-escapes are not accepted in paths: keys, schema names and ids are spelt with A-Z a-z 0-9 . _ - only",
         )
         .into_response();

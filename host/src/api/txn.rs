@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use scarab_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -135,8 +136,7 @@ pub async fn txn(
     )?;
     if ops.is_empty() || ops.len() > max_ops || conditions.len() > max_ops {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "txn_too_large",
+            ErrorCode::TxnTooLarge,
             format!(
                 "a transaction has 1 to {max_ops} operations and at most {max_ops} conditions (--max-txn-ops); this one has {} and {}",
                 ops.len(),
@@ -159,8 +159,7 @@ pub async fn txn(
         .sum();
     let too_large = |carried: usize| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the transaction carries at least {carried} bytes of values; at most {txn_limit} are allowed (--max-txn-bytes)"
             ),

@@ -9,6 +9,7 @@
 //! once it has applied that far. Each SSE message is one revision (all the changes of a
 //! transaction together), with the revision as its `id`, so `Last-Event-ID` resumes it.
 
+use scarab_types::ErrorCode;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -183,8 +184,7 @@ impl Watcher {
 
 fn compacted(prefix: &str, revision: u64) -> ApiError {
     ApiError::new(
-        StatusCode::GONE,
-        "revision_compacted",
+        ErrorCode::RevisionCompacted,
         format!(
             "the changes under prefix {prefix:?} from revision {revision} on were dropped by the history retention: read the current state (GET /v1/configs?prefix=..., which gives its revision) and watch from that revision + 1"
         ),
@@ -222,9 +222,7 @@ pub async fn watch(
         (None, None) => state.store.applied().revision + 1,
     };
     let slot = state.watches.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_watches",
+        ApiError::new(ErrorCode::TooManyWatches,
             format!(
                 "this node already serves {} watches (--max-watches); retry later or on another node",
                 state.config.max_watches

@@ -17,21 +17,9 @@ use crate::plugins::{CallContext, Direction, Failure, LoadedPlugin, PluginError,
 use crate::store::{MigrationSpec, PluginContract, SchemaRecord, StateStore, StoreError};
 
 /// Where a violation was found.
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Schema,
-    Plugin,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// JSON Pointer into the document.
-    pub path: String,
-    pub message: String,
-    pub code: Option<String>,
-    pub source: Source,
-}
+/// One reason a document is not valid: the wire type itself, so that what the API sends
+/// and what clients read cannot drift.
+pub use scarab_types::{Violation, ViolationSource as Source};
 
 /// The verdict on a document, and which plugin gave it.
 #[derive(Debug)]

@@ -173,7 +173,6 @@ mod readme {
 
     /// ...and every code of [`ErrorCode::ALL`] is in the README.
     #[test]
-    #[ignore = "README rows pending for txn_too_large (400), method_not_allowed (405), condition_failed (412) and internal (500)"]
     fn the_readme_lists_every_code() {
         let Some(readme) = table() else { return };
         let missing: Vec<String> = all()
