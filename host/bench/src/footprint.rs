@@ -1,4 +1,4 @@
-//! `scarab bench --footprint`: what a node costs as a whole. Resident memory and disk bytes
+//! `scarab-bench --footprint`: what a node costs as a whole. Resident memory and disk bytes
 //! per config after writing `--keys` configs (use `--keys 100000`), and the time a restarted
 //! node takes to be ready and then to accept a write validated by each of 20 plugins that it
 //! compiled before (from its compiled-plugin cache on disk). Prints figures; asserts nothing.
@@ -6,10 +6,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, Result, bail};
+use scarab_types::PutConfig;
 use serde_json::json;
 
-use super::bench::{BenchArgs, document, populate, start_nodes, wait_leader};
-use super::client::Client;
+use crate::Setup;
+use crate::nodes::{once_client, start_nodes, wait_leader};
+use crate::workload::{document, populate, setup_client};
 
 /// Plugins registered for the restart figure.
 const PLUGINS: usize = 20;
@@ -29,14 +32,14 @@ fn distinct(wasm: &[u8], i: usize) -> Vec<u8> {
     out
 }
 
-fn resident_kib(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+fn resident_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| path.clone())?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS".to_string())
+        .with_context(|| format!("no VmRSS in {path}"))
 }
 
 fn bytes_under(dir: &Path) -> u64 {
@@ -53,35 +56,37 @@ fn bytes_under(dir: &Path) -> u64 {
         .sum()
 }
 
-pub async fn run(args: &BenchArgs, dir: &Path, schema: &[u8], wasm: &[u8]) -> Result<(), String> {
-    let mut nodes = start_nodes(1, dir)?;
+pub async fn run(setup: &Setup) -> Result<()> {
+    let args = &setup.args;
+    let dir = &setup.data_dir;
+    let mut nodes = start_nodes(&setup.server, 1, dir)?;
     wait_leader(&nodes, Duration::from_secs(30)).await?;
-    let client = Client::new(&nodes.apis[0], Some("bench".into()));
+    let client = setup_client(&nodes.apis[0])?;
     client
-        .register_schema("store", 1, schema.to_vec(), Some(wasm.to_vec()))
+        .register_schema("store", 1, &setup.store_v1)
         .await
-        .map_err(|e| e.to_string())?;
+        .context("registering store v1")?;
     for i in 0..PLUGINS {
+        let upload = setup.store_v1.clone().plugin(distinct(&setup.wasm, i));
         client
-            .register_schema(
-                &format!("p{i}"),
-                1,
-                schema.to_vec(),
-                Some(distinct(wasm, i)),
-            )
+            .register_schema(&format!("p{i}"), 1, &upload)
             .await
-            .map_err(|e| format!("registering plugin {i}: {e}"))?;
+            .with_context(|| format!("registering plugin {i}"))?;
     }
     let idle_kib = resident_kib(nodes.pid(0)?)?;
     let started = Instant::now();
-    populate(&client, args).await?;
+    populate(&client, &setup.corpus).await?;
     let wrote = started.elapsed();
     let rss_kib = resident_kib(nodes.pid(0)?)?;
-    let status = client.get("/v1/status").await.map_err(|e| e.to_string())?;
+    let status = client
+        .status()
+        .await
+        .context("GET /v1/status")?
+        .into_inner();
     let node_dir = dir.join("n1");
     let disk = bytes_under(&node_dir);
     println!(
-        "scarab bench --footprint: {} configs of {} bytes written in {:.1} s ({:.0}/s, 16 clients), {} plugins registered",
+        "scarab-bench --footprint: {} configs of {} bytes written in {:.1} s ({:.0}/s, 16 clients), {} plugins registered",
         args.keys,
         args.value_bytes,
         wrote.as_secs_f64(),
@@ -99,7 +104,7 @@ pub async fn run(args: &BenchArgs, dir: &Path, schema: &[u8], wasm: &[u8]) -> Re
         disk as f64 / (1 << 20) as f64,
         node_dir.display(),
         disk as f64 / args.keys as f64,
-        if status["snapshot_index"].is_null() {
+        if status.snapshot_index.is_none() {
             "none yet"
         } else {
             "included"
@@ -109,31 +114,29 @@ pub async fn run(args: &BenchArgs, dir: &Path, schema: &[u8], wasm: &[u8]) -> Re
     // Restart: SIGTERM, then the same data directory and plugin cache.
     nodes.stop(0)?;
     let restarted = Instant::now();
-    let nodes = start_nodes(1, dir)?;
-    let client = Client::new(&nodes.apis[0], Some("bench".into()));
+    let nodes = start_nodes(&setup.server, 1, dir)?;
+    // One attempt per poll: the client's own backoff would blur the figure.
+    let poll = once_client(&nodes.apis[0], Duration::from_secs(5))?;
     let ready = loop {
-        if client.get("/v1/readyz").await.is_ok() {
+        if poll.ready().await.is_ok() {
             break restarted.elapsed();
         }
         if restarted.elapsed() > Duration::from_secs(120) {
-            return Err("the restarted node was not ready within 120 s".into());
+            bail!("the restarted node was not ready within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    let client = setup_client(&nodes.apis[0])?;
     for i in 0..PLUGINS {
         let mut doc = document(i, args.value_bytes);
         doc["store_id"] = json!(format!("s{i}"));
         client
-            .put_config(
+            .put(
                 &format!("p{i}/s{i}"),
-                &format!("p{i}"),
-                1,
-                &doc,
-                None,
-                false,
+                &PutConfig::new(format!("p{i}"), 1, doc),
             )
             .await
-            .map_err(|e| format!("a write validated by plugin {i}: {e}"))?;
+            .with_context(|| format!("a write validated by plugin {i}"))?;
     }
     let all = restarted.elapsed();
     println!(

@@ -1,9 +1,10 @@
-//! `scarab bench --vs-etcd`: the same workloads against Scarab and etcd, one after the other on
+//! `scarab-bench --vs-etcd`: the same workloads against Scarab and etcd, one after the other on
 //! this machine, with the ratio Scarab/etcd of each figure.
 //!
 //! etcd is Debian's `etcd-server` (`etcd` on the PATH, or `--etcd-bin`), started on loopback
 //! with its data on the same disk as Scarab's, and driven through its HTTP JSON gateway
-//! (`/v3/kv/put`, `/v3/kv/range`) by the same load generator. Every Scarab PUT is validated by
+//! (`/v3/kv/put`, `/v3/kv/range`) by the same load generator, with a plain `reqwest` client
+//! (Scarab's requests go through `scarab-client`). Every Scarab PUT is validated by
 //! the `store` JSON Schema and its plugin; etcd stores the same bytes unchecked. Workloads:
 //! single-node PUT at each concurrency, linearizable and stale (etcd: serializable) GET at the
 //! highest; then 3-node clusters of each: PUT and linearizable GET at the highest concurrency,
@@ -11,19 +12,22 @@
 //! node. Prints figures; asserts nothing.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
-use super::bench::{
-    BenchArgs, Figures, MakeRequest, Nodes, document, failover, free_port, key, load, populate,
-    scarab_requests, start_nodes, wait_leader,
-};
-use super::client::Client;
+use crate::Setup;
+use crate::load::{Figures, Op, load};
+use crate::nodes::{failover, free_port, start_nodes, wait_leader};
+use crate::workload::{Corpus, ScarabOp, Workload, load_client, populate, setup_client};
 
 /// One compared figure.
 enum Measure {
@@ -35,7 +39,7 @@ impl Measure {
     /// Higher is better: throughput, or the inverse of the failover time.
     fn score(&self) -> f64 {
         match self {
-            Measure::Load(f) => f.ops as f64 / f.elapsed.as_secs_f64(),
+            Measure::Load(f) => f.rate(),
             Measure::Failover(d) => 1.0 / d.as_secs_f64(),
         }
     }
@@ -44,9 +48,9 @@ impl Measure {
         match self {
             Measure::Load(f) => format!(
                 "{:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms{}",
-                f.ops as f64 / f.elapsed.as_secs_f64(),
-                f.hist.value_at_quantile(0.5) as f64 / 1e6,
-                f.hist.value_at_quantile(0.99) as f64 / 1e6,
+                f.rate(),
+                f.ms(0.5),
+                f.ms(0.99),
                 if f.errors > 0 {
                     format!(" ({} errors)", f.errors)
                 } else {
@@ -60,7 +64,7 @@ impl Measure {
 
 /// Running etcd members; killed when dropped.
 struct Etcd {
-    children: Vec<Option<std::process::Child>>,
+    children: Vec<Option<Child>>,
     clients: Vec<String>,
 }
 
@@ -73,10 +77,10 @@ impl Drop for Etcd {
     }
 }
 
-fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd, String> {
+fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_>>()?;
     let cluster: Vec<String> = ports
         .iter()
         .enumerate()
@@ -89,11 +93,11 @@ fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd, String> {
             .map(|(c, _)| format!("http://127.0.0.1:{c}"))
             .collect(),
     };
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     for (i, (c, p)) in ports.iter().enumerate() {
         let log = std::fs::File::create(dir.join(format!("e{i}.log")))
-            .map_err(|e| format!("cannot create the etcd log: {e}"))?;
-        let child = std::process::Command::new(bin)
+            .context("cannot create the etcd log")?;
+        let child = Command::new(bin)
             .args(["--name", &format!("e{i}")])
             .arg("--data-dir")
             .arg(dir.join(format!("e{i}")))
@@ -110,9 +114,9 @@ fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd, String> {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| {
+            .with_context(|| {
                 format!(
-                    "cannot start {}: {e} (install etcd-server: apt-get install etcd-server)",
+                    "cannot start {} (install etcd-server: apt-get install etcd-server)",
                     bin.display()
                 )
             })?;
@@ -122,8 +126,7 @@ fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd, String> {
 }
 
 /// Waits until every running member names the same leader; returns the leader's index.
-async fn etcd_leader(etcd: &Etcd, timeout: Duration) -> Result<usize, String> {
-    let http = reqwest::Client::new();
+async fn etcd_leader(http: &reqwest::Client, etcd: &Etcd, timeout: Duration) -> Result<usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut seen = Vec::new();
@@ -160,178 +163,198 @@ async fn etcd_leader(etcd: &Etcd, timeout: Duration) -> Result<usize, String> {
             return Ok(i);
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "etcd: no agreed leader after {timeout:?}: {seen:?}"
-            ));
+            bail!("etcd: no agreed leader after {timeout:?}: {seen:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// PUT or range requests of the JSON gateway over the same keys and values as Scarab's.
-fn etcd_requests(base: &str, put: bool, serializable: bool, args: &BenchArgs) -> MakeRequest {
-    let bodies: Vec<String> = (0..args.keys)
-        .map(|k| {
-            let key = B64.encode(key(k));
-            if put {
-                let value = B64.encode(document(k, args.value_bytes).to_string());
-                json!({"key": key, "value": value}).to_string()
-            } else if serializable {
-                json!({"key": key, "serializable": true}).to_string()
-            } else {
-                json!({"key": key}).to_string()
-            }
-        })
-        .collect();
-    let url = format!("{base}/v3/kv/{}", if put { "put" } else { "range" });
-    Arc::new(move |http: &reqwest::Client, k: usize| {
-        http.post(&url)
-            .header("content-type", "application/json")
-            .body(bodies[k].clone())
-    })
-}
-
-async fn etcd_populate(base: &str, args: &BenchArgs) -> Result<(), String> {
-    let http = reqwest::Client::new();
-    let make = etcd_requests(base, true, false, args);
-    for k in 0..args.keys {
-        let r = make(&http, k).send().await.map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("etcd put: HTTP {}", r.status()));
-        }
-    }
-    Ok(())
-}
-
-async fn etcd_failover(
-    etcd: &mut Etcd,
-    leader: usize,
-    args: &BenchArgs,
-) -> Result<Duration, String> {
-    let other = (leader + 1) % etcd.clients.len();
-    let make = etcd_requests(&etcd.clients[other], true, false, args);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let child = etcd.children[leader]
-        .as_mut()
-        .ok_or("leader already stopped")?;
-    child.kill().map_err(|e| e.to_string())?;
-    let killed = Instant::now();
-    let _ = child.wait();
-    etcd.children[leader] = None;
-    loop {
-        if let Ok(r) = make(&http, 0).send().await
-            && r.status().is_success()
-        {
-            return Ok(killed.elapsed());
-        }
-        if killed.elapsed() > Duration::from_secs(30) {
-            return Err("etcd: no successful write within 30 s of the kill".into());
-        }
-    }
-}
-
 /// What the load workloads ask of one system: PUT, linearizable GET, or stale GET requests.
 #[derive(Clone, Copy)]
-enum Request {
+enum Kind {
     Put,
     Get,
     StaleGet,
 }
 
-/// The load workloads against one system (its requests from `make`): PUT at every
-/// concurrency on one node (at the highest on a cluster), then linearizable GET, and on one
-/// node stale GET, at the highest.
-async fn loads(
-    args: &BenchArgs,
+/// PUT or range requests of etcd's JSON gateway over the same keys and values as Scarab's,
+/// their bodies prepared once.
+struct EtcdOp {
+    http: reqwest::Client,
+    url: Url,
+    bodies: Vec<Bytes>,
+}
+
+impl EtcdOp {
+    fn new(http: &reqwest::Client, base: &str, kind: Kind, corpus: &Corpus) -> Result<Arc<Self>> {
+        let bodies = corpus
+            .keys
+            .iter()
+            .zip(&corpus.puts)
+            .map(|(key, put)| {
+                let key = B64.encode(key);
+                let body = match kind {
+                    Kind::Put => {
+                        json!({"key": key, "value": B64.encode(put.value.to_string())})
+                    }
+                    Kind::Get => json!({"key": key}),
+                    Kind::StaleGet => json!({"key": key, "serializable": true}),
+                };
+                Bytes::from(body.to_string())
+            })
+            .collect();
+        let path = match kind {
+            Kind::Put => "put",
+            Kind::Get | Kind::StaleGet => "range",
+        };
+        let url = format!("{base}/v3/kv/{path}");
+        Ok(Arc::new(Self {
+            http: http.clone(),
+            url: Url::parse(&url).with_context(|| url.clone())?,
+            bodies,
+        }))
+    }
+}
+
+impl Op for EtcdOp {
+    async fn send(&self, k: usize) -> bool {
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(self.bodies[k].clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+async fn etcd_populate(http: &reqwest::Client, base: &str, corpus: &Corpus) -> Result<()> {
+    let put = EtcdOp::new(http, base, Kind::Put, corpus)?;
+    for k in 0..corpus.keys.len() {
+        let r = http
+            .post(put.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(put.bodies[k].clone())
+            .send()
+            .await
+            .context("etcd put")?;
+        if !r.status().is_success() {
+            bail!("etcd put: HTTP {}", r.status());
+        }
+    }
+    Ok(())
+}
+
+async fn etcd_failover(etcd: &mut Etcd, leader: usize, corpus: &Corpus) -> Result<Duration> {
+    let other = (leader + 1) % etcd.clients.len();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("an HTTP client")?;
+    let put = EtcdOp::new(&http, &etcd.clients[other], Kind::Put, corpus)?;
+    let mut child = etcd.children[leader]
+        .take()
+        .context("the etcd leader already stopped")?;
+    child.kill().context("kill -9 of the etcd leader")?;
+    let killed = Instant::now();
+    let _ = child.wait();
+    loop {
+        if put.send(0).await {
+            return Ok(killed.elapsed());
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            bail!("etcd: no successful write within 30 s of the kill");
+        }
+    }
+}
+
+/// The load workloads against one system (its requests from `op`): PUT at every concurrency
+/// on one node (at the highest on a cluster), then linearizable GET, and on one node stale
+/// GET, at the highest.
+async fn loads<O: Op>(
+    setup: &Setup,
     nodes_n: usize,
-    make: impl Fn(Request) -> MakeRequest,
-) -> Vec<(String, Measure)> {
+    op: impl Fn(Kind) -> Result<Arc<O>>,
+) -> Result<Vec<(String, Measure)>> {
+    let args = &setup.args;
     let top = *args.concurrency.iter().max().unwrap_or(&64);
-    let mut plan: Vec<(&str, Request, usize)> = if nodes_n == 1 {
+    let mut plan: Vec<(&str, Kind, usize)> = if nodes_n == 1 {
         args.concurrency
             .iter()
-            .map(|c| ("PUT", Request::Put, *c))
+            .map(|c| ("PUT", Kind::Put, *c))
             .collect()
     } else {
-        vec![("PUT", Request::Put, top)]
+        vec![("PUT", Kind::Put, top)]
     };
-    plan.push(("GET linearizable", Request::Get, top));
+    plan.push(("GET linearizable", Kind::Get, top));
     if nodes_n == 1 {
-        plan.push(("GET stale", Request::StaleGet, top));
+        plan.push(("GET stale", Kind::StaleGet, top));
     }
     let mut out = Vec::new();
-    for (what, request, c) in plan {
-        let f = load(c, args, make(request)).await;
+    for (what, kind, c) in plan {
+        let f = load(c, args.duration, setup.corpus.keys.len(), op(kind)?).await;
         out.push((format!("{nodes_n}-node {what} c={c}"), Measure::Load(f)));
     }
-    out
+    Ok(out)
 }
 
 /// Scarab's figures, in the order of [`etcd_side`]'s.
-async fn scarab_side(
-    args: &BenchArgs,
-    nodes_n: usize,
-    dir: &Path,
-    schema: &[u8],
-    wasm: &[u8],
-) -> Result<Vec<(String, Measure)>, String> {
-    let mut nodes: Nodes = start_nodes(nodes_n, dir)?;
+async fn scarab_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
+    let mut nodes = start_nodes(&setup.server, nodes_n, dir)?;
     let leader = wait_leader(&nodes, Duration::from_secs(30)).await?;
-    let client = Client::new(&nodes.apis[leader], Some("bench".into()));
-    client
-        .register_schema("store", 1, schema.to_vec(), Some(wasm.to_vec()))
+    let admin = setup_client(&nodes.apis[leader])?;
+    admin
+        .register_schema("store", 1, &setup.store_v1)
         .await
-        .map_err(|e| e.to_string())?;
-    populate(&client, args).await?;
-    let base = nodes.apis[leader].clone();
-    let mut out = loads(args, nodes_n, |r| match r {
-        Request::Put => scarab_requests(&base, true, "", args),
-        Request::Get => scarab_requests(&base, false, "", args),
-        Request::StaleGet => scarab_requests(&base, false, "?consistency=stale", args),
+        .context("registering store v1")?;
+    populate(&admin, &setup.corpus).await?;
+    let client = load_client(&nodes.apis[leader])?;
+    let mut out = loads(setup, nodes_n, |kind| {
+        let workload = match kind {
+            Kind::Put => Workload::Put,
+            Kind::Get => Workload::Get,
+            Kind::StaleGet => Workload::StaleGet,
+        };
+        Ok(ScarabOp::new(&client, &setup.corpus, workload))
     })
-    .await;
+    .await?;
     if nodes_n > 1 {
-        let took = failover(&mut nodes, leader, args).await?;
+        let corpus = &setup.corpus;
+        let took = failover(&mut nodes, leader, &corpus.keys[0], &corpus.puts[0]).await?;
         out.push((format!("{nodes_n}-node failover"), Measure::Failover(took)));
     }
     Ok(out)
 }
 
-async fn etcd_side(
-    args: &BenchArgs,
-    bin: &Path,
-    nodes_n: usize,
-    dir: &Path,
-) -> Result<Vec<(String, Measure)>, String> {
-    let mut etcd = start_etcd(bin, nodes_n, dir)?;
-    let leader = etcd_leader(&etcd, Duration::from_secs(30)).await?;
+async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
+    let mut etcd = start_etcd(&setup.args.etcd_bin, nodes_n, dir)?;
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("an HTTP client")?;
+    let leader = etcd_leader(&http, &etcd, Duration::from_secs(30)).await?;
     let base = etcd.clients[leader].clone();
-    etcd_populate(&base, args).await?;
-    let mut out = loads(args, nodes_n, |r| match r {
-        Request::Put => etcd_requests(&base, true, false, args),
-        Request::Get => etcd_requests(&base, false, false, args),
-        Request::StaleGet => etcd_requests(&base, false, true, args),
+    etcd_populate(&http, &base, &setup.corpus).await?;
+    let mut out = loads(setup, nodes_n, |kind| {
+        EtcdOp::new(&http, &base, kind, &setup.corpus)
     })
-    .await;
+    .await?;
     if nodes_n > 1 {
-        let took = etcd_failover(&mut etcd, leader, args).await?;
+        let took = etcd_failover(&mut etcd, leader, &setup.corpus).await?;
         out.push((format!("{nodes_n}-node failover"), Measure::Failover(took)));
     }
     Ok(out)
 }
 
-pub async fn run(
-    args: &BenchArgs,
-    etcd_bin: &Path,
-    dir: &Path,
-    schema: &[u8],
-    wasm: &[u8],
-) -> Result<(), String> {
+pub async fn run(setup: &Setup) -> Result<()> {
+    let args = &setup.args;
+    let dir = &setup.data_dir;
     println!(
-        "scarab bench --vs-etcd: {}-byte values over {} keys, {:?} per workload, data under {} \
+        "scarab-bench --vs-etcd: {}-byte values over {} keys, {:?} per workload, data under {} \
          (Scarab validates every PUT with the store schema and plugin; etcd through its JSON gateway)",
         args.value_bytes,
         args.keys,
@@ -350,8 +373,8 @@ pub async fn run(
     );
     for n in [1usize, 3] {
         // Back to back, each on a fresh directory, so that neither runs beside the other.
-        let scarab = scarab_side(args, n, &dir.join(format!("scarab-{n}")), schema, wasm).await?;
-        let etcd = etcd_side(args, etcd_bin, n, &dir.join(format!("etcd-{n}"))).await?;
+        let scarab = scarab_side(setup, n, &dir.join(format!("scarab-{n}"))).await?;
+        let etcd = etcd_side(setup, n, &dir.join(format!("etcd-{n}"))).await?;
         for ((name, s), (_, e)) in scarab.iter().zip(&etcd) {
             println!(
                 "{name:<30} {:<44} {:<44} {:>6.2}x",
@@ -363,7 +386,7 @@ pub async fn run(
         if let Some((_, Measure::Load(put1))) =
             scarab.iter().find(|(name, _)| name == "1-node PUT c=1")
         {
-            let p50 = put1.hist.value_at_quantile(0.5) as f64 / 1e9;
+            let p50 = put1.ms(0.5) / 1e3;
             println!(
                 "1-node PUT c=1 p50 is {:.2}x one fsync",
                 p50 / fsync.as_secs_f64()
@@ -375,16 +398,16 @@ pub async fn run(
 
 /// The median time of appending 256 bytes to a file in `dir` and fsyncing it (fdatasync), over
 /// 200 appends: what one durable write costs on this disk at least.
-fn fsync_p50(dir: &Path) -> Result<Duration, String> {
+fn fsync_p50(dir: &Path) -> Result<Duration> {
     use std::io::Write as _;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let path = dir.join("fsync-probe");
-    let mut file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
     let mut times = Vec::with_capacity(200);
     for _ in 0..200 {
         let started = Instant::now();
-        file.write_all(&[b'x'; 256]).map_err(|e| e.to_string())?;
-        file.sync_data().map_err(|e| e.to_string())?;
+        file.write_all(&[b'x'; 256]).context("the fsync probe")?;
+        file.sync_data().context("the fsync probe")?;
         times.push(started.elapsed());
     }
     let _ = std::fs::remove_file(&path);

@@ -1,0 +1,175 @@
+//! `scarab-bench`: starts `scarab serve` processes on a fresh data directory, registers the
+//! `store` schema with its plugin, and measures them through `scarab-client`. By default PUT
+//! and GET throughput and latency at several concurrencies (every PUT validated by JSON Schema
+//! and the plugin), then the warm cost of one plugin validation in-process; `--migrate`,
+//! `--vs-etcd` and `--footprint` measure other things (see their help). Prints figures;
+//! asserts nothing.
+//!
+//! This file holds the flags and the dispatch; [`nodes`] starts and stops the server
+//! processes, [`load`] is the load generator, [`workload`] the Scarab workloads, and
+//! [`versus`], [`footprint`] and [`plugin_cost`] the other measurements.
+
+mod footprint;
+mod load;
+mod nodes;
+mod plugin_cost;
+mod versus;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use clap::Parser;
+use scarab_client::SchemaUpload;
+use serde_json::Value;
+
+use workload::Corpus;
+
+// See Cargo.toml: the load generator's allocator counts in every figure.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scarab-bench",
+    version,
+    about = "Start Scarab nodes and measure PUT/GET throughput and latency, plugin cost, \
+             etcd side by side (--vs-etcd) or a node's footprint (--footprint)"
+)]
+pub struct BenchArgs {
+    /// How long each workload runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Client concurrencies to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Size of each value (compact JSON), in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_bytes: usize,
+    /// Distinct keys written (and read).
+    #[arg(long, default_value_t = 1000)]
+    pub keys: usize,
+    #[arg(long, default_value = "schemas/store/v1.json")]
+    pub schema: PathBuf,
+    #[arg(long, default_value = "target/wasm32-wasip2/plugin/store_v1.wasm")]
+    pub plugin: PathBuf,
+    /// Nodes to start: 1, or 3 or 5 for a cluster (adds follower reads, forwarded writes and
+    /// a failover measurement).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Afterwards, register store v2 and measure version-converted reads and a storage
+    /// migration of every key (use `--keys 10000` for the migration figure).
+    #[arg(long)]
+    pub migrate: bool,
+    #[arg(long, default_value = "schemas/store/v2.json")]
+    pub schema_v2: PathBuf,
+    #[arg(long, default_value = "target/wasm32-wasip2/plugin/store_v2.wasm")]
+    pub plugin_v2: PathBuf,
+    /// Where the benchmarked node keeps its data (default: a fresh directory under /tmp,
+    /// removed afterwards). Put it on the disk you want to measure.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run the same workloads against etcd too (single node and 3-node clusters, with
+    /// failover), back to back, and print the ratio Scarab/etcd of each figure.
+    #[arg(long, conflicts_with_all = ["migrate", "nodes"])]
+    pub vs_etcd: bool,
+    /// Measure the node as a whole instead: resident memory and disk per config after
+    /// writing `--keys` configs, and a restart with 20 cached plugins.
+    #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd"])]
+    pub footprint: bool,
+    /// The etcd binary (Debian's etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd_bin: PathBuf,
+    /// The `scarab` server binary the nodes run (default: `scarab` next to this executable,
+    /// i.e. `target/<profile>/scarab`).
+    #[arg(long, env = "SCARAB_BIN")]
+    pub scarab_bin: Option<PathBuf>,
+}
+
+/// What every measurement starts from: the flags, the server binary, the `store` v1 schema
+/// and plugin, the data directory, and the documents written.
+pub struct Setup {
+    pub args: BenchArgs,
+    /// The `scarab` binary the nodes run.
+    pub server: PathBuf,
+    /// The `store` v1 JSON Schema, parsed (for the in-process cost).
+    pub schema: Value,
+    /// The `store` v1 plugin component.
+    pub wasm: Bytes,
+    /// The `store` v1 registration: the JSON Schema's text and the plugin.
+    pub store_v1: SchemaUpload,
+    pub data_dir: PathBuf,
+    /// Whether `data_dir` is ours to remove afterwards.
+    remove_data_dir: bool,
+    pub corpus: Arc<Corpus>,
+}
+
+impl Setup {
+    fn new(args: BenchArgs) -> Result<Self> {
+        let server = nodes::server_binary(args.scarab_bin.as_deref())?;
+        let wasm = std::fs::read(&args.plugin).with_context(|| {
+            format!(
+                "{} (build plugins with `cargo plugins`)",
+                args.plugin.display()
+            )
+        })?;
+        let schema_text =
+            std::fs::read(&args.schema).with_context(|| format!("{}", args.schema.display()))?;
+        let schema: Value = serde_json::from_slice(&schema_text)
+            .with_context(|| format!("{}", args.schema.display()))?;
+        let wasm = Bytes::from(wasm);
+        let store_v1 = SchemaUpload::from_bytes(schema_text).plugin(wasm.clone());
+        let (data_dir, remove_data_dir) = match &args.data_dir {
+            Some(d) => (d.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("scarab-bench-{}", std::process::id())),
+                true,
+            ),
+        };
+        let corpus = Corpus::new(args.keys, args.value_bytes);
+        Ok(Self {
+            args,
+            server,
+            schema,
+            wasm,
+            store_v1,
+            data_dir,
+            remove_data_dir,
+            corpus,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    let setup = match Setup::new(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if setup.args.vs_etcd {
+        versus::run(&setup).await
+    } else if setup.args.footprint {
+        footprint::run(&setup).await
+    } else {
+        workload::run(&setup).await
+    };
+    // Every node and etcd member has been stopped by now (they are killed when dropped).
+    if setup.remove_data_dir {
+        let _ = std::fs::remove_dir_all(&setup.data_dir);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

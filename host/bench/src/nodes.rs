@@ -1,0 +1,200 @@
+//! The benchmarked nodes: `scarab serve` processes of the server binary on loopback ports,
+//! started, waited for, stopped and killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use scarab_client::Client;
+use scarab_types::PutConfig;
+
+/// The `scarab` binary: `explicit` (`--scarab-bin`, `SCARAB_BIN`), else `scarab` next to this
+/// executable (`target/<profile>/scarab`, where Cargo puts both).
+pub fn server_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!(
+                "the server binary {} (--scarab-bin, SCARAB_BIN) does not exist",
+                path.display()
+            );
+        }
+        return Ok(path.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("cannot locate this executable")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", exe.display()))?;
+    let path = dir.join(format!("scarab{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        let build = if dir.file_name().is_some_and(|d| d == "debug") {
+            "cargo build -p scarab"
+        } else {
+            "cargo build --release -p scarab"
+        };
+        bail!(
+            "the server binary {} does not exist: build it with `{build}`, or name one with \
+             --scarab-bin (or SCARAB_BIN)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The benchmarked `scarab serve` processes; killed when dropped.
+pub struct Nodes {
+    children: Vec<Option<Child>>,
+    /// Each node's client API URL (node `i + 1` at index `i`).
+    pub apis: Vec<String>,
+}
+
+impl Nodes {
+    /// The process id of node `i` (0-based).
+    pub fn pid(&self, i: usize) -> Result<u32> {
+        self.children[i]
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| anyhow!("node {} is not running", i + 1))
+    }
+
+    /// Stops node `i` with SIGTERM (a graceful shutdown) and waits for it.
+    pub fn stop(&mut self, i: usize) -> Result<()> {
+        let mut child = self.children[i]
+            .take()
+            .ok_or_else(|| anyhow!("node {} is not running", i + 1))?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("kill -TERM")?;
+        child.wait().context("waiting for a stopped node")?;
+        Ok(())
+    }
+
+    /// Kills node `i` with SIGKILL; returns, once it has exited, when the signal was sent.
+    pub fn kill(&mut self, i: usize) -> Result<Instant> {
+        let mut child = self.children[i]
+            .take()
+            .ok_or_else(|| anyhow!("node {} is not running", i + 1))?;
+        child.kill().context("kill -9")?;
+        let killed = Instant::now();
+        let _ = child.wait();
+        Ok(killed)
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .context("no free port")
+}
+
+/// Starts `n` nodes of `server` (one bootstrapped node, or `n` nodes with
+/// --bootstrap-expect), node `i` with its data in `data_dir/n{i}` and its log in
+/// `data_dir/n{i}.log`.
+pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
+    let ports: Vec<(u16, u16)> = (0..n)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<Result<_>>()?;
+    let apis: Vec<String> = ports
+        .iter()
+        .map(|(a, _)| format!("http://127.0.0.1:{a}"))
+        .collect();
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        apis: apis.clone(),
+    };
+    std::fs::create_dir_all(data_dir).with_context(|| format!("{}", data_dir.display()))?;
+    for (i, (api, peer)) in ports.iter().enumerate() {
+        let mut cmd = Command::new(server);
+        cmd.args(["serve", "--node-id", &(i + 1).to_string()])
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
+            .arg("--data-dir")
+            .arg(data_dir.join(format!("n{}", i + 1)));
+        if n > 1 {
+            cmd.args([
+                "--bootstrap-expect",
+                &n.to_string(),
+                "--join",
+                &apis.join(","),
+            ]);
+        }
+        let log = std::fs::File::create(data_dir.join(format!("n{}.log", i + 1)))
+            .context("cannot create the node log")?;
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", server.display()))?;
+        nodes.children.push(Some(child));
+    }
+    Ok(nodes)
+}
+
+/// A client of the node at `api` that sends each request once: a benchmark counts a failure
+/// as a failure, and a failover measurement must not wait out the client's backoff.
+pub fn once_client(api: &str, timeout: Duration) -> Result<Client> {
+    Ok(Client::builder()
+        .endpoint(api)
+        .actor("bench")
+        .max_attempts(1)
+        .timeout(timeout)
+        .build()?)
+}
+
+/// Waits until every node agrees on one leader; returns its index in `nodes.apis`.
+pub async fn wait_leader(nodes: &Nodes, timeout: Duration) -> Result<usize> {
+    let clients = nodes
+        .apis
+        .iter()
+        .map(|api| once_client(api, Duration::from_secs(2)))
+        .collect::<Result<Vec<_>>>()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut leaders = Vec::with_capacity(clients.len());
+        for c in &clients {
+            leaders.push(c.status().await.ok().and_then(|s| s.body.leader));
+        }
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| *x == Some(*l))
+        {
+            return Ok(*l as usize - 1);
+        }
+        if Instant::now() > deadline {
+            bail!("no agreed leader after {timeout:?}: {leaders:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Kills the leader with SIGKILL during a stream of writes of `key` through another node and
+/// returns the time from the kill to the first write that succeeds afterwards.
+pub async fn failover(
+    nodes: &mut Nodes,
+    leader: usize,
+    key: &str,
+    put: &PutConfig,
+) -> Result<Duration> {
+    let other = (leader + 1) % nodes.apis.len();
+    let client = once_client(&nodes.apis[other], Duration::from_secs(30))?;
+    let killed = nodes.kill(leader)?;
+    loop {
+        if client.put(key, put).await.is_ok() {
+            return Ok(killed.elapsed());
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            bail!("no successful write within 30 s of the kill");
+        }
+    }
+}
