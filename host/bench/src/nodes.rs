@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use scarab_client::Client;
-use scarab_types::PutConfig;
 
 /// The `scarab` binary: `explicit` (`--scarab-bin`, `SCARAB_BIN`), else `scarab` next to this
 /// executable (`target/<profile>/scarab`, where Cargo puts both).
@@ -184,7 +183,7 @@ pub async fn failover(
     nodes: &mut Nodes,
     leader: usize,
     key: &str,
-    put: &PutConfig,
+    put: &crate::workload::Put,
 ) -> Result<Duration> {
     let other = (leader + 1) % nodes.apis.len();
     let client = once_client(&nodes.apis[other], Duration::from_secs(30))?;

@@ -13,11 +13,11 @@ use reqwest::header::{
 use reqwest::{Method, Url};
 use scarab_types::{
     AuditPage, AuditRecord, ClusterView, CompatibilityCheck, ConfigEntry, ConfigMeta, ConfigPage,
-    Consistency, Deleted, DryRun, ErrorBody, Health, HistoryEntry, HistoryPage, HistoryRetention,
-    HistoryRetentionSet, JoinRequest, Migration, MigrationList, PolicySet, PolicyView, PutConfig,
-    Ready, Registered, RollbackRequest, RolledBack, SchemaList, SchemaPolicy, SchemaVersion,
-    SchemaVersions, SelfInfo, StartMigration, Status, TxnRequest, TxnResponse, ValidateResult,
-    WatchPoll, headers,
+    Consistency, Deleted, DryRun, Entry, ErrorBody, Health, HistoryEntry, HistoryPage,
+    HistoryRetention, HistoryRetentionSet, JoinRequest, Migration, MigrationList, PolicySet,
+    PolicyView, PutConfig, Ready, Registered, RollbackRequest, RolledBack, SchemaList,
+    SchemaPolicy, SchemaVersion, SchemaVersions, SelfInfo, StartMigration, Status, TxnRequest,
+    TxnResponse, ValidateResult, WatchPoll, headers,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -750,6 +750,16 @@ impl Client {
         key: &str,
         opts: &ReadOptions,
     ) -> Result<Read<ConfigEntry>, Error> {
+        self.get_as(key, opts).await
+    }
+
+    /// [`Client::get_with`], with the value decoded as `T` (a service's own config type)
+    /// straight from the response.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        opts: &ReadOptions,
+    ) -> Result<Read<Entry<T>>, Error> {
         let call = self
             .config_call(Method::GET, key, None)?
             .consistency(opts.consistency.unwrap_or(self.consistency))
@@ -760,16 +770,20 @@ impl Client {
 
     /// `PUT /v1/configs/{key}`: creates or replaces the config; its metadata after the
     /// write (`created` on 201).
-    pub async fn put(&self, key: &str, body: &PutConfig) -> Result<Written<ConfigMeta>, Error> {
+    pub async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        body: &PutConfig<T>,
+    ) -> Result<Written<ConfigMeta>, Error> {
         self.put_with(key, body, &WriteOptions::default()).await
     }
 
     /// `PUT /v1/configs/{key}` with a condition (`If-Match`, `If-None-Match: *`), another
     /// actor or reason.
-    pub async fn put_with(
+    pub async fn put_with<T: Serialize>(
         &self,
         key: &str,
-        body: &PutConfig,
+        body: &PutConfig<T>,
         opts: &WriteOptions,
     ) -> Result<Written<ConfigMeta>, Error> {
         let call = self.config_call(Method::PUT, key, None)?.json(body);

@@ -96,28 +96,90 @@ pub(crate) fn required<T>(v: Option<T>, field: &'static str) -> Result<T, serde_
     v.ok_or_else(|| serde::de::Error::missing_field(field))
 }
 
-/// A config: its metadata and its value (`GET /v1/configs/{key}`, list items).
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(try_from = "Map<String, Value>")]
-pub struct ConfigEntry {
+/// A config: its metadata and its value (`GET /v1/configs/{key}`, list items), the value
+/// decoded as `T`: a [`Value`] by default ([`ConfigEntry`]), or a service's own type
+/// (`Entry<MyConfig>`), decoded straight from the response without an intermediate `Value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry<T = Value> {
     pub meta: ConfigMeta,
-    /// The document, numbers as written.
-    pub value: Value,
+    /// The document (as a [`Value`]: numbers as written).
+    pub value: T,
 }
 
-impl TryFrom<Map<String, Value>> for ConfigEntry {
-    type Error = serde_json::Error;
+/// A config with its value as JSON.
+pub type ConfigEntry = Entry<Value>;
 
-    fn try_from(mut map: Map<String, Value>) -> Result<Self, Self::Error> {
-        let value = required(map.remove("value"), "value")?;
-        Ok(Self {
-            meta: ConfigMeta::from_map(map)?,
-            value,
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EntryVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads the metadata fields and `value` in one pass: no intermediate map, and the value is
+/// decoded by `T` itself.
+struct EntryVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for EntryVisitor<T> {
+    type Value = Entry<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a config: its metadata and its value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entry<T>, A::Error> {
+        use serde::de::Error as _;
+        let mut key = None;
+        let mut schema = None;
+        let mut schema_version = None;
+        let mut revision = None;
+        let mut key_version = None;
+        let mut created_at = None;
+        let mut created_by = None;
+        let mut updated_at = None;
+        let mut updated_by = None;
+        let mut plugin_digest = None;
+        let mut converted_from = None;
+        let mut value = None;
+        while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*field {
+                "key" => key = Some(map.next_value()?),
+                "schema" => schema = Some(map.next_value()?),
+                "schema_version" => schema_version = Some(map.next_value()?),
+                "revision" => revision = Some(map.next_value()?),
+                "key_version" => key_version = Some(map.next_value()?),
+                "created_at" => created_at = Some(map.next_value()?),
+                "created_by" => created_by = Some(map.next_value()?),
+                "updated_at" => updated_at = Some(map.next_value()?),
+                "updated_by" => updated_by = Some(map.next_value()?),
+                "plugin_digest" => plugin_digest = map.next_value()?,
+                "converted_from" => converted_from = map.next_value()?,
+                "value" => value = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let missing = A::Error::missing_field;
+        Ok(Entry {
+            meta: ConfigMeta {
+                key: key.ok_or_else(|| missing("key"))?,
+                schema: schema.ok_or_else(|| missing("schema"))?,
+                schema_version: schema_version.ok_or_else(|| missing("schema_version"))?,
+                revision: revision.ok_or_else(|| missing("revision"))?,
+                key_version: key_version.ok_or_else(|| missing("key_version"))?,
+                created_at: created_at.ok_or_else(|| missing("created_at"))?,
+                created_by: created_by.ok_or_else(|| missing("created_by"))?,
+                updated_at: updated_at.ok_or_else(|| missing("updated_at"))?,
+                updated_by: updated_by.ok_or_else(|| missing("updated_by"))?,
+                plugin_digest,
+                converted_from,
+            },
+            value: value.ok_or_else(|| missing("value"))?,
         })
     }
 }
 
-impl Serialize for ConfigEntry {
+impl<T: Serialize> Serialize for Entry<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         self.meta.serialize_fields(&mut map)?;
@@ -126,17 +188,18 @@ impl Serialize for ConfigEntry {
     }
 }
 
-/// The body of `PUT /v1/configs/{key}`.
+/// The body of `PUT /v1/configs/{key}`: the value as a [`Value`] by default, or any type that
+/// serialises to the document (a service's own config struct, or a `&RawValue` encoded once).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct PutConfig {
+pub struct PutConfig<T = Value> {
     pub schema: String,
     pub schema_version: u32,
-    pub value: Value,
+    pub value: T,
 }
 
-impl PutConfig {
-    pub fn new(schema: impl Into<String>, schema_version: u32, value: Value) -> Self {
+impl<T> PutConfig<T> {
+    pub fn new(schema: impl Into<String>, schema_version: u32, value: T) -> Self {
         Self {
             schema: schema.into(),
             schema_version,

@@ -58,7 +58,7 @@ pub mod watch;
 pub use audit::{AuditPage, AuditRecord, Provenance};
 pub use cluster::{ClusterView, JoinRequest, MemberRole, MemberView, SelfInfo};
 pub use config::{
-    ConfigEntry, ConfigMeta, ConfigPage, Consistency, Deleted, HistoryEntry, HistoryPage,
+    ConfigEntry, ConfigMeta, ConfigPage, Consistency, Deleted, Entry, HistoryEntry, HistoryPage,
     MAX_KEY_BYTES, MAX_KEY_SEGMENTS, PutConfig, RollbackRequest, RolledBack, validate_key,
 };
 pub use error::{
