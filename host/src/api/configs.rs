@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
@@ -17,97 +17,39 @@ use crate::store::{
     PutConfig, Rejection, Validation, WritePolicy,
 };
 
-pub const MAX_KEY_BYTES: usize = 512;
-pub const MAX_KEY_SEGMENTS: usize = 32;
 /// Room for the envelope (`schema`, `schema_version`, whitespace) around the value.
 pub(super) const ENVELOPE_SLACK: usize = 64 * 1024;
 
-/// A key is 1 to 32 segments of `[A-Za-z0-9._-]+` joined by `/`, at most 512 bytes.
-pub fn validate_key(key: &str) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("the key is empty".into());
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "the key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
-            key.len()
-        ));
-    }
-    let segments: Vec<&str> = key.split('/').collect();
-    if let Some(last @ ("history" | "rollback")) = segments.last().copied()
-        && segments.len() > 1
-    {
-        return Err(format!(
-            "the last key segment {last:?} is reserved (`/v1/configs/<key>/{last}` is a sub-resource)"
-        ));
-    }
-    if segments.len() > MAX_KEY_SEGMENTS {
-        return Err(format!(
-            "the key has {} segments; at most {MAX_KEY_SEGMENTS} are allowed",
-            segments.len()
-        ));
-    }
-    for s in segments {
-        if s.is_empty() {
-            return Err("the key has an empty segment (leading, trailing or double '/')".into());
-        }
-        if s == "." || s == ".." {
-            return Err(format!("the key segment {s:?} is not allowed"));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(format!(
-                "the key segment {s:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -"
-            ));
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
-    validate_key(key).map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))
+    scarab_types::validate_key(key).map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))
 }
 
 /// The metadata as the API shows it.
-#[derive(Serialize)]
-pub(crate) struct MetaView<'a> {
-    key: &'a str,
-    schema: &'a str,
-    pub(super) schema_version: u32,
-    revision: u64,
-    key_version: u64,
-    created_at: String,
-    created_by: &'a str,
-    updated_at: String,
-    updated_by: &'a str,
-    plugin_digest: Option<&'a str>,
-    /// Set on a read at another version (`?schema_version=N`): the version it is stored at.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) converted_from: Option<u32>,
-    /// Set on the answer to a rollback: the revision whose value it restored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rolled_back_to: Option<u64>,
+pub(super) fn meta_view(m: &ConfigMeta) -> scarab_types::ConfigMeta {
+    scarab_types::ConfigMeta {
+        key: m.key.clone(),
+        schema: m.schema.clone(),
+        schema_version: m.schema_version,
+        revision: m.revision,
+        key_version: m.key_version,
+        created_at: rfc3339(m.created_at),
+        created_by: m.created_by.clone(),
+        updated_at: rfc3339(m.updated_at),
+        updated_by: m.updated_by.clone(),
+        plugin_digest: m.plugin_digest.clone(),
+        converted_from: None,
+    }
 }
 
-impl<'a> From<&'a ConfigMeta> for MetaView<'a> {
-    fn from(m: &'a ConfigMeta) -> Self {
-        Self {
-            key: &m.key,
-            schema: &m.schema,
-            schema_version: m.schema_version,
-            revision: m.revision,
-            key_version: m.key_version,
-            created_at: rfc3339(m.created_at),
-            created_by: &m.created_by,
-            updated_at: rfc3339(m.updated_at),
-            updated_by: &m.updated_by,
-            plugin_digest: m.plugin_digest.as_deref(),
-            converted_from: None,
-            rolled_back_to: None,
-        }
+/// [`meta_view`] of a value shown at `version` of its schema (when `Some` and not the
+/// stored one): that version, converted from the stored one.
+pub(super) fn meta_view_at(m: &ConfigMeta, version: Option<u32>) -> scarab_types::ConfigMeta {
+    let mut view = meta_view(m);
+    if let Some(v) = version.filter(|v| *v != m.schema_version) {
+        view.converted_from = Some(m.schema_version);
+        view.schema_version = v;
     }
+    view
 }
 
 /// Metadata plus `"value"`, spliced in as stored (no re-parse of the value).
@@ -117,18 +59,14 @@ fn entry_json(out: &mut Vec<u8>, entry: &ConfigEntry) {
 
 /// [`entry_json`] of a value converted to `version` (when `Some`), with `value` in place of
 /// the stored one.
-pub(super) fn entry_json_as(
-    out: &mut Vec<u8>,
-    entry: &ConfigEntry,
-    version: Option<u32>,
-    value: &str,
-) {
-    let mut view = MetaView::from(&entry.meta);
-    if let Some(v) = version.filter(|v| *v != entry.meta.schema_version) {
-        view.converted_from = Some(entry.meta.schema_version);
-        view.schema_version = v;
-    }
-    serde_json::to_writer(&mut *out, &view).expect("metadata serialises");
+fn entry_json_as(out: &mut Vec<u8>, entry: &ConfigEntry, version: Option<u32>, value: &str) {
+    splice_value(out, &meta_view_at(&entry.meta, version), value);
+}
+
+/// A [`scarab_types::ConfigEntry`] as JSON, written from its metadata and the value's JSON
+/// text, which is spliced in as it is (the metadata serialised, its closing brace replaced).
+fn splice_value(out: &mut Vec<u8>, meta: &scarab_types::ConfigMeta, value: &str) {
+    serde_json::to_writer(&mut *out, meta).expect("metadata serialises");
     out.pop(); // the closing brace
     out.extend_from_slice(b",\"value\":");
     out.extend_from_slice(value.as_bytes());
@@ -175,14 +113,6 @@ fn etag(revision: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutBody {
-    schema: String,
-    schema_version: u32,
-    value: Value,
-}
-
 fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let if_match = headers.get(header::IF_MATCH);
     let if_none_match = headers.get(header::IF_NONE_MATCH);
@@ -223,7 +153,7 @@ pub async fn put(
     let precondition = precondition(&headers)?;
     let limit = state.config.max_value_bytes;
     let bytes = read_body(body, limit + ENVELOPE_SLACK).await?;
-    let PutBody {
+    let scarab_types::PutConfig {
         schema,
         schema_version,
         value,
@@ -265,9 +195,15 @@ fn written(w: ConfigWritten, rolled_back_to: Option<u64>) -> Response {
     } else {
         StatusCode::OK
     };
-    let mut view = MetaView::from(&w.meta);
-    view.rolled_back_to = rolled_back_to;
-    let body = serde_json::to_vec(&view).expect("metadata serialises");
+    let meta = meta_view(&w.meta);
+    let body = match rolled_back_to {
+        None => serde_json::to_vec(&meta),
+        Some(rolled_back_to) => serde_json::to_vec(&scarab_types::RolledBack {
+            meta,
+            rolled_back_to,
+        }),
+    }
+    .expect("metadata serialises");
     let mut resp = json_response(status, body);
     resp.headers_mut()
         .insert(header::ETAG, etag(w.meta.revision));
@@ -407,41 +343,40 @@ async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Respo
     if page.items.is_empty() && params.before.is_none() && page.compacted_through.is_none() {
         return Err(ApiError::not_found(format!("config {key} has no history")));
     }
-    let mut body = Vec::with_capacity(256 * page.items.len() + 128);
-    body.extend_from_slice(b"{\"items\":[");
+    let next_before = page
+        .more
+        .then(|| page.items.last().map(|e| e.meta.revision))
+        .flatten();
+    let (mut body, end) = super::split_list(
+        &scarab_types::HistoryPage {
+            items: Vec::new(),
+            next_before,
+            compacted_through: page.compacted_through,
+        },
+        "items",
+        256 * page.items.len(),
+    );
     for (i, entry) in page.items.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
         if entry.meta.deleted {
-            serde_json::to_writer(&mut body, &MetaView::from(&entry.meta))
-                .expect("metadata serialises");
-            body.pop();
-            body.extend_from_slice(b",\"deleted\":true,\"value\":null}");
+            let deleted = scarab_types::HistoryEntry {
+                meta: meta_view(&entry.meta),
+                deleted: true,
+                value: Value::Null,
+            };
+            serde_json::to_writer(&mut body, &deleted).expect("metadata serialises");
         } else {
             entry_json(&mut body, entry);
         }
     }
-    body.extend_from_slice(b"],\"next_before\":");
-    let next = page
-        .more
-        .then(|| page.items.last().map(|e| e.meta.revision))
-        .flatten();
-    serde_json::to_writer(&mut body, &next).expect("serialises");
-    body.extend_from_slice(b",\"compacted_through\":");
-    serde_json::to_writer(&mut body, &page.compacted_through).expect("serialises");
-    body.push(b'}');
+    body.extend_from_slice(&end);
     let mut resp = json_response(StatusCode::OK, body);
     if let Some(v) = stale {
         resp.headers_mut().insert("x-scarab-consistency", v);
     }
     Ok(state.with_revision(resp))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackBody {
-    revision: u64,
 }
 
 /// `POST /v1/configs/{key}/rollback`.
@@ -460,7 +395,8 @@ pub async fn post(
     require_json(&headers)?;
     let caller = caller(&headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
-    let RollbackBody { revision } = parse_json(&state, &bytes, "{\"revision\": integer}")?;
+    let scarab_types::RollbackRequest { revision } =
+        parse_json(&state, &bytes, "{\"revision\": integer}")?;
     state.linearize().await?;
     let old = entry_at(&state, key, revision)?;
     let current = state.store.get_config(key)?;
@@ -547,8 +483,19 @@ pub async fn list(
         limit,
         state.config.max_page_bytes,
     )?;
-    let mut body = Vec::with_capacity(256 * page.items.len() + 64);
-    body.extend_from_slice(b"{\"items\":[");
+    let next = page
+        .more
+        .then(|| page.items.last().map(|e| e.meta.key.clone()))
+        .flatten();
+    let (mut body, end) = super::split_list(
+        &scarab_types::ConfigPage {
+            items: Vec::new(),
+            next,
+            revision,
+        },
+        "items",
+        256 * page.items.len(),
+    );
     let mut first = true;
     for entry in &page.items {
         // Filtered after paging: a page may hold fewer items, `next` stays a valid cursor.
@@ -568,26 +515,12 @@ pub async fn list(
             None => entry_json(&mut body, entry),
         }
     }
-    body.extend_from_slice(b"],\"next\":");
-    let next = page
-        .more
-        .then(|| page.items.last().map(|e| e.meta.key.clone()))
-        .flatten();
-    serde_json::to_writer(&mut body, &next).expect("string serialises");
-    body.extend_from_slice(format!(",\"revision\":{revision}}}").as_bytes());
+    body.extend_from_slice(&end);
     let mut resp = json_response(StatusCode::OK, body);
     if let Some(v) = stale {
         resp.headers_mut().insert("x-scarab-consistency", v);
     }
     Ok(state.with_revision(resp))
-}
-
-#[derive(Serialize)]
-struct Deleted<'a> {
-    key: &'a str,
-    revision: u64,
-    deleted_at: String,
-    deleted_by: &'a str,
 }
 
 pub async fn delete(
@@ -601,37 +534,123 @@ pub async fn delete(
     let ConfigDeleted { meta } = state
         .propose(caller, DeleteConfig { key, precondition })
         .await?;
-    let body = serde_json::to_vec(&Deleted {
-        key: &meta.key,
+    let body = serde_json::to_vec(&scarab_types::Deleted {
+        key: meta.key,
         revision: meta.revision,
         deleted_at: rfc3339(meta.updated_at),
-        deleted_by: &meta.updated_by,
+        deleted_by: meta.updated_by,
     })
     .expect("serialises");
     Ok(json_response(StatusCode::OK, body))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::validate_key;
+pub(super) mod tests {
+    use super::*;
+
+    /// A stored config's metadata.
+    pub(in crate::api) fn stored_meta(deleted: bool) -> ConfigMeta {
+        ConfigMeta {
+            key: "stores/orders".into(),
+            schema: "store".into(),
+            schema_version: 1,
+            revision: 7,
+            key_version: 2,
+            created_at: 1_795_000_000_000,
+            created_by: "alice".into(),
+            updated_at: 1_795_000_000_555,
+            updated_by: "bob \"the\" builder".into(),
+            plugin_digest: Some("sha256:7d6c".into()),
+            deleted,
+        }
+    }
+
+    /// A value's text as the store keeps it: serde_json's compact text.
+    pub(in crate::api) fn stored_value() -> String {
+        let written = r#"{ "z": 1E2, "a": [18446744073709551617, 1.50, "é\"\u0041"], "m": null }"#;
+        serde_json::from_str::<Value>(written).unwrap().to_string()
+    }
 
     #[test]
-    fn keys_follow_the_segment_rules() {
-        assert!(validate_key("stores/orders").is_ok());
-        assert!(validate_key("a.b_c-d/E9").is_ok());
-        assert!(validate_key("").is_err());
-        assert!(validate_key("/a").is_err());
-        assert!(validate_key("a/").is_err());
-        assert!(validate_key("a//b").is_err());
-        assert!(validate_key("a/../b").is_err());
-        assert!(validate_key("a b").is_err());
-        assert!(validate_key(&vec!["a"; 32].join("/")).is_ok());
-        assert!(validate_key(&vec!["a"; 33].join("/")).is_err());
-        assert!(validate_key(&"a".repeat(512)).is_ok());
-        assert!(validate_key(&"a".repeat(513)).is_err());
-        assert!(validate_key("stores/history").is_err());
-        assert!(validate_key("stores/rollback").is_err());
-        assert!(validate_key("history").is_ok());
-        assert!(validate_key("history/a").is_ok());
+    fn an_entry_is_the_wire_type_with_its_value_spliced() {
+        let entry = ConfigEntry {
+            meta: stored_meta(false),
+            value: stored_value(),
+        };
+        for version in [None, Some(1), Some(2)] {
+            let mut out = Vec::new();
+            entry_json_as(&mut out, &entry, version, &entry.value);
+            let wire = scarab_types::ConfigEntry {
+                meta: meta_view_at(&entry.meta, version),
+                value: serde_json::from_str(&entry.value).unwrap(),
+            };
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&wire).unwrap()
+            );
+        }
+        let converted = meta_view_at(&entry.meta, Some(2));
+        assert_eq!(
+            (converted.schema_version, converted.converted_from),
+            (2, Some(1))
+        );
+        assert_eq!(meta_view_at(&entry.meta, Some(1)).converted_from, None);
+        assert_eq!(converted.updated_at, "2026-11-18T11:06:40.555Z");
+    }
+
+    /// Pages are their wire types, with the items spliced in by [`super::super::split_list`].
+    #[test]
+    fn pages_are_the_wire_types_with_their_items_spliced() {
+        let entry = ConfigEntry {
+            meta: stored_meta(false),
+            value: stored_value(),
+        };
+        let item = || scarab_types::ConfigEntry {
+            meta: meta_view(&entry.meta),
+            value: serde_json::from_str(&entry.value).unwrap(),
+        };
+        for (n, next) in [(0, None), (1, None), (2, Some("stores/x".to_string()))] {
+            let page = scarab_types::ConfigPage {
+                items: Vec::new(),
+                next,
+                revision: 9,
+            };
+            let (mut body, end) = super::super::split_list(&page, "items", 0);
+            for i in 0..n {
+                if i > 0 {
+                    body.push(b',');
+                }
+                entry_json(&mut body, &entry);
+            }
+            body.extend_from_slice(&end);
+            let page = scarab_types::ConfigPage {
+                items: (0..n).map(|_| item()).collect(),
+                ..page
+            };
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                serde_json::to_string(&page).unwrap()
+            );
+        }
+        let page = scarab_types::HistoryPage {
+            items: Vec::new(),
+            next_before: Some(3),
+            compacted_through: None,
+        };
+        let (mut body, end) = super::super::split_list(&page, "items", 0);
+        entry_json(&mut body, &entry);
+        body.extend_from_slice(&end);
+        let page = scarab_types::HistoryPage {
+            items: vec![scarab_types::HistoryEntry {
+                meta: meta_view(&entry.meta),
+                deleted: false,
+                value: serde_json::from_str(&entry.value).unwrap(),
+            }],
+            ..page
+        };
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            serde_json::to_string(&page).unwrap()
+        );
     }
 }

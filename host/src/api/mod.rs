@@ -16,7 +16,7 @@ mod strict;
 mod txn;
 mod watch;
 
-use scarab_types::ErrorCode;
+use scarab_types::{Consistency, ErrorCode};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -170,6 +170,28 @@ pub(crate) fn check_depth(
     Ok(())
 }
 
+/// A response with a list of items rendered as JSON text (spliced, not serialised again):
+/// `value`, serialised with that list (its field `field`) empty, is split between the list's
+/// brackets. The answer is the first part, with room for `capacity` bytes of items, and the
+/// rest: write the items, separated by commas, into the first, then append the rest.
+pub(crate) fn split_list(
+    value: &impl serde::Serialize,
+    field: &str,
+    capacity: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    let text = serde_json::to_vec(value).expect("a response serialises");
+    let empty = format!("\"{field}\":[]");
+    let at = text
+        .windows(empty.len())
+        .position(|w| w == empty.as_bytes())
+        .unwrap_or_else(|| panic!("the response has no empty list `{field}`"))
+        + empty.len()
+        - 1;
+    let mut head = Vec::with_capacity(text.len() + capacity);
+    head.extend_from_slice(&text[..at]);
+    (head, text[at..].to_vec())
+}
+
 /// Bodies of small requests (settings, policies, membership, rollback): 64 KiB.
 pub(crate) const SMALL_BODY_BYTES: usize = 64 << 10;
 
@@ -300,13 +322,4 @@ impl From<ProposeError> for ApiError {
             e @ ProposeError::Unexpected(_) => ApiError::internal(e.to_string()),
         }
     }
-}
-
-/// `?consistency=` of reads.
-#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    #[default]
-    Linearizable,
-    Stale,
 }

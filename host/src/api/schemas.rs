@@ -472,8 +472,7 @@ pub async fn validate(
     let version = parse_version(&version)?;
     require_json(&headers)?;
     if !params.key.is_empty() {
-        super::configs::validate_key(&params.key)
-            .map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))?;
+        super::configs::checked_key(&params.key)?;
     }
     let bytes = read_body(body, state.config.max_value_bytes).await?;
     crate::json::check(&bytes, state.config.max_json_depth)?;

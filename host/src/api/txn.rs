@@ -9,16 +9,19 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use scarab_types::ErrorCode;
+use scarab_types::{ErrorCode, TxnOpKind};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::configs::{
-    ENVELOPE_SLACK, MetaView, check_write_policy, checked_key, json_response, value_text,
+    ENVELOPE_SLACK, check_write_policy, checked_key, json_response, meta_view, value_text,
 };
 use super::{ApiError, AppState, caller, check_depth, parse_json, read_body, require_json};
 use crate::store::{Condition, Test, Txn, TxnApplied, TxnOp, Validation};
 
+/// `scarab_types::TxnRequest`, parsed more strictly: an unknown `op` is refused with the
+/// operation's index (see [`OpBody::into_op`]), and a condition is not taken from a short
+/// array (`scarab_types::Condition`, whose fields default, would take `["key", 1]`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TxnBody {
@@ -27,7 +30,8 @@ struct TxnBody {
     ops: Vec<OpBody>,
 }
 
-/// `{"key", "revision"}`, `{"key", "exists"}` or `{"key", "pointer", "equals"}`.
+/// `{"key", "revision"}`, `{"key", "exists"}` or `{"key", "pointer", "equals"}`
+/// (`scarab_types::Condition`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConditionBody {
@@ -38,9 +42,9 @@ struct ConditionBody {
     equals: Option<Value>,
 }
 
-/// `{"op": "put", "key", "schema", "schema_version", "value"}` or `{"op": "delete", "key"}`.
-/// A plain struct, not an internally tagged enum: serde buffers those, and the buffer loses
-/// numbers kept as written (see `crate::json`).
+/// `{"op": "put", "key", "schema", "schema_version", "value"}` or `{"op": "delete", "key"}`
+/// (`scarab_types::TxnOp`). A plain struct, not an internally tagged enum: serde buffers
+/// those, and the buffer loses numbers kept as written (see `crate::json`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OpBody {
@@ -227,15 +231,20 @@ pub async fn txn(
         ops: txn_ops,
     };
     let TxnApplied { revision, results } = state.propose(caller, txn).await?;
-    let results: Vec<Value> = results
-        .iter()
-        .map(|meta| {
-            let mut v = serde_json::to_value(MetaView::from(meta)).expect("serialises");
-            v["op"] = if meta.deleted { "delete" } else { "put" }.into();
-            v
-        })
-        .collect();
-    let body = serde_json::json!({"revision": revision, "results": results});
+    let body = scarab_types::TxnResponse {
+        revision,
+        results: results
+            .iter()
+            .map(|meta| scarab_types::TxnResult {
+                op: if meta.deleted {
+                    TxnOpKind::Delete
+                } else {
+                    TxnOpKind::Put
+                },
+                meta: meta_view(meta),
+            })
+            .collect(),
+    };
     Ok(state.with_revision(json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).expect("serialises"),

@@ -9,7 +9,10 @@
 //! once it has applied that far. Each SSE message is one revision (all the changes of a
 //! transaction together), with the revision as its `id`, so `Last-Event-ID` resumes it.
 
-use scarab_types::ErrorCode;
+use scarab_types::{
+    ChangeBatch, ChangeKind, EVENT_CHANGE, EVENT_ERROR, EVENT_PROGRESS, ErrorCode, WatchError,
+    WatchPoll, WatchProgress,
+};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -19,11 +22,10 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::configs::{MetaView, json_response, value_at};
-use super::{ApiError, AppState};
+use super::configs::{json_response, meta_view, meta_view_at, value_at};
+use super::{ApiError, AppState, split_list};
 use crate::store::{Changes, ConfigEntry, SmMeta};
 
 /// Changes read at once (a revision is never split).
@@ -108,7 +110,8 @@ impl Watcher {
                 entries
             }
         };
-        let mut out: Vec<(u64, Vec<Value>)> = Vec::new();
+        // Each revision's changes, rendered and separated by commas.
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
         for entry in entries {
             if self
                 .schema
@@ -117,58 +120,71 @@ impl Watcher {
             {
                 continue;
             }
-            let event = self.event(&entry).await;
-            match out.last_mut() {
-                Some((r, events)) if *r == entry.meta.revision => events.push(event),
-                _ => out.push((entry.meta.revision, vec![event])),
-            }
+            let events = match out.last_mut() {
+                Some((r, events)) if *r == entry.meta.revision => {
+                    events.push(b',');
+                    events
+                }
+                _ => {
+                    out.push((
+                        entry.meta.revision,
+                        Vec::with_capacity(entry.value.len() + 512),
+                    ));
+                    &mut out.last_mut().expect("just pushed").1
+                }
+            };
+            self.event(events, &entry).await;
         }
         Ok(out
             .into_iter()
-            .map(|(revision, events)| Revision {
-                revision,
-                json: serde_json::json!({"revision": revision, "events": events}).to_string(),
+            .map(|(revision, events)| {
+                let batch = ChangeBatch {
+                    revision,
+                    events: Vec::new(),
+                };
+                let (mut json, end) = split_list(&batch, "events", events.len());
+                json.extend_from_slice(&events);
+                json.extend_from_slice(&end);
+                Revision {
+                    revision,
+                    json: String::from_utf8(json).expect("JSON text is UTF-8"),
+                }
             })
             .collect())
     }
 
-    /// A change as delivered: `type`, the metadata, and the value (converted if asked; a
-    /// conversion that fails gives `value: null` and the `error`, and the watch goes on).
-    async fn event(&self, entry: &ConfigEntry) -> Value {
-        let mut view = MetaView::from(&entry.meta);
-        let (kind, value, error) = if entry.meta.deleted {
-            ("delete", Value::Null, None)
-        } else {
-            match value_at(&self.state, entry, self.schema_version).await {
-                Ok(converted) => {
-                    if let Some(v) = self
-                        .schema_version
-                        .filter(|v| *v != entry.meta.schema_version)
-                    {
-                        view.converted_from = Some(entry.meta.schema_version);
-                        view.schema_version = v;
-                    }
-                    let text = converted.as_deref().unwrap_or(&entry.value);
-                    (
-                        "put",
-                        serde_json::from_str(text).unwrap_or(Value::Null),
-                        None,
-                    )
-                }
-                Err(e) => (
-                    "put",
-                    Value::Null,
-                    Some(serde_json::json!({"code": e.code, "message": e.message})),
-                ),
-            }
-        };
-        let mut event = serde_json::to_value(&view).expect("metadata serialises");
-        event["type"] = kind.into();
-        event["value"] = value;
-        if let Some(e) = error {
-            event["error"] = e;
+    /// A change as delivered ([`scarab_types::Change`]): the metadata, `type`, and the value
+    /// (converted if asked; a conversion that fails gives `value: null` and the `error`, and
+    /// the watch goes on).
+    async fn event(&self, out: &mut Vec<u8>, entry: &ConfigEntry) {
+        if entry.meta.deleted {
+            return change_json(
+                out,
+                &meta_view(&entry.meta),
+                ChangeKind::Delete,
+                "null",
+                None,
+            );
         }
-        event
+        match value_at(&self.state, entry, self.schema_version).await {
+            Ok(converted) => change_json(
+                out,
+                &meta_view_at(&entry.meta, self.schema_version),
+                ChangeKind::Put,
+                converted.as_deref().unwrap_or(&entry.value),
+                None,
+            ),
+            Err(e) => change_json(
+                out,
+                &meta_view(&entry.meta),
+                ChangeKind::Put,
+                "null",
+                Some(&WatchError {
+                    code: e.code,
+                    message: e.message,
+                }),
+            ),
+        }
     }
 
     /// Waits up to `timeout` for this node to apply something new; false on shutdown.
@@ -180,6 +196,28 @@ impl Watcher {
             }
         }
     }
+}
+
+/// A [`scarab_types::Change`] as JSON, with the value's JSON text spliced in as it is (as
+/// `configs::splice_value` does).
+fn change_json(
+    out: &mut Vec<u8>,
+    meta: &scarab_types::ConfigMeta,
+    kind: ChangeKind,
+    value: &str,
+    error: Option<&WatchError>,
+) {
+    serde_json::to_writer(&mut *out, meta).expect("metadata serialises");
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut *out, &kind).expect("a kind serialises");
+    out.extend_from_slice(b",\"value\":");
+    out.extend_from_slice(value.as_bytes());
+    if let Some(e) = error {
+        out.extend_from_slice(b",\"error\":");
+        serde_json::to_writer(&mut *out, e).expect("an error serialises");
+    }
+    out.push(b'}');
 }
 
 fn compacted(prefix: &str, revision: u64) -> ApiError {
@@ -268,21 +306,22 @@ async fn long_poll(mut w: Watcher, wait: Duration, limit: usize) -> Result<Respo
             break changes;
         }
     };
-    let mut body = String::from("{\"changes\":[");
+    // Everything before `next_from_revision` was delivered (or did not match).
+    let poll = WatchPoll {
+        changes: Vec::new(),
+        revision: w.cursor - 1,
+        next_from_revision: w.cursor,
+    };
+    let size = changes.iter().map(|c| c.json.len() + 1).sum();
+    let (mut body, end) = split_list(&poll, "changes", size);
     for (i, c) in changes.iter().enumerate() {
         if i > 0 {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str(&c.json);
+        body.extend_from_slice(c.json.as_bytes());
     }
-    // Everything before `next_from_revision` was delivered (or did not match).
-    body.push_str(&format!(
-        "],\"revision\":{},\"next_from_revision\":{}}}",
-        w.cursor - 1,
-        w.cursor
-    ));
-    Ok(w.state
-        .with_revision(json_response(StatusCode::OK, body.into_bytes())))
+    body.extend_from_slice(&end);
+    Ok(w.state.with_revision(json_response(StatusCode::OK, body)))
 }
 
 /// `change` events (one per revision, `id` = the revision), `progress` events (`id` = the
@@ -291,7 +330,7 @@ async fn long_poll(mut w: Watcher, wait: Duration, limit: usize) -> Result<Respo
 fn sse(watcher: Watcher, first: Vec<Revision>, progress: Duration) -> Response {
     let change = |r: Revision| {
         Event::default()
-            .event("change")
+            .event(EVENT_CHANGE)
             .id(r.revision.to_string())
             .data(r.json)
     };
@@ -301,11 +340,12 @@ fn sse(watcher: Watcher, first: Vec<Revision>, progress: Duration) -> Response {
         loop {
             match w.read(MAX_BATCH).await {
                 Err(e) => {
-                    let data = serde_json::json!({"code": e.code, "message": e.message});
-                    return Some((
-                        vec![Event::default().event("error").data(data.to_string())],
-                        None,
-                    ));
+                    let data = WatchError {
+                        code: e.code,
+                        message: e.message,
+                    };
+                    let data = serde_json::to_string(&data).expect("an error serialises");
+                    return Some((vec![Event::default().event(EVENT_ERROR).data(data)], None));
                 }
                 Ok(changes) if !changes.is_empty() => {
                     let events = changes.into_iter().map(change).collect();
@@ -318,9 +358,12 @@ fn sse(watcher: Watcher, first: Vec<Revision>, progress: Duration) -> Response {
                 last_sent = Instant::now();
                 let through = w.cursor - 1;
                 let event = Event::default()
-                    .event("progress")
+                    .event(EVENT_PROGRESS)
                     .id(through.to_string())
-                    .data(serde_json::json!({"revision": through}).to_string());
+                    .data(
+                        serde_json::to_string(&WatchProgress { revision: through })
+                            .expect("progress serialises"),
+                    );
                 return Some((vec![event], Some((w, last_sent))));
             }
             if !w.wait(progress - idle).await {
@@ -330,4 +373,94 @@ fn sse(watcher: Watcher, first: Vec<Revision>, progress: Duration) -> Response {
     })
     .flat_map(futures::stream::iter);
     Sse::new(initial.chain(rest).map(Ok::<_, Infallible>)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::configs::tests::{stored_meta, stored_value};
+    use scarab_types::Change;
+
+    /// A change as [`change_json`] writes it: the wire type, the value spliced in.
+    #[test]
+    fn changes_are_the_wire_type_with_their_value_spliced() {
+        let value = stored_value();
+        let put = stored_meta(false);
+        let error = WatchError {
+            code: ErrorCode::ConversionFailed,
+            message: "cannot convert \"it\"".into(),
+        };
+        let cases = [
+            (
+                meta_view_at(&put, Some(2)),
+                ChangeKind::Put,
+                value.as_str(),
+                None,
+            ),
+            (meta_view(&put), ChangeKind::Put, value.as_str(), None),
+            (
+                meta_view(&stored_meta(true)),
+                ChangeKind::Delete,
+                "null",
+                None,
+            ),
+            (meta_view(&put), ChangeKind::Put, "null", Some(&error)),
+        ];
+        let (mut batch, end) = split_list(
+            &ChangeBatch {
+                revision: 7,
+                events: Vec::new(),
+            },
+            "events",
+            0,
+        );
+        let mut events = Vec::new();
+        for (i, (meta, kind, value, error)) in cases.into_iter().enumerate() {
+            let mut out = Vec::new();
+            change_json(&mut out, &meta, kind, value, error);
+            let change = Change {
+                kind,
+                meta,
+                value: serde_json::from_str(value).unwrap(),
+                error: error.cloned(),
+            };
+            assert_eq!(
+                String::from_utf8(out.clone()).unwrap(),
+                serde_json::to_string(&change).unwrap()
+            );
+            if i > 0 {
+                batch.push(b',');
+            }
+            batch.extend_from_slice(&out);
+            events.push(change);
+        }
+        batch.extend_from_slice(&end);
+        let batch_json = String::from_utf8(batch).unwrap();
+        let wire = ChangeBatch {
+            revision: 7,
+            events,
+        };
+        assert_eq!(batch_json, serde_json::to_string(&wire).unwrap());
+
+        let (mut poll, end) = split_list(
+            &WatchPoll {
+                changes: Vec::new(),
+                revision: 9,
+                next_from_revision: 10,
+            },
+            "changes",
+            0,
+        );
+        poll.extend_from_slice(batch_json.as_bytes());
+        poll.extend_from_slice(&end);
+        let wire = WatchPoll {
+            changes: vec![wire],
+            revision: 9,
+            next_from_revision: 10,
+        };
+        assert_eq!(
+            String::from_utf8(poll).unwrap(),
+            serde_json::to_string(&wire).unwrap()
+        );
+    }
 }
