@@ -116,7 +116,9 @@ impl From<SchemaError> for ApiError {
                 ..ApiError::new(ErrorCode::ConversionFailed, message)
             },
             SchemaError::Incompatible { report, .. } => ApiError {
-                report: serde_json::to_value(&*report).ok().map(Box::new),
+                report: serde_json::to_value(super::schemas::compat_view(&report))
+                    .ok()
+                    .map(Box::new),
                 ..ApiError::new(ErrorCode::IncompatibleSchemaVersion, message)
             },
             SchemaError::Store(_) | SchemaError::Internal(_) => ApiError::internal(message),
@@ -150,7 +152,18 @@ impl From<Rejection> for ApiError {
                 ApiError::new(ErrorCode::MigrationNotRunning, message)
             }
             Rejection::ConditionFailed { failed } => ApiError {
-                report: Some(Box::new(serde_json::json!({ "failed": failed }))),
+                report: serde_json::to_value(scarab_types::ConditionFailedReport {
+                    failed: failed
+                        .into_iter()
+                        .map(|f| scarab_types::FailedCondition {
+                            index: f.index as u64,
+                            key: f.key,
+                            current_revision: f.current_revision,
+                        })
+                        .collect(),
+                })
+                .ok()
+                .map(Box::new),
                 ..ApiError::new(ErrorCode::ConditionFailed, message)
             },
             Rejection::InvalidTxn(_) => ApiError::malformed(message),

@@ -6,34 +6,21 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
 use crate::plugins::digest;
-use crate::schema::{CompatReport, NewVersion, SchemaError, Violation};
+use crate::schema::{CompatReport, NewVersion, SchemaError};
 use crate::store::{
     DeleteSchema, PluginContract, PutSchema, SchemaDeleted, SchemaPolicy, SchemaPolicySet,
-    SchemaRecord, SchemaRegistered, SetSchemaPolicy,
+    SchemaRecord, SchemaRegistered, SetSchemaPolicy, WritePolicy,
 };
 
 /// A schema name: 1 to 64 characters of `[a-z0-9-]`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidSchemaName,
-            format!(
-                "schema name {name:?} must be 1 to 64 characters of a-z 0-9 -, starting with a letter"
-            ),
-        ))
-    }
+    scarab_types::validate_schema_name(name)
+        .map_err(|m| ApiError::new(ErrorCode::InvalidSchemaName, m))
 }
 
 fn parse_version(version: &str) -> Result<u32, ApiError> {
@@ -82,30 +69,75 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
-#[derive(Serialize)]
-struct VersionView<'a> {
-    name: &'a str,
-    version: u32,
-    plugin_digest: Option<&'a str>,
-    revision: u64,
-    registered_at: String,
-    registered_by: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plugin_contract: Option<&'a PluginContract>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema: Option<Value>,
-}
-
-fn view(r: &SchemaRecord, with_schema: bool) -> VersionView<'_> {
-    VersionView {
-        name: &r.name,
+/// A registered version as the API shows it, with its JSON Schema if `with_schema`.
+fn version_view(r: &SchemaRecord, with_schema: bool) -> scarab_types::SchemaVersion {
+    scarab_types::SchemaVersion {
+        name: r.name.clone(),
         version: r.version,
-        plugin_digest: r.plugin_digest.as_deref(),
+        plugin_digest: r.plugin_digest.clone(),
         revision: r.revision,
         registered_at: rfc3339(r.registered_at),
-        registered_by: &r.registered_by,
-        plugin_contract: r.plugin_contract.as_ref(),
+        registered_by: r.registered_by.clone(),
+        plugin_contract: r.plugin_contract.as_ref().map(contract_view),
         schema: with_schema.then(|| serde_json::from_str(&r.schema).unwrap_or(Value::Null)),
+    }
+}
+
+fn contract_view(c: &PluginContract) -> scarab_types::PluginContract {
+    scarab_types::PluginContract {
+        wit: c.wit.clone(),
+        migration: c.migration.map(|m| scarab_types::MigrationSpec {
+            from_version: m.from_version,
+            downgrade: m.downgrade,
+        }),
+    }
+}
+
+/// A compatibility report as the API shows it (also in the error that refuses a
+/// registration).
+pub(super) fn compat_view(r: &CompatReport) -> scarab_types::CompatReport {
+    scarab_types::CompatReport {
+        name: r.name.clone(),
+        version: r.version,
+        from_version: r.from_version,
+        checked: r.checked as u64,
+        compatible: r.compatible,
+        failed: r.failed as u64,
+        failures: r
+            .failures
+            .iter()
+            .map(|f| scarab_types::CompatFailure {
+                key: f.key.clone(),
+                revision: f.revision,
+                step: compat_step(f.step),
+                reason: f.reason.clone(),
+                violations: f.violations.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The step of a compatibility failure (the registry names it `upgrade`, `validate` or
+/// `round_trip`).
+fn compat_step(step: &str) -> scarab_types::CompatStep {
+    use scarab_types::CompatStep as S;
+    match step {
+        "upgrade" => S::Upgrade,
+        "validate" => S::Validate,
+        "round_trip" => S::RoundTrip,
+        other => {
+            debug_assert!(false, "a compatibility step the API does not know: {other}");
+            S::Unknown
+        }
+    }
+}
+
+fn policy_view(p: &SchemaPolicy) -> scarab_types::SchemaPolicy {
+    scarab_types::SchemaPolicy {
+        writes: match p.writes {
+            WritePolicy::Any => scarab_types::WritePolicy::Any,
+            WritePolicy::Latest => scarab_types::WritePolicy::Latest,
+        },
     }
 }
 
@@ -220,13 +252,6 @@ pub struct RegisterParams {
     force: bool,
 }
 
-#[derive(Serialize)]
-struct Registered<'a> {
-    #[serde(flatten)]
-    version: VersionView<'a>,
-    compatibility: &'a CompatReport,
-}
-
 pub async fn register(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -266,9 +291,9 @@ pub async fn register(
     } else {
         StatusCode::OK
     };
-    let body = Registered {
-        version: view(&record, false),
-        compatibility: &report,
+    let body = scarab_types::Registered {
+        version: version_view(&record, false),
+        compatibility: compat_view(&report),
     };
     Ok((status, Json(body)).into_response())
 }
@@ -285,10 +310,10 @@ pub async fn compatibility(
     let version = parse_version(&version)?;
     let upload = read_upload(&state, &headers, request).await?;
     let checked = check_upload(&state, &name, version, &upload).await?;
-    Ok(Json(serde_json::json!({
-        "plugin_contract": checked.contract,
-        "compatibility": checked.report,
-    }))
+    Ok(Json(scarab_types::CompatibilityCheck {
+        plugin_contract: checked.contract.as_ref().map(contract_view),
+        compatibility: compat_view(&checked.report),
+    })
     .into_response())
 }
 
@@ -304,9 +329,8 @@ pub async fn get_policy(
             "schema {name} has no registered version"
         )));
     }
-    let policy = state.store.schema_policy(&name)?;
-    Ok(state
-        .with_revision(Json(serde_json::json!({ "name": name, "policy": policy })).into_response()))
+    let policy = policy_view(&state.store.schema_policy(&name)?);
+    Ok(state.with_revision(Json(scarab_types::PolicyView { name, policy }).into_response()))
 }
 
 pub async fn set_policy(
@@ -319,8 +343,14 @@ pub async fn set_policy(
     require_json(&headers)?;
     let caller = caller(&headers)?;
     let bytes = read_body(body, super::SMALL_BODY_BYTES).await?;
-    let policy: SchemaPolicy =
+    let policy: scarab_types::SchemaPolicy =
         super::parse_json(&state, &bytes, "{\"writes\": \"any\" | \"latest\"}")?;
+    let policy = SchemaPolicy {
+        writes: match policy.writes {
+            scarab_types::WritePolicy::Any => WritePolicy::Any,
+            scarab_types::WritePolicy::Latest => WritePolicy::Latest,
+        },
+    };
     let SchemaPolicySet {
         name,
         policy,
@@ -328,18 +358,12 @@ pub async fn set_policy(
     } = state
         .propose(caller, SetSchemaPolicy { name, policy })
         .await?;
-    Ok(Json(serde_json::json!({
-        "name": name,
-        "policy": policy,
-        "revision": revision,
-    }))
+    Ok(Json(scarab_types::PolicySet {
+        name,
+        policy: policy_view(&policy),
+        revision,
+    })
     .into_response())
-}
-
-#[derive(Serialize)]
-struct NameSummary {
-    name: String,
-    versions: Vec<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -353,17 +377,17 @@ pub async fn list(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     state.read_at(params.consistency).await?;
-    let mut out: Vec<NameSummary> = Vec::new();
+    let mut schemas: Vec<scarab_types::SchemaSummary> = Vec::new();
     for r in state.store.list_schemas(None)? {
-        match out.last_mut() {
+        match schemas.last_mut() {
             Some(last) if last.name == r.name => last.versions.push(r.version),
-            _ => out.push(NameSummary {
+            _ => schemas.push(scarab_types::SchemaSummary {
                 name: r.name,
                 versions: vec![r.version],
             }),
         }
     }
-    Ok(state.with_revision(Json(serde_json::json!({ "schemas": out })).into_response()))
+    Ok(state.with_revision(Json(scarab_types::SchemaList { schemas }).into_response()))
 }
 
 pub async fn list_versions(
@@ -379,10 +403,8 @@ pub async fn list_versions(
             "schema {name} has no registered version"
         )));
     }
-    let versions: Vec<_> = records.iter().map(|r| view(r, false)).collect();
-    Ok(state.with_revision(
-        Json(serde_json::json!({ "name": name, "versions": versions })).into_response(),
-    ))
+    let versions = records.iter().map(|r| version_view(r, false)).collect();
+    Ok(state.with_revision(Json(scarab_types::SchemaVersions { name, versions }).into_response()))
 }
 
 fn record(state: &AppState, name: &str, version: &str) -> Result<SchemaRecord, ApiError> {
@@ -400,7 +422,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     state.read_at(params.consistency).await?;
     let r = record(&state, &name, &version)?;
-    Ok(state.with_revision(Json(view(&r, true)).into_response()))
+    Ok(state.with_revision(Json(version_view(&r, true)).into_response()))
 }
 
 pub async fn plugin(
@@ -445,20 +467,13 @@ pub async fn delete(
     let SchemaDeleted { record } = state
         .propose(caller, DeleteSchema { name, version })
         .await?;
-    Ok(Json(view(&record, false)).into_response())
+    Ok(Json(version_view(&record, false)).into_response())
 }
 
 #[derive(Deserialize)]
 pub struct ValidateParams {
     #[serde(default)]
     key: String,
-}
-
-#[derive(Serialize)]
-struct ValidateResult {
-    valid: bool,
-    violations: Vec<Violation>,
-    plugin_digest: Option<String>,
 }
 
 pub async fn validate(
@@ -482,7 +497,7 @@ pub async fn validate(
     let (verdict, _) = state
         .validate_write(&name, version, &params.key, doc, text)
         .await?;
-    Ok(Json(ValidateResult {
+    Ok(Json(scarab_types::ValidateResult {
         valid: verdict.violations.is_empty(),
         violations: verdict.violations,
         plugin_digest: verdict.plugin_digest,
@@ -492,7 +507,15 @@ pub async fn validate(
 
 #[cfg(test)]
 mod tests {
-    use super::canonical_json;
+    use super::{canonical_json, compat_step};
+
+    #[test]
+    fn compat_steps_keep_their_names() {
+        for step in ["upgrade", "validate", "round_trip"] {
+            let json = serde_json::to_string(&compat_step(step)).unwrap();
+            assert_eq!(json, format!("\"{step}\""));
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth() {
