@@ -6,55 +6,31 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
-use serde::{Deserialize, Serialize};
 
 use super::schemas::{ReadParams, validate_name};
 use super::{
     ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json, rfc3339,
 };
 use crate::migrate;
-use crate::store::{MigrationFailure, MigrationRecord, MigrationStatus, StartMigration};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    target_version: u32,
-    #[serde(default)]
-    dry_run: bool,
-}
+use crate::store::{MigrationRecord, MigrationStatus, StartMigration};
 
 /// A migration as the API shows it.
-#[derive(Serialize)]
-struct View<'a> {
-    id: u64,
-    schema: &'a str,
-    target_version: u32,
-    status: MigrationStatus,
-    total: u64,
-    done: u64,
-    skipped: u64,
-    failed_count: u64,
-    failed: &'a [MigrationFailure],
-    started_at: String,
-    started_by: &'a str,
-    updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished_at: Option<String>,
-}
-
-fn view(m: &MigrationRecord) -> View<'_> {
-    View {
+fn view(m: &MigrationRecord) -> scarab_types::Migration {
+    scarab_types::Migration {
         id: m.id,
-        schema: &m.name,
+        schema: m.name.clone(),
         target_version: m.target_version,
-        status: m.status,
+        status: match m.status {
+            MigrationStatus::Running => scarab_types::MigrationStatus::Running,
+            MigrationStatus::Done => scarab_types::MigrationStatus::Done,
+        },
         total: m.total,
         done: m.done,
         skipped: m.skipped,
         failed_count: m.failed_count,
-        failed: &m.failed,
+        failed: m.failed.iter().map(migrate::failure_view).collect(),
         started_at: rfc3339(m.started_at),
-        started_by: &m.started_by,
+        started_by: m.started_by.clone(),
         updated_at: rfc3339(m.updated_at),
         finished_at: m.finished_at.map(rfc3339),
     }
@@ -70,7 +46,7 @@ pub async fn start(
     require_json(&headers)?;
     let caller = caller(&headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
-    let StartBody {
+    let scarab_types::StartMigration {
         target_version,
         dry_run,
     } = parse_json(
@@ -114,8 +90,8 @@ pub async fn list(
     validate_name(&name)?;
     state.read_at(params.consistency).await?;
     let all = state.store.migrations(Some(&name))?;
-    let views: Vec<View<'_>> = all.iter().map(view).collect();
-    Ok(state.with_revision(Json(serde_json::json!({ "migrations": views })).into_response()))
+    let migrations = all.iter().map(view).collect();
+    Ok(state.with_revision(Json(scarab_types::MigrationList { migrations }).into_response()))
 }
 
 pub async fn get(

@@ -13,8 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::cluster::Cluster;
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::store::{
@@ -113,36 +111,34 @@ pub async fn convert(
     }
 }
 
-/// What a dry run found.
-#[derive(Serialize, Debug)]
-pub struct DryRun {
-    pub name: String,
-    pub target_version: u32,
-    /// Configs not at the target version.
-    pub total: usize,
-    pub convertible: usize,
-    pub failed: Vec<MigrationFailure>,
+/// A config a migration could not convert, as the API shows it.
+pub fn failure_view(f: &MigrationFailure) -> scarab_types::MigrationFailure {
+    scarab_types::MigrationFailure {
+        key: f.key.clone(),
+        revision: f.revision,
+        reason: f.reason.clone(),
+    }
 }
 
-/// Converts every config a migration would, and writes nothing.
+/// Converts every config a migration would, and writes nothing: what it found.
 pub async fn dry_run(
     store: &Arc<StateStore>,
     registry: &Arc<SchemaRegistry>,
     name: &str,
     target: u32,
-) -> Result<DryRun, SchemaError> {
+) -> Result<scarab_types::DryRun, SchemaError> {
     let entries = pending(store, name, target, &[]).await?;
-    let mut report = DryRun {
+    let mut report = scarab_types::DryRun {
         name: name.to_string(),
         target_version: target,
-        total: entries.len(),
+        total: entries.len() as u64,
         convertible: 0,
         failed: Vec::new(),
     };
     for entry in &entries {
         match convert(registry, entry, target).await? {
             Converted::Ok(_) => report.convertible += 1,
-            Converted::Failed(f) => report.failed.push(f),
+            Converted::Failed(f) => report.failed.push(failure_view(&f)),
         }
     }
     Ok(report)
