@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::configs::{DEFAULT_PAGE, MAX_PAGE};
 use super::{ApiError, AppState, Consistency, rfc3339};
@@ -47,37 +47,28 @@ fn time_ms(name: &str, text: &str) -> Result<u64, ApiError> {
 }
 
 /// A record as the API shows it.
-#[derive(Serialize)]
-struct View<'a> {
-    seq: u64,
-    log_index: u64,
-    at: Option<String>,
-    actor: &'a str,
-    action: &'a str,
-    object: &'a str,
-    revision_before: Option<u64>,
-    revision_after: Option<u64>,
-    reason: Option<&'a str>,
-    validation: Option<&'a Provenance>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a serde_json::Value>,
+fn record_view(r: &AuditRecord) -> scarab_types::AuditRecord {
+    scarab_types::AuditRecord {
+        seq: r.seq,
+        log_index: r.log_index,
+        at: r.at_ms.map(rfc3339),
+        actor: r.actor.clone(),
+        action: r.action.clone(),
+        object: r.object.clone(),
+        revision_before: r.revision_before,
+        revision_after: r.revision_after,
+        reason: r.reason.clone(),
+        validation: r.validation.as_ref().map(provenance_view),
+        detail: r.detail.clone(),
+    }
 }
 
-impl<'a> From<&'a AuditRecord> for View<'a> {
-    fn from(r: &'a AuditRecord) -> Self {
-        Self {
-            seq: r.seq,
-            log_index: r.log_index,
-            at: r.at_ms.map(rfc3339),
-            actor: &r.actor,
-            action: &r.action,
-            object: &r.object,
-            revision_before: r.revision_before,
-            revision_after: r.revision_after,
-            reason: r.reason.as_deref(),
-            validation: r.validation.as_ref(),
-            detail: r.detail.as_ref(),
-        }
+fn provenance_view(v: &Provenance) -> scarab_types::Provenance {
+    scarab_types::Provenance {
+        schema: v.schema.clone(),
+        schema_version: v.schema_version,
+        plugin_digest: v.plugin_digest.clone(),
+        elapsed_us: v.elapsed_us,
     }
 }
 
@@ -111,9 +102,11 @@ pub async fn list(
     let page = tokio::task::spawn_blocking(move || store.audit(&filter, p.before, limit))
         .await
         .map_err(|e| ApiError::internal(format!("audit read: {e}")))??;
-    let items: Vec<View> = page.items.iter().map(View::from).collect();
-    let mut resp =
-        Json(serde_json::json!({"items": items, "next_before": page.next_before})).into_response();
+    let body = scarab_types::AuditPage {
+        items: page.items.iter().map(record_view).collect(),
+        next_before: page.next_before,
+    };
+    let mut resp = Json(body).into_response();
     if let Some(v) = stale {
         resp.headers_mut().insert("x-scarab-consistency", v);
     }
