@@ -96,7 +96,7 @@ pub async fn remove(
 /// confirms its leadership, and this node has applied up to its read index), else 503.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.cluster.read_barrier().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response(),
+        Ok(()) => (StatusCode::OK, Json(scarab_types::Ready { ready: true })).into_response(),
         Err(e) => ApiError::unavailable(format!("not ready: {e}")).into_response(),
     }
 }

@@ -6,15 +6,24 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
-use serde::Serialize;
+use scarab_types::Role;
 
 use super::{ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json};
+use crate::plugins::PluginStats;
 use crate::store::{HistoryRetention, HistoryRetentionSet, SetHistoryRetention};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
 pub async fn get_history_retention(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.linearize().await?;
-    Ok(Json(state.store.applied().history).into_response())
+    let HistoryRetention {
+        keep,
+        max_age_seconds,
+    } = state.store.applied().history;
+    Ok(Json(scarab_types::HistoryRetention {
+        keep,
+        max_age_seconds,
+    })
+    .into_response())
 }
 
 /// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S}` (N >= 1, S optional).
@@ -28,12 +37,15 @@ pub async fn set_history_retention(
     require_json(&headers)?;
     let caller = caller(&headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
-    let retention: HistoryRetention = parse_json(
+    let scarab_types::HistoryRetention {
+        keep,
+        max_age_seconds,
+    } = parse_json(
         &state,
         &bytes,
         "{\"keep\": integer, \"max_age_seconds\": integer (optional)}",
     )?;
-    if retention.keep == 0 {
+    if keep == 0 {
         return Err(ApiError::malformed(
             "keep must be at least 1 (the current revision is always kept)",
         ));
@@ -42,54 +54,56 @@ pub async fn set_history_retention(
         retention,
         revision,
     } = state
-        .propose(caller, SetHistoryRetention { retention })
+        .propose(
+            caller,
+            SetHistoryRetention {
+                retention: HistoryRetention {
+                    keep,
+                    max_age_seconds,
+                },
+            },
+        )
         .await?;
-    Ok(Json(serde_json::json!({
-        "keep": retention.keep,
-        "max_age_seconds": retention.max_age_seconds,
-        "revision": revision,
-    }))
+    Ok(Json(scarab_types::HistoryRetentionSet {
+        keep: retention.keep,
+        max_age_seconds: retention.max_age_seconds,
+        revision,
+    })
     .into_response())
 }
 
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+pub async fn health() -> Json<scarab_types::Health> {
+    Json(scarab_types::Health {
+        status: "ok".to_string(),
+    })
 }
 
-#[derive(Serialize)]
-pub struct Status {
-    pub node_id: u64,
-    pub role: &'static str,
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub last_applied_index: Option<u64>,
-    /// Index of the last log entry covered by this node's current snapshot.
-    pub snapshot_index: Option<u64>,
-    /// Entries up to this index have been purged from this node's log.
-    pub purged_index: Option<u64>,
-    pub revision: u64,
-    pub configs: u64,
-    pub schemas: u64,
-    pub plugins: crate::plugins::PluginStats,
-}
-
-pub fn role_name(s: ServerState) -> &'static str {
+fn role(s: ServerState) -> Role {
     match s {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
+fn plugin_stats_view(p: PluginStats) -> scarab_types::PluginStats {
+    scarab_types::PluginStats {
+        loaded: p.loaded as u64,
+        compiled: p.compiled,
+        from_disk_cache: p.from_disk_cache,
+        idle_instances: p.idle_instances as u64,
+        misbehaving: p.misbehaving,
     }
 }
 
 pub async fn status(State(state): State<AppState>) -> Response {
     let m = state.raft.metrics().borrow().clone();
     let sm = state.store.applied();
-    let status = Status {
+    let status = scarab_types::Status {
         node_id: m.id,
-        role: role_name(m.state),
+        role: role(m.state),
         leader: m.current_leader,
         term: m.current_term,
         last_log_index: m.last_log_index,
@@ -99,7 +113,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
         revision: sm.revision,
         configs: sm.live_configs,
         schemas: sm.schema_versions,
-        plugins: state.registry.plugins().stats(),
+        plugins: plugin_stats_view(state.registry.plugins().stats()),
     };
     state.with_revision(Json(status).into_response())
 }

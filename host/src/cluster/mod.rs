@@ -14,7 +14,7 @@ mod view;
 
 pub use error::{ClusterError, Forwarded, Stage};
 pub use routes::router;
-pub use view::{ClusterView, JoinRequest, SelfInfo};
+pub use scarab_types::{ClusterView, JoinRequest, SelfInfo};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,78 +1,15 @@
-//! What a node says about the cluster and about itself: the views `GET /v1/cluster` and
-//! `/v1/cluster/self` return, and a node's request to join.
+//! What a node says about the cluster: the view `GET /v1/cluster` returns (and every
+//! membership change answers with), built from the Raft metrics. The view, what a node says
+//! about itself (`/v1/cluster/self`) and a node's request to join are the wire types of
+//! `scarab-types`, which peers exchange too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use scarab_types::{ClusterView, MemberRole, MemberView};
 
 use super::{Cluster, Forwarded};
 use crate::raft::NodeId;
-
-/// A node asking to become a member.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct JoinRequest {
-    pub node_id: NodeId,
-    pub api: String,
-    pub peer: String,
-    /// Join as a voter once caught up (the default), or stay a learner.
-    #[serde(default = "yes")]
-    pub voter: bool,
-    /// Sent by a node that has no Raft state (a first start, or a lost data directory). Such
-    /// a node must not be taken back as a voter it already is: it forgot what it
-    /// acknowledged, and with its vote a leader could be elected without committed entries.
-    #[serde(default)]
-    pub without_state: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// What a node says about itself before it belongs to a cluster (for bootstrap-expect).
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct SelfInfo {
-    pub node_id: NodeId,
-    pub api: String,
-    pub peer: String,
-    pub initialized: bool,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct MemberView {
-    pub node_id: NodeId,
-    pub api: String,
-    pub peer: String,
-    /// `voter` or `learner`.
-    pub role: String,
-    pub leader: bool,
-    /// The last log index the leader knows this member holds (leader's view).
-    pub matched_index: Option<u64>,
-    /// How many entries this member is behind the leader's last log.
-    pub lag: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct ClusterView {
-    pub leader: Option<NodeId>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub members: Vec<MemberView>,
-    /// The node that produced this view (the leader, when one is known).
-    pub served_by: NodeId,
-    /// The voter sets of the configuration in force: one, or two while a change is under way
-    /// (joint consensus: every decision then needs a majority of each).
-    #[serde(default)]
-    pub voter_sets: Vec<BTreeSet<NodeId>>,
-    /// The log index of that configuration.
-    #[serde(default)]
-    pub membership_index: Option<u64>,
-    /// Whether that configuration is known to be committed (this node has applied it). A
-    /// change that stays uncommitted blocks every other change: see `cluster/DESIGN.md`.
-    /// (Absent from the view of an older leader: then not claimed to be stuck.)
-    #[serde(default = "yes")]
-    pub membership_committed: bool,
-}
 
 impl Cluster {
     /// This node's view of the cluster (the leader's view has matched indexes and lag).
@@ -99,11 +36,10 @@ impl Cluster {
                     api: info.api.clone(),
                     peer: info.peer.clone(),
                     role: if voters.contains(id) {
-                        "voter"
+                        MemberRole::Voter
                     } else {
-                        "learner"
-                    }
-                    .to_string(),
+                        MemberRole::Learner
+                    },
                     leader: m.current_leader == Some(*id),
                     matched_index,
                     lag: match (last, matched_index) {
