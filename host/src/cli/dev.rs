@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::client::{Client, ClientError, report};
-use super::shutdown_signal;
 use scarab::config::NodeConfig;
 use scarab::{Listeners, run};
+use scarab_client::types::Role;
+use scarab_client::{Client, SchemaUpload};
+
+use super::output::{print_error, report};
+use super::schemas::read_file;
+use super::shutdown_signal;
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -96,9 +100,13 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         Listeners { api, peer: None },
         shutdown_signal(),
     ));
-    let client = Client::new(&url, Some("scarab-dev".into()));
+    let client = match Client::builder().endpoint(&url).actor("scarab-dev").build() {
+        Ok(c) => c,
+        Err(e) => return report(&e.into()),
+    };
     if let Err(e) = wait_ready(&client, Duration::from_secs(30)).await {
-        eprintln!("error: the dev node did not become ready: {e}");
+        let e = anyhow::Error::new(e).context("the dev node did not become ready");
+        print_error(e.as_ref());
         return ExitCode::FAILURE;
     }
     for ex in &examples {
@@ -112,20 +120,21 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
             continue;
         };
         let result = async {
-            let schema =
-                std::fs::read(&ex.schema).map_err(|e| ClientError::Input(e.to_string()))?;
-            let plugin = std::fs::read(plugin).map_err(|e| ClientError::Input(e.to_string()))?;
-            client
-                .register_schema(&ex.name, ex.version, schema, Some(plugin))
-                .await
+            let upload =
+                SchemaUpload::from_bytes(read_file(&ex.schema)?).plugin(read_file(plugin)?);
+            anyhow::Ok(
+                client
+                    .register_schema(&ex.name, ex.version, &upload)
+                    .await?,
+            )
         }
         .await;
         match result {
-            Ok(v) => println!(
+            Ok(r) => println!(
                 "registered {} v{} (plugin {})",
                 ex.name,
                 ex.version,
-                v["plugin_digest"].as_str().unwrap_or("none")
+                r.version.plugin_digest.as_deref().unwrap_or("none")
             ),
             Err(e) => return report(&e),
         }
@@ -144,27 +153,51 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
     match node.await {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            print_error(&e);
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
 }
 
+/// Why the dev node was not ready in time.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// It answered, but did not lead.
+    #[error("after {waited:?} the node is {role:?}, not the leader")]
+    NotLeader { waited: Duration, role: Role },
+    /// Its last answer was an error.
+    #[error("no status after {waited:?}")]
+    NoStatus {
+        waited: Duration,
+        #[source]
+        source: scarab_client::Error,
+    },
+}
+
 /// Polls the node's status until it leads (a one-node cluster), or the deadline passes.
-pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
+pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<(), NotReady> {
+    let started = Instant::now();
     loop {
-        match client.get("/v1/status").await {
-            Ok(s) if s["role"] == "leader" => return Ok(()),
-            Ok(_) | Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
+        let status = client.status().await;
+        match status {
+            Ok(s) if s.role == Role::Leader => return Ok(()),
+            _ if started.elapsed() < timeout => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(s) => {
+                return Err(NotReady::NotLeader {
+                    waited: started.elapsed(),
+                    role: s.role,
+                });
             }
-            Ok(s) => return Err(format!("status {s}")),
-            Err(e) => return Err(e.to_string()),
+            Err(source) => {
+                return Err(NotReady::NoStatus {
+                    waited: started.elapsed(),
+                    source,
+                });
+            }
         }
     }
 }

@@ -3,34 +3,36 @@
 
 use std::time::Duration;
 
+use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 
-use super::ClientOpts;
-use super::Output;
-use super::client::ClientError;
+use scarab_client::Client;
+use scarab_client::types::MigrationStatus;
+
+use super::output::print_json;
 
 /// How often the migration's progress is read.
 const POLL: Duration = Duration::from_millis(250);
 
+/// Prints the dry run's report, or the migration as started (`no_wait`), or as it ended.
+/// A migration that ended with configs it could not convert is an error.
 pub async fn run(
-    name: String,
+    client: &Client,
+    name: &str,
     to: u32,
     dry_run: bool,
     no_wait: bool,
-    opts: ClientOpts,
-) -> Result<(Output, Value), ClientError> {
-    let client = opts.client();
-    let path = format!("/v1/schemas/{name}/migrations");
-    let started = client
-        .post_json(&path, &json!({"target_version": to, "dry_run": dry_run}))
-        .await?;
-    if dry_run || no_wait {
-        return Ok((Output::Json, started));
+) -> anyhow::Result<()> {
+    if dry_run {
+        print_json(&client.dry_run_migration(name, to).await?);
+        return Ok(());
     }
-    let id = started["id"].as_u64().unwrap_or_default();
-    let total = started["total"].as_u64().unwrap_or_default();
-    let bar = ProgressBar::new(total);
+    let started = client.start_migration(name, to).await?;
+    if no_wait {
+        print_json(&started);
+        return Ok(());
+    }
+    let bar = ProgressBar::new(started.total);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} migrating {msg} [{bar:40}] {pos}/{len} configs ({per_sec}, {eta} left)",
@@ -40,21 +42,24 @@ pub async fn run(
     );
     bar.set_message(format!("{name} to v{to}"));
     let last = loop {
-        let m = client.get(&format!("{path}/{id}")).await?;
-        bar.set_length(m["total"].as_u64().unwrap_or(total).max(1));
-        bar.set_position(m["done"].as_u64().unwrap_or_default());
-        if m["status"] == "done" {
+        let m = client.migration(name, started.id).await?.into_inner();
+        bar.set_length(m.total.max(1));
+        bar.set_position(m.done);
+        // Done, or a status this version does not know: it is not running.
+        if m.status != MigrationStatus::Running {
             break m;
         }
         tokio::time::sleep(POLL).await;
     };
     bar.finish();
-    let failed = last["failed_count"].as_u64().unwrap_or_default();
-    if failed > 0 {
-        return Err(ClientError::Input(format!(
-            "migration {id} finished, but {failed} config(s) could not be converted: {}",
-            last["failed"]
-        )));
+    if last.failed_count > 0 {
+        return Err(anyhow!(
+            "migration {} finished, but {} config(s) could not be converted: {}",
+            last.id,
+            last.failed_count,
+            serde_json::to_string(&last.failed).expect("wire types serialise")
+        ));
     }
-    Ok((Output::Json, last))
+    print_json(&last);
+    Ok(())
 }

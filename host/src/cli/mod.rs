@@ -2,12 +2,22 @@
 //! `plugin check`. The benchmark is a binary of its own (`scarab-bench`, host/bench).
 //!
 //! Owns: flags, output formats and exit codes. Does not own: any server behaviour (client
-//! commands only speak HTTP; `serve` and `dev` call [`scarab::run`]).
+//! commands only speak HTTP, through `scarab-client` and the API's own wire types; `serve`
+//! and `dev` call [`scarab::run`]).
+//!
+//! Client commands: `configs` (and `watch`), `schemas` (and `migrate`), `txn`, `audit`,
+//! `cluster`; what they print and their exit code: `output`.
 
+mod audit;
 mod check;
-mod client;
+mod cluster;
+mod configs;
 mod dev;
 mod migrate;
+mod output;
+mod schemas;
+mod txn;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +42,11 @@ pub struct Cli {
 /// Where client subcommands send requests, and how they print answers.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ClientOpts {
-    /// Scarab API URL.
+    /// Scarab API URL; several, comma-separated, to fail over between a cluster's nodes.
+    ///
+    /// A request goes to the node that last answered, and moves on to the next only when
+    /// its outcome is certain: the node could not be reached, or answered that nothing was
+    /// applied (no_leader, overloaded). A watch reconnects across them.
     #[arg(
         long,
         short = 's',
@@ -53,8 +67,21 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
-    pub fn client(&self) -> client::Client {
-        client::Client::new(&self.server, self.actor.clone()).with_reason(self.reason.clone())
+    /// The client of `--server`, making changes as `--actor` for `--reason`.
+    pub fn client(&self) -> Result<scarab_client::Client, scarab_client::Error> {
+        let mut builder = scarab_client::Client::builder().endpoints(
+            self.server
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+        );
+        if let Some(actor) = &self.actor {
+            builder = builder.actor(actor);
+        }
+        if let Some(reason) = &self.reason {
+            builder = builder.reason(reason);
+        }
+        builder.build()
     }
 }
 
@@ -80,18 +107,18 @@ enum Command {
     Dev(dev::DevArgs),
     /// Read and write configs.
     #[command(subcommand)]
-    Config(client::ConfigCmd),
+    Config(configs::ConfigCmd),
     /// Register and inspect schema versions.
     #[command(subcommand)]
-    Schema(client::SchemaCmd),
+    Schema(schemas::SchemaCmd),
     /// Read the audit trail (newest first).
-    Audit(client::AuditArgs),
+    Audit(audit::AuditArgs),
     /// Apply a transaction from a JSON file: conditions, then puts and deletes, all at one
     /// revision or none.
-    Txn(client::TxnArgs),
+    Txn(txn::TxnArgs),
     /// Inspect and change cluster membership.
     #[command(subcommand)]
-    Cluster(client::ClusterCmd),
+    Cluster(cluster::ClusterCmd),
     /// Work with plugins offline.
     #[command(subcommand)]
     Plugin(check::PluginCmd),
@@ -101,18 +128,18 @@ enum Command {
 pub async fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
     if let Err(e) = expand_config_file(&mut args) {
-        eprintln!("error: {e}");
+        output::print_error(&e);
         return ExitCode::from(2);
     }
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Serve { node, .. } => serve(node).await,
         Command::Dev(args) => dev::run_dev(args).await,
-        Command::Config(cmd) => client::run_config(cmd).await,
-        Command::Schema(cmd) => client::run_schema(cmd).await,
-        Command::Cluster(cmd) => client::run_cluster(cmd).await,
-        Command::Audit(args) => client::run_audit(args).await,
-        Command::Txn(args) => client::run_txn(args).await,
+        Command::Config(cmd) => output::finish(configs::run(cmd).await),
+        Command::Schema(cmd) => output::finish(schemas::run(cmd).await),
+        Command::Cluster(cmd) => output::finish(cluster::run(cmd).await),
+        Command::Audit(args) => output::finish(audit::run(args).await),
+        Command::Txn(args) => output::finish(txn::run(args).await),
         Command::Plugin(cmd) => check::run(cmd),
     }
 }
@@ -140,7 +167,7 @@ fn expand_config_file(args: &mut Vec<String>) -> Result<(), scarab::config::Conf
 
 async fn serve(node: NodeConfig) -> ExitCode {
     if let Err(e) = node.validate() {
-        eprintln!("error: {e}");
+        output::print_error(&e);
         return ExitCode::from(2);
     }
     let api = match tokio::net::TcpListener::bind(node.listen).await {
@@ -164,7 +191,7 @@ async fn serve(node: NodeConfig) -> ExitCode {
     match run(node, listeners, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            output::print_error(&e);
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,163 @@
+//! `scarab schema ...`: register, inspect, set policies (and `migrate`, in
+//! [`super::migrate`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use comfy_table::Table;
+
+use scarab_client::SchemaUpload;
+use scarab_client::types::{SchemaPolicy, WritePolicy};
+
+use super::output::print_json;
+use super::{ClientOpts, Output};
+
+#[derive(Subcommand)]
+pub enum SchemaCmd {
+    /// Register a schema version (JSON Schema plus optional plugin).
+    Push {
+        name: String,
+        version: u32,
+        /// The JSON Schema file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// The plugin component (.wasm).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Register even if configs stored at the previous version would not survive the
+        /// upgrade (the compatibility report).
+        #[arg(long)]
+        force: bool,
+        /// Only print the compatibility report; register nothing.
+        #[arg(long, conflicts_with = "force")]
+        check: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Rewrite every config of a schema to one version, showing progress.
+    Migrate {
+        name: String,
+        /// The version to migrate to.
+        #[arg(long)]
+        to: u32,
+        /// Convert everything but write nothing; print what would fail.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start it and return; follow it with `scarab schema migrations NAME`.
+        #[arg(long, conflicts_with = "dry_run")]
+        no_wait: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// A schema's storage migrations and their progress.
+    Migrations {
+        name: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show or set a schema's policy (which versions accept writes).
+    Policy {
+        name: String,
+        /// `latest`: writes only at the highest version; `any`: at any registered version.
+        #[arg(long, value_parser = ["any", "latest"])]
+        writes: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List schemas and their versions.
+    List {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show a schema's versions, or one version with its JSON Schema.
+    Show {
+        name: String,
+        version: Option<u32>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// A file's bytes; the error names the file.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Every answer prints as JSON, whatever `-o` says, except `list`'s.
+pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
+    match cmd {
+        SchemaCmd::Push {
+            name,
+            version,
+            schema,
+            plugin,
+            force,
+            check,
+            opts,
+        } => {
+            let client = opts.client()?;
+            let mut upload = SchemaUpload::from_bytes(read_file(&schema)?);
+            if let Some(p) = &plugin {
+                upload = upload.plugin(read_file(p)?);
+            }
+            if check {
+                print_json(&client.check_compatibility(&name, version, &upload).await?);
+            } else {
+                if force {
+                    upload = upload.force();
+                }
+                print_json(&*client.register_schema(&name, version, &upload).await?);
+            }
+        }
+        SchemaCmd::Migrate {
+            name,
+            to,
+            dry_run,
+            no_wait,
+            opts,
+        } => super::migrate::run(&opts.client()?, &name, to, dry_run, no_wait).await?,
+        SchemaCmd::Migrations { name, opts } => {
+            print_json(&*opts.client()?.migrations(&name).await?);
+        }
+        SchemaCmd::Policy { name, writes, opts } => {
+            let client = opts.client()?;
+            match writes {
+                Some(w) => {
+                    // `any` or `latest` (clap checked), spelt as on the wire.
+                    let writes: WritePolicy = serde_json::from_value(w.into())?;
+                    print_json(&client.set_policy(&name, &SchemaPolicy { writes }).await?);
+                }
+                None => print_json(&*client.policy(&name).await?),
+            }
+        }
+        SchemaCmd::List { opts } => {
+            let list = opts.client()?.schemas().await?.into_inner();
+            match opts.output {
+                Output::Json => print_json(&list),
+                Output::Table => {
+                    let mut t = Table::new();
+                    t.set_header(["name", "versions"]);
+                    for s in &list.schemas {
+                        let versions =
+                            serde_json::to_string(&s.versions).expect("numbers serialise");
+                        t.add_row([s.name.clone(), versions]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        SchemaCmd::Show {
+            name,
+            version,
+            opts,
+        } => {
+            let client = opts.client()?;
+            match version {
+                Some(v) => print_json(&*client.schema_version(&name, v).await?),
+                None => print_json(&*client.schema_versions(&name).await?),
+            }
+        }
+    }
+    Ok(())
+}
