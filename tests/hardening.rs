@@ -297,8 +297,8 @@ async fn a_forwarded_proposal_with_a_value_that_is_not_json_is_refused() -> Resu
     let reply = node.post_json("/internal/propose", &cmd).await?;
     assert_status(&reply, 200);
     ensure!(
-        reply.body.get("Invalid").is_some(),
-        "expected Forwarded::Invalid, got {reply}"
+        reply.body["Err"].get("InvalidCommand").is_some(),
+        "expected Forwarded::Err(InvalidCommand), got {reply}"
     );
     assert_error(&node.get_config("evil").await?, 404, "not_found");
     let list = node.get("/v1/configs").await?;
