@@ -802,3 +802,30 @@ async fn writes_past_the_pending_proposal_limit_get_503_overloaded_and_are_not_a
     }
     Ok(())
 }
+
+// Request bodies are JSON objects: serde would also read a struct from an array of its
+// fields, a second spelling that no client should come to rely on.
+
+#[tokio::test]
+async fn a_request_body_that_is_an_array_of_the_fields_is_refused() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let reply = node
+        .put_config_raw("arr", "application/json", r#"["note", 1, {"a": 1}]"#)
+        .await?;
+    assert_error(&reply, 400, "malformed_request");
+    assert_error(&node.get_config("arr").await?, 404, "not_found");
+    let reply = node
+        .post_json("/v1/cluster/members", &json!([9, "http://a", "http://b"]))
+        .await?;
+    assert_error(&reply, 400, "malformed_request");
+    // The object spelling of the same write is accepted.
+    let reply = node
+        .put_config_raw(
+            "arr",
+            "application/json",
+            r#"{"schema": "note", "schema_version": 1, "value": {"a": 1}}"#,
+        )
+        .await?;
+    assert_status(&reply, 201);
+    Ok(())
+}

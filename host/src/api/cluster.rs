@@ -39,6 +39,7 @@ pub async fn self_info(State(state): State<AppState>) -> Json<SelfInfo> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    super::object_body(body, "{\"node_id\": integer, \"api\": URL, \"peer\": URL}")?;
     serde_json::from_slice(body)
         .map_err(|e| ApiError::malformed(format!("the body is not a valid request: {e}")))
 }

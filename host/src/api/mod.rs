@@ -147,8 +147,20 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
         bytes,
         state.config.max_json_depth + crate::json::ENVELOPE_DEPTH,
     )?;
+    object_body(bytes, shape)?;
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::malformed(format!("the body must be {shape}: {e}")))
+}
+
+/// Refuses a body that is not a JSON object: serde would read a request struct from an array
+/// of its fields in order (`["store", 1, {...}]`), a second spelling no client should rely on.
+pub(crate) fn object_body(bytes: &[u8], shape: &str) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::malformed(format!(
+            "the body must be a JSON object: {shape}"
+        ))),
+    }
 }
 
 /// Refuses a JSON document (`what`) nested deeper than `--max-json-depth`.
