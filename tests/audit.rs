@@ -320,10 +320,7 @@ async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_t
             .await?,
         201,
     );
-    let from = node.status().await?["revision"]
-        .as_u64()
-        .context("revision")?
-        + 1;
+    let from = node.status().await?.revision + 1;
     let mut watch = tokio::process::Command::new(harness::scarab_bin())
         .args(["config", "watch", "--prefix", "cli/", "--from-revision"])
         .arg(from.to_string())

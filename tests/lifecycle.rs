@@ -28,8 +28,8 @@ async fn a_restart_loads_plugins_from_the_disk_cache_without_recompiling() -> Re
     assert_status(&node.register_kind(STORE).await?, 201);
     let before = node.status().await?;
     assert_eq!(
-        before["plugins"]["compiled"], 1,
-        "registration compiles: {before}"
+        before.plugins.compiled, 1,
+        "registration compiles: {before:?}"
     );
 
     node.stop().await?;
@@ -43,10 +43,10 @@ async fn a_restart_loads_plugins_from_the_disk_cache_without_recompiling() -> Re
     );
     let after = node.status().await?;
     assert_eq!(
-        after["plugins"]["compiled"], 0,
-        "nothing recompiled after restart: {after}"
+        after.plugins.compiled, 0,
+        "nothing recompiled after restart: {after:?}"
     );
-    assert_eq!(after["plugins"]["from_disk_cache"], 1, "{after}");
+    assert_eq!(after.plugins.from_disk_cache, 1, "{after:?}");
     Ok(())
 }
 
@@ -80,9 +80,9 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
         Duration::from_secs(20),
         "a snapshot and a purge",
         || async {
-            let s = node.status().await.unwrap_or(Value::Null);
-            s["snapshot_index"].as_u64().unwrap_or(0) >= 40
-                && s["purged_index"].as_u64().unwrap_or(0) > 0
+            node.status().await.is_ok_and(|s| {
+                s.snapshot_index.unwrap_or(0) >= 40 && s.purged_index.unwrap_or(0) > 0
+            })
         },
     )
     .await?;
@@ -92,10 +92,10 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
     let items = node.list_all(Some("n/"), Some(1000)).await?;
     assert_eq!(items.len(), 60);
     for (i, item) in items.iter().enumerate() {
-        assert_eq!(item["value"], json!({"i": i}));
+        assert_eq!(item.value, json!({"i": i}));
     }
     let s = node.status().await?;
-    assert_eq!(s["configs"], 60, "{s}");
+    assert_eq!(s.configs, 60, "{s:?}");
     assert_status(
         &node.put_config("n/after", "note", 1, &json!({})).await?,
         201,

@@ -371,9 +371,7 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
     let mut watched = 0;
     if converged.is_ok() {
         let leader = cluster.api(cluster.wait_leader(&ids, FORM_TIMEOUT).await?);
-        let last = leader.status().await?["revision"]
-            .as_u64()
-            .context("revision")?;
+        let last = leader.status().await?.revision;
         watch_until.send_replace(Some(last));
         let mut streams = Vec::new();
         for (i, w) in watchers.into_iter().enumerate() {
@@ -495,13 +493,8 @@ async fn final_reads(
         let listed: BTreeMap<String, u64> = node
             .list_all(Some("nemesis/"), Some(1000))
             .await?
-            .iter()
-            .map(|i| {
-                (
-                    i["key"].as_str().unwrap_or_default().to_string(),
-                    i["revision"].as_u64().unwrap_or(0),
-                )
-            })
+            .into_iter()
+            .map(|i| (i.meta.key, i.meta.revision))
             .collect();
         let want: BTreeMap<String, u64> = expected
             .iter()
@@ -918,10 +911,10 @@ async fn finish_migrations(leader: &Api, seen: &Migrations) -> (usize, Vec<Strin
     }
     match leader.list_all(Some("nemesis/"), None).await {
         Ok(items) => {
-            for item in items.iter().filter(|i| i["schema_version"] != 2) {
+            for item in items.iter().filter(|i| i.meta.schema_version != 2) {
                 anomalies.push(format!(
                     "{} is at version {} after the final migration to v2",
-                    item["key"], item["schema_version"]
+                    item.meta.key, item.meta.schema_version
                 ));
             }
         }

@@ -69,7 +69,7 @@ async fn a_transaction_applies_every_put_and_delete_at_one_revision() -> Result<
         json!({"n": 1})
     );
     assert_error(&api.get_config("t/old").await?, 404, "not_found");
-    assert_eq!(node.status().await?["revision"], revision);
+    assert_eq!(node.status().await?.revision, revision);
     Ok(())
 }
 
@@ -79,7 +79,7 @@ async fn a_transaction_whose_condition_fails_changes_nothing_and_names_the_condi
     let node = note_node(&[]).await?;
     let api = node.api();
     put(api, "t/a", 5).await?;
-    let before = node.status().await?["revision"].clone();
+    let before = node.status().await?.revision;
     let reply = txn(
         api,
         json!({
@@ -99,7 +99,7 @@ async fn a_transaction_whose_condition_fails_changes_nothing_and_names_the_condi
     assert_eq!(failed[0]["index"], 1);
     assert_eq!(api.get_config("t/a").await?.body["value"], json!({"n": 5}));
     assert_error(&api.get_config("t/b").await?, 404, "not_found");
-    assert_eq!(node.status().await?["revision"], before);
+    assert_eq!(node.status().await?.revision, before);
     Ok(())
 }
 
