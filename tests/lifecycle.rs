@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
+use scarab_client::types::Role;
+
 use harness::{
-    HTTP_SERVICE, KINDS, Node, NodeOptions, STORE, assert_status, free_port, plugin_wasm,
-    scarab_bin, schema_file, wait_until, workspace_root,
+    HTTP_SERVICE, KINDS, Node, NodeOptions, REQUEST_TIMEOUT, STORE, assert_status, free_port,
+    http_client, node_client, plugin_wasm, scarab_bin, schema_file, wait_until, workspace_root,
 };
 
 #[tokio::test]
@@ -132,39 +134,32 @@ async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<(
             .spawn()
             .context("spawn scarab dev")?,
     );
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/v1/schemas");
+    let client = node_client(
+        &http_client(),
+        &format!("http://127.0.0.1:{port}"),
+        REQUEST_TIMEOUT,
+    );
     wait_until(
         Duration::from_secs(30),
         "every example schema registered",
         || async {
-            let Ok(resp) = http.get(&url).send().await else {
+            let Ok(list) = client.schemas().await else {
                 return false;
             };
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            KINDS.iter().all(|k| {
-                body["schemas"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|e| e["name"] == k.schema))
-            })
+            KINDS
+                .iter()
+                .all(|k| list.schemas.iter().any(|s| s.name == k.schema))
         },
     )
     .await?;
     for kind in KINDS {
-        let v: Value = http
-            .get(format!(
-                "http://127.0.0.1:{port}/v1/schemas/{}/versions/1",
-                kind.schema
-            ))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let v = client.schema_version(kind.schema, 1).await?;
         assert!(
-            v["plugin_digest"]
-                .as_str()
+            v.plugin_digest
+                .as_deref()
                 .is_some_and(|d| d.starts_with("sha256:")),
-            "{v}"
+            "{:?}",
+            v.body
         );
     }
     Ok(())
@@ -297,11 +292,9 @@ async fn serve_reads_its_settings_from_a_toml_file() -> Result<()> {
     );
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    let client = node_client(&http_client(), &base, REQUEST_TIMEOUT);
     wait_until(Duration::from_secs(30), "the node to lead", || async {
-        match http.get(format!("{base}/v1/status")).send().await {
-            Ok(r) => r.json::<Value>().await.is_ok_and(|s| s["role"] == "leader"),
-            Err(_) => false,
-        }
+        client.status().await.is_ok_and(|s| s.role == Role::Leader)
     })
     .await?;
     let form = reqwest::multipart::Form::new().part(

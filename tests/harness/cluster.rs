@@ -273,12 +273,6 @@ impl Cluster {
         self.node(id).api().clone()
     }
 
-    /// The typed client of node `id` alone (one endpoint, one attempt per call): for what a
-    /// test asks of that node in particular (a follower, a stale read, a node cut off).
-    pub fn typed(&self, id: NodeId) -> scarab_client::Client {
-        self.node(id).typed().clone()
-    }
-
     /// A typed client of the whole cluster: every node's API as an endpoint (in id order),
     /// with the client's failover.
     pub fn client(&self) -> scarab_client::Client {
