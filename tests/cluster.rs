@@ -130,7 +130,7 @@ async fn a_write_through_any_node_is_read_linearizably_through_every_node_and_st
     for &id in &ids {
         let api = cluster.api(id);
         wait_until(SETTLE, &format!("node {id} ready"), || async {
-            api.readyz().await.is_ok_and(|r| r.status == 200)
+            api.typed().ready().await.is_ok_and(|r| r.ready)
         })
         .await?;
     }
