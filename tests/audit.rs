@@ -7,6 +7,9 @@ mod harness;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use futures::TryStreamExt as _;
+use scarab_client::AuditQuery;
+use scarab_client::types::{AuditRecord, Consistency, MigrationStatus};
 use serde_json::{Value, json};
 
 use harness::cluster::{Cluster, ClusterOptions};
@@ -14,10 +17,10 @@ use harness::{Api, Node, NodeOptions, Reply, STORE, STORE_V2, assert_status, wai
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-async fn audit(api: &Api, query: &str) -> Result<Vec<Value>> {
-    let reply = api.get(&format!("/v1/audit?limit=1000&{query}")).await?;
-    ensure!(reply.status.is_success(), "{reply}");
-    Ok(reply.body["items"].as_array().context("items")?.clone())
+/// Every record `query` selects, newest first (pages of 1000).
+async fn audit(api: &Api, query: AuditQuery) -> Result<Vec<AuditRecord>> {
+    let records = api.typed().audit(query.limit(1000)).try_collect().await?;
+    Ok(records)
 }
 
 /// A write with actor and reason headers.
@@ -34,11 +37,16 @@ async fn send_as(
     .await
 }
 
-fn find<'a>(items: &'a [Value], action: &str, object: &str) -> Result<&'a Value> {
+fn find<'a>(items: &'a [AuditRecord], action: &str, object: &str) -> Result<&'a AuditRecord> {
     items
         .iter()
-        .find(|r| r["action"] == action && r["object"] == object)
+        .find(|r| r.action == action && r.object == object)
         .with_context(|| format!("no {action} of {object} in {items:#?}"))
+}
+
+/// A record's `detail` (`null` when it has none).
+fn detail(record: &AuditRecord) -> &Value {
+    record.detail.as_ref().unwrap_or(&Value::Null)
 }
 
 #[tokio::test]
@@ -130,9 +138,10 @@ async fn every_kind_of_change_is_recorded_with_actor_time_revisions_and_reason()
     assert_status(&started, 202);
     let id = started.body["id"].as_u64().context("id")?;
     wait_until(SETTLE, "the migration to finish", || async {
-        api.get(&format!("/v1/schemas/store/migrations/{id}"))
+        api.typed()
+            .migration("store", id)
             .await
-            .is_ok_and(|r| r.body["status"] == "done")
+            .is_ok_and(|m| m.status == MigrationStatus::Done)
     })
     .await?;
     assert_status(
@@ -142,34 +151,32 @@ async fn every_kind_of_change_is_recorded_with_actor_time_revisions_and_reason()
     );
     assert_status(&api.delete_schema_version("tmp", 1).await?, 200);
 
-    let items = audit(api, "").await?;
+    let items = audit(api, AuditQuery::new()).await?;
     let create = find(&items, "config.create", "stores/a")?;
-    assert_eq!(create["actor"], "alice");
-    assert_eq!(create["reason"], "first");
-    assert_eq!(create["revision_before"], Value::Null);
-    assert_eq!(create["revision_after"], created.revision());
-    assert!(create["at"].is_string(), "{create}");
-    assert_eq!(create["validation"]["schema"], "store");
-    assert!(
-        create["validation"]["plugin_digest"].is_string(),
-        "{create}"
-    );
-    assert!(create["validation"]["elapsed_us"].is_u64(), "{create}");
+    assert_eq!(create.actor, "alice");
+    assert_eq!(create.reason.as_deref(), Some("first"));
+    assert_eq!(create.revision_before, None);
+    assert_eq!(create.revision_after, Some(created.revision()));
+    assert!(create.at.is_some(), "{create:?}");
+    let validation = create.validation.as_ref().context("validation")?;
+    assert_eq!(validation.schema, "store");
+    assert!(validation.plugin_digest.is_some(), "{create:?}");
+    assert!(validation.elapsed_us.is_some(), "{create:?}");
     let update = find(&items, "config.update", "stores/a")?;
-    assert_eq!(update["actor"], "bob");
-    assert_eq!(update["revision_before"], created.revision());
-    assert_eq!(update["revision_after"], updated.revision());
+    assert_eq!(update.actor, "bob");
+    assert_eq!(update.revision_before, Some(created.revision()));
+    assert_eq!(update.revision_after, Some(updated.revision()));
     let rollback = find(&items, "config.rollback", "stores/a")?;
-    assert_eq!(rollback["reason"], "undo the rename");
-    assert_eq!(rollback["detail"]["to"], created.revision());
-    assert_eq!(find(&items, "config.create", "stores/b")?["actor"], "dave");
-    assert!(find(&items, "config.create", "stores/b")?["detail"]["txn"].is_object());
+    assert_eq!(rollback.reason.as_deref(), Some("undo the rename"));
+    assert_eq!(detail(rollback)["to"], created.revision());
+    assert_eq!(find(&items, "config.create", "stores/b")?.actor, "dave");
+    assert!(detail(find(&items, "config.create", "stores/b")?)["txn"].is_object());
     assert_eq!(
-        find(&items, "config.delete", "stores/b")?["reason"],
-        "cleanup"
+        find(&items, "config.delete", "stores/b")?.reason.as_deref(),
+        Some("cleanup")
     );
     assert_eq!(
-        find(&items, "settings.history", "settings/history")?["detail"]["keep"],
+        detail(find(&items, "settings.history", "settings/history")?)["keep"],
         50
     );
     find(&items, "schema.register", "schema/store/1")?;
@@ -177,15 +184,20 @@ async fn every_kind_of_change_is_recorded_with_actor_time_revisions_and_reason()
     find(&items, "schema.policy", "schema/store")?;
     find(&items, "schema.delete", "schema/tmp/1")?;
     assert_eq!(
-        find(&items, "migration.start", &format!("migration/store/{id}"))?["reason"],
-        "upgrade"
+        find(&items, "migration.start", &format!("migration/store/{id}"))?
+            .reason
+            .as_deref(),
+        Some("upgrade")
     );
     find(&items, "migration.finish", &format!("migration/store/{id}"))?;
     let migrated = find(&items, "config.migrate", "stores/a")?;
-    assert_eq!(migrated["validation"]["schema_version"], 2);
-    assert!(find(&items, "membership.change", "cluster")?["detail"]["voters"].is_array());
+    assert_eq!(
+        migrated.validation.as_ref().map(|v| v.schema_version),
+        Some(2)
+    );
+    assert!(detail(find(&items, "membership.change", "cluster")?)["voters"].is_array());
     // Newest first, numbered without gaps.
-    let seqs: Vec<u64> = items.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    let seqs: Vec<u64> = items.iter().map(|r| r.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] == w[1] + 1), "{seqs:?}");
     Ok(())
 }
@@ -208,20 +220,15 @@ async fn the_audit_trail_filters_by_prefix_actor_action_and_time() -> Result<()>
     send_as(api, put("a/2", 1), "bob", "r").await?;
     send_as(api, put("b/1", 1), "alice", "r").await?;
     send_as(api, put("a/1", 2), "alice", "r").await?;
-    let objects = |items: Vec<Value>| -> Vec<String> {
+    let objects = |items: Vec<AuditRecord>| -> Vec<String> {
         items
             .iter()
-            .map(|r| {
-                format!(
-                    "{} {}",
-                    r["action"].as_str().unwrap_or(""),
-                    r["object"].as_str().unwrap_or("")
-                )
-            })
+            .map(|r| format!("{} {}", r.action, r.object))
             .collect()
     };
+    let query = AuditQuery::new;
     assert_eq!(
-        objects(audit(api, "prefix=a/").await?),
+        objects(audit(api, query().prefix("a/")).await?),
         [
             "config.update a/1",
             "config.create a/2",
@@ -229,27 +236,33 @@ async fn the_audit_trail_filters_by_prefix_actor_action_and_time() -> Result<()>
         ]
     );
     assert_eq!(
-        objects(audit(api, "prefix=a/&actor=alice").await?),
+        objects(audit(api, query().prefix("a/").actor("alice")).await?),
         ["config.update a/1", "config.create a/1"]
     );
     assert_eq!(
-        objects(audit(api, "action=config.update").await?),
+        objects(audit(api, query().action("config.update")).await?),
         ["config.update a/1"]
     );
-    assert_eq!(audit(api, "action=config").await?.len(), 4);
-    assert_eq!(audit(api, "action=schema").await?.len(), 1);
+    assert_eq!(audit(api, query().action("config")).await?.len(), 4);
+    assert_eq!(audit(api, query().action("schema")).await?.len(), 1);
     // Time: everything is before a minute from now and nothing is from after it.
     let later = "2999-01-01T00:00:00Z";
     assert_eq!(
-        audit(api, &format!("prefix=a/&until={later}")).await?.len(),
+        audit(api, query().prefix("a/").until(later)).await?.len(),
         3
     );
-    assert!(audit(api, &format!("since={later}")).await?.is_empty());
+    assert!(audit(api, query().since(later)).await?.is_empty());
     // Paging with next_before.
-    let page = api.get("/v1/audit?prefix=a/&limit=2").await?;
-    let before = page.body["next_before"].as_u64().context("next_before")?;
-    let rest = audit(api, &format!("prefix=a/&before={before}")).await?;
-    assert_eq!(objects(rest), ["config.create a/1"]);
+    let page = api
+        .typed()
+        .audit_page(&query().prefix("a/").limit(2))
+        .await?;
+    let before = page.next_before.context("next_before")?;
+    let rest = AuditQuery {
+        before: Some(before),
+        ..query().prefix("a/")
+    };
+    assert_eq!(objects(audit(api, rest).await?), ["config.create a/1"]);
     let bad = api.get("/v1/audit?since=yesterday").await?;
     harness::assert_error(&bad, 400, "malformed_request");
     Ok(())
@@ -274,18 +287,22 @@ async fn the_audit_trail_is_the_same_on_every_node_and_cannot_be_changed_through
     }
     let ids = cluster.ids();
     cluster.wait_converged(&ids, SETTLE).await?;
-    let reference = audit(&api, "").await?;
+    let reference = audit(&api, AuditQuery::new()).await?;
     ensure!(
         reference
             .iter()
-            .filter(|r| r["action"] == "membership.change")
+            .filter(|r| r.action == "membership.change")
             .count()
             >= 1,
         "the formation, a membership change, is recorded: {reference:#?}"
     );
     for id in cluster.ids() {
+        let stale = AuditQuery {
+            consistency: Some(Consistency::Stale),
+            ..AuditQuery::new()
+        };
         assert_eq!(
-            audit(&cluster.api(id), "consistency=stale").await?,
+            audit(&cluster.api(id), stale).await?,
             reference,
             "node {id}"
         );
@@ -320,10 +337,7 @@ async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_t
             .await?,
         201,
     );
-    let from = node.status().await?["revision"]
-        .as_u64()
-        .context("revision")?
-        + 1;
+    let from = node.status().await?.revision + 1;
     let mut watch = tokio::process::Command::new(harness::scarab_bin())
         .args(["config", "watch", "--prefix", "cli/", "--from-revision"])
         .arg(from.to_string())

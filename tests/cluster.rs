@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
+use scarab_client::types::{ConfigMeta, Consistency, MemberRole, PutConfig};
+use scarab_client::{Client, Written};
 use serde_json::{Value, json};
 
 use harness::cluster::{
@@ -47,19 +49,23 @@ async fn put_note(api: &Api, key: &str, value: &Value) -> Result<Reply> {
     api.put_config(key, NOTE, 1, value).await
 }
 
-/// PUTs until the node answers 2xx (retrying 503s: no leader yet, timeouts), up to `timeout`.
+/// PUTs through that node until it succeeds (retrying 503s: no leader yet, timeouts; and
+/// answers lost), up to `timeout`.
 async fn put_note_until_ok(
     api: &Api,
     key: &str,
     value: &Value,
     timeout: Duration,
-) -> Result<Reply> {
+) -> Result<Written<ConfigMeta>> {
     let deadline = Instant::now() + timeout;
+    let put = PutConfig::new(NOTE, 1, value.clone());
     loop {
-        let last = match put_note(api, key, value).await {
-            Ok(r) if r.status.is_success() => return Ok(r),
-            Ok(r) if r.status.as_u16() == 503 => r.to_string(),
-            Ok(r) => bail!("PUT {key} through {}: unexpected {r}", api.addr),
+        let last = match api.typed().put(key, &put).await {
+            Ok(written) => return Ok(written),
+            Err(scarab_client::Error::Api(e)) if e.status == 503 => e.to_string(),
+            Err(e @ scarab_client::Error::Api(_)) => {
+                bail!("PUT {key} through {}: unexpected {e}", api.addr)
+            }
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
@@ -80,19 +86,10 @@ fn quoted(revision: u64) -> String {
 /// Every config under `prefix` on node `api` (linearizable list): key -> (revision, value).
 async fn snapshot_of(api: &Api, prefix: &str) -> Result<BTreeMap<String, (u64, Value)>> {
     let items = api.list_all(Some(prefix), Some(1000)).await?;
-    items
+    Ok(items
         .into_iter()
-        .map(|item| {
-            let key = item["key"]
-                .as_str()
-                .ok_or_else(|| anyhow!("item without key: {item}"))?
-                .to_string();
-            let rev = item["revision"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("item without revision: {item}"))?;
-            Ok((key, (rev, item["value"].clone())))
-        })
-        .collect()
+        .map(|item| (item.meta.key, (item.meta.revision, item.value)))
+        .collect())
 }
 
 /// A small xorshift generator (no dependency; the seed is printed for reruns).
@@ -133,7 +130,7 @@ async fn a_write_through_any_node_is_read_linearizably_through_every_node_and_st
     for &id in &ids {
         let api = cluster.api(id);
         wait_until(SETTLE, &format!("node {id} ready"), || async {
-            api.readyz().await.is_ok_and(|r| r.status == 200)
+            api.typed().ready().await.is_ok_and(|r| r.ready)
         })
         .await?;
     }
@@ -380,7 +377,7 @@ async fn after_kill_9_of_the_leader_under_writes_a_new_leader_takes_over_and_no_
             &missing[..missing.len().min(5)]
         );
         let s = cluster.status(id).await?;
-        assert_eq!(s["revision"], revision, "node {id}: {s}");
+        assert_eq!(s.revision, revision, "node {id}: {s:?}");
     }
     cluster.pass();
     Ok(())
@@ -410,8 +407,10 @@ async fn a_follower_down_while_the_leader_purged_its_log_catches_up_from_a_snaps
     let status = cluster.stop(follower).await?;
     assert!(status.success(), "node {follower} stopped with {status}");
     // The follower cannot hold more than the leader's log at the time it stopped.
-    let follower_last = cluster.status(leader).await?["last_log_index"]
-        .as_u64()
+    let follower_last = cluster
+        .status(leader)
+        .await?
+        .last_log_index
         .context("leader last_log_index")?;
 
     for i in 0..300u64 {
@@ -424,11 +423,10 @@ async fn a_follower_down_while_the_leader_purged_its_log_catches_up_from_a_snaps
         SETTLE,
         "the leader to purge its log past the follower's last index",
         || async {
-            leader_api.status().await.is_ok_and(|s| {
-                s["purged_index"]
-                    .as_u64()
-                    .is_some_and(|p| p > follower_last)
-            })
+            leader_api
+                .status()
+                .await
+                .is_ok_and(|s| s.purged_index.is_some_and(|p| p > follower_last))
         },
     )
     .await
@@ -438,17 +436,17 @@ async fn a_follower_down_while_the_leader_purged_its_log_catches_up_from_a_snaps
     let revision = cluster.wait_converged(&ids, SETTLE).await?;
     let leader_status = cluster.status(leader).await?;
     let follower_status = cluster.status(follower).await?;
-    assert_eq!(follower_status["revision"], revision, "{follower_status}");
+    assert_eq!(follower_status.revision, revision, "{follower_status:?}");
     assert_eq!(
-        follower_status["configs"], leader_status["configs"],
-        "follower {follower_status} leader {leader_status}"
+        follower_status.configs, leader_status.configs,
+        "follower {follower_status:?} leader {leader_status:?}"
     );
-    assert_eq!(follower_status["configs"], 300, "{follower_status}");
-    let snapshot_index = follower_status["snapshot_index"].as_u64();
+    assert_eq!(follower_status.configs, 300, "{follower_status:?}");
+    let snapshot_index = follower_status.snapshot_index;
     assert!(
         snapshot_index.is_some_and(|s| s > follower_last),
         "the follower shows no snapshot past its old log (last index {follower_last}): \
-         {follower_status}"
+         {follower_status:?}"
     );
     assert_eq!(
         snapshot_of(&cluster.api(follower), "bulk/").await?,
@@ -496,8 +494,8 @@ async fn a_follower_catches_up_from_a_snapshot_that_takes_long_to_install() -> R
         .wait_converged(&ids, Duration::from_secs(120))
         .await?;
     let follower_status = cluster.status(follower).await?;
-    assert_eq!(follower_status["revision"], revision, "{follower_status}");
-    assert_eq!(follower_status["configs"], 3000, "{follower_status}");
+    assert_eq!(follower_status.revision, revision, "{follower_status:?}");
+    assert_eq!(follower_status.configs, 3000, "{follower_status:?}");
     cluster.pass();
     Ok(())
 }
@@ -522,17 +520,16 @@ async fn a_node_joins_through_a_follower_as_a_voter_then_a_follower_and_the_lead
     cluster.add_node(4, Formation::Join(vec![through])).await?;
     let leader_api = cluster.api(leader);
     wait_until(SETTLE, "node 4 listed as a voter with lag 0", || async {
-        let Ok(reply) = leader_api.cluster_view().await else {
+        let Ok(view) = leader_api.typed().cluster().await else {
             return false;
         };
-        members(&reply.body).is_ok_and(|ms| {
-            ms.get(&4)
-                .is_some_and(|m| m.role == "voter" && m.lag == Some(0))
-        })
+        members(&view)
+            .get(&4)
+            .is_some_and(|m| m.role == MemberRole::Voter && m.lag == Some(0))
     })
     .await?;
     let four = cluster.api(4);
-    let view = members(&cluster.view(4).await?)?;
+    let view = members(&cluster.view(4).await?);
     assert_eq!(
         view.keys().copied().collect::<Vec<_>>(),
         vec![1, 2, 3, 4],
@@ -556,7 +553,7 @@ async fn a_node_joins_through_a_follower_as_a_voter_then_a_follower_and_the_lead
         let r = put_note(&cluster.api(via), &key, &json!({"via": via})).await?;
         assert_status(&r, 201);
     }
-    let view = members(&cluster.view(leader).await?)?;
+    let view = members(&cluster.view(leader).await?);
     assert!(
         !view.contains_key(&removed_follower),
         "node {removed_follower} still listed after its removal: {view:?}"
@@ -573,7 +570,7 @@ async fn a_node_joins_through_a_follower_as_a_voter_then_a_follower_and_the_lead
         put_note_until_ok(&cluster.api(via), &key, &json!({"via": via}), SETTLE).await?;
     }
     for &via in &rest {
-        let ms = members(&cluster.view(via).await?)?;
+        let ms = members(&cluster.view(via).await?);
         assert_eq!(
             ms.keys().copied().collect::<BTreeSet<_>>(),
             rest.iter().copied().collect::<BTreeSet<_>>(),
@@ -600,7 +597,7 @@ async fn adding_a_node_id_that_is_a_member_with_other_addresses_is_refused_with_
     let ids = cluster.ids();
     let leader = cluster.wait_formed(&ids, FORM_TIMEOUT).await?;
     let follower = *ids.iter().find(|&&i| i != leader).unwrap();
-    let before = members(&cluster.view(leader).await?)?;
+    let before = members(&cluster.view(leader).await?);
 
     for via in [leader, follower] {
         for (id, voter) in [(follower, true), (leader, false)] {
@@ -633,7 +630,7 @@ async fn adding_a_node_id_that_is_a_member_with_other_addresses_is_refused_with_
     );
 
     for &id in &ids {
-        let after = members(&cluster.view(id).await?)?;
+        let after = members(&cluster.view(id).await?);
         assert_eq!(after, before, "membership through node {id} changed");
     }
     let again = cluster.wait_formed(&ids, SETTLE).await?;
@@ -680,7 +677,7 @@ async fn minority_partition(isolate_leader: bool) -> Result<()> {
     let majority_leader = cluster.wait_leader(&majority, SETTLE).await?;
     let v2 = json!({"v": 2});
     let r = put_note_until_ok(&cluster.api(majority[0]), key, &v2, SETTLE).await?;
-    let rev2 = r.revision();
+    let rev2 = r.revision;
     println!(
         "majority leader {majority_leader}; first write committed {:?} after the cut, revision {rev2}",
         cut_at.elapsed()
@@ -801,8 +798,8 @@ async fn stopping_and_restarting_the_whole_cluster_keeps_every_config() -> Resul
             "node {id} after the restart"
         );
         let s = cluster.status(id).await?;
-        assert_eq!(s["configs"], 29, "node {id}: {s}");
-        assert_eq!(s["schemas"], 1, "node {id}: {s}");
+        assert_eq!(s.configs, 29, "node {id}: {s:?}");
+        assert_eq!(s.schemas, 1, "node {id}: {s:?}");
     }
     for &via in &ids {
         let r = put_note(&cluster.api(via), &format!("keep/after-{via}"), &json!({})).await?;
@@ -918,8 +915,8 @@ async fn a_follower_catches_up_through_append_entries_larger_than_two_megabytes(
     cluster.restart(follower).await?;
     let revision = cluster.wait_converged(&ids, SETTLE).await?;
     let follower_status = cluster.status(follower).await?;
-    assert_eq!(follower_status["revision"], revision, "{follower_status}");
-    assert_eq!(follower_status["configs"], 16, "{follower_status}");
+    assert_eq!(follower_status.revision, revision, "{follower_status:?}");
+    assert_eq!(follower_status.configs, 16, "{follower_status:?}");
     cluster.pass();
     Ok(())
 }
@@ -1009,7 +1006,7 @@ async fn three_voters_and_a_learner() -> Result<(Cluster, NodeId)> {
         .await?;
     assert_status(&r, 200);
     let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
-    assert_eq!(roles[&4], "learner", "{roles:?}");
+    assert_eq!(roles[&4], MemberRole::Learner, "{roles:?}");
     cluster.wait_converged(&[1, 2, 3, 4], SETTLE).await?;
     Ok((cluster, leader))
 }
@@ -1038,10 +1035,16 @@ async fn promote_4_and_freeze_the_leader_at_the_joint(
     leader: NodeId,
 ) -> Result<(tokio::task::JoinHandle<Result<Reply>>, Option<Duration>)> {
     let pid = libc::pid_t::try_from(cluster.node(leader).pid().context("the leader's pid")?)?;
-    let followers: Vec<Api> = [1, 2, 3]
+    // Each follower's own configuration (a stale view), polled with a short timeout.
+    let followers: Vec<Client> = [1, 2, 3]
         .into_iter()
         .filter(|&i| i != leader)
-        .map(|i| cluster.api(i))
+        .map(|i| {
+            cluster
+                .api(i)
+                .typed_within(Duration::from_secs(1))
+                .with_consistency(Consistency::Stale)
+        })
         .collect();
     let promote = {
         let api = cluster.api(leader);
@@ -1049,17 +1052,11 @@ async fn promote_4_and_freeze_the_leader_at_the_joint(
     };
     let sent = Instant::now();
     while !promote.is_finished() && sent.elapsed() < SETTLE {
-        for api in &followers {
-            let Ok(r) = api
-                .get_within("/v1/cluster?consistency=stale", Duration::from_secs(1))
-                .await
-            else {
+        for follower in &followers {
+            let Ok(view) = follower.cluster().await else {
                 continue;
             };
-            if r.body["voter_sets"]
-                .as_array()
-                .is_some_and(|s| s.len() == 2)
-            {
+            if view.voter_sets.len() == 2 {
                 // SAFETY: kill(2) on a child of this process that has not been reaped.
                 unsafe { libc::kill(pid, libc::SIGSTOP) };
                 return Ok((promote, Some(sent.elapsed())));
@@ -1097,25 +1094,25 @@ async fn a_promotion_racing_a_kill_9_of_the_leader_ends_with_a_voter_or_a_learne
     let roles = cluster.wait_same_membership(&all, SETTLE).await?;
     println!(
         "leader {leader} {when} (answer: {outcome}); new leader {new_leader}; node 4 ends as \
-         a {}",
+         a {:?}",
         roles[&4]
     );
     assert_eq!(roles.keys().copied().collect::<Vec<_>>(), all, "{roles:?}");
     for id in &voters {
-        assert_eq!(roles[id], "voter", "{roles:?}");
+        assert_eq!(roles[id], MemberRole::Voter, "{roles:?}");
     }
 
     // The next change is accepted: node 4 removed if it is a voter, promoted if a learner.
     let leader = cluster.wait_leader(&all, SETTLE).await?;
-    if roles[&4] == "voter" {
+    if roles[&4] == MemberRole::Voter {
         assert_status(&cluster.api(leader).remove_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
         assert!(!roles.contains_key(&4), "{roles:?}");
     } else {
-        assert_eq!(roles[&4], "learner", "{roles:?}");
+        assert_eq!(roles[&4], MemberRole::Learner, "{roles:?}");
         assert_status(&cluster.api(leader).promote_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&all, SETTLE).await?;
-        assert_eq!(roles[&4], "voter", "{roles:?}");
+        assert_eq!(roles[&4], MemberRole::Voter, "{roles:?}");
     }
     for &via in &voters {
         let key = format!("race/after-the-next-change/via-{via}");
@@ -1141,12 +1138,12 @@ async fn promoting_a_learner_whose_process_is_stopped_is_refused_and_it_stays_a_
         assert!(message.contains("it stays a learner"), "{r}");
     }
     let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
-    assert_eq!(roles[&4], "learner", "{roles:?}");
+    assert_eq!(roles[&4], MemberRole::Learner, "{roles:?}");
     let view = cluster.local_view(leader).await?;
     assert_eq!(
-        harness::cluster::voter_sets(&view)?,
+        view.voter_sets,
         vec![voters.iter().copied().collect::<BTreeSet<_>>()],
-        "{view}"
+        "{view:?}"
     );
     for &via in &voters {
         let r = put_note(&cluster.api(via), &format!("stopped/via-{via}"), &json!({})).await?;
@@ -1158,7 +1155,7 @@ async fn promoting_a_learner_whose_process_is_stopped_is_refused_and_it_stays_a_
     let r = cluster.api(follower).promote_member(4).await?;
     assert_status(&r, 200);
     let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
-    assert_eq!(roles[&4], "voter", "{roles:?}");
+    assert_eq!(roles[&4], MemberRole::Voter, "{roles:?}");
     cluster.pass();
     Ok(())
 }
@@ -1180,7 +1177,7 @@ async fn a_node_that_answers_but_gets_no_replication_is_left_a_learner_with_lear
     let message = r.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("scarab cluster promote 4"), "{r}");
     let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
-    assert_eq!(roles[&4], "learner", "{roles:?}");
+    assert_eq!(roles[&4], MemberRole::Learner, "{roles:?}");
     for &via in &voters {
         let r = put_note(&cluster.api(via), &format!("behind/via-{via}"), &json!({})).await?;
         assert_status(&r, 201);
@@ -1195,7 +1192,7 @@ async fn a_node_that_answers_but_gets_no_replication_is_left_a_learner_with_lear
     })
     .await?;
     let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
-    assert_eq!(roles[&4], "voter", "{roles:?}");
+    assert_eq!(roles[&4], MemberRole::Voter, "{roles:?}");
     cluster.pass();
     Ok(())
 }
@@ -1220,12 +1217,12 @@ async fn a_promotion_whose_leader_and_new_voter_both_die_is_finished_or_rolled_b
     let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
     println!(
         "leader {leader} {} (answer: {outcome}); node 4 killed too; new leader {new_leader}; \
-         node 4 ends as a {}",
+         node 4 ends as a {:?}",
         frozen_when(frozen),
         roles[&4]
     );
     for id in &voters {
-        assert_eq!(roles[id], "voter", "{roles:?}");
+        assert_eq!(roles[id], MemberRole::Voter, "{roles:?}");
     }
     for &via in &voters {
         let key = format!("both-died/via-{via}");
@@ -1235,16 +1232,16 @@ async fn a_promotion_whose_leader_and_new_voter_both_die_is_finished_or_rolled_b
     // The next change is accepted: node 4 removed if it is a voter (it is down: the others
     // answer), promoted once back if it is a learner.
     let leader = cluster.wait_leader(&voters, SETTLE).await?;
-    if roles[&4] == "voter" {
+    if roles[&4] == MemberRole::Voter {
         assert_status(&cluster.api(leader).remove_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
         assert!(!roles.contains_key(&4), "{roles:?}");
     } else {
-        assert_eq!(roles[&4], "learner", "{roles:?}");
+        assert_eq!(roles[&4], MemberRole::Learner, "{roles:?}");
         cluster.restart(4).await?;
         assert_status(&cluster.api(leader).promote_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&[1, 2, 3, 4], SETTLE).await?;
-        assert_eq!(roles[&4], "voter", "{roles:?}");
+        assert_eq!(roles[&4], MemberRole::Voter, "{roles:?}");
     }
     cluster.pass();
     Ok(())
@@ -1304,16 +1301,16 @@ async fn a_change_stuck_without_a_majority_of_its_new_voters_is_refused_with_wha
     cluster.restart(leader).await?;
     cluster.restart(4).await?;
     let roles = cluster.wait_same_membership(&all, SETTLE).await?;
-    println!("node 4 ends as a {}", roles[&4]);
+    println!("node 4 ends as a {:?}", roles[&4]);
     let leader = cluster.wait_leader(&all, SETTLE).await?;
-    if roles[&4] == "voter" {
+    if roles[&4] == MemberRole::Voter {
         assert_status(&cluster.api(leader).remove_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&voters, SETTLE).await?;
         assert!(!roles.contains_key(&4), "{roles:?}");
     } else {
         assert_status(&cluster.api(leader).promote_member(4).await?, 200);
         let roles = cluster.wait_same_membership(&all, SETTLE).await?;
-        assert_eq!(roles[&4], "voter", "{roles:?}");
+        assert_eq!(roles[&4], MemberRole::Voter, "{roles:?}");
     }
     for &via in &voters {
         let key = format!("stuck/via-{via}");

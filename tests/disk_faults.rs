@@ -280,8 +280,8 @@ async fn a_damaged_compiled_plugin_in_the_cache_is_compiled_again() -> Result<()
     );
     let status = node.status().await?;
     ensure!(
-        status["plugins"]["compiled"] == 1 && status["plugins"]["from_disk_cache"] == 0,
-        "the damaged artifact was not used but compiled again: {status}"
+        status.plugins.compiled == 1 && status.plugins.from_disk_cache == 0,
+        "the damaged artifact was not used but compiled again: {status:?}"
     );
     Ok(())
 }

@@ -55,7 +55,7 @@ async fn assert_survives_restart(node: &mut Node, key: &str) -> Result<()> {
 async fn a_txn_condition_nested_past_the_limit_is_refused_and_nothing_is_proposed() -> Result<()> {
     let mut node = start_note_node(&[]).await?;
     assert_status(&put_note(&node, "a", &json!({})).await?, 201);
-    let before = node.status().await?["revision"].clone();
+    let before = node.status().await?.revision;
     let body = json!({"conditions": [{"key": "a", "pointer": "", "equals": nested(120)}],
                       "ops": [{"op": "delete", "key": "b"}]});
     assert_error(
@@ -63,7 +63,7 @@ async fn a_txn_condition_nested_past_the_limit_is_refused_and_nothing_is_propose
         400,
         "json_too_deep",
     );
-    assert_eq!(node.status().await?["revision"], before);
+    assert_eq!(node.status().await?.revision, before);
     assert_survives_restart(&mut node, "a").await
 }
 
@@ -378,7 +378,7 @@ async fn a_membership_request_past_64_kib_is_refused() -> Result<()> {
 #[tokio::test]
 async fn list_history_and_watch_pages_are_bounded_in_bytes() -> Result<()> {
     let node = start_note_node(&["--max-page-bytes", "64KiB"]).await?;
-    let from = node.status().await?["revision"].as_u64().unwrap() + 1;
+    let from = node.status().await?.revision + 1;
     let blob = "x".repeat(20_000);
     for i in 0..10 {
         assert_status(

@@ -3,31 +3,31 @@
 mod harness;
 
 use anyhow::{Context as _, Result, ensure};
+use scarab_client::HistoryOptions;
+use scarab_client::types::{HistoryPage, PutConfig};
 use serde_json::{Value, json};
 
-use harness::{Api, Node, NodeOptions, Reply, WriteOpts, assert_status, plugin_wasm};
+use harness::{Api, Node, NodeOptions, WriteOpts, assert_status, plugin_wasm};
 
 async fn note_node() -> Result<Node> {
     harness::start_note_node(&[]).await
 }
 
 async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {
-    let reply = api.put_config(key, "note", 1, &value).await?;
-    ensure!(reply.status.is_success(), "{reply}");
-    Ok(reply.revision())
+    let written = api
+        .typed()
+        .put(key, &PutConfig::new("note", 1, value))
+        .await?;
+    Ok(written.revision)
 }
 
-async fn history(api: &Api, key: &str, query: &str) -> Result<Reply> {
-    api.get(&format!("/v1/configs/{key}/history{query}")).await
+/// One page of the key's history.
+async fn history(api: &Api, key: &str, opts: HistoryOptions) -> Result<HistoryPage> {
+    Ok(api.typed().history(key, &opts).await?.into_inner())
 }
 
-fn revisions(page: &Reply) -> Vec<u64> {
-    page.body["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["revision"].as_u64())
-        .collect()
+fn revisions(page: &HistoryPage) -> Vec<u64> {
+    page.items.iter().map(|i| i.meta.revision).collect()
 }
 
 #[tokio::test]
@@ -42,16 +42,15 @@ async fn every_revision_of_a_key_is_kept_newest_first_deletes_included() -> Resu
     // Another key's changes are not in this one's history.
     put(node.api(), "h/ab", json!({"n": 0})).await?;
 
-    let page = history(node.api(), "h/a", "").await?;
-    assert_status(&page, 200);
-    assert_eq!(revisions(&page), [r4, r3, r2, r1], "{page}");
-    let items = page.body["items"].as_array().context("items")?;
-    assert_eq!(items[0]["value"], json!({"n": 4}));
-    assert_eq!(items[1]["deleted"], true, "{page}");
-    assert_eq!(items[1]["value"], Value::Null);
-    assert_eq!(items[2]["value"], json!({"n": 2}));
-    assert_eq!(items[3]["key_version"], 1);
-    assert_eq!(page.body["compacted_through"], Value::Null);
+    let page = history(node.api(), "h/a", HistoryOptions::new()).await?;
+    assert_eq!(revisions(&page), [r4, r3, r2, r1], "{page:?}");
+    let items = &page.items;
+    assert_eq!(items[0].value, json!({"n": 4}));
+    assert!(items[1].deleted, "{page:?}");
+    assert_eq!(items[1].value, Value::Null);
+    assert_eq!(items[2].value, json!({"n": 2}));
+    assert_eq!(items[3].meta.key_version, 1);
+    assert_eq!(page.compacted_through, None);
     Ok(())
 }
 
@@ -63,15 +62,16 @@ async fn history_pages_go_back_with_next_before() -> Result<()> {
         written.push(put(node.api(), "h/p", json!({ "n": n })).await?);
     }
     written.reverse();
-    let first = history(node.api(), "h/p", "?limit=2").await?;
+    let pages = HistoryOptions::new().limit(2);
+    let first = history(node.api(), "h/p", pages.clone()).await?;
     assert_eq!(revisions(&first), written[..2]);
-    let before = first.body["next_before"].as_u64().context("next_before")?;
-    let second = history(node.api(), "h/p", &format!("?limit=2&before={before}")).await?;
+    let before = first.next_before.context("next_before")?;
+    let second = history(node.api(), "h/p", pages.clone().before(before)).await?;
     assert_eq!(revisions(&second), written[2..4]);
-    let before = second.body["next_before"].as_u64().context("next_before")?;
-    let last = history(node.api(), "h/p", &format!("?limit=2&before={before}")).await?;
+    let before = second.next_before.context("next_before")?;
+    let last = history(node.api(), "h/p", pages.before(before)).await?;
     assert_eq!(revisions(&last), written[4..]);
-    assert_eq!(last.body["next_before"], Value::Null);
+    assert_eq!(last.next_before, None);
     Ok(())
 }
 
@@ -117,9 +117,9 @@ async fn a_revision_dropped_by_retention_is_a_clear_error_naming_the_oldest_kept
     for n in 0..6 {
         revs.push(put(node.api(), "h/r", json!({ "n": n })).await?);
     }
-    let page = history(node.api(), "h/r", "").await?;
-    assert_eq!(revisions(&page), [revs[5], revs[4], revs[3]], "{page}");
-    assert_eq!(page.body["compacted_through"], revs[2]);
+    let page = history(node.api(), "h/r", HistoryOptions::new()).await?;
+    assert_eq!(revisions(&page), [revs[5], revs[4], revs[3]], "{page:?}");
+    assert_eq!(page.compacted_through, Some(revs[2]));
     let gone = node
         .get(&format!("/v1/configs/h/r?revision={}", revs[1]))
         .await?;
@@ -204,7 +204,7 @@ async fn a_rollback_writes_a_new_revision_with_the_old_value() -> Result<()> {
     assert_eq!(now.body["value"], json!({"n": 1}));
     assert_eq!(now.body["key_version"], 3);
     assert_eq!(
-        revisions(&history(node.api(), "h/b", "").await?),
+        revisions(&history(node.api(), "h/b", HistoryOptions::new()).await?),
         [r3, r2, r1]
     );
     Ok(())

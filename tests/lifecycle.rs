@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
+use scarab_client::types::Role;
+
 use harness::{
-    HTTP_SERVICE, KINDS, Node, NodeOptions, STORE, assert_status, free_port, plugin_wasm,
-    scarab_bin, schema_file, wait_until, workspace_root,
+    HTTP_SERVICE, KINDS, Node, NodeOptions, REQUEST_TIMEOUT, STORE, assert_status, free_port,
+    http_client, node_client, plugin_wasm, scarab_bin, schema_file, wait_until, workspace_root,
 };
 
 #[tokio::test]
@@ -28,8 +30,8 @@ async fn a_restart_loads_plugins_from_the_disk_cache_without_recompiling() -> Re
     assert_status(&node.register_kind(STORE).await?, 201);
     let before = node.status().await?;
     assert_eq!(
-        before["plugins"]["compiled"], 1,
-        "registration compiles: {before}"
+        before.plugins.compiled, 1,
+        "registration compiles: {before:?}"
     );
 
     node.stop().await?;
@@ -43,10 +45,10 @@ async fn a_restart_loads_plugins_from_the_disk_cache_without_recompiling() -> Re
     );
     let after = node.status().await?;
     assert_eq!(
-        after["plugins"]["compiled"], 0,
-        "nothing recompiled after restart: {after}"
+        after.plugins.compiled, 0,
+        "nothing recompiled after restart: {after:?}"
     );
-    assert_eq!(after["plugins"]["from_disk_cache"], 1, "{after}");
+    assert_eq!(after.plugins.from_disk_cache, 1, "{after:?}");
     Ok(())
 }
 
@@ -80,9 +82,9 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
         Duration::from_secs(20),
         "a snapshot and a purge",
         || async {
-            let s = node.status().await.unwrap_or(Value::Null);
-            s["snapshot_index"].as_u64().unwrap_or(0) >= 40
-                && s["purged_index"].as_u64().unwrap_or(0) > 0
+            node.status().await.is_ok_and(|s| {
+                s.snapshot_index.unwrap_or(0) >= 40 && s.purged_index.unwrap_or(0) > 0
+            })
         },
     )
     .await?;
@@ -92,10 +94,10 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
     let items = node.list_all(Some("n/"), Some(1000)).await?;
     assert_eq!(items.len(), 60);
     for (i, item) in items.iter().enumerate() {
-        assert_eq!(item["value"], json!({"i": i}));
+        assert_eq!(item.value, json!({"i": i}));
     }
     let s = node.status().await?;
-    assert_eq!(s["configs"], 60, "{s}");
+    assert_eq!(s.configs, 60, "{s:?}");
     assert_status(
         &node.put_config("n/after", "note", 1, &json!({})).await?,
         201,
@@ -132,39 +134,32 @@ async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<(
             .spawn()
             .context("spawn scarab dev")?,
     );
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/v1/schemas");
+    let client = node_client(
+        &http_client(),
+        &format!("http://127.0.0.1:{port}"),
+        REQUEST_TIMEOUT,
+    );
     wait_until(
         Duration::from_secs(30),
         "every example schema registered",
         || async {
-            let Ok(resp) = http.get(&url).send().await else {
+            let Ok(list) = client.schemas().await else {
                 return false;
             };
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            KINDS.iter().all(|k| {
-                body["schemas"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|e| e["name"] == k.schema))
-            })
+            KINDS
+                .iter()
+                .all(|k| list.schemas.iter().any(|s| s.name == k.schema))
         },
     )
     .await?;
     for kind in KINDS {
-        let v: Value = http
-            .get(format!(
-                "http://127.0.0.1:{port}/v1/schemas/{}/versions/1",
-                kind.schema
-            ))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let v = client.schema_version(kind.schema, 1).await?;
         assert!(
-            v["plugin_digest"]
-                .as_str()
+            v.plugin_digest
+                .as_deref()
                 .is_some_and(|d| d.starts_with("sha256:")),
-            "{v}"
+            "{:?}",
+            v.body
         );
     }
     Ok(())
@@ -297,11 +292,9 @@ async fn serve_reads_its_settings_from_a_toml_file() -> Result<()> {
     );
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    let client = node_client(&http_client(), &base, REQUEST_TIMEOUT);
     wait_until(Duration::from_secs(30), "the node to lead", || async {
-        match http.get(format!("{base}/v1/status")).send().await {
-            Ok(r) => r.json::<Value>().await.is_ok_and(|s| s["role"] == "leader"),
-            Err(_) => false,
-        }
+        client.status().await.is_ok_and(|s| s.role == Role::Leader)
     })
     .await?;
     let form = reqwest::multipart::Form::new().part(

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use futures::TryStreamExt as _;
+use scarab_client::types::{Migration, MigrationStatus};
+use scarab_client::{Client, ListOptions};
 use serde_json::{Value, json};
 
 use harness::cluster::{Cluster, ClusterOptions};
@@ -141,13 +144,12 @@ async fn start_migration(api: &Api, name: &str, target: u32, dry_run: bool) -> R
 }
 
 /// Polls a migration until it is done; returns its final record.
-async fn wait_migration_done(api: &Api, name: &str, id: u64) -> Result<Value> {
+async fn wait_migration_done(client: &Client, name: &str, id: u64) -> Result<Migration> {
     let deadline = std::time::Instant::now() + MIGRATION_TIMEOUT;
-    let path = format!("/v1/schemas/{name}/migrations/{id}");
     loop {
-        let last = match api.get(&path).await {
-            Ok(r) if r.status.is_success() && r.body["status"] == "done" => return Ok(r.body),
-            Ok(r) => r.to_string(),
+        let last = match client.migration(name, id).await {
+            Ok(m) if m.status == MigrationStatus::Done => return Ok(m.into_inner()),
+            Ok(m) => format!("{:?}", m.body),
             Err(e) => format!("{e:#}"),
         };
         ensure!(
@@ -569,9 +571,9 @@ async fn a_storage_migration_rewrites_every_config_and_reports_progress() -> Res
     assert_status(&started, 202);
     assert_eq!(started.body["total"], 150);
     let id = started.body["id"].as_u64().context("id")?;
-    let done = wait_migration_done(node.api(), "store", id).await?;
-    assert_eq!(done["done"], 150, "{done}");
-    assert_eq!(done["failed_count"], 0, "{done}");
+    let done = wait_migration_done(node.typed(), "store", id).await?;
+    assert_eq!(done.done, 150, "{done:?}");
+    assert_eq!(done.failed_count, 0, "{done:?}");
     for i in [0usize, 77, 149] {
         let c = node.get_config(&format!("bulk/s{i:04}")).await?;
         assert_eq!(c.body["schema_version"], 2, "{c}");
@@ -611,15 +613,15 @@ async fn a_concurrent_write_during_a_storage_migration_is_never_overwritten() ->
             last_written.insert(format!("bulk/{id}"), timeout);
         }
     }
-    let during = node
-        .get(&format!("/v1/schemas/store/migrations/{id}"))
-        .await?;
+    let during = node.typed().migration("store", id).await?;
     assert_eq!(
-        during.body["status"], "running",
-        "the writes raced the migration: {during}"
+        during.status,
+        MigrationStatus::Running,
+        "the writes raced the migration: {:?}",
+        during.body
     );
-    let done = wait_migration_done(node.api(), "store", id).await?;
-    assert_eq!(done["failed_count"], 0, "{done}");
+    let done = wait_migration_done(node.typed(), "store", id).await?;
+    assert_eq!(done.failed_count, 0, "{done:?}");
     for (key, timeout) in &last_written {
         // Converted after the client's last write, never from an older value.
         let c = node.get_config(key).await?;
@@ -679,41 +681,39 @@ async fn a_migration_resumes_to_completion_after_the_leader_is_killed() -> Resul
     let started = start_migration(&api, "store", 2, false).await?;
     assert_status(&started, 202);
     let id = started.body["id"].as_u64().context("id")?;
-    let path = format!("/v1/schemas/store/migrations/{id}");
     wait_until(
         Duration::from_secs(60),
         "the migration to make progress",
-        || {
-            let api = api.clone();
-            let path = path.clone();
-            async move {
-                api.get(&path)
-                    .await
-                    .is_ok_and(|r| r.body["done"].as_u64().unwrap_or(0) > 0)
-            }
+        || async {
+            api.typed()
+                .migration("store", id)
+                .await
+                .is_ok_and(|m| m.done > 0)
         },
     )
     .await?;
-    let before = api.get(&path).await?;
+    let before = api.typed().migration("store", id).await?;
     assert_eq!(
-        before.body["status"], "running",
-        "killed mid-migration: {before}"
+        before.status,
+        MigrationStatus::Running,
+        "killed mid-migration: {:?}",
+        before.body
     );
     cluster.kill(leader).await?;
     let others: Vec<_> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
-    let new_leader = cluster
+    cluster
         .wait_leader(&others, Duration::from_secs(30))
         .await?;
-    let api = cluster.api(new_leader);
-    let done = wait_migration_done(&api, "store", id).await?;
-    assert_eq!(done["failed_count"], 0, "{done}");
-    assert!(done["done"].as_u64() >= Some(600), "{done}");
-    let left = api.get("/v1/configs?prefix=bulk/&limit=1000").await?.body["items"]
-        .as_array()
-        .context("items")?
-        .iter()
-        .filter(|i| i["schema_version"] != 2)
-        .count();
+    // The migration is followed through the cluster: whichever node answers.
+    let client = cluster.client();
+    let done = wait_migration_done(&client, "store", id).await?;
+    assert_eq!(done.failed_count, 0, "{done:?}");
+    assert!(done.done >= 600, "{done:?}");
+    let items: Vec<_> = client
+        .list(ListOptions::prefix("bulk/").limit(1000))
+        .try_collect()
+        .await?;
+    let left = items.iter().filter(|i| i.meta.schema_version != 2).count();
     assert_eq!(left, 0, "every config is at version 2");
     cluster.restart(leader).await?;
     cluster

@@ -9,6 +9,12 @@
 //! linearizability per key by stateright's checker, no acknowledged write lost, one revision
 //! per value, and every node holding the same configs as the leader.
 //!
+//! Every request goes through the typed client (`scarab-client`) of the one node it was sent
+//! to: one endpoint, one attempt, so that no failover or retry hides what that node did.
+//! `perform` turns its errors into the outcomes the checker needs: a connection that could
+//! not be made, or `no_leader`, certainly did not apply; an answer lost after sending, or any
+//! other 5xx (`timeout`, `leader_unreachable`, and `not_ready` too), may have.
+//!
 //! Watchers follow `GET /v1/watch` through the faults (long polls through random nodes,
 //! resuming from their last revision on any error). Their streams are checked too: strictly
 //! increasing revisions (nothing twice, nothing out of order), the same stream for every
@@ -49,10 +55,14 @@ use harness::cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 use harness::history::{self, History, Op, Outcome, Record, Ret};
 use harness::nemesis::{self, Applied, Schedule};
 use harness::proxy::NodeId;
-use harness::{Api, STORE, STORE_V2};
+use harness::{Api, STORE, STORE_V2, node_client};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-use reqwest::StatusCode;
+use scarab_client::types::{
+    ChangeKind, ConfigEntry, Consistency, ErrorCode, HistoryPage, Migration, MigrationStatus,
+    PutConfig,
+};
+use scarab_client::{Client, Error, HistoryOptions, Read, ReadOptions, WatchOptions, WriteOptions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -371,9 +381,7 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
     let mut watched = 0;
     if converged.is_ok() {
         let leader = cluster.api(cluster.wait_leader(&ids, FORM_TIMEOUT).await?);
-        let last = leader.status().await?["revision"]
-            .as_u64()
-            .context("revision")?;
+        let last = leader.status().await?.revision;
         watch_until.send_replace(Some(last));
         let mut streams = Vec::new();
         for (i, w) in watchers.into_iter().enumerate() {
@@ -445,11 +453,12 @@ async fn final_reads(
     let mut anomalies = Vec::new();
     let leader = cluster.wait_leader(ids, FORM_TIMEOUT).await?;
     let http = http_client()?;
-    let api = cluster.api(leader);
+    let client = |id: NodeId| node_client(&http, cluster.api(id).base_url(), CLIENT_TIMEOUT);
+    let through_leader = client(leader);
     let mut expected: BTreeMap<String, Option<(u64, u64)>> = BTreeMap::new();
     for key in keys {
         let inv = history.invoke();
-        let outcome = perform(&http, &api, key, Op::Read, None, None).await;
+        let outcome = perform(&through_leader, key, Op::Read, None, None).await;
         let record = history.complete(
             inv,
             FINAL_PROCESS,
@@ -471,18 +480,11 @@ async fn final_reads(
     }
     for &id in ids {
         let node = cluster.api(id);
+        let local = client(id);
         for (key, want) in &expected {
-            let url = node.url(&format!("/v1/configs/{key}?consistency=stale"));
-            let got = match http.get(url).send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body: Value = resp.json().await.unwrap_or(Value::Null);
-                    match status {
-                        StatusCode::OK => value_of(&body).zip(body["revision"].as_u64()),
-                        StatusCode::NOT_FOUND => None,
-                        s => bail!("stale read of {key} on node {id}: HTTP {s} {body}"),
-                    }
-                }
+            let got = match local.get_with(key, &ReadOptions::new().stale()).await {
+                Ok(entry) => value_of(&entry.value).zip(Some(entry.meta.revision)),
+                Err(e) if e.api().is_some_and(|e| e.status == 404) => None,
                 Err(e) => bail!("stale read of {key} on node {id}: {e}"),
             };
             if got != *want {
@@ -495,13 +497,8 @@ async fn final_reads(
         let listed: BTreeMap<String, u64> = node
             .list_all(Some("nemesis/"), Some(1000))
             .await?
-            .iter()
-            .map(|i| {
-                (
-                    i["key"].as_str().unwrap_or_default().to_string(),
-                    i["revision"].as_u64().unwrap_or(0),
-                )
-            })
+            .into_iter()
+            .map(|i| (i.meta.key, i.meta.revision))
             .collect();
         let want: BTreeMap<String, u64> = expected
             .iter()
@@ -530,6 +527,18 @@ fn http_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// A typed client of each node alone (one attempt per call, no failover: the history records
+/// the node each operation went to), over `http`, each attempt within `timeout`.
+fn node_clients(
+    apis: &[(NodeId, Api)],
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Vec<(NodeId, Client)> {
+    apis.iter()
+        .map(|(id, api)| (*id, node_client(http, api.base_url(), timeout)))
+        .collect()
+}
+
 /// What every client of a run shares.
 #[derive(Clone)]
 struct ClientCtx {
@@ -555,6 +564,7 @@ async fn client(i: usize, ctx: ClientCtx) {
         migrating,
     } = ctx;
     let http = http_client().expect("an HTTP client");
+    let nodes = node_clients(&apis, &http, CLIENT_TIMEOUT);
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(7919 * (i as u64 + 1)));
     let mut process = i as u64;
     let mut counter = 0u64;
@@ -563,7 +573,7 @@ async fn client(i: usize, ctx: ClientCtx) {
     while !stop.is_cancelled() {
         let epoch = start.elapsed().as_secs() / EPOCH.as_secs();
         let key = format!("nemesis/e{epoch}/k{}", rng.random_range(0..KEYS));
-        let (node, api) = &apis[rng.random_range(0..apis.len())];
+        let (node, client) = &nodes[rng.random_range(0..nodes.len())];
         let roll = rng.random_range(0..100);
         let think = Duration::from_millis(rng.random_range(0..5));
         counter += 1;
@@ -589,7 +599,7 @@ async fn client(i: usize, ctx: ClientCtx) {
             None
         };
         let inv = history.invoke();
-        let outcome = perform(&http, api, &key, op, last.map(|l| l.1), read_at).await;
+        let outcome = perform(client, &key, op, last.map(|l| l.1), read_at).await;
         let unknown = matches!(outcome, Outcome::Info { .. });
         let failed = matches!(outcome, Outcome::Fail { .. });
         let record = history.complete(inv, process, i, *node, &key, op, outcome);
@@ -649,47 +659,38 @@ async fn watcher(
         .connect_timeout(Duration::from_secs(1))
         .build()
         .map_err(|e| e.to_string())?;
+    // A long poll of 1 s, 5 s at most in all.
+    let wait = Duration::from_secs(1);
+    let nodes = node_clients(&apis, &http, Duration::from_secs(5) - wait);
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(104_729 * (i as u64 + 1)));
     let mut stream = Vec::new();
     let mut next = 1u64;
-    let mut node = rng.random_range(0..apis.len());
+    let mut node = rng.random_range(0..nodes.len());
     loop {
         if until.borrow().is_some_and(|last| next > last) {
             return Ok(stream);
         }
-        let api = &apis[node].1;
-        let url = api.url(&format!(
-            "/v1/watch?prefix=nemesis/&from_revision={next}&wait=1s"
-        ));
-        let answer = match http.get(url).send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                resp.json::<Value>().await.map(|body| (status, body))
-            }
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok((StatusCode::OK, body)) => {
-                for change in body["changes"].as_array().into_iter().flatten() {
-                    for e in change["events"].as_array().into_iter().flatten() {
+        let opts = WatchOptions::prefix("nemesis/").from_revision(next);
+        match nodes[node].1.watch_poll(&opts, wait, None).await {
+            Ok(poll) => {
+                for change in &poll.changes {
+                    for e in &change.events {
                         stream.push(Watched {
-                            revision: e["revision"].as_u64().unwrap_or(0),
-                            key: e["key"].as_str().unwrap_or("").to_string(),
-                            deleted: e["type"] == "delete",
-                            value: value_of(e),
+                            revision: e.meta.revision,
+                            key: e.meta.key.clone(),
+                            deleted: e.kind == ChangeKind::Delete,
+                            value: value_of(&e.value),
                         });
                     }
                 }
-                next = body["next_from_revision"].as_u64().unwrap_or(next);
+                next = poll.next_from_revision;
             }
-            Ok((StatusCode::GONE, body)) => {
-                return Err(format!(
-                    "the watch from {next} fell behind retention: {body}"
-                ));
+            Err(Error::Api(e)) if e.status == 410 => {
+                return Err(format!("the watch from {next} fell behind retention: {e}"));
             }
             // Faults: no leader, a paused or killed node, a cut link. Elsewhere, then.
-            Ok(_) | Err(_) => {
-                node = rng.random_range(0..apis.len());
+            Err(_) => {
+                node = rng.random_range(0..nodes.len());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -766,19 +767,17 @@ async fn check_watches(
     }
     // Each key's revisions are exactly those of its replicated history.
     for key in keys {
-        let reply = leader
-            .get(&format!("/v1/configs/{key}/history?limit=1000"))
-            .await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            continue;
-        }
-        let kept: BTreeSet<u64> = reply.body["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["revision"].as_u64())
-            .collect();
-        let floor = reply.body["compacted_through"].as_u64().unwrap_or(0);
+        let page: HistoryPage = match leader
+            .typed()
+            .history(key, &HistoryOptions::new().limit(1000))
+            .await
+        {
+            Ok(page) => page.into_inner(),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e).with_context(|| format!("the history of {key}")),
+        };
+        let kept: BTreeSet<u64> = page.items.iter().map(|i| i.meta.revision).collect();
+        let floor = page.compacted_through.unwrap_or(0);
         let watched: BTreeSet<u64> = stream
             .iter()
             .filter(|w| w.key == *key && w.revision > floor)
@@ -797,7 +796,7 @@ async fn check_watches(
 /// running when the run stopped.
 #[derive(Default)]
 struct Migrations {
-    finished: Vec<Value>,
+    finished: Vec<Migration>,
     pending: Option<u64>,
 }
 
@@ -808,32 +807,25 @@ async fn migrator(apis: Arc<Vec<(NodeId, Api)>>, stop: CancellationToken) -> Mig
     let mut seen = Migrations::default();
     let mut target = 2;
     let mut turn = 0usize;
-    let mut next_api = || {
+    let mut next_node = || {
         turn += 1;
-        apis[turn % apis.len()].1.clone()
+        apis[turn % apis.len()].1.typed().clone()
     };
     while !stop.is_cancelled() {
-        let api = next_api();
-        let started = api
-            .post_json(
-                "/v1/schemas/store/migrations",
-                &json!({"target_version": target}),
-            )
-            .await;
-        let id = match started {
-            Ok(r) if r.status == StatusCode::ACCEPTED => r.body["id"].as_u64(),
+        let node = next_node();
+        let id = match node.start_migration("store", target).await {
+            Ok(started) => Some(started.id),
             // Started by an earlier attempt whose answer was lost: follow the running one.
-            Ok(r) if r.error_code() == Some("migration_running") => {
-                let list = api.get("/v1/schemas/store/migrations").await;
+            Err(e) if e.code() == Some(&ErrorCode::MigrationRunning) => {
+                let list = node.migrations("store").await;
                 list.ok().and_then(|l| {
-                    l.body["migrations"]
-                        .as_array()?
+                    l.migrations
                         .iter()
-                        .find(|m| m["status"] == "running")?["id"]
-                        .as_u64()
+                        .find(|m| m.status == MigrationStatus::Running)
+                        .map(|m| m.id)
                 })
             }
-            _ => None,
+            Err(_) => None,
         };
         let Some(id) = id else {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -841,11 +833,11 @@ async fn migrator(apis: Arc<Vec<(NodeId, Api)>>, stop: CancellationToken) -> Mig
         };
         seen.pending = Some(id);
         while !stop.is_cancelled() {
-            let path = format!("/v1/schemas/store/migrations/{id}?consistency=stale");
-            if let Ok(r) = next_api().get(&path).await
-                && r.body["status"] == "done"
+            let node = next_node().with_consistency(Consistency::Stale);
+            if let Ok(m) = node.migration("store", id).await
+                && m.status == MigrationStatus::Done
             {
-                seen.finished.push(r.body);
+                seen.finished.push(m.into_inner());
                 seen.pending = None;
                 target = if target == 2 { 1 } else { 2 };
                 break;
@@ -861,15 +853,18 @@ async fn migrator(apis: Arc<Vec<(NodeId, Api)>>, stop: CancellationToken) -> Mig
 /// and the anomalies.
 async fn finish_migrations(leader: &Api, seen: &Migrations) -> (usize, Vec<String>) {
     let mut anomalies = Vec::new();
-    let mut finished: Vec<Value> = seen.finished.clone();
+    let mut finished: Vec<Migration> = seen.finished.clone();
+    let client = leader.typed();
     let wait_done = |id: u64| async move {
         let deadline = Instant::now() + FORM_TIMEOUT;
-        let path = format!("/v1/schemas/store/migrations/{id}");
         loop {
-            match leader.get(&path).await {
-                Ok(r) if r.body["status"] == "done" => return Ok(r.body),
-                Ok(r) if Instant::now() >= deadline => {
-                    return Err(format!("migration {id} not done after the faults: {r}"));
+            match client.migration("store", id).await {
+                Ok(m) if m.status == MigrationStatus::Done => return Ok(m.into_inner()),
+                Ok(m) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "migration {id} not done after the faults: {:?}",
+                        m.body
+                    ));
                 }
                 Err(e) if Instant::now() >= deadline => {
                     return Err(format!("migration {id}: {e:#}"));
@@ -885,43 +880,33 @@ async fn finish_migrations(leader: &Api, seen: &Migrations) -> (usize, Vec<Strin
         }
     }
     // Whatever else is running (started by a request whose answer was lost) ends too.
-    if let Ok(list) = leader.get("/v1/schemas/store/migrations").await {
-        for m in list.body["migrations"].as_array().into_iter().flatten() {
-            if m["status"] == "running"
-                && let Some(id) = m["id"].as_u64()
-                && let Err(e) = wait_done(id).await
+    if let Ok(list) = client.migrations("store").await {
+        for m in &list.migrations {
+            if m.status == MigrationStatus::Running
+                && let Err(e) = wait_done(m.id).await
             {
                 anomalies.push(e);
             }
         }
     }
-    match leader
-        .post_json(
-            "/v1/schemas/store/migrations",
-            &json!({"target_version": 2}),
-        )
-        .await
-    {
-        Ok(r) if r.status == StatusCode::ACCEPTED => match r.body["id"].as_u64() {
-            Some(id) => match wait_done(id).await {
-                Ok(m) => finished.push(m),
-                Err(e) => anomalies.push(e),
-            },
-            None => anomalies.push(format!("the final migration has no id: {r}")),
+    match client.start_migration("store", 2).await {
+        Ok(started) => match wait_done(started.id).await {
+            Ok(m) => finished.push(m),
+            Err(e) => anomalies.push(e),
         },
-        other => anomalies.push(format!("the final migration did not start: {other:?}")),
+        Err(e) => anomalies.push(format!("the final migration did not start: {e}")),
     }
     for m in &finished {
-        if m["failed_count"] != 0 {
-            anomalies.push(format!("migration {} had failures: {m}", m["id"]));
+        if m.failed_count != 0 {
+            anomalies.push(format!("migration {} had failures: {m:?}", m.id));
         }
     }
     match leader.list_all(Some("nemesis/"), None).await {
         Ok(items) => {
-            for item in items.iter().filter(|i| i["schema_version"] != 2) {
+            for item in items.iter().filter(|i| i.meta.schema_version != 2) {
                 anomalies.push(format!(
                     "{} is at version {} after the final migration to v2",
-                    item["key"], item["schema_version"]
+                    item.meta.key, item.meta.schema_version
                 ));
             }
         }
@@ -931,8 +916,8 @@ async fn finish_migrations(leader: &Api, seen: &Migrations) -> (usize, Vec<Strin
 }
 
 /// The `data_dir` of a `store` config ends with the value: `/var/lib/scarab/nemesis/v<value>`.
-fn value_of(body: &Value) -> Option<u64> {
-    body["value"]["data_dir"]
+fn value_of(value: &Value) -> Option<u64> {
+    value["data_dir"]
         .as_str()?
         .rsplit_once("/v")?
         .1
@@ -940,118 +925,143 @@ fn value_of(body: &Value) -> Option<u64> {
         .ok()
 }
 
-fn document(key: &str, value: u64) -> Value {
+fn document(key: &str, value: u64) -> PutConfig {
     let store_id = key.rsplit('/').next().unwrap_or(key);
-    json!({
-        "schema": "store",
-        "schema_version": 1,
-        "value": {
+    PutConfig::new(
+        "store",
+        1,
+        json!({
             "store_id": store_id,
             "data_dir": format!("/var/lib/scarab/nemesis/v{value}"),
             "timeout_ms": 5000,
             "auto_start": true,
             "priority": "normal",
             "resource_limits": {"max_memory_mb": 512, "max_connections": 2000}
-        }
-    })
+        }),
+    )
 }
 
-/// Sends `op` and classifies the answer (see `harness::history` for ok, fail and info).
+/// Sends `op` through `client` (one node, one attempt) and classifies the answer (see
+/// `harness::history` for ok, fail and info).
 async fn perform(
-    http: &reqwest::Client,
-    api: &Api,
+    client: &Client,
     key: &str,
     op: Op,
     last_revision: Option<u64>,
     read_at: Option<u32>,
 ) -> Outcome {
-    let url = api.url(&format!("/v1/configs/{key}"));
-    let request = match op {
-        Op::Read => match read_at {
-            Some(v) => http.get(format!("{url}?schema_version={v}")),
-            None => http.get(url),
+    let written = match op {
+        Op::Read => {
+            let opts = ReadOptions {
+                schema_version: read_at,
+                ..ReadOptions::new()
+            };
+            return read_outcome(client.get_with(key, &opts).await);
+        }
+        Op::Delete => client.delete(key).await.map(|d| d.revision),
+        Op::Write { value } => client
+            .put(key, &document(key, value))
+            .await
+            .map(|w| w.revision),
+        Op::Cas { value, .. } => {
+            let opts = WriteOptions::new().if_match(last_revision.expect("a CAS has a revision"));
+            client
+                .put_with(key, &document(key, value), &opts)
+                .await
+                .map(|w| w.revision)
+        }
+        Op::Create { value } => {
+            let opts = WriteOptions::new().if_none_match_any();
+            client
+                .put_with(key, &document(key, value), &opts)
+                .await
+                .map(|w| w.revision)
+        }
+    };
+    match written {
+        Ok(revision) => Outcome::Ok {
+            ret: Ret::Done,
+            revision: Some(revision),
         },
-        Op::Delete => http.delete(url),
-        Op::Write { value } => http.put(url).json(&document(key, value)),
-        Op::Cas { value, .. } => http
-            .put(url)
-            .header(
-                "if-match",
-                format!("\"{}\"", last_revision.expect("a CAS has a revision")),
-            )
-            .json(&document(key, value)),
-        Op::Create { value } => http
-            .put(url)
-            .header("if-none-match", "*")
-            .json(&document(key, value)),
-    };
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => {
-            return Outcome::Fail {
-                why: format!("not connected: {e}"),
-            };
-        }
-        Err(e) if op == Op::Read => return Outcome::Fail { why: e.to_string() },
-        Err(e) => {
-            return Outcome::Info {
-                why: format!("{e:?}").chars().take(300).collect(),
-            };
-        }
-    };
-    let status = response.status();
-    let body: Value = match response.json().await {
-        Ok(b) => b,
-        Err(e) if op == Op::Read => return Outcome::Fail { why: e.to_string() },
-        Err(e) => {
-            return Outcome::Info {
-                why: format!("HTTP {status}, body unreadable: {e}"),
-            };
-        }
-    };
-    let revision = body["revision"].as_u64();
-    match (op, status) {
-        (Op::Read, StatusCode::OK) => match value_of(&body) {
+        Err(e) => change_failed(key, op, e),
+    }
+}
+
+/// A read: its value, absent (404), or a failure, whatever went wrong (reads change nothing).
+fn read_outcome(read: Result<Read<ConfigEntry>, Error>) -> Outcome {
+    match read {
+        Ok(entry) => match value_of(&entry.value) {
             Some(v) => Outcome::Ok {
                 ret: Ret::Read { value: Some(v) },
-                revision,
+                revision: Some(entry.meta.revision),
             },
             None => Outcome::Fail {
-                why: format!("a value without a readable data_dir: {body}"),
+                why: format!("a value without a readable data_dir: {:?}", entry.value),
             },
         },
-        (Op::Read, StatusCode::NOT_FOUND) => Outcome::Ok {
+        Err(Error::Api(e)) if e.status == 404 => Outcome::Ok {
             ret: Ret::Read { value: None },
             revision: None,
         },
-        (Op::Read, s) => Outcome::Fail {
-            why: format!("HTTP {s} {body}"),
+        Err(
+            e @ Error::Transport {
+                maybe_sent: false, ..
+            },
+        ) => Outcome::Fail {
+            why: format!("not connected: {e}"),
         },
-        (_, s) if s.is_success() => Outcome::Ok {
-            ret: Ret::Done,
-            revision,
+        Err(e) => Outcome::Fail { why: e.to_string() },
+    }
+}
+
+/// A change that failed: refused by its condition, certainly not applied, or unknown.
+fn change_failed(key: &str, op: Op, e: Error) -> Outcome {
+    match &e {
+        // Nothing left: the connection could not be made.
+        Error::Transport {
+            maybe_sent: false, ..
+        } => Outcome::Fail {
+            why: format!("not connected: {e}"),
         },
-        (Op::Cas { .. } | Op::Create { .. }, StatusCode::PRECONDITION_FAILED)
-        | (Op::Delete, StatusCode::NOT_FOUND) => Outcome::Ok {
-            ret: Ret::Refused,
-            revision: None,
+        // It may have reached the server: a timeout, a reset after sending.
+        Error::Transport { .. } => Outcome::Info {
+            why: format!("{e:?}").chars().take(300).collect(),
         },
-        // The server's contract: `no_leader` means no leader took the write (every attempt was
-        // refused as "not the leader" or never connected), so it certainly did not happen.
-        (_, StatusCode::SERVICE_UNAVAILABLE) if body["error"]["code"] == "no_leader" => {
-            Outcome::Fail {
-                why: format!("HTTP 503 {}", body["error"]["code"]),
+        Error::Api(api) => match (op, api.status) {
+            (Op::Cas { .. } | Op::Create { .. }, 412) | (Op::Delete, 404) => Outcome::Ok {
+                ret: Ret::Refused,
+                revision: None,
+            },
+            // The server's contract: `no_leader` means no leader took the write (every attempt
+            // was refused as "not the leader" or never connected), so it certainly did not
+            // happen. Every other 5xx (`timeout`, `leader_unreachable`, but also `not_ready`,
+            // which a proposal that failed on the leader answers) may have been applied.
+            (_, 503) if api.code == ErrorCode::NoLeader => Outcome::Fail {
+                why: format!("HTTP 503 {}", api.code),
+            },
+            (_, s) if (500..600).contains(&s) => Outcome::Info {
+                why: format!("HTTP {s} {}", api.code),
+            },
+            // Any other 4xx is a bug of this test or of the server: it did not happen, but say so.
+            (_, s) => {
+                eprintln!("nemesis: unexpected HTTP {s} for {op:?} on {key}: {api}");
+                Outcome::Fail {
+                    why: format!("HTTP {s} {api}"),
+                }
+            }
+        },
+        // An answer that is not the API's (a body that does not decode): what happened is
+        // unknown, and the wire types and the server disagree: say so.
+        Error::Decode { .. } => {
+            eprintln!("nemesis: undecodable answer for {op:?} on {key}: {e}");
+            Outcome::Info {
+                why: format!("{e}").chars().take(300).collect(),
             }
         }
-        (_, s) if s.is_server_error() => Outcome::Info {
-            why: format!("HTTP {s} {}", body["error"]["code"]),
-        },
-        // Any other 4xx is a bug of this test or of the server: it did not happen, but say so.
-        (_, s) => {
-            eprintln!("nemesis: unexpected HTTP {s} for {op:?} on {key}: {body}");
-            Outcome::Fail {
-                why: format!("HTTP {s} {body}"),
-            }
+        // Refused by the client before sending: nothing happened, and it is a bug of this test.
+        _ => {
+            eprintln!("nemesis: {op:?} on {key} not sent: {e}");
+            Outcome::Fail { why: e.to_string() }
         }
     }
 }

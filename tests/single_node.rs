@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use scarab_client::types::{ConfigEntry, Role};
 use serde_json::{Value, json};
 
 use harness::{
@@ -58,7 +59,12 @@ async fn put_note(node: &Node, key: &str, value: Value) -> Result<harness::Reply
     node.put_config(key, NOTE, 1, &value).await
 }
 
-/// The keys of list items, in order.
+/// The keys of listed configs, in order.
+fn keys(items: &[ConfigEntry]) -> Vec<&str> {
+    items.iter().map(|item| item.meta.key.as_str()).collect()
+}
+
+/// The keys of the items of a list page, in order.
 fn keys_of(items: &[Value]) -> Vec<String> {
     items
         .iter()
@@ -77,7 +83,7 @@ async fn assert_no_configs(node: &Node) -> Result<()> {
     assert!(
         items.is_empty(),
         "expected no configs, found {:?}",
-        keys_of(&items)
+        keys(&items)
     );
     Ok(())
 }
@@ -463,7 +469,7 @@ async fn list_by_prefix_pages_through_exactly_its_keys_in_byte_order() -> Result
     assert_eq!(pages, expected_pages);
 
     let tenants = node.list_all(Some("tenants/"), None).await?;
-    assert_eq!(keys_of(&tenants), ["tenants/a", "tenants/b"]);
+    assert_eq!(keys(&tenants), ["tenants/a", "tenants/b"]);
     Ok(())
 }
 
@@ -490,7 +496,7 @@ async fn delete_removes_the_key_from_reads_and_lists() -> Result<()> {
 
     assert_error(&node.get_config("del/gone").await?, 404, "not_found");
     let listed = node.list_all(Some("del/"), None).await?;
-    assert_eq!(keys_of(&listed), ["del/kept"]);
+    assert_eq!(keys(&listed), ["del/kept"]);
     Ok(())
 }
 
@@ -578,7 +584,7 @@ async fn identical_schema_reregistration_is_a_no_op() -> Result<()> {
         again.body, first.body,
         "re-registration changed the registration"
     );
-    assert_eq!(node.status().await?["revision"], first.body["revision"]);
+    assert_eq!(node.status().await?.revision, first.revision());
     Ok(())
 }
 
@@ -797,18 +803,15 @@ async fn restart_after_sigterm_keeps_configs_schemas_and_revisions() -> Result<(
         node.get("/v1/schemas/note").await?.body,
     );
     let status_before = node.status().await?;
-    let revision_before = status_before["revision"]
-        .as_u64()
-        .context("status revision")?;
+    let revision_before = status_before.revision;
 
     node.stop().await?;
     node.restart().await?;
 
     assert_eq!(node.list_all(None, None).await?, configs_before);
     for item in &configs_before {
-        let key = item["key"].as_str().context("key")?;
-        let read = node.get_config(key).await?;
-        assert_status(&read, 200);
+        let key = &item.meta.key;
+        let read = node.typed().get(key).await?;
         assert_eq!(&read.body, item, "{key} changed across the restart");
     }
     assert_error(&node.get_config("keep/7").await?, 404, "not_found");
@@ -818,8 +821,8 @@ async fn restart_after_sigterm_keeps_configs_schemas_and_revisions() -> Result<(
     );
     assert_eq!(schemas_after, schemas_before);
     let status_after = node.status().await?;
-    assert_eq!(status_after["revision"], json!(revision_before));
-    assert_eq!(status_after["configs"], status_before["configs"]);
+    assert_eq!(status_after.revision, revision_before);
+    assert_eq!(status_after.configs, status_before.configs);
 
     // The revision keeps growing, and the plugin still validates.
     let next = put_note(&node, "keep/new", json!({})).await?;
@@ -967,13 +970,13 @@ async fn misbehaving_plugin_fails_only_its_own_request(mode: &str) -> Result<()>
         "mode {mode}: {message}"
     );
     assert_eq!(
-        status["plugins"]["misbehaving"],
+        status.plugins.misbehaving,
         if quarantined {
-            json!([digest])
+            vec![digest.clone()]
         } else {
-            json!([])
+            vec![]
         },
-        "mode {mode}: {status}"
+        "mode {mode}: {status:?}"
     );
 
     assert_status(&node.health().await?, 200);
@@ -1110,7 +1113,7 @@ async fn value_over_max_value_bytes_is_payload_too_large() -> Result<()> {
     let big = put_note(&node, "size/big", json!({"blob": "x".repeat(2048)})).await?;
     assert_error(&big, 413, "payload_too_large");
     assert_error(&node.get_config("size/big").await?, 404, "not_found");
-    assert_eq!(keys_of(&node.list_all(None, None).await?), ["size/small"]);
+    assert_eq!(keys(&node.list_all(None, None).await?), ["size/small"]);
     Ok(())
 }
 
@@ -1192,20 +1195,18 @@ async fn status_describes_a_coherent_single_node_leader() -> Result<()> {
     assert_status(&last, 201);
 
     let status = node.status().await?;
-    let field = |name: &str| -> Result<u64> {
-        status[name]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no numeric {name} in {status}"))
-    };
-    assert_eq!(status["node_id"], json!(1), "{status}");
-    assert_eq!(status["role"], json!("leader"), "{status}");
-    assert_eq!(status["leader"], json!(1), "{status}");
-    assert!(field("term")? >= 1, "{status}");
-    let (log, applied) = (field("last_log_index")?, field("last_applied_index")?);
-    assert!((1..=log).contains(&applied), "{status}");
-    assert_eq!(field("revision")?, last.revision(), "{status}");
-    assert_eq!(field("configs")?, 2, "{status}");
-    assert_eq!(field("schemas")?, 1, "{status}");
+    assert_eq!(status.node_id, 1, "{status:?}");
+    assert_eq!(status.role, Role::Leader, "{status:?}");
+    assert_eq!(status.leader, Some(1), "{status:?}");
+    assert!(status.term >= 1, "{status:?}");
+    let (log, applied) = (
+        status.last_log_index.context("no last_log_index")?,
+        status.last_applied_index.context("no last_applied_index")?,
+    );
+    assert!((1..=log).contains(&applied), "{status:?}");
+    assert_eq!(status.revision, last.revision(), "{status:?}");
+    assert_eq!(status.configs, 2, "{status:?}");
+    assert_eq!(status.schemas, 1, "{status:?}");
 
     let health = node.health().await?;
     assert_status(&health, 200);

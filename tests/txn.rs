@@ -5,9 +5,11 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Context as _, Result};
+use futures::TryStreamExt as _;
+use scarab_client::HistoryOptions;
+use scarab_client::types::{Condition, PutConfig, TxnOp, TxnRequest};
 use serde_json::{Value, json};
 
 use harness::{Api, Node, NodeOptions, Reply, assert_error, assert_status};
@@ -38,11 +40,8 @@ fn put_op(key: &str, n: i64) -> Value {
 }
 
 async fn put(api: &Api, key: &str, n: i64) -> Result<u64> {
-    let reply = api
-        .put_config(key, NOTE_SCHEMA, 1, &json!({ "n": n }))
-        .await?;
-    ensure!(reply.status.is_success(), "{reply}");
-    Ok(reply.revision())
+    let put = PutConfig::new(NOTE_SCHEMA, 1, json!({ "n": n }));
+    Ok(api.typed().put(key, &put).await?.revision)
 }
 
 #[tokio::test]
@@ -69,7 +68,7 @@ async fn a_transaction_applies_every_put_and_delete_at_one_revision() -> Result<
         json!({"n": 1})
     );
     assert_error(&api.get_config("t/old").await?, 404, "not_found");
-    assert_eq!(node.status().await?["revision"], revision);
+    assert_eq!(node.status().await?.revision, revision);
     Ok(())
 }
 
@@ -79,7 +78,7 @@ async fn a_transaction_whose_condition_fails_changes_nothing_and_names_the_condi
     let node = note_node(&[]).await?;
     let api = node.api();
     put(api, "t/a", 5).await?;
-    let before = node.status().await?["revision"].clone();
+    let before = node.status().await?.revision;
     let reply = txn(
         api,
         json!({
@@ -99,7 +98,7 @@ async fn a_transaction_whose_condition_fails_changes_nothing_and_names_the_condi
     assert_eq!(failed[0]["index"], 1);
     assert_eq!(api.get_config("t/a").await?.body["value"], json!({"n": 5}));
     assert_error(&api.get_config("t/b").await?, 404, "not_found");
-    assert_eq!(node.status().await?["revision"], before);
+    assert_eq!(node.status().await?.revision, before);
     Ok(())
 }
 
@@ -147,36 +146,38 @@ async fn malformed_and_oversized_transactions_are_refused() -> Result<()> {
 #[tokio::test]
 async fn transactions_are_atomic_under_concurrent_writers() -> Result<()> {
     let node = note_node(&[]).await?;
-    let api = Arc::new(node.api().clone());
-    put(&api, "acct/a", 1000).await?;
-    put(&api, "acct/b", 0).await?;
+    let client = node.typed().clone();
+    put(node.api(), "acct/a", 1000).await?;
+    put(node.api(), "acct/b", 0).await?;
+    let n = |value: &Value| value["n"].as_i64().context("n");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let api = api.clone();
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             let mut refused = 0;
             while done < 10 {
-                let a = api.get_config("acct/a").await?;
-                let b = api.get_config("acct/b").await?;
-                let (ra, rb) = (a.revision(), b.revision());
-                let (na, nb) = (
-                    a.body["value"]["n"].as_i64().context("a")?,
-                    b.body["value"]["n"].as_i64().context("b")?,
-                );
-                let reply = txn(
-                    &api,
-                    json!({
-                        "conditions": [{"key": "acct/a", "revision": ra},
-                                       {"key": "acct/b", "revision": rb}],
-                        "ops": [put_op("acct/a", na - 1), put_op("acct/b", nb + 1)]
-                    }),
-                )
-                .await?;
-                match reply.status.as_u16() {
-                    200 => done += 1,
-                    412 => refused += 1,
-                    _ => anyhow::bail!("unexpected {reply}"),
+                let a = client.get("acct/a").await?;
+                let b = client.get("acct/b").await?;
+                let transfer = TxnRequest::new()
+                    .when(Condition::revision("acct/a", a.meta.revision))
+                    .when(Condition::revision("acct/b", b.meta.revision))
+                    .op(TxnOp::put(
+                        "acct/a",
+                        NOTE_SCHEMA,
+                        1,
+                        json!({"n": n(&a.value)? - 1}),
+                    ))
+                    .op(TxnOp::put(
+                        "acct/b",
+                        NOTE_SCHEMA,
+                        1,
+                        json!({"n": n(&b.value)? + 1}),
+                    ));
+                match client.txn(&transfer).await {
+                    Ok(_) => done += 1,
+                    Err(e) if e.api().is_some_and(|e| e.status == 412) => refused += 1,
+                    Err(e) => anyhow::bail!("unexpected {e}"),
                 }
             }
             anyhow::Ok(refused)
@@ -186,8 +187,8 @@ async fn transactions_are_atomic_under_concurrent_writers() -> Result<()> {
     for t in tasks {
         refused += t.await??;
     }
-    let a = api.get_config("acct/a").await?.body["value"]["n"].clone();
-    let b = api.get_config("acct/b").await?.body["value"]["n"].clone();
+    let a = client.get("acct/a").await?.value["n"].clone();
+    let b = client.get("acct/b").await?.value["n"].clone();
     assert_eq!(
         (a, b),
         (json!(920), json!(80)),
@@ -195,17 +196,13 @@ async fn transactions_are_atomic_under_concurrent_writers() -> Result<()> {
     );
     // Every revision of one account is a revision of the other: they moved together.
     let revs = |key: &'static str| {
-        let api = api.clone();
+        let history = client.history_all(key, HistoryOptions::new().limit(1000));
         async move {
-            let h = api
-                .get(&format!("/v1/configs/{key}/history?limit=1000"))
-                .await?;
+            let items: Vec<_> = history.try_collect().await?;
             anyhow::Ok(
-                h.body["items"]
-                    .as_array()
-                    .context("items")?
+                items
                     .iter()
-                    .filter_map(|i| i["revision"].as_u64())
+                    .map(|i| i.meta.revision)
                     .collect::<BTreeSet<_>>(),
             )
         }

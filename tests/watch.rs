@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use futures::StreamExt;
+use scarab_client::WatchOptions;
+use scarab_client::types::{ChangeBatch, ChangeKind, PutConfig};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -24,40 +26,36 @@ async fn note_node(args: &[&str]) -> Result<Node> {
 }
 
 async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {
-    let reply = api.put_config(key, "note", 1, &value).await?;
-    ensure!(reply.status.is_success(), "{reply}");
-    Ok(reply.revision())
-}
-
-/// One long poll: (changes, next_from_revision).
-async fn poll(api: &Api, query: &str) -> Result<(Vec<Value>, u64)> {
-    let reply = api
-        .get_within(
-            &format!("/v1/watch?wait=2s&{query}"),
-            Duration::from_secs(10),
-        )
+    let written = api
+        .typed()
+        .put(key, &PutConfig::new("note", 1, value))
         .await?;
-    ensure!(reply.status.is_success(), "{reply}");
-    let changes = reply.body["changes"].as_array().context("changes")?.clone();
-    let next = reply.body["next_from_revision"]
-        .as_u64()
-        .context("next_from_revision")?;
-    Ok((changes, next))
+    Ok(written.revision)
 }
 
-/// (revision, key, type, value) of every event of `changes`.
-fn events(changes: &[Value]) -> Vec<(u64, String, String, Value)> {
+/// One long poll of 2 s (10 s at most in all) through that node: (changes,
+/// next_from_revision).
+async fn poll(api: &Api, opts: &WatchOptions) -> Result<(Vec<ChangeBatch>, u64)> {
+    let wait = Duration::from_secs(2);
+    let poll = api
+        .typed_within(Duration::from_secs(10) - wait)
+        .watch_poll(opts, wait, None)
+        .await?
+        .into_inner();
+    Ok((poll.changes, poll.next_from_revision))
+}
+
+/// Changes under `prefix` from revision `from` on.
+fn from(prefix: &str, from: u64) -> WatchOptions {
+    WatchOptions::prefix(prefix).from_revision(from)
+}
+
+/// (revision, key, kind, value) of every event of `changes`.
+fn events(changes: &[ChangeBatch]) -> Vec<(u64, String, ChangeKind, Value)> {
     changes
         .iter()
-        .flat_map(|c| c["events"].as_array().cloned().unwrap_or_default())
-        .map(|e| {
-            (
-                e["revision"].as_u64().unwrap_or(0),
-                e["key"].as_str().unwrap_or("").to_string(),
-                e["type"].as_str().unwrap_or("").to_string(),
-                e["value"].clone(),
-            )
-        })
+        .flat_map(|c| &c.events)
+        .map(|e| (e.meta.revision, e.meta.key.clone(), e.kind, e.value.clone()))
         .collect()
 }
 
@@ -143,7 +141,7 @@ impl Sse {
 async fn a_long_poll_delivers_every_change_under_the_prefix_once_in_revision_order() -> Result<()> {
     let node = note_node(&[]).await?;
     let api = node.api();
-    let from = put(api, "w/a", json!({"n": 1})).await?;
+    let from_rev = put(api, "w/a", json!({"n": 1})).await?;
     put(api, "other/x", json!({"n": 1})).await?;
     put(api, "w/b", json!({"n": 2})).await?;
     put(api, "w/a", json!({"n": 3})).await?;
@@ -153,15 +151,23 @@ async fn a_long_poll_delivers_every_change_under_the_prefix_once_in_revision_ord
             .await?,
         200,
     );
-    let (changes, next) = poll(api, &format!("prefix=w/&from_revision={from}")).await?;
+    let (changes, next) = poll(api, &from("w/", from_rev)).await?;
     let got = events(&changes);
-    let keys: Vec<_> = got.iter().map(|(_, k, t, _)| format!("{t} {k}")).collect();
-    assert_eq!(keys, ["put w/a", "put w/b", "put w/a", "delete w/b"]);
+    let keys: Vec<_> = got.iter().map(|(_, k, t, _)| (*t, k.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (ChangeKind::Put, "w/a"),
+            (ChangeKind::Put, "w/b"),
+            (ChangeKind::Put, "w/a"),
+            (ChangeKind::Delete, "w/b")
+        ]
+    );
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{got:?}");
     assert_eq!(got[2].3, json!({"n": 3}));
     assert_eq!(got[3].3, Value::Null);
     // Nothing more: the next poll waits, then answers empty with the same cursor.
-    let (more, again) = poll(api, &format!("prefix=w/&from_revision={next}")).await?;
+    let (more, again) = poll(api, &from("w/", next)).await?;
     assert!(more.is_empty(), "{more:?}");
     assert_eq!(again, next);
     Ok(())
@@ -170,26 +176,17 @@ async fn a_long_poll_delivers_every_change_under_the_prefix_once_in_revision_ord
 #[tokio::test]
 async fn a_long_poll_answers_as_soon_as_a_change_arrives() -> Result<()> {
     let node = note_node(&[]).await?;
-    let api = node.api().clone();
-    let from = node.status().await?["revision"]
-        .as_u64()
-        .context("revision")?
-        + 1;
+    let client = node.typed().clone();
+    let first = node.status().await?.revision + 1;
     // Asks to wait 5 minutes but gives up after 60 s: only an early answer passes.
     let waiting = tokio::spawn(async move {
-        api.get_within(
-            &format!("/v1/watch?prefix=w/&from_revision={from}&wait=300s"),
-            Duration::from_secs(60),
-        )
-        .await
+        let opts = from("w/", first);
+        let poll = client.watch_poll(&opts, Duration::from_secs(300), None);
+        tokio::time::timeout(Duration::from_secs(60), poll).await
     });
     let rev = put(node.api(), "w/late", json!({"n": 1})).await?;
-    let reply = waiting.await??;
-    assert_status(&reply, 200);
-    assert_eq!(
-        events(reply.body["changes"].as_array().context("changes")?)[0].0,
-        rev
-    );
+    let poll = waiting.await?.context("no answer within 60 s")??;
+    assert_eq!(events(&poll.changes)[0].0, rev);
     Ok(())
 }
 
@@ -341,16 +338,12 @@ async fn a_watch_delivers_values_converted_to_the_subscribers_schema_version() -
         .await?;
     assert_status(&reply, 201);
     let rev = reply.revision();
-    let (changes, _) = poll(
-        api,
-        &format!("prefix=stores/&from_revision={rev}&schema=store&schema_version=2"),
-    )
-    .await?;
-    let ev = &changes[0]["events"][0];
-    assert_eq!(ev["schema_version"], 2, "{ev}");
-    assert_eq!(ev["converted_from"], 1, "{ev}");
-    assert!(ev["value"]["timeouts"].is_object(), "{ev}");
-    assert!(ev["value"].get("timeout_ms").is_none(), "{ev}");
+    let (changes, _) = poll(api, &from("stores/", rev).schema("store").schema_version(2)).await?;
+    let ev = &changes[0].events[0];
+    assert_eq!(ev.meta.schema_version, 2, "{ev:?}");
+    assert_eq!(ev.meta.converted_from, Some(1), "{ev:?}");
+    assert!(ev.value["timeouts"].is_object(), "{ev:?}");
+    assert!(ev.value.get("timeout_ms").is_none(), "{ev:?}");
     Ok(())
 }
 
@@ -369,10 +362,7 @@ async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_i
     assert_status(&reply, 201);
     let ids = cluster.ids();
     cluster.wait_schemas(&ids, 1, SETTLE).await?;
-    let start = cluster.status(leader).await?["revision"]
-        .as_u64()
-        .context("revision")?
-        + 1;
+    let start = cluster.status(leader).await?.revision + 1;
     let apis: Arc<Vec<Api>> = Arc::new(ids.iter().map(|id| cluster.api(*id)).collect());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -385,10 +375,9 @@ async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_i
                 let key = format!("k/{}", n % 7);
                 let value = json!({ "n": n });
                 let api = &apis[(n as usize) % apis.len()];
-                if let Ok(r) = api.put_config(&key, "note", 1, &value).await
-                    && r.status.is_success()
-                {
-                    acked.lock().await.insert(r.revision(), (key, value));
+                let put = PutConfig::new("note", 1, value.clone());
+                if let Ok(written) = api.typed().put(&key, &put).await {
+                    acked.lock().await.insert(written.revision, (key, value));
                 }
                 n += 1;
             }
@@ -399,12 +388,12 @@ async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_i
     for first in 0..apis.len() {
         let (apis, stop) = (apis.clone(), stop.clone());
         watchers.push(tokio::spawn(async move {
-            let mut seen: Vec<(u64, String, String, Value)> = Vec::new();
+            let mut seen: Vec<(u64, String, ChangeKind, Value)> = Vec::new();
             let mut next = start;
             let mut node = first;
             let mut idle_after_stop = 0;
             loop {
-                match poll(&apis[node], &format!("prefix=k/&from_revision={next}")).await {
+                match poll(&apis[node], &from("k/", next)).await {
                     Ok((changes, n)) => {
                         let empty = changes.is_empty();
                         seen.extend(events(&changes));

@@ -8,19 +8,24 @@
 //!
 //! Cluster tests run one at a time within a test binary (a process-wide gate): on 2 cores,
 //! several clusters at once would make elections and timings flaky.
+//!
+//! Every helper here that reads an answer (status, views, leader, convergence) uses the typed
+//! client of one node (`Api::typed_within`); `Cluster::client` is a typed client of the whole
+//! cluster, with every node as an endpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
-use reqwest::StatusCode;
-use serde_json::Value;
+use anyhow::{Context as _, Result, bail};
+use scarab_client::types::{ClusterView, Consistency, MemberRole, Role, Status};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::proxy::{Net, NodeId, PeerProxy, node_ip};
-use super::{Api, Formation, Node, NodeOptions, POLL_INTERVAL, Ready, free_port_on};
+use super::{
+    Api, Formation, Node, NodeOptions, POLL_INTERVAL, REQUEST_TIMEOUT, Ready, free_port_on,
+};
 
 /// How long a probe of one node may take while polling (a partitioned node may be slow).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -89,55 +94,32 @@ pub struct Cluster {
     _gate: SemaphorePermit<'static>,
 }
 
-/// A member as `/v1/cluster` lists it.
+/// A member as `/v1/cluster` lists it, without the leader's replication figures that move
+/// with every entry (`matched_index`), so that two views of one membership compare equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub node_id: NodeId,
     pub api: String,
     pub peer: String,
-    pub role: String,
+    pub role: MemberRole,
     pub leader: bool,
     pub lag: Option<u64>,
 }
 
-/// The members of a `/v1/cluster` body, by id.
-pub fn members(view: &Value) -> Result<BTreeMap<NodeId, Member>> {
-    let list = view["members"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no members array in {view}"))?;
-    let mut out = BTreeMap::new();
-    for m in list {
-        let id = m["node_id"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("member without node_id: {m}"))?;
-        out.insert(
-            id,
-            Member {
-                node_id: id,
-                api: m["api"].as_str().unwrap_or_default().to_string(),
-                peer: m["peer"].as_str().unwrap_or_default().to_string(),
-                role: m["role"].as_str().unwrap_or_default().to_string(),
-                leader: m["leader"].as_bool().unwrap_or(false),
-                lag: m["lag"].as_u64(),
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// The voter sets of a `/v1/cluster` body: one, or two while a membership change is under
-/// way (joint consensus).
-pub fn voter_sets(view: &Value) -> Result<Vec<BTreeSet<NodeId>>> {
-    let sets = view["voter_sets"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no voter_sets array in {view}"))?;
-    sets.iter()
-        .map(|set| {
-            set.as_array()
-                .ok_or_else(|| anyhow!("a voter set is not an array: {view}"))?
-                .iter()
-                .map(|id| id.as_u64().ok_or_else(|| anyhow!("a voter id: {id}")))
-                .collect()
+/// The members of a cluster view, by id.
+pub fn members(view: &ClusterView) -> BTreeMap<NodeId, Member> {
+    view.members
+        .iter()
+        .map(|m| {
+            let member = Member {
+                node_id: m.node_id,
+                api: m.api.clone(),
+                peer: m.peer.clone(),
+                role: m.role,
+                leader: m.leader,
+                lag: m.lag,
+            };
+            (m.node_id, member)
         })
         .collect()
 }
@@ -291,6 +273,17 @@ impl Cluster {
         self.node(id).api().clone()
     }
 
+    /// A typed client of the whole cluster: every node's API as an endpoint (in id order),
+    /// with the client's failover.
+    pub fn client(&self) -> scarab_client::Client {
+        scarab_client::Client::builder()
+            .endpoints(self.nodes.values().map(|n| n.base_url().to_string()))
+            .http_client(super::http_client())
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("a typed client of the cluster")
+    }
+
     /// The partition table of this cluster's proxies.
     pub fn net(&self) -> &Net {
         &self.net
@@ -343,44 +336,35 @@ impl Cluster {
         self.node_mut(id).restart().await
     }
 
-    /// `GET /v1/status` of node `id` (200 required), with a short timeout.
-    pub async fn status(&self, id: NodeId) -> Result<Value> {
-        let reply = self
-            .api(id)
-            .get_within("/v1/status", PROBE_TIMEOUT)
+    /// `GET /v1/status` of node `id`, with a short timeout.
+    pub async fn status(&self, id: NodeId) -> Result<Status> {
+        let status = self
+            .node(id)
+            .typed_within(PROBE_TIMEOUT)
+            .status()
             .await
             .with_context(|| format!("GET /v1/status of node {id}"))?;
-        if reply.status != StatusCode::OK {
-            bail!("GET /v1/status of node {id}: {reply}");
-        }
-        Ok(reply.body)
+        Ok(status.into_inner())
     }
 
-    /// `GET /v1/cluster` through node `id` (200 required).
-    pub async fn view(&self, id: NodeId) -> Result<Value> {
-        let reply = self
-            .api(id)
-            .get_within("/v1/cluster", PROBE_TIMEOUT)
+    /// `GET /v1/cluster` through node `id` (the leader's view when it is reachable).
+    pub async fn view(&self, id: NodeId) -> Result<ClusterView> {
+        self.node(id)
+            .typed_within(PROBE_TIMEOUT)
+            .cluster()
             .await
-            .with_context(|| format!("GET /v1/cluster of node {id}"))?;
-        if reply.status != StatusCode::OK {
-            bail!("GET /v1/cluster of node {id}: {reply}");
-        }
-        Ok(reply.body)
+            .with_context(|| format!("GET /v1/cluster of node {id}"))
     }
 
     /// `GET /v1/cluster?consistency=stale` of node `id`: its own configuration, not the
-    /// leader's (200 required).
-    pub async fn local_view(&self, id: NodeId) -> Result<Value> {
-        let reply = self
-            .api(id)
-            .get_within("/v1/cluster?consistency=stale", PROBE_TIMEOUT)
+    /// leader's.
+    pub async fn local_view(&self, id: NodeId) -> Result<ClusterView> {
+        self.node(id)
+            .typed_within(PROBE_TIMEOUT)
+            .with_consistency(Consistency::Stale)
+            .cluster()
             .await
-            .with_context(|| format!("GET /v1/cluster?consistency=stale of node {id}"))?;
-        if reply.status != StatusCode::OK {
-            bail!("GET /v1/cluster?consistency=stale of node {id}: {reply}");
-        }
-        Ok(reply.body)
+            .with_context(|| format!("GET /v1/cluster?consistency=stale of node {id}"))
     }
 
     /// Waits until every node of `among` has, in its own configuration, the same single
@@ -389,7 +373,7 @@ impl Cluster {
         &self,
         among: &[NodeId],
         timeout: Duration,
-    ) -> Result<BTreeMap<NodeId, String>> {
+    ) -> Result<BTreeMap<NodeId, MemberRole>> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.same_membership_once(among).await {
@@ -408,22 +392,21 @@ impl Cluster {
     async fn same_membership_once(
         &self,
         among: &[NodeId],
-    ) -> Result<BTreeMap<NodeId, String>, String> {
-        type Seen = (Vec<BTreeSet<NodeId>>, bool, BTreeMap<NodeId, String>);
+    ) -> Result<BTreeMap<NodeId, MemberRole>, String> {
+        type Seen = (Vec<BTreeSet<NodeId>>, bool, BTreeMap<NodeId, MemberRole>);
         let mut seen: BTreeMap<NodeId, Seen> = BTreeMap::new();
         for &id in among {
             let view = self.local_view(id).await.map_err(|e| format!("{e:#}"))?;
-            let sets = voter_sets(&view).map_err(|e| format!("{e:#}"))?;
-            let roles = members(&view)
-                .map_err(|e| format!("{e:#}"))?
-                .into_iter()
-                .map(|(id, m)| (id, m.role))
-                .collect();
-            seen.insert(id, (sets, view["membership_committed"] == true, roles));
+            let roles = view.members.iter().map(|m| (m.node_id, m.role)).collect();
+            seen.insert(id, (view.voter_sets, view.membership_committed, roles));
         }
-        let distinct: BTreeSet<&Seen> = seen.values().collect();
-        match distinct.into_iter().collect::<Vec<_>>()[..] {
-            [(sets, true, roles)] if sets.len() == 1 => Ok(roles.clone()),
+        let first = seen.values().next();
+        match first {
+            Some((sets, true, roles))
+                if sets.len() == 1 && seen.values().all(|s| Some(s) == first) =>
+            {
+                Ok(roles.clone())
+            }
             _ => Err(format!("(voter sets, committed, roles) per node: {seen:?}")),
         }
     }
@@ -434,11 +417,11 @@ impl Cluster {
         let mut leaders = BTreeMap::new();
         for &id in among {
             let s = self.status(id).await.map_err(|e| format!("{e:#}"))?;
-            leaders.insert(id, (s["leader"].as_u64(), s["role"].clone()));
+            leaders.insert(id, (s.leader, s.role));
         }
         let seen: BTreeSet<Option<u64>> = leaders.values().map(|(l, _)| *l).collect();
         match seen.into_iter().collect::<Vec<_>>()[..] {
-            [Some(l)] if among.contains(&l) && leaders[&l].1 == "leader" => Ok(l),
+            [Some(l)] if among.contains(&l) && leaders[&l].1 == Role::Leader => Ok(l),
             _ => Err(format!("leader/role per node: {leaders:?}")),
         }
     }
@@ -469,10 +452,10 @@ impl Cluster {
                 Ok(leader) => match self.view(leader).await {
                     Err(e) => format!("{e:#}"),
                     Ok(view) => {
-                        let ms = members(&view)?;
+                        let ms = members(&view);
                         let got: BTreeSet<NodeId> = ms
                             .values()
-                            .filter(|m| m.role == "voter")
+                            .filter(|m| m.role == MemberRole::Voter)
                             .map(|m| m.node_id)
                             .collect();
                         if got == want && ms.len() == want.len() {
@@ -512,20 +495,13 @@ impl Cluster {
         let mut seen = BTreeMap::new();
         for &id in among {
             let s = self.status(id).await.map_err(|e| format!("{e:#}"))?;
-            seen.insert(
-                id,
-                (
-                    s["revision"].as_u64(),
-                    s["last_applied_index"].as_u64(),
-                    s["last_log_index"].as_u64(),
-                ),
-            );
+            seen.insert(id, (s.revision, s.last_applied_index, s.last_log_index));
         }
         let target = seen[&leader].2;
-        let revisions: BTreeSet<Option<u64>> = seen.values().map(|v| v.0).collect();
+        let revisions: BTreeSet<u64> = seen.values().map(|v| v.0).collect();
         let all_applied = seen.values().all(|v| v.1.is_some() && v.1 == target);
         match revisions.into_iter().collect::<Vec<_>>()[..] {
-            [Some(rev)] if all_applied => Ok(rev),
+            [rev] if all_applied => Ok(rev),
             _ => Err(format!(
                 "leader {leader}; (revision, applied, last log) per node: {seen:?}"
             )),
@@ -544,11 +520,7 @@ impl Cluster {
         loop {
             let mut seen = BTreeMap::new();
             for &id in among {
-                let n = self
-                    .status(id)
-                    .await
-                    .ok()
-                    .and_then(|s| s["schemas"].as_u64());
+                let n = self.status(id).await.ok().map(|s| s.schemas);
                 seen.insert(id, n);
             }
             if seen.values().all(|n| n.is_some_and(|n| n >= schemas)) {

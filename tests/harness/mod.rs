@@ -3,6 +3,11 @@
 //! Shared by the integration tests (`tests/single_node.rs`, `tests/lifecycle.rs`,
 //! `tests/cluster.rs`), each of which uses it with `mod harness;`. Every test binary uses only
 //! part of it. Clusters of nodes (with a partition proxy per node) are in `cluster` and `proxy`.
+//!
+//! Two ways to talk to a node: `Api::typed()`, the typed client (`scarab-client`, decoding
+//! the server's wire types of `scarab-types`), for everything that reads what an answer
+//! means; and the raw requests of `Api` returning a `Reply` (status, headers, bytes), for
+//! tests about the wire itself: status codes, headers, malformed bodies.
 #![allow(dead_code)]
 
 use std::fmt;
@@ -19,6 +24,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{RequestBuilder, StatusCode};
+use scarab_client::types::{ConfigEntry, Role, Status};
+use scarab_client::{ListOptions, SchemaUpload};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,7 +40,7 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of every "wait until" loop in the harness.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Overall timeout of one HTTP request made by the harness client (a guard against hangs).
+/// Overall timeout of one HTTP request made by the harness clients (a guard against hangs).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -424,25 +431,60 @@ pub fn config_body(schema: &str, version: u32, value: &Value) -> Value {
 
 /// A cheap, cloneable HTTP handle on one node (stays valid across restarts: same port).
 /// Paths and config keys are put into the URL verbatim: percent-encode them yourself where needed.
+///
+/// `typed()` is the typed client of this node alone; the other methods send raw requests.
 #[derive(Clone, Debug)]
 pub struct Api {
     pub addr: SocketAddr,
     base: String,
     client: reqwest::Client,
+    typed: scarab_client::Client,
+}
+
+/// A typed client of exactly one node: `base` as its only endpoint and one attempt per call
+/// (no failover, no retry, so that nothing hides what the node answered), each attempt within
+/// `timeout`, over `http` (whose connection pool it shares).
+pub fn node_client(http: &reqwest::Client, base: &str, timeout: Duration) -> scarab_client::Client {
+    scarab_client::Client::builder()
+        .endpoint(base)
+        .http_client(http.clone())
+        .timeout(timeout)
+        .max_attempts(1)
+        .build()
+        .unwrap_or_else(|e| panic!("a typed client of {base}: {e}"))
+}
+
+/// The HTTP client under every harness client: no proxy (the nodes are on loopback).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("build the HTTP client")
 }
 
 impl Api {
     pub fn new(addr: SocketAddr) -> Api {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("build the HTTP client");
+        let client = http_client();
+        let base = format!("http://{addr}");
+        let typed = node_client(&client, &base, REQUEST_TIMEOUT);
         Api {
             addr,
-            base: format!("http://{addr}"),
+            base,
             client,
+            typed,
         }
+    }
+
+    /// The typed client of this node (only this node, one attempt per call).
+    pub fn typed(&self) -> &scarab_client::Client {
+        &self.typed
+    }
+
+    /// The typed client of this node with a shorter timeout, for polling a node that may not
+    /// answer (shares the connection pool).
+    pub fn typed_within(&self, timeout: Duration) -> scarab_client::Client {
+        node_client(&self.client, &self.base, timeout)
     }
 
     /// `http://127.0.0.1:PORT` + `path` (which starts with `/`).
@@ -473,13 +515,14 @@ impl Api {
         self.get("/v1/health").await
     }
 
-    /// `GET /v1/status`, which must answer 200; returns its body.
-    pub async fn status(&self) -> Result<Value> {
-        let reply = self.get("/v1/status").await?;
-        if reply.status != StatusCode::OK {
-            bail!("GET /v1/status: {reply}");
-        }
-        Ok(reply.body)
+    /// `GET /v1/status` (typed).
+    pub async fn status(&self) -> Result<Status> {
+        let status = self
+            .typed
+            .status()
+            .await
+            .with_context(|| format!("GET /v1/status of {}", self.base))?;
+        Ok(status.into_inner())
     }
 
     // --- schemas ---
@@ -662,26 +705,20 @@ impl Api {
         self.send(request).await
     }
 
-    /// Every item under `prefix`, following `next` until it is null (pages of `limit`).
-    pub async fn list_all(&self, prefix: Option<&str>, limit: Option<u32>) -> Result<Vec<Value>> {
-        let mut items = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..100_000 {
-            let reply = self.list_configs(prefix, limit, after.as_deref()).await?;
-            if reply.status != StatusCode::OK {
-                bail!("listing {prefix:?} after {after:?}: {reply}");
-            }
-            let page = reply.body["items"]
-                .as_array()
-                .ok_or_else(|| anyhow!("no \"items\" array in {reply}"))?;
-            items.extend(page.iter().cloned());
-            match &reply.body["next"] {
-                Value::Null => return Ok(items),
-                Value::String(next) => after = Some(next.clone()),
-                other => bail!("\"next\" is neither null nor a string: {other}"),
-            }
-        }
-        bail!("listing {prefix:?} did not end")
+    /// Every config under `prefix` (linearizable), page after page of `limit` (typed).
+    pub async fn list_all(
+        &self,
+        prefix: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<ConfigEntry>> {
+        use futures::TryStreamExt as _;
+        let mut opts = ListOptions::prefix(prefix.unwrap_or_default());
+        opts.limit = limit;
+        self.typed
+            .list(opts)
+            .try_collect()
+            .await
+            .with_context(|| format!("listing {prefix:?} through {}", self.base))
     }
 
     /// `DELETE /v1/configs/{key}` with `opts` (actor, If-Match).
@@ -756,28 +793,12 @@ impl Api {
         self.delete(&format!("/v1/cluster/members/{id}")).await
     }
 
-    /// Probe used while waiting for a node: `Ok(role)` once health is 200 and status answers.
-    async fn probe(&self) -> Result<String> {
-        let health = self
-            .client
-            .get(self.url("/v1/health"))
-            .timeout(PROBE_TIMEOUT)
-            .send()
-            .await?;
-        if health.status() != StatusCode::OK {
-            bail!("GET /v1/health: {}", health.status());
-        }
-        let status = self
-            .client
-            .get(self.url("/v1/status"))
-            .timeout(PROBE_TIMEOUT)
-            .send()
-            .await?;
-        if status.status() != StatusCode::OK {
-            bail!("GET /v1/status: {}", status.status());
-        }
-        let body: Value = status.json().await?;
-        Ok(body["role"].as_str().unwrap_or("<no role>").to_string())
+    /// Probe used while waiting for a node: `Ok(role)` once health and status answer.
+    async fn probe(&self) -> Result<Role> {
+        let client = self.typed_within(PROBE_TIMEOUT);
+        client.health().await.context("GET /v1/health")?;
+        let status = client.status().await.context("GET /v1/status")?;
+        Ok(status.role)
     }
 }
 
@@ -872,10 +893,15 @@ pub async fn start_note_node(extra_args: &[&str]) -> Result<Node> {
         ..NodeOptions::default()
     })
     .await?;
-    let reply = node
-        .register_schema("note", 1, serde_json::json!({"type": "object"}), None)
-        .await?;
-    anyhow::ensure!(reply.status.as_u16() == 201, "registering note: {reply}");
+    let registered = node
+        .typed()
+        .register_schema("note", 1, &SchemaUpload::new(&json!({"type": "object"})))
+        .await
+        .context("registering note")?;
+    anyhow::ensure!(
+        registered.created,
+        "note was registered already: {registered:?}"
+    );
     Ok(node)
 }
 
@@ -1251,11 +1277,11 @@ impl Node {
                 );
             }
             let last = match self.api.probe().await {
-                Ok(role) if self.opts.ready == Ready::Serving || role == "leader" => {
-                    self.note(&format!("ready ({role}) after {:?}", started.elapsed()));
+                Ok(role) if self.opts.ready == Ready::Serving || role == Role::Leader => {
+                    self.note(&format!("ready ({role:?}) after {:?}", started.elapsed()));
                     return Ok(());
                 }
-                Ok(role) => format!("role {role}"),
+                Ok(role) => format!("role {role:?}"),
                 Err(e) => format!("{e:#}"),
             };
             if Instant::now() >= deadline {

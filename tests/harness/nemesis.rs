@@ -299,11 +299,9 @@ async fn heal(cluster: &mut Cluster, paused: &[NodeId], killed: &[NodeId]) -> Re
 async fn current_leader(cluster: &mut Cluster) -> Option<NodeId> {
     let mut votes: std::collections::BTreeMap<NodeId, usize> = Default::default();
     for id in cluster.running() {
-        let api = cluster.api(id);
-        if let Ok(reply) = api
-            .get_within("/v1/status", Duration::from_millis(500))
-            .await
-            && let Some(l) = reply.body["leader"].as_u64()
+        let client = cluster.api(id).typed_within(Duration::from_millis(500));
+        if let Ok(status) = client.status().await
+            && let Some(l) = status.leader
         {
             *votes.entry(l).or_default() += 1;
         }
