@@ -21,7 +21,7 @@ use crate::store::{
 pub(super) const ENVELOPE_SLACK: usize = 64 * 1024;
 
 pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
-    scarab_types::validate_key(key).map_err(|m| ApiError::new(ErrorCode::InvalidKey, m))
+    scarab_types::validate_key(key).map_err(|e| ApiError::new(ErrorCode::InvalidKey, e.to_string()))
 }
 
 /// The metadata as the API shows it.

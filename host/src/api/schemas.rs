@@ -20,7 +20,7 @@ use crate::store::{
 /// A schema name: 1 to 64 characters of `[a-z0-9-]`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     scarab_types::validate_schema_name(name)
-        .map_err(|m| ApiError::new(ErrorCode::InvalidSchemaName, m))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSchemaName, e.to_string()))
 }
 
 fn parse_version(version: &str) -> Result<u32, ApiError> {

@@ -317,47 +317,60 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// Key rules: at most this many `/`-separated segments.
 pub const MAX_KEY_SEGMENTS: usize = 32;
 
+/// Why a key breaks the key rules (the message of the server's 400 `invalid_key`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidKey {
+    #[error("the key is empty")]
+    Empty,
+    #[error("the key is {0} bytes long; at most {MAX_KEY_BYTES} are allowed")]
+    TooLong(usize),
+    #[error("the last key segment {0:?} is reserved (`/v1/configs/<key>/{0}` is a sub-resource)")]
+    Reserved(String),
+    #[error("the key has {0} segments; at most {MAX_KEY_SEGMENTS} are allowed")]
+    TooManySegments(usize),
+    #[error("the key has an empty segment (leading, trailing or double '/')")]
+    EmptySegment,
+    #[error("the key segment {0:?} is not allowed")]
+    DotSegment(String),
+    #[error("the key segment {segment:?} contains {character:?}; allowed are A-Z a-z 0-9 . _ -")]
+    Character { segment: String, character: char },
+}
+
 /// A key is 1 to 32 segments of `[A-Za-z0-9._-]+` joined by `/`, at most 512 bytes; no
 /// segment is `.` or `..`, and the last segment of a key of several is not `history` or
-/// `rollback` (sub-resources). The server answers 400 `invalid_key` with this message.
-pub fn validate_key(key: &str) -> Result<(), String> {
+/// `rollback` (sub-resources). The server answers 400 `invalid_key` with the error's message.
+pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
     if key.is_empty() {
-        return Err("the key is empty".into());
+        return Err(InvalidKey::Empty);
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "the key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
-            key.len()
-        ));
+        return Err(InvalidKey::TooLong(key.len()));
     }
     let segments: Vec<&str> = key.split('/').collect();
     if let Some(last @ ("history" | "rollback")) = segments.last().copied()
         && segments.len() > 1
     {
-        return Err(format!(
-            "the last key segment {last:?} is reserved (`/v1/configs/<key>/{last}` is a sub-resource)"
-        ));
+        return Err(InvalidKey::Reserved(last.to_string()));
     }
     if segments.len() > MAX_KEY_SEGMENTS {
-        return Err(format!(
-            "the key has {} segments; at most {MAX_KEY_SEGMENTS} are allowed",
-            segments.len()
-        ));
+        return Err(InvalidKey::TooManySegments(segments.len()));
     }
     for s in segments {
         if s.is_empty() {
-            return Err("the key has an empty segment (leading, trailing or double '/')".into());
+            return Err(InvalidKey::EmptySegment);
         }
         if s == "." || s == ".." {
-            return Err(format!("the key segment {s:?} is not allowed"));
+            return Err(InvalidKey::DotSegment(s.to_string()));
         }
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
-            return Err(format!(
-                "the key segment {s:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -"
-            ));
+            return Err(InvalidKey::Character {
+                segment: s.to_string(),
+                character: c,
+            });
         }
     }
     Ok(())

@@ -59,7 +59,8 @@ pub use audit::{AuditPage, AuditRecord, Provenance};
 pub use cluster::{ClusterView, JoinRequest, MemberRole, MemberView, SelfInfo};
 pub use config::{
     ConfigEntry, ConfigMeta, ConfigPage, Consistency, Deleted, Entry, HistoryEntry, HistoryPage,
-    MAX_KEY_BYTES, MAX_KEY_SEGMENTS, PutConfig, RollbackRequest, RolledBack, validate_key,
+    InvalidKey, MAX_KEY_BYTES, MAX_KEY_SEGMENTS, PutConfig, RollbackRequest, RolledBack,
+    validate_key,
 };
 pub use error::{
     ConditionFailedReport, ErrorBody, ErrorCode, ErrorDetail, FailedCondition, Violation,
@@ -70,9 +71,9 @@ pub use migration::{
 };
 pub use node::{Health, HistoryRetention, HistoryRetentionSet, PluginStats, Ready, Role, Status};
 pub use schema::{
-    CompatFailure, CompatReport, CompatStep, CompatibilityCheck, MigrationSpec, PluginContract,
-    PolicySet, PolicyView, Registered, SchemaList, SchemaPolicy, SchemaSummary, SchemaVersion,
-    SchemaVersions, ValidateResult, WritePolicy, validate_schema_name,
+    CompatFailure, CompatReport, CompatStep, CompatibilityCheck, InvalidSchemaName, MigrationSpec,
+    PluginContract, PolicySet, PolicyView, Registered, SchemaList, SchemaPolicy, SchemaSummary,
+    SchemaVersion, SchemaVersions, ValidateResult, WritePolicy, validate_schema_name,
 };
 pub use txn::{Condition, TxnOp, TxnOpKind, TxnRequest, TxnResponse, TxnResult};
 pub use watch::{

@@ -208,9 +208,15 @@ pub struct PolicySet {
     pub revision: u64,
 }
 
+/// A schema name that breaks the name rules (the message of the server's 400
+/// `invalid_schema_name`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schema name {0:?} must be 1 to 64 characters of a-z 0-9 -, starting with a letter")]
+pub struct InvalidSchemaName(pub String);
+
 /// A schema name is 1 to 64 characters of `[a-z0-9-]`, starting with a letter. The server
 /// answers 400 `invalid_schema_name` otherwise.
-pub fn validate_schema_name(name: &str) -> Result<(), String> {
+pub fn validate_schema_name(name: &str) -> Result<(), InvalidSchemaName> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -219,9 +225,7 @@ pub fn validate_schema_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "schema name {name:?} must be 1 to 64 characters of a-z 0-9 -, starting with a letter"
-        ))
+        Err(InvalidSchemaName(name.to_string()))
     }
 }
 
