@@ -461,3 +461,98 @@ async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_i
     cluster.pass();
     Ok(())
 }
+
+/// The typed client's watch (`scarab_client::Client::watch`, SSE) is what services use: it
+/// must resume where it stopped, on another node, when the node it reads from dies.
+#[tokio::test]
+async fn the_client_watch_stream_resumes_on_another_node_when_its_node_is_killed() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
+    let reply = cluster
+        .api(leader)
+        .register_schema("note", 1, json!({"type": "object"}), None)
+        .await?;
+    assert_status(&reply, 201);
+    let ids = cluster.ids();
+    cluster.wait_schemas(&ids, 1, SETTLE).await?;
+    let start = cluster.status(leader).await?.revision + 1;
+    // The watch reads from the leader first (the node the test kills), then the others.
+    let mut endpoints = vec![cluster.api(leader).base_url().to_string()];
+    endpoints.extend(
+        ids.iter()
+            .filter(|id| **id != leader)
+            .map(|id| cluster.api(*id).base_url().to_string()),
+    );
+    let watcher = scarab_client::Client::builder()
+        .endpoints(endpoints)
+        .http_client(harness::http_client())
+        .build()?;
+    let mut stream = watcher.watch(
+        WatchOptions::prefix("k/")
+            .from_revision(start)
+            .progress(Duration::from_millis(200)),
+    );
+    let seen: Arc<Mutex<Vec<(u64, String, Value)>>> = Arc::default();
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(event) = stream.next().await {
+                if let scarab_client::types::WatchEvent::Change(batch) = event? {
+                    let mut seen = seen.lock().await;
+                    for change in batch.events {
+                        seen.push((batch.revision, change.meta.key, change.value));
+                    }
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+    let writer = cluster.client();
+    let mut acked = BTreeMap::new();
+    let mut n = 0u64;
+    let mut write_until = async |count: usize, acked: &mut BTreeMap<u64, (String, Value)>| {
+        let goal = acked.len() + count;
+        let deadline = Instant::now() + SETTLE * 2;
+        while acked.len() < goal {
+            ensure!(
+                Instant::now() < deadline,
+                "{count} writes were not acknowledged"
+            );
+            let (key, value) = (format!("k/{}", n % 5), json!({ "n": n }));
+            n += 1;
+            if let Ok(w) = writer
+                .put(&key, &PutConfig::new("note", 1, value.clone()))
+                .await
+            {
+                acked.insert(w.revision, (key, value));
+            }
+        }
+        anyhow::Ok(())
+    };
+    write_until(30, &mut acked).await?;
+    cluster.kill(leader).await?;
+    write_until(30, &mut acked).await?;
+    let last = *acked.keys().next_back().context("writes")?;
+    wait_until(SETTLE * 2, "the watch reaching the last write", || async {
+        seen.lock().await.last().is_some_and(|(r, _, _)| *r >= last)
+    })
+    .await?;
+    reader.abort();
+    let seen = seen.lock().await.clone();
+    let revisions: Vec<u64> = seen.iter().map(|(r, _, _)| *r).collect();
+    ensure!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "not strictly increasing (duplicates or out of order): {revisions:?}"
+    );
+    let by_rev: BTreeMap<u64, (String, Value)> =
+        seen.into_iter().map(|(r, k, v)| (r, (k, v))).collect();
+    for (rev, write) in &acked {
+        ensure!(
+            by_rev.get(rev) == Some(write),
+            "acknowledged write {write:?} at {rev} watched as {:?}",
+            by_rev.get(rev)
+        );
+    }
+    cluster.pass();
+    Ok(())
+}
