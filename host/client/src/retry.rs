@@ -63,10 +63,10 @@ pub(crate) fn may_retry(failure: Failure<'_>, call: Idempotency) -> bool {
             code.is_retry_safe() || code.is_outcome_unknown()
         }
         (Failure::Api(code), Idempotency::Write { retry_unknown }) => {
-            // `not_ready` is retry-safe for reads, but today's server also answers it for a
-            // change whose outcome it does not know (a proposal that failed on the leader, a
-            // membership change during which the leadership moved): a write treats it as an
-            // unknown outcome.
+            // `not_ready` is retry-safe for reads. For a change the server answers `timeout`
+            // when the outcome is unknown, but a membership change that fails inside
+            // consensus is still `not_ready`, and a server of an earlier version answered it
+            // for interrupted writes too: a write treats it as an unknown outcome.
             let unknown = code.is_outcome_unknown() || *code == ErrorCode::NotReady;
             (code.is_retry_safe() && !unknown) || (retry_unknown && unknown)
         }

@@ -198,7 +198,9 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 ApiError::new(ErrorCode::LeaderUnreachable, message)
             }
             // The change may or may not have been made: unknown outcome, like a timeout.
-            C::LeadershipMoved => ApiError::new(ErrorCode::Timeout, message),
+            C::LeadershipMoved | C::WriteInterrupted(_) => {
+                ApiError::new(ErrorCode::Timeout, message)
+            }
             C::Consensus(_) | C::ShuttingDown => ApiError::unavailable(message),
             C::MemberUnreachable(_) => ApiError::new(ErrorCode::MemberUnreachable, message),
             C::LearnerNotCaughtUp(_) => ApiError::new(ErrorCode::LearnerNotCaughtUp, message),

@@ -54,8 +54,12 @@ impl Batcher {
                 return Forwarded::Err(ClusterError::ShuttingDown);
             }
         }
-        rx.await
-            .unwrap_or(Forwarded::Err(ClusterError::ShuttingDown))
+        // Queued: from here on, a lost answer is an unknown outcome, not a refusal.
+        rx.await.unwrap_or_else(|_| {
+            Forwarded::Err(ClusterError::WriteInterrupted(
+                "the node stopped".to_string(),
+            ))
+        })
     }
 }
 
@@ -93,7 +97,8 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Waiter)>) {
                     }
                 }
                 Err(e) => {
-                    let e = ClusterError::consensus(e);
+                    // openraft took the batch: whether it was appended is not known.
+                    let e = ClusterError::WriteInterrupted(e.to_string());
                     for waiter in waiters {
                         let _ = waiter.send(Forwarded::Err(e.clone()));
                     }
@@ -144,7 +149,11 @@ impl ReadIndexBatcher {
         if self.tx.send(tx).is_err() {
             return Forwarded::Err(ClusterError::ShuttingDown);
         }
-        rx.await
-            .unwrap_or(Forwarded::Err(ClusterError::ShuttingDown))
+        // Queued: from here on, a lost answer is an unknown outcome, not a refusal.
+        rx.await.unwrap_or_else(|_| {
+            Forwarded::Err(ClusterError::WriteInterrupted(
+                "the node stopped".to_string(),
+            ))
+        })
     }
 }

@@ -55,6 +55,12 @@ pub enum ClusterError {
     LeadershipMoved,
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A write that reached the leader's proposal queue, whose outcome was lost: the node
+    /// stopped, or consensus failed, before it answered. It may have been committed.
+    #[error(
+        "the write was interrupted before its outcome was known ({0}); it may have been applied"
+    )]
+    WriteInterrupted(String),
     #[error("the change cannot be proposed: {0}")]
     InvalidCommand(String),
     /// The node to add or promote does not answer at its addresses (or another node does).
@@ -155,6 +161,7 @@ mod tests {
             E::Overloaded { limit: 10 },
             E::Consensus("anything else".into()),
             E::LeadershipMoved,
+            E::WriteInterrupted("raft stopped".into()),
             E::InvalidCommand("too deep".into()),
         ];
         for e in same {
