@@ -238,6 +238,18 @@ impl AuditQuery {
         self.limit = Some(limit);
         self
     }
+
+    /// Records with a sequence number below `seq` (the previous page's `next_before`).
+    pub fn before(mut self, seq: u64) -> Self {
+        self.before = Some(seq);
+        self
+    }
+
+    /// From the answering node's local state, which may be behind.
+    pub fn stale(mut self) -> Self {
+        self.consistency = Some(Consistency::Stale);
+        self
+    }
 }
 
 /// What to watch ([`Client::watch`](crate::Client::watch),
