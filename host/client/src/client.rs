@@ -672,10 +672,11 @@ impl Client {
     /// Sends `call` with failover and buffers the answer.
     pub(crate) async fn execute(&self, call: &Call) -> Result<Answer, Error> {
         self.failover(call.idempotency, |index| async move {
-            let response = self.send_once(index, call, false).await?;
+            let mut response = self.send_once(index, call, false).await?;
             let endpoint = self.inner.endpoints[index].clone();
             let status = response.status().as_u16();
-            let headers = response.headers().clone();
+            // Taken, not cloned: reading the body does not need them.
+            let headers = std::mem::take(response.headers_mut());
             let body = response
                 .bytes()
                 .await
