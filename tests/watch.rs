@@ -25,6 +25,21 @@ async fn note_node(args: &[&str]) -> Result<Node> {
     harness::start_note_node(args).await
 }
 
+/// A 3-node cluster with `note` v1 registered on every node: the cluster, its leader and the
+/// first revision after the registration.
+async fn note_cluster() -> Result<(Cluster, u64, u64)> {
+    let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
+    let reply = cluster
+        .api(leader)
+        .register_schema("note", 1, json!({"type": "object"}), None)
+        .await?;
+    assert_status(&reply, 201);
+    cluster.wait_schemas(&cluster.ids(), 1, SETTLE).await?;
+    let start = cluster.status(leader).await?.revision + 1;
+    Ok((cluster, leader, start))
+}
+
 async fn put(api: &Api, key: &str, value: Value) -> Result<u64> {
     let written = api
         .typed()
@@ -353,16 +368,8 @@ type Acked = Arc<Mutex<BTreeMap<u64, (String, Value)>>>;
 #[tokio::test]
 async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_is_killed()
 -> Result<()> {
-    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
-    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
-    let reply = cluster
-        .api(leader)
-        .register_schema("note", 1, json!({"type": "object"}), None)
-        .await?;
-    assert_status(&reply, 201);
+    let (mut cluster, leader, start) = note_cluster().await?;
     let ids = cluster.ids();
-    cluster.wait_schemas(&ids, 1, SETTLE).await?;
-    let start = cluster.status(leader).await?.revision + 1;
     let apis: Arc<Vec<Api>> = Arc::new(ids.iter().map(|id| cluster.api(*id)).collect());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -466,16 +473,8 @@ async fn watchers_on_every_node_see_each_change_once_in_order_while_the_leader_i
 /// must resume where it stopped, on another node, when the node it reads from dies.
 #[tokio::test]
 async fn the_client_watch_stream_resumes_on_another_node_when_its_node_is_killed() -> Result<()> {
-    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
-    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
-    let reply = cluster
-        .api(leader)
-        .register_schema("note", 1, json!({"type": "object"}), None)
-        .await?;
-    assert_status(&reply, 201);
+    let (mut cluster, leader, start) = note_cluster().await?;
     let ids = cluster.ids();
-    cluster.wait_schemas(&ids, 1, SETTLE).await?;
-    let start = cluster.status(leader).await?.revision + 1;
     // The watch reads from the leader first (the node the test kills), then the others.
     let mut endpoints = vec![cluster.api(leader).base_url().to_string()];
     endpoints.extend(

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use crate::Setup;
 use crate::load::{Figures, Op, load};
-use crate::nodes::{failover, free_port, start_nodes, wait_leader};
-use crate::workload::{Corpus, ScarabOp, Workload, load_client, populate, setup_client};
+use crate::nodes::{failover, free_port};
+use crate::workload::{Corpus, ScarabOp, Workload, load_client};
 
 /// One compared figure.
 enum Measure {
@@ -304,14 +304,7 @@ async fn loads<O: Op>(
 
 /// Scarab's figures, in the order of [`etcd_side`]'s.
 async fn scarab_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
-    let mut nodes = start_nodes(&setup.server, nodes_n, dir)?;
-    let leader = wait_leader(&nodes, Duration::from_secs(30)).await?;
-    let admin = setup_client(&nodes.apis[leader])?;
-    admin
-        .register_schema("store", 1, &setup.store_v1)
-        .await
-        .context("registering store v1")?;
-    populate(&admin, &setup.corpus).await?;
+    let (mut nodes, leader, _admin) = crate::workload::prepared(setup, nodes_n, dir).await?;
     let client = load_client(&nodes.apis[leader])?;
     let mut out = loads(setup, nodes_n, |kind| {
         let workload = match kind {

@@ -4,6 +4,7 @@
 //! of a cluster), then `--migrate`'s converted reads and storage migration, then a failover
 //! (cluster) or the in-process plugin cost (one node).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::Setup;
 use crate::load::{Figures, Op, load};
-use crate::nodes::{failover, once_client, start_nodes, wait_leader};
+use crate::nodes::{Nodes, failover, once_client, start_nodes, wait_leader};
 
 /// The longest one benchmark request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,18 +156,25 @@ pub async fn populate(client: &Client, corpus: &Arc<Corpus>) -> Result<()> {
     Ok(())
 }
 
-/// The default run.
-pub async fn run(setup: &Setup) -> Result<()> {
-    let args = &setup.args;
-    let mut nodes = start_nodes(&setup.server, args.nodes, &setup.data_dir)?;
+/// `n` nodes started in `dir`, with `store` v1 registered and every key of the corpus
+/// written (so that every key exists before the GET workloads, whatever a PUT phase manages):
+/// the nodes, the leader's index and a setup client of the leader.
+pub async fn prepared(setup: &Setup, n: usize, dir: &Path) -> Result<(Nodes, usize, Client)> {
+    let nodes = start_nodes(&setup.server, n, dir)?;
     let leader = wait_leader(&nodes, Duration::from_secs(30)).await?;
     let admin = setup_client(&nodes.apis[leader])?;
     admin
         .register_schema("store", 1, &setup.store_v1)
         .await
         .context("registering store v1")?;
-    // Every key exists before the GET workloads, whatever the PUT phase managed.
     populate(&admin, &setup.corpus).await?;
+    Ok((nodes, leader, admin))
+}
+
+/// The default run.
+pub async fn run(setup: &Setup) -> Result<()> {
+    let args = &setup.args;
+    let (mut nodes, leader, admin) = prepared(setup, args.nodes, &setup.data_dir).await?;
     println!(
         "scarab-bench: {} node(s), {}-byte store values over {} keys, {:?} per workload, data in {}",
         args.nodes,
