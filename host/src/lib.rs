@@ -26,6 +26,7 @@ mod raft;
 pub mod schema;
 mod serve;
 mod store;
+mod transport;
 
 pub use config::NodeConfig;
 pub use node::{Listeners, NodeError, run};

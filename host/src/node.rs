@@ -133,10 +133,11 @@ pub async fn run(
     };
     let info = node_info(&config, api_addr, peer_addr);
     let local_ip = peer_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+    let transport = crate::transport::PeerTransport::new(local_ip);
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        Network::new(local_ip),
+        Network::new(&transport),
         log_store,
         StateMachine::new(store.clone()),
     )
@@ -146,7 +147,7 @@ pub async fn run(
         raft.clone(),
         config.node_id,
         info.clone(),
-        local_ip,
+        transport,
         config.write_timeout,
         config.read_timeout,
         config.max_pending_proposals,

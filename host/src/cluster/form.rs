@@ -68,10 +68,7 @@ pub async fn form(cluster: &Cluster, formation: Formation) -> Result<(), FormErr
 }
 
 async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .build()
-        .expect("http client");
+    let http = cluster.transport().client(Duration::from_millis(500));
     let mut backoff = Duration::from_millis(100);
     // Set once the leader added this node as a learner but did not promote it yet (it was
     // still catching up): keep asking, the next answer promotes it once it holds the log.
@@ -166,11 +163,7 @@ async fn became_member(cluster: &Cluster, wait: Duration) -> bool {
 }
 
 async fn meet(cluster: &Cluster, expect: usize, peers: &[String]) -> Result<(), FormError> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("http client");
+    let http = cluster.transport().client(Duration::from_millis(500));
     let mut logged = 0;
     loop {
         if cluster.raft().is_initialized().await.unwrap_or(false) {
@@ -182,6 +175,7 @@ async fn meet(cluster: &Cluster, expect: usize, peers: &[String]) -> Result<(), 
         for url in peers {
             let Ok(resp) = http
                 .get(format!("{}/v1/cluster/self", base(url)))
+                .timeout(Duration::from_secs(2))
                 .send()
                 .await
             else {

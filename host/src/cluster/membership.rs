@@ -363,7 +363,7 @@ impl Cluster {
             tokio::net::TcpSocket::new_v6()
         }
         .map_err(|e| format!("connecting to {peer}: {e}"))?;
-        if let Some(ip) = self.local_ip
+        if let Some(ip) = self.transport.local_ip()
             && ip.is_ipv4() == addr.is_ipv4()
         {
             socket

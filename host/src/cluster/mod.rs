@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::raft::{NodeId, NodeInfo, Raft};
 use crate::store::{Command, CommandResult};
+use crate::transport::PeerTransport;
 
 /// How long probing a member's endpoints may take.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,30 +46,26 @@ pub struct Cluster {
     /// How long a linearizable read may wait for its read index.
     read_timeout: Duration,
     /// Where this node's peer connections come from (see `new`).
-    local_ip: Option<std::net::IpAddr>,
+    /// How this node reaches its peers (source address, credentials).
+    transport: PeerTransport,
     /// Held by the membership change this node (as the leader) is making, so that two changes
     /// never interleave their steps.
     changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Cluster {
-    /// `local_ip`: where forwarded requests come from (the peer listener's IP, as for Raft
-    /// RPCs), so that every peer connection this node opens has the same source.
+    /// `transport`: how forwarded requests reach the leader (the same source and credentials
+    /// as Raft RPCs).
     pub fn new(
         raft: Raft,
         me: NodeId,
         info: NodeInfo,
-        local_ip: Option<std::net::IpAddr>,
+        transport: PeerTransport,
         write_timeout: Duration,
         read_timeout: Duration,
         max_pending_proposals: usize,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .local_address(local_ip)
-            .build()
-            .expect("build forwarding http client");
+        let http = transport.client(Duration::from_millis(500));
         let cluster = Self {
             batcher: batch::Batcher::start(raft.clone(), max_pending_proposals),
             read_index: batch::ReadIndexBatcher::start(raft.clone(), read_timeout),
@@ -78,7 +75,7 @@ impl Cluster {
             http,
             write_timeout,
             read_timeout,
-            local_ip,
+            transport,
             changes: Arc::new(tokio::sync::Mutex::new(())),
         };
         tokio::spawn(cluster.clone().finish_half_done_changes());
@@ -91,6 +88,10 @@ impl Cluster {
 
     pub fn node_id(&self) -> NodeId {
         self.me
+    }
+
+    pub fn transport(&self) -> &PeerTransport {
+        &self.transport
     }
 
     pub fn info(&self) -> &NodeInfo {

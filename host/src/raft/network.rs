@@ -36,16 +36,10 @@ pub struct Network {
 }
 
 impl Network {
-    /// `local_ip`: the address outgoing peer connections come from (the peer listener's IP
-    /// when it is a specific one), so that peers and firewalls see a stable source.
-    pub fn new(local_ip: Option<std::net::IpAddr>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .local_address(local_ip)
-            .build()
-            .expect("build peer http client");
-        Self { http }
+    pub fn new(transport: &crate::transport::PeerTransport) -> Self {
+        Self {
+            http: transport.client(Duration::from_millis(500)),
+        }
     }
 }
 
