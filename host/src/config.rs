@@ -154,6 +154,27 @@ pub struct NodeConfig {
     /// Time a request body has to arrive in full after its head; then 408 `body_timeout`.
     #[arg(long, env = "SCARAB_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+
+    /// Require authentication on the client API: bearer tokens (and client certificates).
+    /// The first start of a cluster with it writes a root token to --root-token-file.
+    /// Start every node of a cluster the same way.
+    #[arg(long, env = "SCARAB_AUTH")]
+    pub auth: bool,
+
+    /// Serve without authentication on a non-loopback address (refused otherwise); logged at
+    /// every start.
+    #[arg(long, env = "SCARAB_INSECURE_NO_AUTH", conflicts_with = "auth")]
+    pub insecure_no_auth: bool,
+
+    /// Where the node that bootstraps authentication writes the root token (mode 0600), or
+    /// reads it from if the file exists (default: DATA_DIR/root-token).
+    #[arg(long, env = "SCARAB_ROOT_TOKEN_FILE")]
+    pub root_token_file: Option<PathBuf>,
+
+    /// Most tokens the cluster holds; creating one more is 409 `too_many_tokens` (expired
+    /// tokens are removed by the next change of users, roles or tokens).
+    #[arg(long, env = "SCARAB_MAX_TOKENS", default_value_t = 10_000)]
+    pub max_tokens: usize,
 }
 
 /// Parses `1024`, `64KiB`, `32MiB`, `1GiB` (also KB/MB/GB as powers of 1024).
@@ -197,6 +218,17 @@ impl NodeConfig {
         let fail = |m: String| Err(ConfigError(m));
         if self.node_id == 0 {
             return fail("--node-id must be at least 1".into());
+        }
+        if !self.auth && !self.insecure_no_auth && !self.listen.ip().is_loopback() {
+            return fail(format!(
+                "refusing to serve the API on {} without authentication: start with --auth (the \
+                 first start writes a root token to --root-token-file), or with \
+                 --insecure-no-auth to serve it open on purpose",
+                self.listen
+            ));
+        }
+        if self.max_tokens == 0 {
+            return fail("--max-tokens must be at least 1".into());
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
             return fail("--max-value-bytes must be between 1 and 64 MiB".into());

@@ -171,6 +171,7 @@ pub async fn run(
     let stopping = tokio_util::sync::CancellationToken::new();
     let watches = Arc::new(tokio::sync::Semaphore::new(config.max_watches));
     let (node_id, peer_limit) = (config.node_id, config.max_peer_body_bytes);
+    let (auth, insecure_no_auth) = (config.auth, config.insecure_no_auth);
     let state = AppState {
         watches,
         raft: raft.clone(),
@@ -182,6 +183,7 @@ pub async fn run(
     };
     let peer_router = network::router(raft.clone(), node_id, peer_limit)
         .merge(crate::cluster::router(cluster.clone(), peer_limit));
+    let bootstrap_state = state.clone();
     let mut app = api::router(state);
     let stop_now = tokio_util::sync::CancellationToken::new();
     let stop = {
@@ -236,6 +238,13 @@ pub async fn run(
             None
         }
     };
+    if auth {
+        tokio::spawn(api::auth_bootstrap(bootstrap_state));
+    } else if insecure_no_auth {
+        tracing::warn!(%api_addr, "--insecure-no-auth: the API is served WITHOUT authentication; anyone who reaches it may read and change everything");
+    } else {
+        tracing::info!(%api_addr, "authentication is off (the API listens on loopback only; --auth turns it on)");
+    }
     tracing::info!(%api_addr, ?peer_addr, node = %info, elapsed = ?started.elapsed(), "serving");
     let api_server = tokio::spawn(crate::serve::serve(listeners.api, app, limits, stop));
     // Joining needs this node's peer endpoint up (the leader replicates to it while it adds it).

@@ -29,6 +29,7 @@ use scarab_client::{ListOptions, SchemaUpload};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub mod auth;
 pub mod cluster;
 pub mod history;
 pub mod nemesis;

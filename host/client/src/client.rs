@@ -32,6 +32,7 @@ use crate::watch::WatchStream;
 
 // The routes, one concern per file (they use the sending machinery of this file).
 mod admin;
+mod auth;
 mod configs;
 mod schemas;
 
@@ -60,6 +61,8 @@ mod schemas;
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// `Authorization: Bearer …` (marked sensitive: never in debug output or logs).
+    token: Option<HeaderValue>,
     actor: Option<HeaderValue>,
     reason: Option<HeaderValue>,
     consistency: Consistency,
@@ -88,6 +91,7 @@ impl fmt::Debug for Client {
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     endpoints: Vec<String>,
+    token: Option<Secret>,
     actor: Option<String>,
     reason: Option<String>,
     consistency: Consistency,
@@ -101,6 +105,7 @@ impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
             endpoints: Vec::new(),
+            token: None,
             actor: None,
             reason: None,
             consistency: Consistency::Linearizable,
@@ -130,7 +135,16 @@ impl ClientBuilder {
         self
     }
 
-    /// `X-Scarab-Actor` of every change (recorded in the audit trail; else `anonymous`).
+    /// The bearer token every request carries (`Authorization: Bearer <token>`): what a
+    /// node with authentication on knows the caller by.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret(token.into()));
+        self
+    }
+
+    /// `X-Scarab-Actor` of every change. With authentication on, the server records it only
+    /// for a principal allowed to act for others (`auth:impersonate`), next to the
+    /// principal; with authentication off, it is the actor (else `anonymous`).
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
         self
@@ -215,6 +229,7 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 retry: self.retry,
             }),
+            token: self.token.map(|t| bearer(&t.0)).transpose()?,
             actor: self
                 .actor
                 .map(|a| header_text(headers::ACTOR, &a, 128))
@@ -226,6 +241,26 @@ impl ClientBuilder {
             consistency: self.consistency,
         })
     }
+}
+
+/// A token, kept out of `Debug` output.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<token>")
+    }
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, Error> {
+    let token = token.trim();
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .ok()
+        .filter(|_| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| Error::InvalidArgument("a token is visible ASCII without spaces".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn parse_endpoint(text: &str) -> Result<Url, Error> {
@@ -501,6 +536,14 @@ impl Client {
         &self.inner.endpoints
     }
 
+    /// A clone that authenticates with `token` instead.
+    pub fn with_token(&self, token: &str) -> Result<Self, Error> {
+        Ok(Self {
+            token: Some(bearer(token)?),
+            ..self.clone()
+        })
+    }
+
     /// A clone whose changes are made as `actor`.
     pub fn with_actor(&self, actor: &str) -> Result<Self, Error> {
         Ok(Self {
@@ -538,6 +581,9 @@ impl Client {
             }
         };
         let mut headers = Vec::new();
+        if let Some(t) = &self.token {
+            headers.push((reqwest::header::AUTHORIZATION, t.clone()));
+        }
         if let Some(a) = &self.actor {
             headers.push((HeaderName::from_static(headers::ACTOR), a.clone()));
         }

@@ -6,6 +6,9 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::configs::{DEFAULT_PAGE, MAX_PAGE};
 use super::{ApiError, AppState, Consistency, rfc3339};
 use crate::store::{AuditFilter, AuditRecord, Provenance};
@@ -53,6 +56,7 @@ fn record_view(r: &AuditRecord) -> scarab_types::AuditRecord {
         log_index: r.log_index,
         at: r.at_ms.map(rfc3339),
         actor: r.actor.clone(),
+        on_behalf_of: r.on_behalf_of.clone(),
         action: r.action.clone(),
         object: r.object.clone(),
         revision_before: r.revision_before,
@@ -74,8 +78,11 @@ fn provenance_view(v: &Provenance) -> scarab_types::Provenance {
 
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
+    // The whole prefix asked for (`auth/`, `schema/` and `cluster` are objects too).
+    principal.require(Action::AuditRead, &p.prefix)?;
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::malformed(format!(

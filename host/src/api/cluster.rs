@@ -5,6 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::{ApiError, AppState};
 use crate::cluster::{JoinRequest, SelfInfo};
 
@@ -19,6 +22,7 @@ pub struct ViewParams {
 /// e.g. to see a membership change that has not committed on a node without a leader).
 pub async fn view(
     State(state): State<AppState>,
+    _principal: Principal,
     Query(params): Query<ViewParams>,
 ) -> Json<crate::cluster::ClusterView> {
     Json(match params.consistency {
@@ -48,8 +52,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// add a node as a learner, then promote it once it has caught up (unless `voter: false`).
 pub async fn add(
     State(state): State<AppState>,
+    principal: Principal,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
     let body = super::read_body(body, super::SMALL_BODY_BYTES).await?;
     let req: JoinRequest = parse(&body)?;
     if req.node_id == 0 || req.api.is_empty() || req.peer.is_empty() {
@@ -79,16 +85,20 @@ fn member_id(id: &str) -> Result<u64, ApiError> {
 
 pub async fn promote(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
     let id = member_id(&id)?;
     Ok(Json(state.cluster.promote(id).await?).into_response())
 }
 
 pub async fn remove(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
     let id = member_id(&id)?;
     Ok(Json(state.cluster.remove(id).await?).into_response())
 }

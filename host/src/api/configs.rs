@@ -8,6 +8,9 @@ use scarab_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+use scarab_types::auth::Action;
+
+use super::authn::{Principal, Reach};
 use super::{
     ApiError, AppState, Consistency, SMALL_BODY_BYTES, caller, check_depth, parse_json, read_body,
     require_json, rfc3339,
@@ -143,13 +146,15 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
 
 pub async fn put(
     State(state): State<AppState>,
+    principal: Principal,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     checked_key(&key)?;
+    principal.require(Action::ConfigWrite, &key)?;
     require_json(&headers)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let precondition = precondition(&headers)?;
     let limit = state.config.max_value_bytes;
     let bytes = read_body(body, limit + ENVELOPE_SLACK).await?;
@@ -266,14 +271,18 @@ pub struct ReadParams {
 
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(path): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     if let Some(key) = path.strip_suffix("/history") {
+        checked_key(key)?;
+        principal.require(Action::ConfigRead, key)?;
         return history(state, key, params).await;
     }
     let key = path;
     checked_key(&key)?;
+    principal.require(Action::ConfigRead, &key)?;
     let stale = state.read_at(params.consistency).await?;
     let entry = match params.revision {
         None => state
@@ -382,6 +391,7 @@ async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Respo
 /// `POST /v1/configs/{key}/rollback`.
 pub async fn post(
     State(state): State<AppState>,
+    principal: Principal,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -392,8 +402,11 @@ pub async fn post(
         ));
     };
     checked_key(key)?;
+    // A rollback reads the old revision and writes it back.
+    principal.require(Action::ConfigRead, key)?;
+    principal.require(Action::ConfigWrite, key)?;
     require_json(&headers)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
     let scarab_types::RollbackRequest { revision } =
         parse_json(&state, &bytes, "{\"revision\": integer}")?;
@@ -462,8 +475,12 @@ pub const MAX_PAGE: usize = 1000;
 
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
+    // A prefix the principal may read only parts of lists only those parts; one it may read
+    // nothing of is 403 (an empty list would hide that the keys may exist).
+    let reach = principal.reach(Action::ConfigRead, &params.prefix)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::malformed(format!(
@@ -477,12 +494,30 @@ pub async fn list(
     }
     let stale = state.read_at(params.consistency).await?;
     let revision = state.store.applied().revision;
-    let page = state.store.list_configs(
-        &params.prefix,
-        params.after.as_deref(),
-        limit,
-        state.config.max_page_bytes,
-    )?;
+    // Only the readable parts are read, in key order: a page (and its cursor) never holds
+    // a key the principal may not read.
+    let parts = match reach {
+        Reach::All => vec![params.prefix.clone()],
+        Reach::Some => principal.narrower_prefixes(Action::ConfigRead, &params.prefix),
+    };
+    let mut page = crate::store::ConfigPage {
+        items: Vec::new(),
+        more: false,
+    };
+    for part in &parts {
+        let left = limit - page.items.len();
+        let got = state.store.list_configs(
+            part,
+            params.after.as_deref(),
+            left,
+            state.config.max_page_bytes,
+        )?;
+        page.items.extend(got.items);
+        if got.more || page.items.len() == limit {
+            page.more = true;
+            break;
+        }
+    }
     let next = page
         .more
         .then(|| page.items.last().map(|e| e.meta.key.clone()))
@@ -525,11 +560,13 @@ pub async fn list(
 
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     checked_key(&key)?;
-    let caller = caller(&headers)?;
+    principal.require(Action::ConfigDelete, &key)?;
+    let caller = caller(&principal, &headers)?;
     let precondition = precondition(&headers)?;
     let ConfigDeleted { meta } = state
         .propose(caller, DeleteConfig { key, precondition })

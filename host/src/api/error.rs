@@ -66,6 +66,14 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -167,6 +175,8 @@ impl From<Rejection> for ApiError {
                 ..ApiError::new(ErrorCode::ConditionFailed, message)
             },
             Rejection::InvalidTxn(_) => ApiError::malformed(message),
+            Rejection::RoleInUse { .. } => ApiError::new(ErrorCode::RoleInUse, message),
+            Rejection::AuthRefused(_) => ApiError::malformed(message),
         }
     }
 }

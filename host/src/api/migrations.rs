@@ -7,6 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::schemas::{ReadParams, validate_name};
 use super::{
     ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json, rfc3339,
@@ -38,13 +41,15 @@ fn view(m: &MigrationRecord) -> scarab_types::Migration {
 
 pub async fn start(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaMigrate, &name)?;
     require_json(&headers)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
     let scarab_types::StartMigration {
         target_version,
@@ -84,10 +89,12 @@ pub async fn start(
 
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     state.read_at(params.consistency).await?;
     let all = state.store.migrations(Some(&name))?;
     let migrations = all.iter().map(view).collect();
@@ -96,10 +103,12 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, id)): Path<(String, String)>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     let id: u64 = super::strict::canonical_u64(&id).ok_or_else(|| {
         ApiError::malformed(format!(
             "migration id {id:?} is not a number in canonical form"

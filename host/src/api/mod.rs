@@ -6,6 +6,8 @@
 //! how it is validated ([`crate::schema`]).
 
 mod audit;
+mod auth;
+pub mod authn;
 mod cluster;
 mod configs;
 pub mod error;
@@ -27,6 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
+pub use auth::bootstrap as auth_bootstrap;
 pub use error::ApiError;
 
 use crate::cluster::Cluster;
@@ -63,6 +66,34 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/cluster/members/{id}",
             axum::routing::delete(cluster::remove),
+        )
+        .route("/v1/auth/whoami", get(auth::whoami))
+        .route("/v1/auth/users", get(auth::list_users))
+        .route(
+            "/v1/auth/users/{name}",
+            get(auth::get_user)
+                .put(auth::put_user)
+                .delete(auth::delete_user),
+        )
+        .route("/v1/auth/users/{name}/roles", post(auth::grant_role))
+        .route(
+            "/v1/auth/users/{name}/roles/{role}",
+            axum::routing::delete(auth::revoke_role),
+        )
+        .route("/v1/auth/roles", get(auth::list_roles))
+        .route(
+            "/v1/auth/roles/{name}",
+            get(auth::get_role)
+                .put(auth::put_role)
+                .delete(auth::delete_role),
+        )
+        .route(
+            "/v1/auth/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
+        .route(
+            "/v1/auth/tokens/{id}",
+            axum::routing::delete(auth::revoke_token),
         )
         .route("/v1/configs", get(configs::list))
         .route(
@@ -117,6 +148,10 @@ pub fn router(state: AppState) -> Router {
         })
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
         .layer(axum::middleware::from_fn(strict::no_percent_escapes))
         .with_state(state)
 }
@@ -207,8 +242,9 @@ pub(crate) fn split_list(
 /// Bodies of small requests (settings, policies, membership, rollback): 64 KiB.
 pub(crate) const SMALL_BODY_BYTES: usize = 64 << 10;
 
-/// Who makes a request and why: `X-Scarab-Actor` (or `anonymous`) and `X-Scarab-Reason`,
-/// both recorded in the audit trail with the change.
+/// Who makes a request and why: the authenticated principal (and `X-Scarab-Actor` if it may
+/// impersonate; with authentication off, the header or `anonymous`) and `X-Scarab-Reason`,
+/// recorded in the audit trail with the change.
 pub(crate) struct Caller {
     pub actor: String,
     pub context: Context,
@@ -230,11 +266,20 @@ fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Result<Option<Str
     Ok(Some(s.to_string()))
 }
 
-pub(crate) fn caller(headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn caller(
+    principal: &authn::Principal,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let (actor, on_behalf_of) = principal.actor(header_text(headers, "x-scarab-actor", 128)?);
     Ok(Caller {
-        actor: header_text(headers, "x-scarab-actor", 128)?.unwrap_or_else(|| "anonymous".into()),
+        actor: if actor.is_empty() {
+            "anonymous".into()
+        } else {
+            actor
+        },
         context: Context {
             reason: header_text(headers, "x-scarab-reason", 1024)?,
+            on_behalf_of,
             ..Context::default()
         },
     })

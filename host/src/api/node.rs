@@ -8,12 +8,19 @@ use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 use scarab_types::Role;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::{ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json};
 use crate::plugins::PluginStats;
 use crate::store::{HistoryRetention, HistoryRetentionSet, SetHistoryRetention};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
-pub async fn get_history_retention(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn get_history_retention(
+    State(state): State<AppState>,
+    _principal: Principal,
+) -> Result<Response, ApiError> {
+    // Any authenticated principal: the setting says how far back history reads can go.
     state.linearize().await?;
     let HistoryRetention {
         keep,
@@ -31,11 +38,13 @@ pub async fn get_history_retention(State(state): State<AppState>) -> Result<Resp
 /// on; the age from the next change on (see `store/history.rs`).
 pub async fn set_history_retention(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
     require_json(&headers)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
     let scarab_types::HistoryRetention {
         keep,
@@ -98,7 +107,7 @@ fn plugin_stats_view(p: PluginStats) -> scarab_types::PluginStats {
     }
 }
 
-pub async fn status(State(state): State<AppState>) -> Response {
+pub async fn status(State(state): State<AppState>, _principal: Principal) -> Response {
     let m = state.raft.metrics().borrow().clone();
     let sm = state.store.applied();
     let status = scarab_types::Status {

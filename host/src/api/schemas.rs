@@ -9,6 +9,9 @@ use scarab_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::{ApiError, AppState, Consistency, caller, read_body, require_json, rfc3339};
 use crate::plugins::digest;
 use crate::schema::{CompatReport, NewVersion, SchemaError};
@@ -254,14 +257,16 @@ pub struct RegisterParams {
 
 pub async fn register(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     Query(params): Query<RegisterParams>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRegister, &name)?;
     let version = parse_version(&version)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let upload = read_upload(&state, &headers, request).await?;
     let checked = check_upload(&state, &name, version, &upload).await?;
     let report = checked.report;
@@ -302,11 +307,13 @@ pub async fn register(
 /// registering anything (a dry run).
 pub async fn compatibility(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     let version = parse_version(&version)?;
     let upload = read_upload(&state, &headers, request).await?;
     let checked = check_upload(&state, &name, version, &upload).await?;
@@ -319,10 +326,12 @@ pub async fn compatibility(
 
 pub async fn get_policy(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     state.read_at(params.consistency).await?;
     if state.store.list_schemas(Some(&name))?.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -335,13 +344,15 @@ pub async fn get_policy(
 
 pub async fn set_policy(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRegister, &name)?;
     require_json(&headers)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let bytes = read_body(body, super::SMALL_BODY_BYTES).await?;
     let policy: scarab_types::SchemaPolicy =
         super::parse_json(&state, &bytes, "{\"writes\": \"any\" | \"latest\"}")?;
@@ -374,11 +385,16 @@ pub struct ReadParams {
 
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     state.read_at(params.consistency).await?;
     let mut schemas: Vec<scarab_types::SchemaSummary> = Vec::new();
     for r in state.store.list_schemas(None)? {
+        // Only the schemas the principal may read.
+        if !principal.allows(Action::SchemaRead, &r.name) {
+            continue;
+        }
         match schemas.last_mut() {
             Some(last) if last.name == r.name => last.versions.push(r.version),
             _ => schemas.push(scarab_types::SchemaSummary {
@@ -392,10 +408,12 @@ pub async fn list(
 
 pub async fn list_versions(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     state.read_at(params.consistency).await?;
     let records = state.store.list_schemas(Some(&name))?;
     if records.is_empty() {
@@ -417,9 +435,11 @@ fn record(state: &AppState, name: &str, version: &str) -> Result<SchemaRecord, A
 
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::SchemaRead, &name)?;
     state.read_at(params.consistency).await?;
     let r = record(&state, &name, &version)?;
     Ok(state.with_revision(Json(version_view(&r, true)).into_response()))
@@ -427,9 +447,11 @@ pub async fn get(
 
 pub async fn plugin(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
+    principal.require(Action::SchemaRead, &name)?;
     state.read_at(params.consistency).await?;
     let r = record(&state, &name, &version)?;
     let digest = r.plugin_digest.ok_or_else(|| {
@@ -458,12 +480,14 @@ pub async fn plugin(
 
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaDelete, &name)?;
     let version = parse_version(&version)?;
-    let caller = caller(&headers)?;
+    let caller = caller(&principal, &headers)?;
     let SchemaDeleted { record } = state
         .propose(caller, DeleteSchema { name, version })
         .await?;
@@ -478,12 +502,14 @@ pub struct ValidateParams {
 
 pub async fn validate(
     State(state): State<AppState>,
+    principal: Principal,
     Path((name, version)): Path<(String, String)>,
     Query(params): Query<ValidateParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     validate_name(&name)?;
+    principal.require(Action::SchemaRead, &name)?;
     let version = parse_version(&version)?;
     require_json(&headers)?;
     if !params.key.is_empty() {

@@ -13,6 +13,9 @@ use scarab_types::{ErrorCode, TxnOpKind};
 use serde::Deserialize;
 use serde_json::Value;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::configs::{
     ENVELOPE_SLACK, check_write_policy, checked_key, json_response, meta_view, value_text,
 };
@@ -120,11 +123,12 @@ fn condition(state: &AppState, index: usize, c: ConditionBody) -> Result<Conditi
 /// `POST /v1/txn`.
 pub async fn txn(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
-    let mut caller = caller(&headers)?;
+    let mut caller = caller(&principal, &headers)?;
     let max_ops = state.config.max_txn_ops;
     let value_limit = state.config.max_value_bytes;
     let txn_limit = state.config.max_txn_bytes;
@@ -153,6 +157,18 @@ pub async fn txn(
         .enumerate()
         .map(|(i, c)| condition(&state, i, c))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every permission of every condition and operation, before anything is validated: a
+    // condition reads its key (its outcome tells whether the key holds a value).
+    for c in &conditions {
+        principal.require(Action::ConfigRead, &c.key)?;
+    }
+    for op in &ops {
+        let action = match op.op.as_str() {
+            "delete" => Action::ConfigDelete,
+            _ => Action::ConfigWrite,
+        };
+        principal.require(action, &op.key)?;
+    }
     // Bytes of values the transaction carries, checked before anything is validated.
     let mut carried: usize = conditions
         .iter()

@@ -24,6 +24,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
 use super::configs::{json_response, meta_view, meta_view_at, value_at};
 use super::{ApiError, AppState, split_list};
 use crate::store::{Changes, ConfigEntry, SmMeta};
@@ -231,9 +234,12 @@ fn compacted(prefix: &str, revision: u64) -> ApiError {
 
 pub async fn watch(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     Query(params): Query<WatchParams>,
 ) -> Result<Response, ApiError> {
+    // The whole prefix: a watch streams every change under it.
+    principal.require(Action::ConfigRead, &params.prefix)?;
     if params.schema_version.is_some() && params.schema.is_none() {
         return Err(ApiError::malformed(
             "schema_version needs schema: the version of which schema?",

@@ -9,6 +9,7 @@
 //! `cluster`; what they print and their exit code: `output`.
 
 mod audit;
+mod auth;
 mod check;
 mod cluster;
 mod configs;
@@ -55,10 +56,14 @@ pub struct ClientOpts {
         global = true
     )]
     pub server: String,
+    /// Bearer token of the principal to act as (nodes with --auth require one).
+    #[arg(long, env = "SCARAB_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
-    /// Who is making the change (sent as X-Scarab-Actor).
+    /// Who the change is made for (X-Scarab-Actor): the actor itself with authentication
+    /// off; with it on, recorded next to the principal only if it holds auth:impersonate.
     #[arg(long, env = "SCARAB_ACTOR", global = true)]
     pub actor: Option<String>,
     /// Why (sent as X-Scarab-Reason; kept in the audit trail).
@@ -75,6 +80,9 @@ impl ClientOpts {
                 .map(str::trim)
                 .filter(|s| !s.is_empty()),
         );
+        if let Some(token) = &self.token {
+            builder = builder.token(token);
+        }
         if let Some(actor) = &self.actor {
             builder = builder.actor(actor);
         }
@@ -116,6 +124,9 @@ enum Command {
     /// Apply a transaction from a JSON file: conditions, then puts and deletes, all at one
     /// revision or none.
     Txn(txn::TxnArgs),
+    /// Who you are; users, roles and tokens.
+    #[command(subcommand)]
+    Auth(auth::AuthCmd),
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -138,6 +149,7 @@ pub async fn main() -> ExitCode {
         Command::Config(cmd) => output::finish(configs::run(cmd).await),
         Command::Schema(cmd) => output::finish(schemas::run(cmd).await),
         Command::Cluster(cmd) => output::finish(cluster::run(cmd).await),
+        Command::Auth(cmd) => output::finish(auth::run(cmd).await),
         Command::Audit(args) => output::finish(audit::run(args).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
         Command::Plugin(cmd) => check::run(cmd),

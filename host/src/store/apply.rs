@@ -37,6 +37,10 @@ pub(super) struct ApplyTx<'a> {
     /// without scanning the whole overlay for every write (a catch-up applies thousands of
     /// entries in one call).
     pub(super) history_added: HashMap<String, Vec<u64>>,
+    /// An auth record changed: the in-memory access state is rebuilt after the commit.
+    pub(super) auth_changed: bool,
+    /// `Context::on_behalf_of` of the command being applied (for its audit records).
+    pub(super) on_behalf_of: Option<String>,
 }
 
 /// Who makes a change, when, at which revision, and what the audit trail should know.
@@ -60,6 +64,8 @@ impl StateStore {
             meta: self.applied(),
             overlay: HashMap::new(),
             history_added: HashMap::new(),
+            auth_changed: false,
+            on_behalf_of: None,
         };
         let mut results = Vec::new();
         for (log_id, change) in entries {
@@ -105,6 +111,10 @@ impl StateStore {
         );
         batch.commit()?;
         *self.state.lock().expect("state lock") = tx.meta.clone();
+        // Before the waiters learn of the apply: a revocation is in force once it answered.
+        if tx.auth_changed {
+            self.reload_auth()?;
+        }
         self.applied.send_replace(tx.meta);
         Ok(results)
     }
@@ -129,7 +139,9 @@ impl ApplyTx<'_> {
     /// Applies one command, then lets the age retention catch up with its clock.
     fn execute(&mut self, cmd: Command) -> Result<CommandResult, StoreError> {
         let at_ms = cmd.at_ms;
-        let result = self.execute_op(cmd)?;
+        let result = self.execute_op(cmd);
+        self.on_behalf_of = None;
+        let result = result?;
         self.sweep_history(at_ms)?;
         Ok(result)
     }
@@ -143,6 +155,7 @@ impl ApplyTx<'_> {
             op,
             context,
         } = cmd;
+        self.on_behalf_of = context.on_behalf_of.clone();
         let mut by = By {
             actor: &actor,
             at_ms,
@@ -160,6 +173,7 @@ impl ApplyTx<'_> {
             Op::MigrateBatch(op) => self.migrate_batch(op, &by),
             Op::FinishMigration(op) => self.finish_migration(op, &by),
             Op::DeleteSchema(op) => self.delete_schema(op, &by),
+            Op::AuthChange(op) => self.auth_change(op, &by),
         }
     }
 }

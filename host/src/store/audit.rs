@@ -26,6 +26,9 @@ pub struct AuditRecord {
     /// carry no clock).
     pub at_ms: Option<u64>,
     pub actor: String,
+    /// The name an impersonating principal acted for (`Context::on_behalf_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// `config.create|update|delete|rollback|migrate`, `schema.register|delete|policy`,
     /// `migration.start|finish`, `settings.history`, `membership.change`.
     pub action: String,
@@ -151,6 +154,7 @@ impl ApplyTx<'_> {
             log_index: self.meta.last_applied.map(|l| l.index).unwrap_or(0),
             at_ms: e.at_ms,
             actor: e.actor,
+            on_behalf_of: self.on_behalf_of.clone(),
             action: e.action.to_string(),
             object: e.object,
             revision_before: e.revision_before,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// One state change, proposed after validation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Command {
-    /// Who asked (`X-Scarab-Actor`).
+    /// Who asked: the authenticated principal (with authentication off, `X-Scarab-Actor`).
     pub actor: String,
     /// Milliseconds since the Unix epoch, read on the proposing node.
     pub at_ms: u64,
@@ -70,7 +70,8 @@ impl Command {
             | Op::SetSchemaPolicy(_)
             | Op::SetHistoryRetention(_)
             | Op::StartMigration(_)
-            | Op::FinishMigration(_) => {}
+            | Op::FinishMigration(_)
+            | Op::AuthChange(_) => {}
         }
         docs
     }
@@ -117,7 +118,8 @@ impl Command {
             | Op::SetSchemaPolicy(_)
             | Op::SetHistoryRetention(_)
             | Op::StartMigration(_)
-            | Op::FinishMigration(_) => 0,
+            | Op::FinishMigration(_)
+            | Op::AuthChange(_) => 0,
         }
     }
 
@@ -138,6 +140,10 @@ pub struct Context {
     /// `X-Scarab-Reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `X-Scarab-Actor` of a principal allowed to impersonate (`auth:impersonate`): the name
+    /// it acted for; the command's actor is the principal itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// A rollback: the revision whose value this write restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
@@ -182,6 +188,63 @@ pub enum Op {
     FinishMigration(FinishMigration),
     DeleteSchema(DeleteSchema),
     Txn(Txn),
+    /// Users, roles and tokens (see `auth.rs`).
+    AuthChange(AuthChange),
+}
+
+/// A change of who may do what. Tokens travel as their hash only: the secret never enters
+/// the log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum AuthChange {
+    /// Creates or replaces a user with these roles (each must exist).
+    PutUser {
+        name: String,
+        roles: Vec<String>,
+    },
+    /// Deletes a user and every token of theirs.
+    DeleteUser {
+        name: String,
+    },
+    GrantRole {
+        user: String,
+        role: String,
+    },
+    RevokeRole {
+        user: String,
+        role: String,
+    },
+    /// Creates or replaces a role (not the built-in `admin`).
+    PutRole {
+        name: String,
+        permissions: Vec<scarab_types::auth::Permission>,
+    },
+    /// Deletes a role no user holds.
+    DeleteRole {
+        name: String,
+    },
+    CreateToken(TokenRecord),
+    RevokeToken {
+        id: String,
+    },
+    /// The first principal of a cluster with authentication on: user `root` with role
+    /// `admin` and this token, only if the cluster has no user yet.
+    Bootstrap(TokenRecord),
+}
+
+/// A token as the state keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public: names the token in lists and revocations; the first part of the token.
+    pub id: String,
+    /// SHA-256 of the token's secret part, hex.
+    pub hash: String,
+    pub principal: String,
+    pub created_ms: u64,
+    pub created_by: String,
+    /// `None`: until revoked.
+    pub expires_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -23,6 +23,8 @@ pub(super) enum Ks {
     History,
     /// The audit trail (see `audit.rs`).
     Audit,
+    /// Users, roles and tokens (see `auth.rs`).
+    Auth,
 }
 
 impl StateStore {
@@ -35,6 +37,7 @@ impl StateStore {
             Ks::SchemaMeta => &self.schema_meta,
             Ks::History => &self.history,
             Ks::Audit => &self.audit,
+            Ks::Auth => &self.auth,
         }
     }
 }

@@ -17,6 +17,7 @@
 
 mod apply;
 mod audit;
+mod auth;
 mod cache;
 pub mod command;
 mod configs;
@@ -42,19 +43,20 @@ use tokio::sync::watch;
 
 pub use apply::Change;
 pub use audit::{AuditFilter, AuditRecord, Provenance};
+pub use auth::{AuthView, ROOT_USER, UserRecord};
 pub use command::{
-    Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema, FinishMigration,
-    MAX_FAILURES_KEPT, MigrateBatch, MigrationFailure, MigrationRecord, MigrationSpec,
-    MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, PutConfig, PutSchema,
-    SchemaPolicy, SchemaRecord, SetHistoryRetention, SetSchemaPolicy, StartMigration, Test, Txn,
-    TxnOp, Validation, WritePolicy,
+    AuthChange, Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema,
+    FinishMigration, MAX_FAILURES_KEPT, MigrateBatch, MigrationFailure, MigrationRecord,
+    MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, PutConfig,
+    PutSchema, SchemaPolicy, SchemaRecord, SetHistoryRetention, SetSchemaPolicy, StartMigration,
+    Test, TokenRecord, Txn, TxnOp, Validation, WritePolicy,
 };
-pub use configs::ConfigEntry;
+pub use configs::{ConfigEntry, ConfigPage};
 pub use history::{AtRevision, Changes, HistoryRetention};
 pub use membership::{LogId, Membership, NodeId, NodeInfo, SnapshotMeta, StoredMembership};
 pub use result::{
-    CommandResult, ConfigDeleted, ConfigWritten, FailedCondition, HistoryRetentionSet, Proposal,
-    Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered, TxnApplied, WrongResult,
+    AuthChanged, CommandResult, ConfigDeleted, ConfigWritten, FailedCondition, HistoryRetentionSet,
+    Proposal, Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered, TxnApplied, WrongResult,
 };
 pub use snapshot::verify_current_snapshot;
 
@@ -109,6 +111,8 @@ pub struct StateStore {
     pub(crate) schema_meta: Keyspace,
     pub(crate) history: Keyspace,
     pub(crate) audit: Keyspace,
+    /// Users, roles and tokens (see `auth.rs`).
+    pub(crate) auth: Keyspace,
     pub(crate) meta: Keyspace,
     snapshot_dir: PathBuf,
     /// Held while a snapshot file is built or installed: openraft runs the two concurrently,
@@ -118,6 +122,8 @@ pub struct StateStore {
     schema_cache: SchemaCache,
     state: Mutex<SmMeta>,
     applied: watch::Sender<SmMeta>,
+    /// The access state every request is checked against (see `auth.rs`).
+    auth_view: std::sync::RwLock<Arc<AuthView>>,
 }
 
 impl StateStore {
@@ -142,14 +148,17 @@ impl StateStore {
             schema_meta: ks("sm_schema_meta")?,
             history: ks("sm_history")?,
             audit: ks("sm_audit")?,
+            auth: ks("sm_auth")?,
             meta: meta_ks,
             snapshot_dir,
             snapshot_files: Mutex::new(()),
             schema_cache: SchemaCache::default(),
             state: Mutex::new(meta),
             applied,
+            auth_view: Default::default(),
         });
         store.recover_interrupted_install()?;
+        store.reload_auth()?;
         Ok(store)
     }
 
@@ -164,6 +173,7 @@ impl StateStore {
             &self.schema_meta,
             &self.history,
             &self.audit,
+            &self.auth,
             &self.meta,
         ] {
             for guard in ks.iter() {

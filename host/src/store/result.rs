@@ -10,9 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    ConfigMeta, DeleteConfig, DeleteSchema, FinishMigration, MigrateBatch, MigrationRecord, Op,
-    PutConfig, PutSchema, SchemaPolicy, SchemaRecord, SetHistoryRetention, SetSchemaPolicy,
-    StartMigration, Txn,
+    AuthChange, ConfigMeta, DeleteConfig, DeleteSchema, FinishMigration, MigrateBatch,
+    MigrationRecord, Op, PutConfig, PutSchema, SchemaPolicy, SchemaRecord, SetHistoryRetention,
+    SetSchemaPolicy, StartMigration, Txn,
 };
 
 /// The outcome of applying one command. On the wire each variant is `{"Kind": {fields}}`, as
@@ -27,6 +27,7 @@ pub enum CommandResult {
     Migration(MigrationRecord),
     HistoryRetentionSet(HistoryRetentionSet),
     TxnApplied(TxnApplied),
+    AuthChanged(AuthChanged),
     /// Refused deterministically by the state machine; nothing changed.
     Rejected(Rejection),
 }
@@ -71,6 +72,13 @@ pub struct SchemaPolicySet {
 pub struct HistoryRetentionSet {
     pub retention: super::HistoryRetention,
     pub revision: u64,
+}
+
+/// A change of users, roles or tokens applied ([`super::AuthChange`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AuthChanged {
+    /// `false`: nothing to do (a bootstrap of a cluster that has users already).
+    pub changed: bool,
 }
 
 /// A transaction applied ([`Txn`]): every operation, in request order (deletes as
@@ -131,6 +139,7 @@ proposal! {
     MigrateBatch => Migration(MigrationRecord);
     FinishMigration => Migration(MigrationRecord);
     Txn => TxnApplied(TxnApplied);
+    AuthChange => AuthChanged(AuthChanged);
 }
 
 /// A transaction condition that did not hold.
@@ -186,4 +195,8 @@ pub enum Rejection {
     ConditionFailed { failed: Vec<FailedCondition> },
     #[error("invalid transaction: {0}")]
     InvalidTxn(String),
+    #[error("role {role} is granted to {users:?}; revoke it from them first")]
+    RoleInUse { role: String, users: Vec<String> },
+    #[error("{0}")]
+    AuthRefused(String),
 }

@@ -96,7 +96,7 @@ pub(crate) fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StoreErr
 }
 
 /// The keyspaces a snapshot holds records of (see `StateStore::data_keyspaces`).
-const KEYSPACES: [&str; 7] = [
+const KEYSPACES: [&str; 8] = [
     "configs",
     "schemas",
     "plugins",
@@ -104,6 +104,7 @@ const KEYSPACES: [&str; 7] = [
     "schema_meta",
     "history",
     "audit",
+    "auth",
 ];
 
 /// The longest line a snapshot may have: a record holds one stored value, in base64 (the
@@ -266,7 +267,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl StateStore {
-    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 7] {
+    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 8] {
         [
             ("configs", &self.configs),
             ("schemas", &self.schemas),
@@ -275,6 +276,7 @@ impl StateStore {
             ("schema_meta", &self.schema_meta),
             ("history", &self.history),
             ("audit", &self.audit),
+            ("auth", &self.auth),
         ]
     }
 
@@ -449,6 +451,7 @@ impl StateStore {
         batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
         batch.durability(Some(PersistMode::SyncData)).commit()?;
         *self.state.lock().expect("state lock") = sm.clone();
+        self.reload_auth()?;
         self.applied.send_replace(sm);
         Ok(())
     }

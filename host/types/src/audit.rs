@@ -12,10 +12,15 @@ pub struct AuditRecord {
     pub log_index: u64,
     /// RFC 3339; `null` for membership changes (Raft membership entries carry no time).
     pub at: Option<String>,
-    /// `X-Scarab-Actor` of the change (`raft` for membership changes).
+    /// The authenticated principal that made the change (`raft` for membership changes;
+    /// with authentication off, `X-Scarab-Actor` or `anonymous`).
     pub actor: String,
+    /// The name a principal with `auth:impersonate` acted for (`X-Scarab-Actor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// `config.create|update|delete|rollback|migrate`, `schema.register|delete|policy`,
-    /// `migration.start|finish`, `settings.history`, `membership.change`.
+    /// `migration.start|finish`, `settings.history`, `membership.change`,
+    /// `auth.user|role|token.put|delete|create|revoke`, `auth.bootstrap`.
     pub action: String,
     /// A key, `schema/NAME/VERSION`, `migration/NAME/ID`, `settings/history`, `cluster`.
     pub object: String,

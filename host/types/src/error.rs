@@ -105,6 +105,13 @@ error_codes! {
     InvalidCommand = "invalid_command", 400, false;
     /// A transaction with more operations or conditions than `--max-txn-ops`.
     TxnTooLarge = "txn_too_large", 400, false;
+    // 401
+    /// No credentials, or a token that is unknown, expired or revoked.
+    Unauthenticated = "unauthenticated", 401, false;
+    // 403
+    /// The principal lacks the permission the request needs (the message names it and the
+    /// resource).
+    Forbidden = "forbidden", 403, false;
     // 404
     /// No such key, schema version, migration, member or route.
     NotFound = "not_found", 404, false;
@@ -125,6 +132,10 @@ error_codes! {
     NodeConflict = "node_conflict", 409, false;
     /// Registering would break stored configs; `report` has the compatibility report.
     IncompatibleSchemaVersion = "incompatible_schema_version", 409, false;
+    /// The role is still granted to users; revoke it from them first.
+    RoleInUse = "role_in_use", 409, false;
+    /// The cluster holds `--max-tokens` live tokens already; revoke some first.
+    TooManyTokens = "too_many_tokens", 409, false;
     /// A migration of the schema is already running.
     MigrationRunning = "migration_running", 409, false;
     /// The migration is not running.

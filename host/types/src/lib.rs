@@ -10,6 +10,7 @@
 //! - Schemas: [`SchemaVersion`], [`Registered`], [`CompatReport`], [`SchemaPolicy`],
 //!   [`ValidateResult`]; migrations: [`Migration`], [`DryRun`].
 //! - Watch: [`WatchEvent`] ([`ChangeBatch`], [`WatchProgress`]), [`WatchPoll`].
+//! - Access: [`auth`] (permissions, roles, users, tokens, `whoami`).
 //! - Audit: [`AuditRecord`], [`AuditPage`]; cluster: [`ClusterView`], [`SelfInfo`],
 //!   [`JoinRequest`]; node: [`Status`], [`HistoryRetention`].
 //!
@@ -46,6 +47,7 @@
 //! ```
 
 pub mod audit;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
