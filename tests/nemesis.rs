@@ -223,8 +223,12 @@ fn main() -> ExitCode {
         .iter()
         .map(|n| (*n, false))
         .chain(opts.migrations.iter().map(|n| (*n, true)));
-    for (n, migrating) in runs {
-        match runtime.block_on(run_one(&opts, n, migrating)) {
+    for (i, (n, migrating)) in runs.enumerate() {
+        // The first run with the trust boundary on: every node with authentication (a root
+        // token bootstrapped from a file the harness wrote), every client with the token.
+        let secured = i == 0;
+        harness::auth::set_cluster_token(secured.then(harness::auth::new_token));
+        match runtime.block_on(run_one(&opts, n, migrating, secured)) {
             Ok(report) => {
                 failed |= !report.anomalies.is_empty();
                 reports.push(report);
@@ -252,6 +256,8 @@ fn main() -> ExitCode {
 
 struct Report {
     nodes: u64,
+    /// Run with authentication on (every node, every client).
+    secured: bool,
     /// Storage migrations finished during the run (a migration run).
     migrations: Option<usize>,
     seed: u64,
@@ -272,10 +278,15 @@ struct Report {
 impl Report {
     fn summary(&self) -> String {
         let mut s = format!(
-            "nemesis summary: {} nodes{}, seed {}: {} operations recorded, {} checked on {} keys in \
+            "nemesis summary: {} nodes{}{}, seed {}: {} operations recorded, {} checked on {} keys in \
              {:.1?} (run {:.0?}); faults applied {:?} (skipped {}); operations {:?}; {} changes \
              watched by each of {WATCHERS} watchers; {} anomalies",
             self.nodes,
+            if self.secured {
+                " with authentication"
+            } else {
+                ""
+            },
             match self.migrations {
                 Some(n) => format!(" with {n} storage migrations"),
                 None => String::new(),
@@ -305,7 +316,7 @@ impl Report {
     }
 }
 
-async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> {
+async fn run_one(opts: &Options, nodes: u64, migrating: bool, secured: bool) -> Result<Report> {
     let started = Instant::now();
     let schedule = Schedule::generate(opts.seed, nodes, opts.duration);
     let mut cluster = Cluster::start(ClusterOptions::new(nodes).args(NODE_ARGS)).await?;
@@ -422,6 +433,7 @@ async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> 
     }
     Ok(Report {
         nodes,
+        secured,
         migrations: migrations_done,
         seed: opts.seed,
         records: records.len(),
@@ -521,6 +533,7 @@ fn http_client() -> Result<reqwest::Client> {
     // No connection reuse: a request either fails to connect (it never left: a definite
     // failure) or was sent on a fresh connection (its failure is an unknown outcome).
     Ok(reqwest::Client::builder()
+        .default_headers(harness::auth::default_headers())
         .timeout(CLIENT_TIMEOUT)
         .connect_timeout(Duration::from_secs(1))
         .pool_max_idle_per_host(0)
@@ -655,6 +668,7 @@ async fn watcher(
     until: tokio::sync::watch::Receiver<Option<u64>>,
 ) -> Result<Vec<Watched>, String> {
     let http = reqwest::Client::builder()
+        .default_headers(harness::auth::default_headers())
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(1))
         .build()

@@ -1,6 +1,7 @@
 //! Nodes with authentication on (`--auth`): starting them, finding the root token the
 //! bootstrap writes, and clients that carry a token.
 
+use std::sync::RwLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -68,4 +69,46 @@ pub async fn start_auth_node(extra_args: &[&str]) -> Result<(Node, String)> {
         .await
         .context("bootstrap of authentication")?;
     Ok((node, token))
+}
+
+/// The token every node started from now on bootstraps as its root token, and every harness
+/// client sends (`None`: nodes run without authentication, as by default). For suites that
+/// run whole clusters with authentication on (the nemesis): set it before starting them.
+static CLUSTER_TOKEN: RwLock<Option<String>> = RwLock::new(None);
+
+/// Runs the nodes started from now on with `--auth` and `token` as their root token, and makes
+/// every client of [`super::http_client`] authenticate with it; `None` turns both off.
+pub fn set_cluster_token(token: Option<String>) {
+    *CLUSTER_TOKEN.write().expect("token lock") = token;
+}
+
+pub fn cluster_token() -> Option<String> {
+    CLUSTER_TOKEN.read().expect("token lock").clone()
+}
+
+/// A new token of the server's shape (`scarab_<16 hex>_<43 base64url>`), for a root token
+/// file chosen by the operator (here: the harness).
+pub fn new_token() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let id: String = (0..16)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect();
+    let secret: String = (0..43)
+        .map(|_| char::from(B64[rng.random_range(0..64)]))
+        .collect();
+    format!("scarab_{id}_{secret}")
+}
+
+/// `Authorization: Bearer <cluster token>` when there is one.
+pub fn default_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = cluster_token() {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .expect("a token is a header value");
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    headers
 }

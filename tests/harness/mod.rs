@@ -459,6 +459,7 @@ pub fn node_client(http: &reqwest::Client, base: &str, timeout: Duration) -> sca
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(auth::default_headers())
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("build the HTTP client")
@@ -798,8 +799,13 @@ impl Api {
     async fn probe(&self) -> Result<Role> {
         let client = self.typed_within(PROBE_TIMEOUT);
         client.health().await.context("GET /v1/health")?;
-        let status = client.status().await.context("GET /v1/status")?;
-        Ok(status.role)
+        match client.status().await {
+            Ok(status) => Ok(status.role),
+            // Authentication on, and the cluster's root token not bootstrapped (or not
+            // replicated here) yet: the node serves, its role is not known.
+            Err(e) if e.api().is_some_and(|a| a.status == 401) => Ok(Role::Follower),
+            Err(e) => Err(anyhow::Error::new(e).context("GET /v1/status")),
+        }
     }
 }
 
@@ -1214,12 +1220,27 @@ impl Node {
                 join.join(","),
             ]),
         }
+        if auth::cluster_token().is_some() && !self.opts.extra_args.iter().any(|a| a == "--auth") {
+            args.extend([
+                "--auth".into(),
+                "--root-token-file".into(),
+                self.cluster_token_file().display().to_string(),
+            ]);
+        }
         args.extend(self.opts.extra_args.iter().cloned());
         args
     }
 
+    /// Where a node of a cluster with a harness token reads it as its root token.
+    fn cluster_token_file(&self) -> PathBuf {
+        self.root.path().join("cluster-root-token")
+    }
+
     fn spawn(&mut self) -> Result<()> {
         self.runs += 1;
+        if let Some(token) = auth::cluster_token() {
+            fs::write(self.cluster_token_file(), format!("{token}\n"))?;
+        }
         let args = self.args();
         self.note(&format!("run {}: scarab {}", self.runs, args.join(" ")));
         let log = OpenOptions::new()

@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// writing `--keys` configs, and a restart with 20 cached plugins.
     #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd"])]
     pub footprint: bool,
+    /// Run the nodes with authentication on (`--auth`, a root token made here) and every
+    /// request with a bearer token: the cost of checking tokens.
+    #[arg(long, conflicts_with = "vs_etcd")]
+    pub auth: bool,
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
@@ -147,6 +151,12 @@ impl Setup {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = BenchArgs::parse();
+    if args.auth
+        && let Err(e) = nodes::enable_auth()
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let setup = match Setup::new(args) {
         Ok(s) => s,
         Err(e) => {

@@ -40,6 +40,33 @@ pub fn server_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// With `--auth`: the root token every node bootstraps from its token file, and every client
+/// of the benchmark sends.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs the nodes with `--auth` and every client with a root token made here.
+pub fn enable_auth() -> Result<()> {
+    use base64::Engine as _;
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id)
+        .and_then(|()| getrandom::fill(&mut secret))
+        .map_err(|e| anyhow!("no randomness for a token: {e}"))?;
+    let token = format!(
+        "scarab_{}_{}",
+        hex::encode(id),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    TOKEN
+        .set(token)
+        .map_err(|_| anyhow!("authentication is on already"))
+}
+
+/// The clients' token, with `--auth`.
+pub fn token() -> Option<&'static str> {
+    TOKEN.get().map(String::as_str)
+}
+
 /// The benchmarked `scarab serve` processes; killed when dropped.
 pub struct Nodes {
     children: Vec<Option<Child>>,
@@ -121,6 +148,11 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
             .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
             .arg("--data-dir")
             .arg(data_dir.join(format!("n{}", i + 1)));
+        if let Some(token) = token() {
+            let file = data_dir.join(format!("n{}.root-token", i + 1));
+            std::fs::write(&file, format!("{token}\n")).context("writing a root token file")?;
+            cmd.arg("--auth").arg("--root-token-file").arg(file);
+        }
         if n > 1 {
             cmd.args([
                 "--bootstrap-expect",
@@ -144,12 +176,15 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
 /// A client of the node at `api` that sends each request once: a benchmark counts a failure
 /// as a failure, and a failover measurement must not wait out the client's backoff.
 pub fn once_client(api: &str, timeout: Duration) -> Result<Client> {
-    Ok(Client::builder()
+    let mut builder = Client::builder()
         .endpoint(api)
         .actor("bench")
         .max_attempts(1)
-        .timeout(timeout)
-        .build()?)
+        .timeout(timeout);
+    if let Some(t) = token() {
+        builder = builder.token(t);
+    }
+    Ok(builder.build()?)
 }
 
 /// Waits until every node agrees on one leader; returns its index in `nodes.apis`.
