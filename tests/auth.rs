@@ -742,3 +742,101 @@ async fn tokens_are_limited_by_max_tokens() -> Result<()> {
     admin.create_token(&req).await?;
     Ok(())
 }
+
+/// Runs `scarab ARGS -s BASE` with `SCARAB_TOKEN=token`; its stdout, or an error with stderr.
+async fn cli(base: &str, token: &str, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(harness::scarab_bin())
+        .args(args)
+        .args(["-s", base])
+        .env("SCARAB_TOKEN", token)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "scarab {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[tokio::test]
+async fn the_cli_manages_roles_users_and_tokens_and_a_token_it_prints_works() -> Result<()> {
+    let (node, root) = start_auth_node(&[]).await?;
+    let base = node.base_url().to_string();
+    cli(
+        &base,
+        &root,
+        &[
+            "auth",
+            "role",
+            "create",
+            "orders",
+            "--writer",
+            "stores/orders/",
+        ],
+    )
+    .await?;
+    cli(
+        &base,
+        &root,
+        &[
+            "auth",
+            "role",
+            "grant",
+            "orders",
+            "audit:read:stores/orders/",
+        ],
+    )
+    .await?;
+    cli(
+        &base,
+        &root,
+        &["auth", "user", "create", "svc", "--role", "orders"],
+    )
+    .await?;
+    // The token alone on stdout.
+    let token = cli(
+        &base,
+        &root,
+        &["auth", "token", "create", "--user", "svc", "--ttl", "1h"],
+    )
+    .await?
+    .trim()
+    .to_string();
+    let me: Value =
+        serde_json::from_str(&cli(&base, &token, &["auth", "whoami", "-o", "json"]).await?)?;
+    assert_eq!(me["principal"], "svc");
+    assert_eq!(me["authenticated_by"], "token");
+    let perms: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        perms.contains(&"audit:read") && perms.contains(&"config:write"),
+        "{me}"
+    );
+    // Not an admin: listing users is refused, with the permission named.
+    let err = cli(&base, &token, &["auth", "user", "list"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("auth:admin"), "{err:#}");
+    // Its own tokens: listed, then revoked by itself.
+    let mine: Value =
+        serde_json::from_str(&cli(&base, &token, &["auth", "token", "list", "-o", "json"]).await?)?;
+    let id = mine[0]["id"].as_str().unwrap().to_string();
+    cli(&base, &token, &["auth", "token", "revoke", &id]).await?;
+    let err = cli(&base, &token, &["auth", "whoami"]).await.unwrap_err();
+    assert!(err.to_string().contains("unauthenticated"), "{err:#}");
+    // A role in use cannot go; once its user is gone, it can.
+    let err = cli(&base, &root, &["auth", "role", "delete", "orders"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("role_in_use"), "{err:#}");
+    cli(&base, &root, &["auth", "user", "delete", "svc"]).await?;
+    cli(&base, &root, &["auth", "role", "delete", "orders"]).await?;
+    Ok(())
+}
