@@ -244,7 +244,24 @@ fn unauthenticated(message: impl Into<String>) -> Response {
 
 /// The middleware: authenticates the request into a [`Principal`] (in its extensions) or
 /// answers 401.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// What the middleware needs: the access state, and whether authentication is on. Not the
+/// whole `AppState`, whose clone per request is a handful of reference counts.
+#[derive(Clone)]
+pub struct Gate {
+    store: Arc<crate::store::StateStore>,
+    on: bool,
+}
+
+impl Gate {
+    pub fn new(state: &AppState) -> Self {
+        Gate {
+            store: state.store.clone(),
+            on: state.config.auth,
+        }
+    }
+}
+
+pub async fn authenticate(State(state): State<Gate>, mut req: Request, next: Next) -> Response {
     let principal = match identify(&state, &req) {
         Ok(p) => p,
         Err(resp) => return resp,
@@ -253,8 +270,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
-fn identify(state: &AppState, req: &Request) -> Result<Principal, Response> {
-    if !state.config.auth {
+fn identify(state: &Gate, req: &Request) -> Result<Principal, Response> {
+    if !state.on {
         // The actor of the open mode is the header (checked by `caller`).
         return Ok(Principal::open(String::new()));
     }

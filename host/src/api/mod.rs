@@ -149,7 +149,7 @@ pub fn router(state: AppState) -> Router {
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            authn::Gate::new(&state),
             authn::authenticate,
         ))
         .layer(axum::middleware::from_fn(strict::no_percent_escapes))
