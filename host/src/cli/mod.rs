@@ -187,7 +187,9 @@ async fn serve(node: NodeConfig) -> ExitCode {
             }
         },
     };
-    let listeners = Listeners { api, peer };
+    let reload = scarab::Reload::new();
+    reload_on_sighup(reload.clone());
+    let listeners = Listeners { api, peer, reload };
     match run(node, listeners, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -195,6 +197,29 @@ async fn serve(node: NodeConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Triggers `reload` (certificates and keys read again from disk) on every SIGHUP.
+fn reload_on_sighup(reload: scarab::Reload) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading TLS certificates");
+                        reload.trigger();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: certificates will not reload")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -105,6 +105,14 @@ error_codes! {
     InvalidCommand = "invalid_command", 400, false;
     /// A transaction with more operations or conditions than `--max-txn-ops`.
     TxnTooLarge = "txn_too_large", 400, false;
+    // 401
+    /// The request carries no valid credentials (on the peer port: no or a wrong cluster
+    /// secret).
+    Unauthenticated = "unauthenticated", 401, false;
+    // 403
+    /// The credentials are valid but do not allow this request (on the peer port: a
+    /// certificate of a node that is not a member).
+    Forbidden = "forbidden", 403, false;
     // 404
     /// No such key, schema version, migration, member or route.
     NotFound = "not_found", 404, false;
