@@ -9,6 +9,7 @@
 //! `cluster`; what they print and their exit code: `output`.
 
 mod audit;
+mod cert;
 mod check;
 mod cluster;
 mod configs;
@@ -64,6 +65,15 @@ pub struct ClientOpts {
     /// Why (sent as X-Scarab-Reason; kept in the audit trail).
     #[arg(long, global = true)]
     pub reason: Option<String>,
+    /// The CA (PEM) that an https server's certificate must chain to (only it is trusted).
+    #[arg(long, env = "SCARAB_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate (PEM) to present, with --key (its subject CN names the client).
+    #[arg(long, env = "SCARAB_CERT", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "SCARAB_KEY", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl ClientOpts {
@@ -80,6 +90,12 @@ impl ClientOpts {
         }
         if let Some(reason) = &self.reason {
             builder = builder.reason(reason);
+        }
+        if let Some(ca) = &self.cacert {
+            builder = builder.ca_cert_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            builder = builder.identity_files(cert, key);
         }
         builder.build()
     }
@@ -122,6 +138,9 @@ enum Command {
     /// Work with plugins offline.
     #[command(subcommand)]
     Plugin(check::PluginCmd),
+    /// Make a development CA and node/client certificates (TLS on both ports).
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -141,6 +160,7 @@ pub async fn main() -> ExitCode {
         Command::Audit(args) => output::finish(audit::run(args).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
         Command::Plugin(cmd) => check::run(cmd),
+        Command::Cert(cmd) => output::finish(cert::run(cmd)),
     }
 }
 
