@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod proxy;
+pub mod tls;
 
 /// How long a node may take to become ready after it is spawned.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
