@@ -41,10 +41,11 @@ fn peer_tls_args(pki: &Pki, pair: &Pair) -> Vec<String> {
     ]
 }
 
-/// A node whose client API is served over TLS with `pair`, up and serving over https.
-async fn start_tls_node(pki: &Pki, pair: &Pair) -> Result<(Node, String)> {
+/// A node whose client API is served over TLS with `pair` (and `extra` flags), up and
+/// serving over https.
+async fn start_tls_node(pki: &Pki, pair: &Pair, extra: &[String]) -> Result<(Node, String)> {
     let node = Node::start(NodeOptions {
-        extra_args: tls_args(pair),
+        extra_args: [tls_args(pair), extra.to_vec()].concat(),
         ready: Ready::Spawned,
         ..NodeOptions::default()
     })
@@ -68,7 +69,7 @@ fn typed(base: &str, pki: &Pki) -> Result<scarab_client::Client> {
 #[tokio::test]
 async fn the_api_over_tls_serves_clients_that_trust_its_ca_and_no_one_else() -> Result<()> {
     let pki = Pki::new()?;
-    let (node, base) = start_tls_node(&pki, &pki.node(1)?).await?;
+    let (node, base) = start_tls_node(&pki, &pki.node(1)?, &[]).await?;
 
     // A client with the CA reads and writes.
     let client = typed(&base, &pki)?;
@@ -122,10 +123,40 @@ async fn the_api_over_tls_serves_clients_that_trust_its_ca_and_no_one_else() -> 
 }
 
 #[tokio::test]
+async fn client_certificates_are_optional_on_the_api_and_must_chain_to_its_client_ca() -> Result<()>
+{
+    let pki = Pki::new()?;
+    let ca = pki.ca().display().to_string();
+    let (_node, base) =
+        start_tls_node(&pki, &pki.node(1)?, &["--tls-client-ca".into(), ca]).await?;
+    let health = format!("{base}/v1/health");
+    let alice = pki.client("alice")?;
+    for (what, identity) in [("no certificate", None), ("alice", Some(&alice))] {
+        let r = https_client(Some(&pki.ca()), identity, false)?
+            .get(&health)
+            .send()
+            .await
+            .with_context(|| what.to_string())?;
+        ensure!(r.status() == 200, "{what}: {}", r.status());
+    }
+    let other = Pki::new()?;
+    let stranger = other.client("mallory")?;
+    let r = https_client(Some(&pki.ca()), Some(&stranger), false)?
+        .get(&health)
+        .send()
+        .await;
+    ensure!(
+        r.is_err(),
+        "a certificate of another CA got an answer: {r:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn rotating_the_certificate_with_sighup_fails_no_request() -> Result<()> {
     let pki = Pki::new()?;
     let first = pki.node(1)?;
-    let (mut node, base) = start_tls_node(&pki, &first).await?;
+    let (mut node, base) = start_tls_node(&pki, &first, &[]).await?;
     typed(&base, &pki)?
         .register_schema("note", 1, &SchemaUpload::new(&json!({"type": "object"})))
         .await?;

@@ -294,3 +294,61 @@ impl Reload {
         self.tx.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_with_cn(cn: &str) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_certificate_names_its_subject_common_name() {
+        assert_eq!(
+            common_name(&cert_with_cn("scarab-node-3")).as_deref(),
+            Some("scarab-node-3")
+        );
+    }
+
+    #[test]
+    fn a_certificate_without_a_common_name_names_no_one() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        assert_eq!(common_name(&der), None);
+    }
+
+    #[test]
+    fn a_reload_that_fails_keeps_the_configuration_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem"),
+            client_ca: None,
+            require_client_cert: false,
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let tls = ServerTls::load(files.clone()).unwrap();
+        let before = tls.config();
+        std::fs::write(&files.key, "not a key").unwrap();
+        assert!(tls.reload().is_err());
+        assert!(Arc::ptr_eq(&before, &tls.config()));
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, &tls.config()));
+    }
+}

@@ -165,3 +165,38 @@ impl PeerTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> Result<ClusterSecret, TransportError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, text).unwrap();
+        ClusterSecret::load(&path)
+    }
+
+    #[test]
+    fn a_secret_has_at_least_32_bytes_without_surrounding_whitespace() {
+        let short = format!("  {}\n", "a".repeat(31));
+        assert!(matches!(
+            secret(&short),
+            Err(TransportError::ShortSecret { len: 31, .. })
+        ));
+        let s = secret(&format!("{}\n", "a".repeat(32))).unwrap();
+        assert!(s.matches("a".repeat(32).as_bytes()));
+        assert!(!s.matches(format!("{}\n", "a".repeat(32)).as_bytes()));
+        assert!(!s.matches("b".repeat(32).as_bytes()));
+        assert!(!s.matches(b""));
+    }
+
+    #[test]
+    fn a_secret_that_is_no_header_value_is_refused() {
+        let bad = format!("{}\u{7f}{}", "a".repeat(20), "a".repeat(20));
+        assert!(matches!(
+            secret(&bad),
+            Err(TransportError::SecretNotHeader { .. })
+        ));
+    }
+}
