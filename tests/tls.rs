@@ -546,3 +546,66 @@ async fn peer_tls_needs_its_own_listener_and_all_three_files() -> Result<()> {
     ensure!(log.contains("all three"), "{log}");
     Ok(())
 }
+
+#[tokio::test]
+async fn sighup_rotates_the_peer_certificate_and_replication_goes_on() -> Result<()> {
+    let pki = Pki::new()?;
+    let ports = [free_port(), free_port()];
+    let one = pki.node(1)?;
+    let first = Node::start(NodeOptions {
+        peer_port: Some(ports[0]),
+        extra_args: peer_tls_args(&pki, &one),
+        ..NodeOptions::default()
+    })
+    .await?;
+    let two = pki.node(2)?;
+    let mut second = Node::start(NodeOptions {
+        node_id: 2,
+        peer_port: Some(ports[1]),
+        formation: Formation::Join(vec![first.api_url()]),
+        ready: Ready::Serving,
+        extra_args: peer_tls_args(&pki, &two),
+        ..NodeOptions::default()
+    })
+    .await?;
+    first
+        .typed()
+        .register_schema("note", 1, &SchemaUpload::new(&json!({"type": "object"})))
+        .await?;
+    // What node 2's peer port presents, seen by a member (node 1's certificate).
+    let peer = format!("https://127.0.0.1:{}/raft/vote", ports[1]);
+    let probe = https_client(Some(&pki.ca()), Some(&one), false)?;
+    let presented = || async {
+        let r = probe.post(&peer).body("{}").send().await.ok()?;
+        server_cert(&r)
+    };
+    let old = cert_der(&two.cert)?;
+    ensure!(presented().await == Some(old.clone()));
+
+    // New files for node 2 (a new key and serial), then SIGHUP.
+    let new = cert_der(&pki.node(2)?.cert)?;
+    ensure!(new != old);
+    second.signal(libc::SIGHUP)?;
+    wait_until(
+        WAIT,
+        "node 2's peer port to present the new certificate",
+        || async { presented().await == Some(new.clone()) },
+    )
+    .await?;
+    // Replication goes on: a write through node 2 (forwarded to the leader) is read back
+    // from it.
+    assert_status(
+        &second
+            .put_config("after/rotation", "note", 1, &json!({"v": 1}))
+            .await?,
+        201,
+    );
+    wait_until(WAIT, "the write on node 2", || async {
+        second
+            .get_config_stale("after/rotation")
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await?;
+    Ok(())
+}
