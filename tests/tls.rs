@@ -95,6 +95,26 @@ async fn the_api_over_tls_serves_clients_that_trust_its_ca_and_no_one_else() -> 
         "{me}"
     );
 
+    // The CLI with --cacert reads it too; with --cert/--key it presents a certificate (this
+    // node does not ask for one: it is ignored).
+    let alice = pki.client("alice")?;
+    let out = std::process::Command::new(harness::scarab_bin())
+        .args([
+            "config", "get", "tls/a", "-o", "json", "-s", &base, "--cacert",
+        ])
+        .arg(pki.ca())
+        .arg("--cert")
+        .arg(&alice.cert)
+        .arg("--key")
+        .arg(&alice.key)
+        .output()?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"v\""),
+        "scarab config get over https: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = harness::http_client()
         .get(format!("http://127.0.0.1:{}/v1/health", node.port()))

@@ -69,10 +69,23 @@ pub struct ClientOpts {
     #[arg(long, env = "SCARAB_CACERT", global = true)]
     pub cacert: Option<PathBuf>,
     /// A client certificate (PEM) to present, with --key (its subject CN names the client).
-    #[arg(long, env = "SCARAB_CERT", global = true, requires = "key")]
+    // Ids of their own: `key` is a positional argument of `config put|get|...`.
+    #[arg(
+        id = "client_cert",
+        long = "cert",
+        env = "SCARAB_CERT",
+        global = true,
+        requires = "client_key"
+    )]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, env = "SCARAB_KEY", global = true, requires = "cert")]
+    #[arg(
+        id = "client_key",
+        long = "key",
+        env = "SCARAB_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
     pub key: Option<PathBuf>,
 }
 
@@ -263,4 +276,35 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are unique and consistent (clap checks them only when a
+    /// subcommand is used, in debug builds).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_tls_flags_are_global() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "scarab", "config", "get", "a/b", "--cacert", "ca.pem", "--cert", "c.pem", "--key",
+            "k.pem",
+        ])
+        .unwrap();
+        let super::Command::Config(super::configs::ConfigCmd::Get { opts, key, .. }) = cli.command
+        else {
+            panic!("not config get");
+        };
+        assert_eq!(key, "a/b");
+        assert_eq!(opts.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(opts.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(opts.cacert.as_deref(), Some(std::path::Path::new("ca.pem")));
+    }
 }
