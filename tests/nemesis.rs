@@ -37,6 +37,7 @@
 //! cargo test -p scarab --test nemesis -- --long --duration 30m --nodes 5
 //! cargo test -p scarab --test nemesis -- --nodes 3 --migrations none   # no migration run
 //! cargo test -p scarab --test nemesis -- --nodes none --migrations 3,5  # only migration runs
+//! cargo test -p scarab --test nemesis -- --peer-tls              # every node with peer mutual TLS
 //! ```
 //!
 //! Every run prints its seed. A failing run saves its history, schedule, applied faults and
@@ -97,6 +98,8 @@ struct Options {
     duration: Duration,
     clients: usize,
     profile: &'static str,
+    /// `--peer-tls`: every node with peer mutual TLS.
+    peer_tls: bool,
 }
 
 enum Parsed {
@@ -122,11 +125,13 @@ fn parse_args() -> Result<Parsed> {
     let mut duration = None;
     let mut clients = None;
     let mut migrations = None;
+    let mut peer_tls = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
         match a.as_str() {
             "--long" => long = true,
+            "--peer-tls" => peer_tls = true,
             "--seed" => seed = Some(value("--seed")?.parse().context("--seed")?),
             "--duration" => {
                 duration =
@@ -176,6 +181,7 @@ fn parse_args() -> Result<Parsed> {
         }),
         clients: clients.unwrap_or(8),
         profile: if long { "long" } else { "short" },
+        peer_tls,
     }))
 }
 
@@ -207,14 +213,18 @@ fn main() -> ExitCode {
         opts.migrations,
         opts.clients,
         opts.seed,
-        if opts.profile == "long" {
-            format!(
-                " --long --duration {}",
-                humantime::format_duration(opts.duration)
-            )
-        } else {
-            String::new()
-        }
+        format!(
+            "{}{}",
+            if opts.profile == "long" {
+                format!(
+                    " --long --duration {}",
+                    humantime::format_duration(opts.duration)
+                )
+            } else {
+                String::new()
+            },
+            if opts.peer_tls { " --peer-tls" } else { "" }
+        )
     );
     let mut failed = false;
     let mut reports = Vec::new();
@@ -308,7 +318,11 @@ impl Report {
 async fn run_one(opts: &Options, nodes: u64, migrating: bool) -> Result<Report> {
     let started = Instant::now();
     let schedule = Schedule::generate(opts.seed, nodes, opts.duration);
-    let mut cluster = Cluster::start(ClusterOptions::new(nodes).args(NODE_ARGS)).await?;
+    let mut cluster_opts = ClusterOptions::new(nodes).args(NODE_ARGS);
+    if opts.peer_tls {
+        cluster_opts = cluster_opts.peer_tls()?;
+    }
+    let mut cluster = Cluster::start(cluster_opts).await?;
     let ids = cluster.ids();
     let leader = cluster.wait_leader(&ids, FORM_TIMEOUT).await?;
     let kinds: &[harness::Kind] = if migrating {

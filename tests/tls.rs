@@ -21,31 +21,11 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn tls_args(pair: &Pair) -> Vec<String> {
-    vec![
-        "--tls-cert".into(),
-        pair.cert.display().to_string(),
-        "--tls-key".into(),
-        pair.key.display().to_string(),
-    ]
-}
-
-fn peer_tls_args(pki: &Pki, pair: &Pair) -> Vec<String> {
-    vec![
-        "--peer-tls-cert".into(),
-        pair.cert.display().to_string(),
-        "--peer-tls-key".into(),
-        pair.key.display().to_string(),
-        "--peer-tls-ca".into(),
-        pki.ca().display().to_string(),
-    ]
-}
-
 /// A node whose client API is served over TLS with `pair` (and `extra` flags), up and
 /// serving over https.
 async fn start_tls_node(pki: &Pki, pair: &Pair, extra: &[String]) -> Result<(Node, String)> {
     let node = Node::start(NodeOptions {
-        extra_args: [tls_args(pair), extra.to_vec()].concat(),
+        extra_args: [pki.api_args(pair), extra.to_vec()].concat(),
         ready: Ready::Spawned,
         ..NodeOptions::default()
     })
@@ -315,7 +295,7 @@ async fn peer_mutual_tls_forms_a_cluster_and_refuses_non_members() -> Result<()>
                 } else {
                     Ready::Serving
                 },
-                extra_args: peer_tls_args(&pki, &pair),
+                extra_args: pki.peer_args(&pair),
                 ..NodeOptions::default()
             })
             .await?,
@@ -552,14 +532,14 @@ async fn peer_tls_needs_its_own_listener_and_all_three_files() -> Result<()> {
     let pki = Pki::new()?;
     let pair = pki.node(1)?;
     let log = refused(NodeOptions {
-        extra_args: peer_tls_args(&pki, &pair),
+        extra_args: pki.peer_args(&pair),
         ..NodeOptions::default()
     })
     .await?;
     ensure!(log.contains("--peer-listen"), "{log}");
     let log = refused(NodeOptions {
         peer_port: Some(free_port()),
-        extra_args: peer_tls_args(&pki, &pair)[..4].to_vec(),
+        extra_args: pki.peer_args(&pair)[..4].to_vec(),
         ..NodeOptions::default()
     })
     .await?;
@@ -574,7 +554,7 @@ async fn sighup_rotates_the_peer_certificate_and_replication_goes_on() -> Result
     let one = pki.node(1)?;
     let first = Node::start(NodeOptions {
         peer_port: Some(ports[0]),
-        extra_args: peer_tls_args(&pki, &one),
+        extra_args: pki.peer_args(&one),
         ..NodeOptions::default()
     })
     .await?;
@@ -584,7 +564,7 @@ async fn sighup_rotates_the_peer_certificate_and_replication_goes_on() -> Result
         peer_port: Some(ports[1]),
         formation: Formation::Join(vec![first.api_url()]),
         ready: Ready::Serving,
-        extra_args: peer_tls_args(&pki, &two),
+        extra_args: pki.peer_args(&two),
         ..NodeOptions::default()
     })
     .await?;

@@ -53,6 +53,9 @@ pub struct ClusterOptions {
     pub args: Vec<String>,
     /// Environment of every node; `{id}` in a value is replaced by the node's id.
     pub env: Vec<(String, String)>,
+    /// Peer mutual TLS with certificates of this CA (each node's valid for its own address
+    /// and its proxy's); peer URLs are then https.
+    pub peer_tls: Option<std::sync::Arc<super::tls::Pki>>,
 }
 
 impl ClusterOptions {
@@ -62,7 +65,14 @@ impl ClusterOptions {
             formation: ClusterFormation::BootstrapExpect,
             args: Vec::new(),
             env: Vec::new(),
+            peer_tls: None,
         }
+    }
+
+    /// Peer mutual TLS on every node, with a new development CA.
+    pub fn peer_tls(mut self) -> Result<Self> {
+        self.peer_tls = Some(std::sync::Arc::new(super::tls::Pki::new()?));
+        Ok(self)
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -90,6 +100,7 @@ pub struct Cluster {
     net: Net,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    peer_tls: Option<std::sync::Arc<super::tls::Pki>>,
     passed: bool,
     _gate: SemaphorePermit<'static>,
 }
@@ -148,6 +159,7 @@ impl Cluster {
             net: Net::new(),
             args: opts.args.clone(),
             env: opts.env.clone(),
+            peer_tls: opts.peer_tls.clone(),
             passed: false,
             _gate: gate,
         };
@@ -218,6 +230,13 @@ impl Cluster {
         .await?;
         let mut extra_args = self.args.clone();
         extra_args.extend(more_args);
+        let mut peer_advertise = proxy.url();
+        if let Some(pki) = &self.peer_tls {
+            let hosts = [ip.to_string(), proxy.addr().ip().to_string()];
+            let pair = pki.node_for(id, &[&hosts[0], &hosts[1]])?;
+            extra_args.extend(pki.peer_args(&pair));
+            peer_advertise = peer_advertise.replacen("http://", "https://", 1);
+        }
         let env = self
             .env
             .iter()
@@ -228,7 +247,7 @@ impl Cluster {
             ip,
             port: Some(api_port),
             peer_port: Some(peer_port),
-            peer_advertise: Some(proxy.url()),
+            peer_advertise: Some(peer_advertise),
             formation,
             extra_args,
             env,

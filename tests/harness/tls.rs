@@ -11,6 +11,7 @@ use super::{POLL_INTERVAL, REQUEST_TIMEOUT, scarab_bin};
 
 /// A directory of certificates: a CA (`ca.pem`, `ca-key.pem`) and what `scarab cert` made
 /// with it. Removed with the value.
+#[derive(Debug)]
 pub struct Pki {
     dir: tempfile::TempDir,
 }
@@ -41,22 +42,43 @@ impl Pki {
     /// `scarab cert node --node-id ID --host 127.0.0.1 --host localhost` (replacing an
     /// earlier one: a rotation).
     pub fn node(&self, id: u64) -> Result<Pair> {
+        self.node_for(id, &["127.0.0.1", "localhost"])
+    }
+
+    /// A node certificate valid for `hosts` (e.g. a cluster node's own loopback IP and its
+    /// peer proxy's).
+    pub fn node_for(&self, id: u64, hosts: &[&str]) -> Result<Pair> {
         let d = self.dir().display().to_string();
-        cert(&[
-            "node",
-            "--ca",
-            &d,
-            "--node-id",
-            &id.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--host",
-            "localhost",
-            "--out",
-            &d,
-            "--force",
-        ])?;
+        let id = id.to_string();
+        let mut args = vec!["node", "--ca", &d, "--node-id", &id, "--out", &d, "--force"];
+        for h in hosts {
+            args.extend(["--host", h]);
+        }
+        cert(&args)?;
         Ok(self.pair(&format!("node-{id}")))
+    }
+
+    /// The flags of TLS on the client API with `pair`.
+    pub fn api_args(&self, pair: &Pair) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            pair.cert.display().to_string(),
+            "--tls-key".into(),
+            pair.key.display().to_string(),
+        ]
+    }
+
+    /// The flags of peer mutual TLS with `pair` and this CA (the node also needs
+    /// `--peer-listen`).
+    pub fn peer_args(&self, pair: &Pair) -> Vec<String> {
+        vec![
+            "--peer-tls-cert".into(),
+            pair.cert.display().to_string(),
+            "--peer-tls-key".into(),
+            pair.key.display().to_string(),
+            "--peer-tls-ca".into(),
+            self.ca().display().to_string(),
+        ]
     }
 
     /// `scarab cert client --name NAME`.
