@@ -205,7 +205,7 @@ fn main() -> ExitCode {
     eprintln!(
         "nemesis: {} profile, seed {}, {:?} of faults per cluster, clusters of {:?} nodes and of \
          {:?} nodes with storage migrations, {} clients \
-         (replay: cargo test -p scarab --test nemesis -- --seed {}{})",
+         (replay: cargo test -p scarab --test nemesis -- --seed {}{}{})",
         opts.profile,
         opts.seed,
         opts.duration,
@@ -213,18 +213,15 @@ fn main() -> ExitCode {
         opts.migrations,
         opts.clients,
         opts.seed,
-        format!(
-            "{}{}",
-            if opts.profile == "long" {
-                format!(
-                    " --long --duration {}",
-                    humantime::format_duration(opts.duration)
-                )
-            } else {
-                String::new()
-            },
-            if opts.peer_tls { " --peer-tls" } else { "" }
-        )
+        if opts.profile == "long" {
+            format!(
+                " --long --duration {}",
+                humantime::format_duration(opts.duration)
+            )
+        } else {
+            String::new()
+        },
+        if opts.peer_tls { " --peer-tls" } else { "" }
     );
     let mut failed = false;
     let mut reports = Vec::new();
