@@ -117,6 +117,13 @@ pub async fn run(
         peer_addr.unwrap_or(api_addr),
         peer_tls.is_some() || secret.is_some(),
     )?;
+    if api_tls.is_some() && peer_addr.is_none() {
+        // Peers would reach this node's peer routes over https on the API listener, and
+        // outgoing peer connections trust only the cluster CA, which needs --peer-listen.
+        tracing::warn!(
+            "the client API has TLS and peers share its listener (no --peer-listen): other              nodes cannot reach this node, so it cannot join or be joined. In a cluster, give              --peer-listen (with peer TLS or a cluster secret)"
+        );
+    }
     // Before anything opens a file: connections and fjall's files count against one limit.
     let limits = crate::serve::fit_open_files(
         crate::serve::ConnLimits::from_config(&config),
