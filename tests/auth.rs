@@ -697,7 +697,7 @@ async fn a_node_refuses_to_serve_a_public_address_without_authentication() -> Re
 async fn insecure_no_auth_serves_a_public_address_open_and_says_so() -> Result<()> {
     let node = Node::start(NodeOptions {
         ip: "0.0.0.0".parse()?,
-        extra_args: vec!["--insecure-no-auth".into()],
+        extra_args: vec!["--insecure-no-auth".into(), "--insecure-peer".into()],
         ready: Ready::Spawned,
         ..NodeOptions::default()
     })

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["raft"],
     &["store"],
-    &["config", "json", "failpoint", "clock", "transport"],
+    &["config", "json", "failpoint", "clock", "transport", "tls"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -37,6 +37,7 @@
 //! cargo test -p scarab --test nemesis -- --long --duration 30m --nodes 5
 //! cargo test -p scarab --test nemesis -- --nodes 3 --migrations none   # no migration run
 //! cargo test -p scarab --test nemesis -- --nodes none --migrations 3,5  # only migration runs
+//! cargo test -p scarab --test nemesis -- --peer-tls              # every node with peer mutual TLS
 //! ```
 //!
 //! Every run prints its seed. A failing run saves its history, schedule, applied faults and
@@ -97,6 +98,8 @@ struct Options {
     duration: Duration,
     clients: usize,
     profile: &'static str,
+    /// `--peer-tls`: every node with peer mutual TLS.
+    peer_tls: bool,
 }
 
 enum Parsed {
@@ -122,11 +125,13 @@ fn parse_args() -> Result<Parsed> {
     let mut duration = None;
     let mut clients = None;
     let mut migrations = None;
+    let mut peer_tls = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
         match a.as_str() {
             "--long" => long = true,
+            "--peer-tls" => peer_tls = true,
             "--seed" => seed = Some(value("--seed")?.parse().context("--seed")?),
             "--duration" => {
                 duration =
@@ -176,6 +181,7 @@ fn parse_args() -> Result<Parsed> {
         }),
         clients: clients.unwrap_or(8),
         profile: if long { "long" } else { "short" },
+        peer_tls,
     }))
 }
 
@@ -199,7 +205,7 @@ fn main() -> ExitCode {
     eprintln!(
         "nemesis: {} profile, seed {}, {:?} of faults per cluster, clusters of {:?} nodes and of \
          {:?} nodes with storage migrations, {} clients \
-         (replay: cargo test -p scarab --test nemesis -- --seed {}{})",
+         (replay: cargo test -p scarab --test nemesis -- --seed {}{}{})",
         opts.profile,
         opts.seed,
         opts.duration,
@@ -214,7 +220,8 @@ fn main() -> ExitCode {
             )
         } else {
             String::new()
-        }
+        },
+        if opts.peer_tls { " --peer-tls" } else { "" }
     );
     let mut failed = false;
     let mut reports = Vec::new();
@@ -225,7 +232,8 @@ fn main() -> ExitCode {
         .chain(opts.migrations.iter().map(|n| (*n, true)));
     for (i, (n, migrating)) in runs.enumerate() {
         // The first run with the trust boundary on: every node with authentication (a root
-        // token bootstrapped from a file the harness wrote), every client with the token.
+        // token bootstrapped from a file the harness wrote) and TLS on both listeners, every
+        // client with the token and the CA.
         let secured = i == 0;
         harness::auth::set_cluster_token(secured.then(harness::auth::new_token));
         match runtime.block_on(run_one(&opts, n, migrating, secured)) {
@@ -256,7 +264,7 @@ fn main() -> ExitCode {
 
 struct Report {
     nodes: u64,
-    /// Run with authentication on (every node, every client).
+    /// Run with authentication and TLS on (every node, every client).
     secured: bool,
     /// Storage migrations finished during the run (a migration run).
     migrations: Option<usize>,
@@ -283,7 +291,7 @@ impl Report {
              watched by each of {WATCHERS} watchers; {} anomalies",
             self.nodes,
             if self.secured {
-                " with authentication"
+                " with authentication and TLS (client API and peers)"
             } else {
                 ""
             },
@@ -319,7 +327,15 @@ impl Report {
 async fn run_one(opts: &Options, nodes: u64, migrating: bool, secured: bool) -> Result<Report> {
     let started = Instant::now();
     let schedule = Schedule::generate(opts.seed, nodes, opts.duration);
-    let mut cluster = Cluster::start(ClusterOptions::new(nodes).args(NODE_ARGS)).await?;
+    let mut cluster_opts = ClusterOptions::new(nodes).args(NODE_ARGS);
+    harness::tls::set_client_ca(None);
+    if secured {
+        // TLS on both listeners (the client API and peer mutual TLS), with authentication.
+        cluster_opts = cluster_opts.tls()?;
+    } else if opts.peer_tls {
+        cluster_opts = cluster_opts.peer_tls()?;
+    }
+    let mut cluster = Cluster::start(cluster_opts).await?;
     let ids = cluster.ids();
     let leader = cluster.wait_leader(&ids, FORM_TIMEOUT).await?;
     let kinds: &[harness::Kind] = if migrating {
@@ -532,8 +548,7 @@ async fn final_reads(
 fn http_client() -> Result<reqwest::Client> {
     // No connection reuse: a request either fails to connect (it never left: a definite
     // failure) or was sent on a fresh connection (its failure is an unknown outcome).
-    Ok(reqwest::Client::builder()
-        .default_headers(harness::auth::default_headers())
+    Ok(harness::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .connect_timeout(Duration::from_secs(1))
         .pool_max_idle_per_host(0)
@@ -667,8 +682,7 @@ async fn watcher(
     apis: Arc<Vec<(NodeId, Api)>>,
     until: tokio::sync::watch::Receiver<Option<u64>>,
 ) -> Result<Vec<Watched>, String> {
-    let http = reqwest::Client::builder()
-        .default_headers(harness::auth::default_headers())
+    let http = harness::client_builder()
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(1))
         .build()

@@ -175,6 +175,45 @@ pub struct NodeConfig {
     /// tokens are removed by the next change of users, roles or tokens).
     #[arg(long, env = "SCARAB_MAX_TOKENS", default_value_t = 10_000)]
     pub max_tokens: usize,
+
+    /// Serve the client API over TLS with this certificate chain (PEM; with --tls-key).
+    /// Reloaded from disk on SIGHUP.
+    #[arg(long, env = "SCARAB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SCARAB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Ask API clients for a certificate signed by this CA (PEM); a verified one names the
+    /// client (its subject CN). Clients without one are still served.
+    #[arg(long, env = "SCARAB_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Mutual TLS on the peer listener and on outgoing peer connections: this node's
+    /// certificate (PEM; CN scarab-node-<id>, see `scarab cert node`). Needs --peer-listen,
+    /// --peer-tls-key and --peer-tls-ca. Reloaded from disk on SIGHUP.
+    #[arg(long, env = "SCARAB_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+
+    /// The private key of --peer-tls-cert (PEM).
+    #[arg(long, env = "SCARAB_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+
+    /// The cluster CA (PEM): peers must present a certificate it signed, and peers' server
+    /// certificates are verified against it alone.
+    #[arg(long, env = "SCARAB_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
+
+    /// A file holding the cluster secret (at least 32 bytes, surrounding whitespace
+    /// trimmed): every peer request must carry it.
+    #[arg(long, env = "SCARAB_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Serve peer traffic on a non-loopback address without peer TLS or a cluster secret
+    /// (anyone who reaches the port can then write anything). Logged at every start.
+    #[arg(long, env = "SCARAB_INSECURE_PEER")]
+    pub insecure_peer: bool,
 }
 
 /// Parses `1024`, `64KiB`, `32MiB`, `1GiB` (also KB/MB/GB as powers of 1024).
@@ -291,6 +330,26 @@ impl NodeConfig {
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             return fail("--max-connections must be between 1 and 1000000".into());
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return fail("--tls-cert and --tls-key go together".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return fail("--tls-client-ca needs --tls-cert and --tls-key".into());
+        }
+        let peer_tls = [&self.peer_tls_cert, &self.peer_tls_key, &self.peer_tls_ca]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if peer_tls != 0 && peer_tls != 3 {
+            return fail(
+                "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together (all three)".into(),
+            );
+        }
+        if peer_tls == 3 && self.peer_listen.is_none() {
+            return fail(
+                "peer TLS needs its own listener (--peer-listen): the client API cannot require a peer certificate".into(),
+            );
+        }
         for (flag, d) in [
             ("--header-timeout", self.header_timeout),
             ("--idle-timeout", self.idle_timeout),
@@ -314,6 +373,11 @@ impl NodeConfig {
             .max(MIGRATION_BATCH_BYTES + self.max_value_bytes);
         let largest = (2 * values).max(self.max_plugin_bytes / 3 * 4 + 4);
         4 * (largest + (64 << 10))
+    }
+
+    /// Whether peer traffic uses mutual TLS (all three --peer-tls-* flags).
+    pub fn peer_tls(&self) -> bool {
+        self.peer_tls_cert.is_some() && self.peer_tls_key.is_some() && self.peer_tls_ca.is_some()
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {

@@ -7,7 +7,8 @@
 //! server"; checked by `tests/layering.rs`).
 //!
 //! The library's public face is small: [`run`] starts a node (the `scarab` binary's `serve`
-//! and `dev` use it), [`NodeConfig`] is its configuration, and [`plugins`] and [`schema`] are
+//! and `dev` use it) on its [`Listeners`], whose [`Reload`] handle reloads its certificates,
+//! [`NodeConfig`] is its configuration, and [`plugins`] and [`schema`] are
 //! public for the offline `scarab plugin check` and the benchmark's in-process measurements.
 //! Clients speak to a node over HTTP, through the `scarab-client` crate.
 
@@ -26,7 +27,9 @@ mod raft;
 pub mod schema;
 mod serve;
 mod store;
+mod tls;
 mod transport;
 
 pub use config::NodeConfig;
 pub use node::{Listeners, NodeError, run};
+pub use tls::Reload;

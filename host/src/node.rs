@@ -18,6 +18,8 @@ use crate::raft::network::{self, Network};
 use crate::raft::{Raft, StateMachine};
 use crate::schema::SchemaRegistry;
 use crate::store::{StateStore, StoreError};
+use crate::tls::{Reload, ServerTls, TlsError, TlsFiles};
+use crate::transport::{ClusterSecret, PeerTransport, TransportError};
 
 /// The sockets a node serves on, bound by the caller (so tests and the dev server can bind
 /// port 0 and learn the port before the node starts).
@@ -26,6 +28,9 @@ pub struct Listeners {
     pub api: TcpListener,
     /// Peer Raft RPCs; `None` serves them on the API listener.
     pub peer: Option<TcpListener>,
+    /// Reloads both listeners' certificates and keys from disk when triggered (the binary
+    /// does on SIGHUP); `Reload::default()` when nothing will.
+    pub reload: Reload,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,10 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("cannot form or join the cluster: {0}")]
     Form(#[from] FormError),
+    #[error("client API TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error(
         "stopped: consensus failed. Nothing was acknowledged after the failure; check the disk, then restart the node: it recovers from what is on disk"
     )]
@@ -67,6 +76,54 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     config.validate()?;
     let started = std::time::Instant::now();
+    let api_addr = listeners.api.local_addr()?;
+    let peer_addr = match &listeners.peer {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    // TLS material and the cluster secret are read before anything opens: a node whose
+    // certificates or secret are wrong does not start.
+    let api_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ServerTls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+            require_client_cert: false,
+        })?)),
+        _ => None,
+    };
+    let peer_tls = match (
+        &config.peer_tls_cert,
+        &config.peer_tls_key,
+        &config.peer_tls_ca,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some(Arc::new(
+            ServerTls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: Some(ca.clone()),
+                require_client_cert: true,
+            })
+            .map_err(TransportError::Tls)?,
+        )),
+        _ => None,
+    };
+    let secret = match &config.cluster_secret_file {
+        Some(path) => Some(ClusterSecret::load(path)?),
+        None => None,
+    };
+    check_peer_exposure(
+        &config,
+        peer_addr.unwrap_or(api_addr),
+        peer_tls.is_some() || secret.is_some(),
+    )?;
+    if api_tls.is_some() && peer_addr.is_none() {
+        // Peers would reach this node's peer routes over https on the API listener, and
+        // outgoing peer connections trust only the cluster CA, which needs --peer-listen.
+        tracing::warn!(
+            "the client API has TLS and peers share its listener (no --peer-listen): other              nodes cannot reach this node, so it cannot join or be joined. In a cluster, give              --peer-listen (with peer TLS or a cluster secret)"
+        );
+    }
     // Before anything opens a file: connections and fjall's files count against one limit.
     let limits = crate::serve::fit_open_files(
         crate::serve::ConnLimits::from_config(&config),
@@ -126,14 +183,15 @@ pub async fn run(
     .validate()
     .map_err(Box::new)?;
 
-    let api_addr = listeners.api.local_addr()?;
-    let peer_addr = match &listeners.peer {
-        Some(l) => Some(l.local_addr()?),
-        None => None,
-    };
     let info = node_info(&config, api_addr, peer_addr);
     let local_ip = peer_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-    let transport = crate::transport::PeerTransport::new(local_ip);
+    let mut transport = PeerTransport::new(local_ip);
+    if let (Some(tls), Some(ca)) = (&peer_tls, &config.peer_tls_ca) {
+        transport = transport.with_tls(ca, tls.client_cert_resolver())?;
+    }
+    if let Some(secret) = &secret {
+        transport = transport.with_secret(secret.clone());
+    }
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -181,9 +239,19 @@ pub async fn run(
         cluster: cluster.clone(),
         stopping: stopping.clone(),
     };
-    let peer_router = network::router(raft.clone(), node_id, peer_limit)
-        .merge(crate::cluster::router(cluster.clone(), peer_limit));
+    let peer_router = crate::cluster::guard(
+        network::router(raft.clone(), node_id, peer_limit)
+            .merge(crate::cluster::router(cluster.clone(), peer_limit)),
+        raft.clone(),
+        peer_tls.is_some(),
+        secret,
+    );
     let bootstrap_state = state.clone();
+    let reloads = tokio::spawn(reload_on_request(
+        listeners.reload.clone(),
+        api_tls.clone(),
+        peer_tls.clone(),
+    ));
     let mut app = api::router(state);
     let stop_now = tokio_util::sync::CancellationToken::new();
     let stop = {
@@ -229,6 +297,7 @@ pub async fn run(
             peer,
             peer_router,
             limits,
+            peer_tls,
             async {
                 let _ = stop_peer_rx.await;
             },
@@ -246,7 +315,13 @@ pub async fn run(
         tracing::info!(%api_addr, "authentication is off (the API listens on loopback only; --auth turns it on)");
     }
     tracing::info!(%api_addr, ?peer_addr, node = %info, elapsed = ?started.elapsed(), "serving");
-    let api_server = tokio::spawn(crate::serve::serve(listeners.api, app, limits, stop));
+    let api_server = tokio::spawn(crate::serve::serve(
+        listeners.api,
+        app,
+        limits,
+        api_tls,
+        stop,
+    ));
     // Joining needs this node's peer endpoint up (the leader replicates to it while it adds it).
     let mut formed = Ok(());
     if let Some(f) = formation.filter(|f| *f != Formation::Bootstrap) {
@@ -257,6 +332,7 @@ pub async fn run(
     }
     let served = api_server.await;
     migrations.abort();
+    reloads.abort();
     let _ = stop_peer_tx.send(());
     if let Some(p) = peer_server {
         let _ = p.await;
@@ -297,24 +373,30 @@ fn plugin_limits(config: &NodeConfig) -> crate::plugins::PluginLimits {
     }
 }
 
-/// How this node is reached, given the addresses its listeners are bound to.
+/// How this node is reached, given the addresses its listeners are bound to: https when
+/// the listener has TLS, unless the advertised URL says otherwise.
 fn node_info(
     config: &NodeConfig,
     api: std::net::SocketAddr,
     peer: Option<std::net::SocketAddr>,
 ) -> crate::raft::NodeInfo {
-    let url = |s: &str| {
+    let url = |s: &str, tls: bool| {
         let s = s.trim_end_matches('/');
         if s.starts_with("http://") || s.starts_with("https://") {
             s.to_string()
+        } else if tls {
+            format!("https://{s}")
         } else {
             format!("http://{s}")
         }
     };
-    let api = url(&config.advertise.clone().unwrap_or_else(|| api.to_string()));
+    let api = url(
+        &config.advertise.clone().unwrap_or_else(|| api.to_string()),
+        config.tls_cert.is_some(),
+    );
     let peer = match (&config.peer_advertise, peer) {
-        (Some(p), _) => url(p),
-        (None, Some(p)) => url(&p.to_string()),
+        (Some(p), _) => url(p, config.peer_tls()),
+        (None, Some(p)) => url(&p.to_string(), config.peer_tls()),
         (None, None) => api.clone(),
     };
     crate::raft::NodeInfo { api, peer }
@@ -329,5 +411,65 @@ fn formation(config: &NodeConfig) -> Formation {
         },
         (_, false) => Formation::Join(config.join.clone()),
         (_, true) => Formation::Bootstrap,
+    }
+}
+
+/// Refuses to serve peer traffic (Raft RPCs, forwarded proposals: anything can be written
+/// through them) on a non-loopback address without peer TLS or a cluster secret, unless
+/// `--insecure-peer`; warns on loopback, where only local processes can reach it.
+fn check_peer_exposure(
+    config: &NodeConfig,
+    peer: std::net::SocketAddr,
+    protected: bool,
+) -> Result<(), ConfigError> {
+    if protected {
+        return Ok(());
+    }
+    let shared = if config.peer_listen.is_none() {
+        " (the client API listener, which serves peer traffic without --peer-listen)"
+    } else {
+        ""
+    };
+    if peer.ip().is_loopback() {
+        tracing::warn!(
+            "peer traffic on {peer}{shared} is not protected (no peer TLS, no cluster secret): any local process can write through it"
+        );
+        return Ok(());
+    }
+    if config.insecure_peer {
+        tracing::warn!(
+            "--insecure-peer: peer traffic on {peer}{shared} is not protected (no peer TLS, no cluster secret): anyone who reaches it can write anything"
+        );
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "peer traffic on {peer}{shared} would not be protected: anyone who reaches it could write anything. Give --peer-tls-cert/--peer-tls-key/--peer-tls-ca (see `scarab cert`) or --cluster-secret-file, or --insecure-peer to accept the risk"
+    )))
+}
+
+/// Reloads the listeners' TLS material each time `reload` is triggered; a failed reload is
+/// logged and keeps the material in use.
+async fn reload_on_request(
+    reload: Reload,
+    api: Option<Arc<ServerTls>>,
+    peer: Option<Arc<ServerTls>>,
+) {
+    let mut requests = reload.subscribe();
+    while requests.changed().await.is_ok() {
+        for (listener, tls) in [("api", &api), ("peer", &peer)] {
+            let Some(tls) = tls else { continue };
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    listener,
+                    cert = %tls.files().cert.display(),
+                    "reloaded the TLS certificate and key"
+                ),
+                Err(e) => tracing::error!(
+                    listener,
+                    error = %e,
+                    "cannot reload the TLS certificate; still serving the previous one"
+                ),
+            }
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! long a client may take to send a request head or body, how long an idle keep-alive
 //! connection is kept; and, at start, the open-file limit these connections count against.
 //!
-//! Owns: the accept loop, each connection's lifetime and the graceful stop of both listeners
-//! (API and peer). Does not own: what a request means (the routers of [`crate::api`],
+//! Owns: the accept loop, each connection's lifetime (its TLS handshake too, when the
+//! listener has TLS: within the header timeout, in the connection's own task) and the
+//! graceful stop of both listeners (API and peer). Does not own: what a request means (the routers of [`crate::api`],
 //! [`crate::raft::network`] and [`crate::cluster`]), nor ending long-lived responses at a stop
 //! (`AppState::stopping` ends watches). Why each bound exists: `api/DESIGN.md`.
 
@@ -35,6 +36,7 @@ use tower::Service;
 
 use crate::api::ApiError;
 use crate::config::NodeConfig;
+use crate::tls::{ClientIdentity, ServerTls};
 
 /// The bounds of one listener's connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,11 +177,13 @@ fn raise_open_file_limit() -> io::Result<(u64, u64)> {
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves; then stops
 /// accepting, lets the requests in flight finish (closing each connection after its current
-/// response) and returns once every connection is closed.
+/// response) and returns once every connection is closed. With `tls`, every connection
+/// starts with a handshake using the configuration current when it was accepted.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
@@ -222,8 +226,12 @@ pub async fn serve(
                     limits,
                     stop: stop.clone(),
                 };
+                let tls = tls.as_ref().map(|t| t.config());
                 tokio::spawn(async move {
-                    conn.run(stream, peer).await;
+                    match tls {
+                        None => conn.run(stream, peer, None).await,
+                        Some(config) => conn.run_tls(stream, peer, config).await,
+                    }
                     drop(permit);
                 });
             }
@@ -329,7 +337,31 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, peer: SocketAddr) {
+    /// The TLS handshake, then HTTP over it. A client that does not complete the handshake
+    /// within the header timeout (or sends plain HTTP, or no acceptable certificate) is
+    /// closed without an HTTP answer: it could not read one.
+    async fn run_tls(self, stream: TcpStream, peer: SocketAddr, config: Arc<rustls::ServerConfig>) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let stream =
+            match tokio::time::timeout(self.limits.header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake not done within the header timeout");
+                    return;
+                }
+            };
+        let identity = crate::tls::client_identity(stream.get_ref().1);
+        self.run(stream, peer, identity).await;
+    }
+
+    async fn run<S>(self, stream: S, peer: SocketAddr, identity: Option<ClientIdentity>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(ConnState::new(self.limits.idle_timeout));
         let io = TokioIo::new(Tracked {
             inner: stream,
@@ -339,7 +371,10 @@ impl Connection {
             let state = state.clone();
             let router = self.router;
             let body_timeout = self.limits.body_timeout;
-            hyper::service::service_fn(move |req: Request<Incoming>| {
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                if let Some(identity) = &identity {
+                    req.extensions_mut().insert(identity.clone());
+                }
                 let guard = InFlight::start(&state);
                 let deadline = Instant::now() + body_timeout;
                 let req = req.map(|body| TimedBody {
@@ -585,13 +620,14 @@ impl HttpBody for TimedBody {
     }
 }
 
-/// The socket, noting when bytes arrive (a request head beginning).
-struct Tracked {
-    inner: TcpStream,
+/// The socket (or the TLS stream over it), noting when bytes arrive (a request head
+/// beginning).
+struct Tracked<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -606,7 +642,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -53,6 +53,12 @@ pub struct ClusterOptions {
     pub args: Vec<String>,
     /// Environment of every node; `{id}` in a value is replaced by the node's id.
     pub env: Vec<(String, String)>,
+    /// Peer mutual TLS with certificates of this CA (each node's valid for its own address
+    /// and its proxy's); peer URLs are then https.
+    pub peer_tls: Option<std::sync::Arc<super::tls::Pki>>,
+    /// TLS on every node's client API too (with the peer certificates' CA): harness
+    /// clients then speak https (see `tls::set_client_ca`).
+    pub client_tls: bool,
 }
 
 impl ClusterOptions {
@@ -62,7 +68,25 @@ impl ClusterOptions {
             formation: ClusterFormation::BootstrapExpect,
             args: Vec::new(),
             env: Vec::new(),
+            peer_tls: None,
+            client_tls: false,
         }
+    }
+
+    /// TLS on the client API of every node as well as peer mutual TLS, with one new
+    /// development CA; every harness client trusts it from now on.
+    pub fn tls(self) -> Result<Self> {
+        let mut opts = self.peer_tls()?;
+        opts.client_tls = true;
+        let ca = opts.peer_tls.as_ref().expect("a CA").ca();
+        super::tls::set_client_ca(Some(ca));
+        Ok(opts)
+    }
+
+    /// Peer mutual TLS on every node, with a new development CA.
+    pub fn peer_tls(mut self) -> Result<Self> {
+        self.peer_tls = Some(std::sync::Arc::new(super::tls::Pki::new()?));
+        Ok(self)
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -90,6 +114,8 @@ pub struct Cluster {
     net: Net,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    peer_tls: Option<std::sync::Arc<super::tls::Pki>>,
+    client_tls: bool,
     passed: bool,
     _gate: SemaphorePermit<'static>,
 }
@@ -148,6 +174,8 @@ impl Cluster {
             net: Net::new(),
             args: opts.args.clone(),
             env: opts.env.clone(),
+            peer_tls: opts.peer_tls.clone(),
+            client_tls: opts.client_tls,
             passed: false,
             _gate: gate,
         };
@@ -167,7 +195,14 @@ impl Cluster {
             .collect();
         let api_urls: Vec<String> = ids
             .iter()
-            .map(|id| format!("http://{}:{}", node_ip(*id), ports[id].0))
+            .map(|id| {
+                format!(
+                    "{}://{}:{}",
+                    super::tls::api_scheme(),
+                    node_ip(*id),
+                    ports[id].0
+                )
+            })
             .collect();
         for &id in &ids {
             let formation = match opts.formation {
@@ -218,6 +253,16 @@ impl Cluster {
         .await?;
         let mut extra_args = self.args.clone();
         extra_args.extend(more_args);
+        let mut peer_advertise = proxy.url();
+        if let Some(pki) = &self.peer_tls {
+            let hosts = [ip.to_string(), proxy.addr().ip().to_string()];
+            let pair = pki.node_for(id, &[&hosts[0], &hosts[1]])?;
+            extra_args.extend(pki.peer_args(&pair));
+            if self.client_tls {
+                extra_args.extend(pki.api_args(&pair));
+            }
+            peer_advertise = peer_advertise.replacen("http://", "https://", 1);
+        }
         let env = self
             .env
             .iter()
@@ -228,7 +273,7 @@ impl Cluster {
             ip,
             port: Some(api_port),
             peer_port: Some(peer_port),
-            peer_advertise: Some(proxy.url()),
+            peer_advertise: Some(peer_advertise),
             formation,
             extra_args,
             env,

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod proxy;
+pub mod tls;
 
 /// How long a node may take to become ready after it is spawned.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -457,18 +458,33 @@ pub fn node_client(http: &reqwest::Client, base: &str, timeout: Duration) -> sca
 
 /// The HTTP client under every harness client: no proxy (the nodes are on loopback).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .default_headers(auth::default_headers())
+    client_builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("build the HTTP client")
 }
 
+/// What every harness HTTP client starts from: no proxy, the cluster token if there is one
+/// ([`auth::set_cluster_token`]), and the client CA if nodes serve TLS
+/// ([`tls::set_client_ca`]).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(auth::default_headers());
+    if let Some(ca) = tls::client_ca() {
+        let pem = fs::read(&ca).unwrap_or_else(|e| panic!("reading {}: {e}", ca.display()));
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a CA certificate"));
+    }
+    builder
+}
+
 impl Api {
     pub fn new(addr: SocketAddr) -> Api {
         let client = http_client();
-        let base = format!("http://{addr}");
+        let base = format!("{}://{addr}", tls::api_scheme());
         let typed = node_client(&client, &base, REQUEST_TIMEOUT);
         Api {
             addr,

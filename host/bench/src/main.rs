@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// i.e. `target/<profile>/scarab`).
     #[arg(long, env = "SCARAB_BIN")]
     pub scarab_bin: Option<PathBuf>,
+    /// Serve the client API over TLS (and, with several nodes, the peer port over mutual
+    /// TLS), with certificates `scarab cert` makes in the data directory.
+    #[arg(long, conflicts_with = "vs_etcd")]
+    pub tls: bool,
 }
 
 /// What every measurement starts from: the flags, the server binary, the `store` v1 schema
@@ -135,6 +139,9 @@ impl Setup {
             ),
         };
         let corpus = Corpus::new(args.keys, args.value_bytes);
+        if args.tls {
+            nodes::use_tls(&server, &data_dir.join("pki"))?;
+        }
         Ok(Self {
             args,
             server,

@@ -3,10 +3,66 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use scarab_client::Client;
+use scarab_client::{Client, ClientBuilder};
+
+/// With `--tls`, the directory of the development CA and the nodes' certificates. Set once
+/// at start, for the whole run (like the server binary): every node and every client of
+/// every measurement then uses TLS without each function passing it along.
+static TLS: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes a CA and certificates for up to 5 nodes in `dir` (with `server`'s `scarab cert`),
+/// and has every node and client of this run use them.
+pub fn use_tls(server: &Path, dir: &Path) -> Result<()> {
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new(server)
+            .arg("cert")
+            .args(args)
+            .output()
+            .context("scarab cert")?;
+        if !out.status.success() {
+            bail!(
+                "scarab cert {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let d = dir.display().to_string();
+    run(&["ca", "--out", &d, "--force"])?;
+    for id in 1..=5 {
+        run(&[
+            "node",
+            "--ca",
+            &d,
+            "--node-id",
+            &id.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--out",
+            &d,
+            "--force",
+        ])?;
+    }
+    TLS.set(dir.to_path_buf())
+        .map_err(|_| anyhow!("TLS is set up already"))
+}
+
+/// A client builder that trusts the run's CA when `--tls` is on.
+pub fn client_builder() -> ClientBuilder {
+    let builder = match TLS.get() {
+        Some(dir) => Client::builder().ca_cert_file(dir.join("ca.pem")),
+        None => Client::builder(),
+    };
+    match token() {
+        Some(t) => builder.token(t),
+        None => builder,
+    }
+}
 
 /// The `scarab` binary: `explicit` (`--scarab-bin`, `SCARAB_BIN`), else `scarab` next to this
 /// executable (`target/<profile>/scarab`, where Cargo puts both).
@@ -132,9 +188,10 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_>>()?;
+    let scheme = if TLS.get().is_some() { "https" } else { "http" };
     let apis: Vec<String> = ports
         .iter()
-        .map(|(a, _)| format!("http://127.0.0.1:{a}"))
+        .map(|(a, _)| format!("{scheme}://127.0.0.1:{a}"))
         .collect();
     let mut nodes = Nodes {
         children: Vec::new(),
@@ -152,6 +209,19 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
             let file = data_dir.join(format!("n{}.root-token", i + 1));
             std::fs::write(&file, format!("{token}\n")).context("writing a root token file")?;
             cmd.arg("--auth").arg("--root-token-file").arg(file);
+        }
+        if let Some(pki) = TLS.get() {
+            let cert = pki.join(format!("node-{}.pem", i + 1));
+            let key = pki.join(format!("node-{}-key.pem", i + 1));
+            cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+            if n > 1 {
+                cmd.arg("--peer-tls-cert")
+                    .arg(&cert)
+                    .arg("--peer-tls-key")
+                    .arg(&key)
+                    .arg("--peer-tls-ca")
+                    .arg(pki.join("ca.pem"));
+            }
         }
         if n > 1 {
             cmd.args([
@@ -176,15 +246,12 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
 /// A client of the node at `api` that sends each request once: a benchmark counts a failure
 /// as a failure, and a failover measurement must not wait out the client's backoff.
 pub fn once_client(api: &str, timeout: Duration) -> Result<Client> {
-    let mut builder = Client::builder()
+    Ok(client_builder()
         .endpoint(api)
         .actor("bench")
         .max_attempts(1)
-        .timeout(timeout);
-    if let Some(t) = token() {
-        builder = builder.token(t);
-    }
-    Ok(builder.build()?)
+        .timeout(timeout)
+        .build()?)
 }
 
 /// Waits until every node agrees on one leader; returns its index in `nodes.apis`.

@@ -125,11 +125,10 @@ pub async fn measure(client: &Client, workload: Workload, c: usize, setup: &Setu
 /// A client of the node at `api` for setting up: registrations and populating, with the
 /// client's retries of what is safe to retry.
 pub fn setup_client(api: &str) -> Result<Client> {
-    let mut builder = Client::builder().endpoint(api).actor("bench");
-    if let Some(t) = crate::nodes::token() {
-        builder = builder.token(t);
-    }
-    Ok(builder.build()?)
+    Ok(crate::nodes::client_builder()
+        .endpoint(api)
+        .actor("bench")
+        .build()?)
 }
 
 /// A client of the node at `api` for loads: one attempt per request.

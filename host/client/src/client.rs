@@ -99,6 +99,11 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     http: Option<reqwest::Client>,
+    #[cfg(feature = "rustls-tls")]
+    tls: crate::tls::TlsOptions,
+    /// A file that could not be read by a builder method, reported by `build`.
+    #[cfg(feature = "rustls-tls")]
+    tls_error: Option<String>,
 }
 
 impl Default for ClientBuilder {
@@ -113,6 +118,10 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             http: None,
+            #[cfg(feature = "rustls-tls")]
+            tls: Default::default(),
+            #[cfg(feature = "rustls-tls")]
+            tls_error: None,
         }
     }
 }
@@ -199,7 +208,61 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts this CA (PEM, one or more certificates) for `https` endpoints. Only the CAs
+    /// given are trusted: without one, an `https` endpoint fails to verify. Ignored with
+    /// [`ClientBuilder::http_client`].
+    #[cfg(feature = "rustls-tls")]
+    pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots.push(pem.into());
+        self
+    }
+
+    /// [`ClientBuilder::ca_cert_pem`] from a file (read now; a failure is reported by
+    /// [`ClientBuilder::build`]).
+    #[cfg(feature = "rustls-tls")]
+    pub fn ca_cert_file(self, path: impl AsRef<std::path::Path>) -> Self {
+        let path = path.as_ref();
+        match std::fs::read(path) {
+            Ok(pem) => self.ca_cert_pem(pem),
+            Err(e) => self.tls_failed(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Presents this client certificate (PEM chain) and key (PEM) to servers that ask for
+    /// one (its subject names the client). Ignored with [`ClientBuilder::http_client`].
+    #[cfg(feature = "rustls-tls")]
+    pub fn identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// [`ClientBuilder::identity_pem`] from files.
+    #[cfg(feature = "rustls-tls")]
+    pub fn identity_files(
+        self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Self {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        match (read(cert.as_ref()), read(key.as_ref())) {
+            (Ok(c), Ok(k)) => self.identity_pem(c, k),
+            (Err(e), _) | (_, Err(e)) => self.tls_failed(e),
+        }
+    }
+
+    #[cfg(feature = "rustls-tls")]
+    fn tls_failed(mut self, why: String) -> Self {
+        self.tls_error.get_or_insert(why);
+        self
+    }
+
     pub fn build(self) -> Result<Client, Error> {
+        #[cfg(feature = "rustls-tls")]
+        if let Some(e) = self.tls_error {
+            return Err(Error::InvalidArgument(e));
+        }
         if self.endpoints.is_empty() {
             return Err(Error::InvalidArgument(
                 "a client needs at least one endpoint".into(),
@@ -212,14 +275,19 @@ impl ClientBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                .user_agent(concat!("scarab-client/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| {
-                    Error::InvalidArgument(format!("cannot build the HTTP client: {e}"))
-                })?,
+            None => {
+                #[allow(unused_mut)]
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .tcp_nodelay(true)
+                    .user_agent(concat!("scarab-client/", env!("CARGO_PKG_VERSION")));
+                #[cfg(feature = "rustls-tls")]
+                if !self.tls.is_empty() {
+                    builder = builder.use_preconfigured_tls(self.tls.config()?);
+                }
+                builder.build()
+            }
+            .map_err(|e| Error::InvalidArgument(format!("cannot build the HTTP client: {e}")))?,
         };
         Ok(Client {
             inner: Arc::new(Inner {

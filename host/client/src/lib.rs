@@ -153,6 +153,8 @@ mod options;
 mod paging;
 mod retry;
 mod sse;
+#[cfg(feature = "rustls-tls")]
+mod tls;
 mod watch;
 
 pub use client::{Client, ClientBuilder, Plugin, Read, Written};

@@ -264,13 +264,20 @@ impl Gate {
 pub async fn authenticate(State(state): State<Gate>, mut req: Request, next: Next) -> Response {
     let principal = match identify(&state, &req) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(Refused(why)) => return unauthenticated(why),
     };
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
-fn identify(state: &Gate, req: &Request) -> Result<Principal, Response> {
+/// Why a request is not authenticated (answered 401 with this message).
+struct Refused(String);
+
+fn refused(message: impl Into<String>) -> Refused {
+    Refused(message.into())
+}
+
+fn identify(state: &Gate, req: &Request) -> Result<Principal, Refused> {
     if !state.on {
         // The actor of the open mode is the header (checked by `caller`).
         return Ok(Principal::open(String::new()));
@@ -288,31 +295,41 @@ fn identify(state: &Gate, req: &Request) -> Result<Principal, Response> {
         Some(v) => {
             let v = v
                 .to_str()
-                .map_err(|_| unauthenticated("the Authorization header is not visible ASCII"))?;
+                .map_err(|_| refused("the Authorization header is not visible ASCII"))?;
             let token = v
                 .strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-                .ok_or_else(|| {
-                    unauthenticated("the Authorization header must be `Bearer <token>`")
-                })?;
+                .ok_or_else(|| refused("the Authorization header must be `Bearer <token>`"))?;
             Some(token.trim())
         }
     };
     let view = state.store.auth();
     if let Some(token) = bearer {
         let record = verify_token(&view.tokens, token, crate::clock::now_ms())
-            .map_err(|why| unauthenticated(format!("the bearer token is refused: {why}")))?;
+            .map_err(|why| refused(format!("the bearer token is refused: {why}")))?;
         let permissions = view
             .permissions_of(&record.principal)
-            .ok_or_else(|| unauthenticated("the token's user no longer exists"))?;
+            .ok_or_else(|| refused("the token's user no longer exists"))?;
         return Ok(Principal {
             name: record.principal.clone(),
             via: Via::Token(record.id.clone()),
             permissions: Some(permissions),
         });
     }
-    Err(unauthenticated(
-        "this node requires authentication: send `Authorization: Bearer <token>` (scarab --token, SCARAB_TOKEN)",
+    // A client certificate verified against --tls-client-ca names a principal: the user of
+    // that name (its roles), or one with no permission if there is no such user.
+    if let Some(id) = req.extensions().get::<crate::tls::ClientIdentity>() {
+        return Ok(Principal {
+            name: id.name.clone(),
+            via: Via::Certificate,
+            permissions: Some(
+                view.permissions_of(&id.name)
+                    .unwrap_or_else(|| Arc::from(Vec::new())),
+            ),
+        });
+    }
+    Err(refused(
+        "this node requires authentication: send `Authorization: Bearer <token>` (scarab --token, SCARAB_TOKEN), or a client certificate (--tls-client-ca)",
     ))
 }
 

@@ -97,7 +97,11 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
     let url = format!("http://{}", api.local_addr().expect("bound"));
     let node = tokio::spawn(run(
         config,
-        Listeners { api, peer: None },
+        Listeners {
+            api,
+            peer: None,
+            reload: scarab::Reload::default(),
+        },
         shutdown_signal(),
     ));
     let client = match Client::builder().endpoint(&url).actor("scarab-dev").build() {

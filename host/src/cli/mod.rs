@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+mod cert;
 mod check;
 mod cluster;
 mod configs;
@@ -69,6 +70,28 @@ pub struct ClientOpts {
     /// Why (sent as X-Scarab-Reason; kept in the audit trail).
     #[arg(long, global = true)]
     pub reason: Option<String>,
+    /// The CA (PEM) that an https server's certificate must chain to (only it is trusted).
+    #[arg(long, env = "SCARAB_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate (PEM) to present, with --key (its subject CN names the client).
+    // Ids of their own: `key` is a positional argument of `config put|get|...`.
+    #[arg(
+        id = "client_cert",
+        long = "cert",
+        env = "SCARAB_CERT",
+        global = true,
+        requires = "client_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(
+        id = "client_key",
+        long = "key",
+        env = "SCARAB_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
+    pub key: Option<PathBuf>,
 }
 
 impl ClientOpts {
@@ -88,6 +111,12 @@ impl ClientOpts {
         }
         if let Some(reason) = &self.reason {
             builder = builder.reason(reason);
+        }
+        if let Some(ca) = &self.cacert {
+            builder = builder.ca_cert_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            builder = builder.identity_files(cert, key);
         }
         builder.build()
     }
@@ -133,6 +162,9 @@ enum Command {
     /// Work with plugins offline.
     #[command(subcommand)]
     Plugin(check::PluginCmd),
+    /// Make a development CA and node/client certificates (TLS on both ports).
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -153,6 +185,7 @@ pub async fn main() -> ExitCode {
         Command::Audit(args) => output::finish(audit::run(args).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
         Command::Plugin(cmd) => check::run(cmd),
+        Command::Cert(cmd) => output::finish(cert::run(cmd)),
     }
 }
 
@@ -199,7 +232,9 @@ async fn serve(node: NodeConfig) -> ExitCode {
             }
         },
     };
-    let listeners = Listeners { api, peer };
+    let reload = scarab::Reload::new();
+    reload_on_sighup(reload.clone());
+    let listeners = Listeners { api, peer, reload };
     match run(node, listeners, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -207,6 +242,29 @@ async fn serve(node: NodeConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Triggers `reload` (certificates and keys read again from disk) on every SIGHUP.
+fn reload_on_sighup(reload: scarab::Reload) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading TLS certificates");
+                        reload.trigger();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: certificates will not reload")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -230,4 +288,35 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are unique and consistent (clap checks them only when a
+    /// subcommand is used, in debug builds).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_tls_flags_are_global() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "scarab", "config", "get", "a/b", "--cacert", "ca.pem", "--cert", "c.pem", "--key",
+            "k.pem",
+        ])
+        .unwrap();
+        let super::Command::Config(super::configs::ConfigCmd::Get { opts, key, .. }) = cli.command
+        else {
+            panic!("not config get");
+        };
+        assert_eq!(key, "a/b");
+        assert_eq!(opts.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(opts.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(opts.cacert.as_deref(), Some(std::path::Path::new("ca.pem")));
+    }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Cluster, ClusterError, JoinRequest, SelfInfo};
+use super::{Cluster, ClusterError, ClusterView, Forwarded, JoinRequest, SelfInfo};
 use crate::raft::{NodeId, NodeInfo};
 
 /// What a node with no Raft state does on start.
@@ -67,7 +67,12 @@ pub async fn form(cluster: &Cluster, formation: Formation) -> Result<(), FormErr
     }
 }
 
+/// Asks a member to add this node: learns the member's peer URL from its client API
+/// (`GET /v1/cluster/self`, an open route), then asks through the peer port
+/// (`POST /internal/join`, with this node's peer credentials: the client API may require
+/// an operator's token, the peer port requires a cluster certificate or the secret).
 async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
+    let api = cluster.transport().api_client(Duration::from_millis(500));
     let http = cluster.transport().client(Duration::from_millis(500));
     let mut backoff = Duration::from_millis(100);
     // Set once the leader added this node as a learner but did not promote it yet (it was
@@ -84,48 +89,37 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
                 voter: true,
                 without_state: !cluster.raft().is_initialized().await.unwrap_or(false),
             };
-            let url = format!("{}/v1/cluster/join", base(url));
-            match http
-                .post(&url)
-                .timeout(Duration::from_secs(60))
-                .json(&req)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => {
+            match ask_to_join(&api, &http, url, &req).await {
+                Ok(Forwarded::Ok(_)) => {
                     tracing::info!(%url, "joined the cluster");
                     return Ok(());
                 }
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
-                    match error_code(&body).as_deref() {
-                        Some("node_conflict") => {
-                            // With --bootstrap-expect, the node that initialised the cluster
-                            // made this one a voter already; our request (sent before its
-                            // first replication reached us) then looks like a voter that lost
-                            // its state. If the leader's replication arrives now, we are
-                            // simply a member.
-                            if became_member(cluster, Duration::from_secs(5)).await {
-                                tracing::info!(
-                                    "already a member: the leader's replication arrived"
-                                );
-                                return Ok(());
-                            }
-                            return Err(FormError::Refused(body));
-                        }
-                        // Added as a learner, still catching up (a large state): ask again;
-                        // replication goes on meanwhile, and a later answer promotes it.
-                        Some("learner_not_caught_up") => {
-                            learner = true;
-                            tracing::info!(%url, "added as a learner, still catching up; asking again to be promoted");
-                        }
-                        // No leader, the leader cannot reach this node (yet), another change
-                        // is under way...: retry.
-                        _ => {
-                            tracing::warn!(%url, %status, %body, "join not accepted yet; retrying")
-                        }
+                // With --bootstrap-expect, the node that initialised the cluster made this
+                // one a voter already; our request (sent before its first replication reached
+                // us) then looks like a voter that lost its state. If the leader's
+                // replication arrives now, we are simply a member.
+                Ok(Forwarded::Err(
+                    e @ (ClusterError::Conflict { .. } | ClusterError::Refused(_)),
+                )) => {
+                    if became_member(cluster, Duration::from_secs(5)).await {
+                        tracing::info!("already a member: the leader's replication arrived");
+                        return Ok(());
                     }
+                    return Err(FormError::Refused(e.to_string()));
+                }
+                // Added as a learner, still catching up (a large state): ask again;
+                // replication goes on meanwhile, and a later answer promotes it.
+                Ok(Forwarded::Err(ClusterError::LearnerNotCaughtUp(_))) => {
+                    learner = true;
+                    tracing::info!(%url, "added as a learner, still catching up; asking again to be promoted");
+                }
+                // No leader, the leader cannot reach this node (yet), another change is
+                // under way...: retry.
+                Ok(Forwarded::Err(e)) => {
+                    tracing::warn!(%url, error = %e, "join not accepted yet; retrying")
+                }
+                Ok(Forwarded::NotLeader) => {
+                    tracing::warn!(%url, "join not accepted yet (no leader); retrying")
                 }
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "cannot reach a member to join; retrying")
@@ -144,10 +138,65 @@ async fn join(cluster: &Cluster, urls: &[String]) -> Result<(), FormError> {
     }
 }
 
-/// The `code` of an API error body.
-fn error_code(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    v["error"]["code"].as_str().map(str::to_string)
+/// Why one attempt to join through a member got no answer from its leader.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+}
+
+/// One attempt: the member's peer URL from its API, then `POST {peer}/internal/join`.
+async fn ask_to_join(
+    api: &reqwest::Client,
+    http: &reqwest::Client,
+    url: &str,
+    req: &JoinRequest,
+) -> Result<Forwarded<ClusterView>, AskError> {
+    let self_url = format!("{}/v1/cluster/self", base(url));
+    let fail = |url: &str| {
+        let url = url.to_string();
+        move |source| AskError::Http { url, source }
+    };
+    let member: SelfInfo = api
+        .get(&self_url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(fail(&self_url))?
+        .json()
+        .await
+        .map_err(fail(&self_url))?;
+    let join_url = format!(
+        "{}{}",
+        member.peer.trim_end_matches('/'),
+        super::guard::JOIN_PATH
+    );
+    let resp = http
+        .post(&join_url)
+        .timeout(Duration::from_secs(60))
+        .json(req)
+        .send()
+        .await
+        .map_err(fail(&join_url))?;
+    if !resp.status().is_success() {
+        return Err(AskError::Status {
+            url: join_url,
+            status: resp.status(),
+            body: resp.text().await.unwrap_or_default(),
+        });
+    }
+    resp.json().await.map_err(fail(&join_url))
 }
 
 /// Whether this node gets Raft state from a leader within `wait`.
@@ -163,7 +212,7 @@ async fn became_member(cluster: &Cluster, wait: Duration) -> bool {
 }
 
 async fn meet(cluster: &Cluster, expect: usize, peers: &[String]) -> Result<(), FormError> {
-    let http = cluster.transport().client(Duration::from_millis(500));
+    let http = cluster.transport().api_client(Duration::from_millis(500));
     let mut logged = 0;
     loop {
         if cluster.raft().is_initialized().await.unwrap_or(false) {

@@ -313,7 +313,7 @@ impl Cluster {
         let api = async {
             let url = format!("{}/v1/cluster/self", info.api.trim_end_matches('/'));
             let resp = self
-                .http
+                .api_http
                 .get(&url)
                 .timeout(PROBE_TIMEOUT)
                 .send()

@@ -8,11 +8,13 @@
 mod batch;
 mod error;
 pub mod form;
+mod guard;
 mod membership;
 mod routes;
 mod view;
 
 pub use error::{ClusterError, Forwarded, Stage};
+pub use guard::guard;
 pub use routes::router;
 pub use scarab_types::{ClusterView, JoinRequest, SelfInfo};
 
@@ -39,6 +41,8 @@ pub struct Cluster {
     me: NodeId,
     info: NodeInfo,
     http: reqwest::Client,
+    /// For other nodes' client APIs (probing a new member): never carries the cluster secret.
+    api_http: reqwest::Client,
     batcher: batch::Batcher,
     read_index: batch::ReadIndexBatcher,
     /// How long a write or a membership change may wait for a leader and a commit.
@@ -66,6 +70,7 @@ impl Cluster {
         max_pending_proposals: usize,
     ) -> Self {
         let http = transport.client(Duration::from_millis(500));
+        let api_http = transport.api_client(Duration::from_millis(500));
         let cluster = Self {
             batcher: batch::Batcher::start(raft.clone(), max_pending_proposals),
             read_index: batch::ReadIndexBatcher::start(raft.clone(), read_timeout),
@@ -73,6 +78,7 @@ impl Cluster {
             me,
             info,
             http,
+            api_http,
             write_timeout,
             read_timeout,
             transport,

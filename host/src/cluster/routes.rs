@@ -22,6 +22,7 @@ pub fn router(cluster: Cluster, body_limit: usize) -> Router {
         .route("/internal/add-member", post(add_member))
         .route("/internal/remove-member", post(remove_member))
         .route("/internal/view", post(view))
+        .route(super::guard::JOIN_PATH, post(join))
         // A forwarded proposal holds a whole value (up to --max-value-bytes) or plugin: the
         // bodies are read with the peer limit below, not axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
@@ -88,4 +89,33 @@ async fn remove_member(
 
 async fn view(State(c): State<Cluster>) -> Json<Forwarded<ClusterView>> {
     Json(leader_only(&c, || c.view()))
+}
+
+/// `POST /internal/join`: a starting node asks to be added, as `POST /v1/cluster/join` does on
+/// the client API (forwarded to the leader, which probes the node, adds it as a learner and
+/// promotes it once caught up). The one peer route open to a node that is not a member yet
+/// (`guard.rs`); the answer is the leader's, as for every forwarded request.
+async fn join(
+    State(c): State<Cluster>,
+    body: Bytes,
+) -> Result<Json<Forwarded<ClusterView>>, Response> {
+    let req: JoinRequest = read(body).await?;
+    if req.node_id == 0 || req.api.is_empty() || req.peer.is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "peer request: node_id (from 1), api and peer are required",
+        )
+            .into_response());
+    }
+    if req.api.len() > 2048 || req.peer.len() > 2048 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "peer request: api and peer are URLs of at most 2048 bytes",
+        )
+            .into_response());
+    }
+    Ok(Json(match c.add_member(req).await {
+        Ok(v) => Forwarded::Ok(v),
+        Err(e) => Forwarded::Err(e),
+    }))
 }

@@ -106,11 +106,12 @@ error_codes! {
     /// A transaction with more operations or conditions than `--max-txn-ops`.
     TxnTooLarge = "txn_too_large", 400, false;
     // 401
-    /// No credentials, or a token that is unknown, expired or revoked.
+    /// No valid credentials: no token, or one that is unknown, expired or revoked (on the
+    /// peer port: no or a wrong cluster secret).
     Unauthenticated = "unauthenticated", 401, false;
     // 403
     /// The principal lacks the permission the request needs (the message names it and the
-    /// resource).
+    /// resource); on the peer port, a certificate of a node that is not a member.
     Forbidden = "forbidden", 403, false;
     // 404
     /// No such key, schema version, migration, member or route.
