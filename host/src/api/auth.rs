@@ -56,6 +56,20 @@ async fn change(
     state.propose(caller, change).await
 }
 
+/// Applies `change`, then answers with user `name` as it now is.
+async fn change_user(
+    state: AppState,
+    principal: Principal,
+    headers: &HeaderMap,
+    name: String,
+    change_: AuthChange,
+) -> Result<Response, ApiError> {
+    change(&state, &principal, headers, change_).await?;
+    get_user(principal, State(state), Path(name))
+        .await
+        .map(IntoResponse::into_response)
+}
+
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
@@ -143,19 +157,14 @@ pub async fn put_user(
     for r in &roles {
         checked_name("role", r)?;
     }
-    change(
-        &state,
-        &principal,
+    change_user(
+        state,
+        principal,
         &headers,
-        AuthChange::PutUser {
-            name: name.clone(),
-            roles,
-        },
+        name.clone(),
+        AuthChange::PutUser { name, roles },
     )
-    .await?;
-    get_user(principal, State(state), Path(name))
-        .await
-        .map(IntoResponse::into_response)
+    .await
 }
 
 /// `DELETE /v1/auth/users/{name}`: the user and every token of theirs.
@@ -189,19 +198,14 @@ pub async fn grant_role(
     let bytes = read_body(body, SMALL_BODY_BYTES).await?;
     let Grant { grant: role } = parse_json::<Grant<String>>(&state, &bytes, "{\"grant\": role}")?;
     checked_name("role", &role)?;
-    change(
-        &state,
-        &principal,
+    change_user(
+        state,
+        principal,
         &headers,
-        AuthChange::GrantRole {
-            user: user.clone(),
-            role,
-        },
+        user.clone(),
+        AuthChange::GrantRole { user, role },
     )
-    .await?;
-    get_user(principal, State(state), Path(user))
-        .await
-        .map(IntoResponse::into_response)
+    .await
 }
 
 /// `DELETE /v1/auth/users/{name}/roles/{role}`.
@@ -212,19 +216,14 @@ pub async fn revoke_role(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require(Action::AuthAdmin, "")?;
-    change(
-        &state,
-        &principal,
+    change_user(
+        state,
+        principal,
         &headers,
-        AuthChange::RevokeRole {
-            user: user.clone(),
-            role,
-        },
+        user.clone(),
+        AuthChange::RevokeRole { user, role },
     )
-    .await?;
-    get_user(principal, State(state), Path(user))
-        .await
-        .map(IntoResponse::into_response)
+    .await
 }
 
 fn role_view(view: &crate::store::AuthView, name: &str) -> Option<Role> {
