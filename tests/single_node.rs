@@ -1213,3 +1213,40 @@ async fn status_describes_a_coherent_single_node_leader() -> Result<()> {
     assert_eq!(health.body["status"], json!("ok"), "{health}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_schema_naming_another_metaschema_or_an_outside_document_is_refused_clearly() -> Result<()>
+{
+    let node = start().await?;
+    let refused = |schema: Value| {
+        let client = node.typed().clone();
+        async move {
+            let e = client
+                .register_schema("s", 1, &scarab_client::SchemaUpload::new(&schema))
+                .await
+                .err()
+                .ok_or_else(|| anyhow!("registered: {schema}"))?;
+            let api = e.api().cloned().ok_or_else(|| anyhow!("{e}"))?;
+            anyhow::Ok((api.status, api.code.to_string(), api.message))
+        }
+    };
+    let (status, code, message) =
+        refused(json!({"$schema": "http://example.com/no-such-metaschema"})).await?;
+    assert_eq!((status, code.as_str()), (400, "invalid_schema"));
+    assert!(
+        message.contains("http://example.com/no-such-metaschema")
+            && message.contains("https://json-schema.org/draft/2020-12/schema"),
+        "{message}"
+    );
+    let (status, code, message) = refused(json!({
+        "properties": {"timeout": {"$ref": "https://example.com/common.json#/$defs/duration"}}
+    }))
+    .await?;
+    assert_eq!((status, code.as_str()), (400, "invalid_schema"));
+    assert!(
+        message.contains("https://example.com/common.json") && message.contains("never fetches"),
+        "{message}"
+    );
+    assert!(!message.contains("resolve-http"), "{message}");
+    Ok(())
+}

@@ -115,7 +115,11 @@ impl From<SchemaError> for ApiError {
         let message = e.to_string();
         match e {
             SchemaError::Unknown { .. } => ApiError::new(ErrorCode::UnknownSchema, message),
-            SchemaError::InvalidSchema(_) => ApiError::new(ErrorCode::InvalidSchema, message),
+            SchemaError::InvalidSchema(_)
+            | SchemaError::UnsupportedMetaschema(_)
+            | SchemaError::UnresolvedReference(_) => {
+                ApiError::new(ErrorCode::InvalidSchema, message)
+            }
             SchemaError::TooComplex(_) => ApiError::new(ErrorCode::SchemaTooComplex, message),
             SchemaError::InvalidPlugin(_) => ApiError::new(ErrorCode::InvalidPlugin, message),
             SchemaError::PluginFailed { .. } => ApiError::new(ErrorCode::PluginFailed, message),

@@ -36,6 +36,16 @@ pub enum SchemaError {
     Unknown { name: String, version: u32 },
     #[error("the JSON Schema is not valid draft 2020-12: {0}")]
     InvalidSchema(String),
+    /// `$schema` names a metaschema Scarab does not evaluate (see [`SUPPORTED_METASCHEMAS`]).
+    #[error(
+        "the JSON Schema's $schema is {0:?}, which Scarab does not evaluate: it evaluates draft 2020-12 only. Name https://json-schema.org/draft/2020-12/schema, or leave $schema out"
+    )]
+    UnsupportedMetaschema(String),
+    /// A `$ref` to a document the schema does not contain.
+    #[error(
+        "the JSON Schema refers to {0}, which it does not contain: Scarab never fetches other documents (http, https, file). Put the shared definitions under $defs of this schema"
+    )]
+    UnresolvedReference(String),
     /// The schema's evaluation could explode or never end (see [`MAX_EVALUATIONS_PER_NODE`]).
     #[error("the JSON Schema is too complex to evaluate safely: {0}")]
     TooComplex(String),
@@ -198,9 +208,30 @@ impl SchemaValidator {
     }
 }
 
-/// Compiles a JSON Schema as draft 2020-12 after checking it against the meta-schema, and
-/// refuses one whose evaluation could explode (see [`MAX_EVALUATIONS_PER_NODE`]).
+/// What a registered schema may name in `$schema` (at its root): Scarab evaluates every
+/// schema as draft 2020-12, so a schema that names another metaschema (an older draft, or one
+/// that turns vocabularies on or off) would be evaluated by rules it did not ask for.
+pub const SUPPORTED_METASCHEMAS: [&str; 2] = [
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2020-12/schema#",
+];
+
+fn check_metaschema(schema: &Value) -> Result<(), SchemaError> {
+    match schema.get("$schema") {
+        None => Ok(()),
+        Some(Value::String(uri)) if SUPPORTED_METASCHEMAS.contains(&uri.as_str()) => Ok(()),
+        Some(Value::String(uri)) => Err(SchemaError::UnsupportedMetaschema(uri.clone())),
+        Some(other) => Err(SchemaError::InvalidSchema(format!(
+            "$schema must be a URI string, not {other}"
+        ))),
+    }
+}
+
+/// Compiles a JSON Schema as draft 2020-12 after checking its `$schema` and checking it
+/// against the meta-schema, and refuses one whose evaluation could explode (see
+/// [`MAX_EVALUATIONS_PER_NODE`]) or that refers to a document it does not contain.
 pub fn compile_json_schema(schema: &Value) -> Result<SchemaValidator, SchemaError> {
+    check_metaschema(schema)?;
     jsonschema::draft202012::meta::validate(schema).map_err(|e| {
         let at = e.instance_path().as_str().to_string();
         SchemaError::InvalidSchema(if at.is_empty() {
@@ -211,8 +242,13 @@ pub fn compile_json_schema(schema: &Value) -> Result<SchemaValidator, SchemaErro
     })?;
     let cost = cost::check_cost(schema, COST_INSTANCE_DEPTH, MAX_EVALUATIONS_PER_NODE)
         .map_err(|e| SchemaError::TooComplex(e.to_string()))?;
-    let validator = jsonschema::draft202012::new(schema)
-        .map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
+    let validator = jsonschema::draft202012::new(schema).map_err(|e| match e.kind() {
+        // The crate's own message names a build feature the user cannot change.
+        jsonschema::error::ValidationErrorKind::Referencing(
+            jsonschema::ReferencingError::Unretrievable { uri, .. },
+        ) => SchemaError::UnresolvedReference(uri.clone()),
+        _ => SchemaError::InvalidSchema(e.to_string()),
+    })?;
     Ok(SchemaValidator { validator, cost })
 }
 
@@ -816,6 +852,60 @@ impl SchemaRegistry {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_draft_2020_12_may_be_named_as_the_metaschema() {
+        for ok in [
+            json!({"type": "object"}),
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema"}),
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema#"}),
+        ] {
+            assert!(compile_json_schema(&ok).is_ok(), "{ok}");
+        }
+        for uri in [
+            "http://example.com/no-such-metaschema",
+            "http://json-schema.org/draft-07/schema#",
+            "https://json-schema.org/draft/2019-09/schema",
+        ] {
+            let e = compile_json_schema(&json!({"$schema": uri})).err().unwrap();
+            assert!(
+                matches!(e, SchemaError::UnsupportedMetaschema(ref u) if u == uri),
+                "{e}"
+            );
+            assert!(e.to_string().contains("draft 2020-12"), "{e}");
+        }
+        let e = compile_json_schema(&json!({"$schema": 7})).err().unwrap();
+        assert!(matches!(e, SchemaError::InvalidSchema(_)), "{e}");
+    }
+
+    #[test]
+    fn a_reference_to_another_document_is_refused_and_never_fetched() {
+        for uri in [
+            "https://example.com/common.json#/$defs/duration",
+            "file:///etc/common.json",
+            "common.json",
+        ] {
+            let e = compile_json_schema(&json!({"properties": {"d": {"$ref": uri}}}))
+                .err()
+                .unwrap();
+            assert!(
+                matches!(e, SchemaError::UnresolvedReference(_)),
+                "{uri}: {e}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("never fetches") && !text.contains("resolve-http"),
+                "{text}"
+            );
+        }
+        // A reference within the schema, also through its own absolute $id, resolves.
+        let local = json!({
+            "$id": "https://example.com/store",
+            "$defs": {"d": {"type": "string"}},
+            "properties": {"a": {"$ref": "#/$defs/d"}, "b": {"$ref": "https://example.com/store#/$defs/d"}}
+        });
+        assert!(compile_json_schema(&local).is_ok());
+    }
 
     #[test]
     fn violations_are_capped() {
