@@ -1250,3 +1250,64 @@ async fn a_schema_naming_another_metaschema_or_an_outside_document_is_refused_cl
     assert!(!message.contains("resolve-http"), "{message}");
     Ok(())
 }
+
+#[tokio::test]
+async fn validate_and_a_write_share_one_size_rule_the_compact_value() -> Result<()> {
+    let node = Node::start(NodeOptions {
+        max_value_bytes: Some(1024),
+        ..NodeOptions::default()
+    })
+    .await?;
+    register_note(&node).await?;
+    let http = harness::http_client();
+    let send = |method: reqwest::Method, path: &str, body: String| {
+        http.request(method, node.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // 900 bytes compact, about 1,900 as sent (pretty-printed with deep indentation): within
+    // the limit for both.
+    let doc = json!({"blob": "x".repeat(880)});
+    let padded = format!(
+        "{{\n{}\"blob\": \"{}\"\n}}",
+        " ".repeat(1000),
+        "x".repeat(880)
+    );
+    assert!(padded.len() > 1024 && serde_json::to_string(&doc)?.len() < 1024);
+    let r = send(
+        reqwest::Method::POST,
+        "/v1/schemas/note/versions/1/validate",
+        padded.clone(),
+    )
+    .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let put = format!("{{\"schema\": \"note\", \"schema_version\": 1, \"value\": {padded}}}");
+    let r = send(reqwest::Method::PUT, "/v1/configs/size/padded", put).await?;
+    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    // 1,100 bytes compact: over the limit for both, with the same code and measure.
+    let big = json!({"blob": "x".repeat(1100)}).to_string();
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/v1/schemas/note/versions/1/validate",
+            big.clone(),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/configs/size/big",
+            format!("{{\"schema\": \"note\", \"schema_version\": 1, \"value\": {big}}}"),
+        ),
+    ] {
+        let r = send(method, path, body).await?;
+        assert_eq!(r.status(), 413, "{path}");
+        let body: Value = r.json().await?;
+        assert_eq!(body["error"]["code"], "payload_too_large");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("compact JSON") && message.contains("--max-value-bytes"),
+            "{message}"
+        );
+    }
+    Ok(())
+}

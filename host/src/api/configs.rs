@@ -244,7 +244,7 @@ pub(super) fn value_text(value: &Value, limit: usize) -> Result<String, ApiError
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!(
-                "the value is {} bytes; at most {limit} are allowed",
+                "the value is {} bytes as compact JSON; at most {limit} are allowed (--max-value-bytes)",
                 text.len()
             ),
         ));

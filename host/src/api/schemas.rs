@@ -515,11 +515,14 @@ pub async fn validate(
     if !params.key.is_empty() {
         super::configs::checked_key(&params.key)?;
     }
-    let bytes = read_body(body, state.config.max_value_bytes).await?;
+    // The one size rule of a document (as for a write, a transaction op and a rollback): its
+    // compact JSON within --max-value-bytes, whatever whitespace it arrives with.
+    let limit = state.config.max_value_bytes;
+    let bytes = read_body(body, limit + super::configs::ENVELOPE_SLACK).await?;
     crate::json::check(&bytes, state.config.max_json_depth)?;
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
-    let text = serde_json::to_string(&doc).expect("a JSON value serialises");
+    let text = super::configs::value_text(&doc, limit)?;
     let (verdict, _) = state
         .validate_write(&name, version, &params.key, doc, text)
         .await?;
