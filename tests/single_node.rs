@@ -1311,3 +1311,60 @@ async fn validate_and_a_write_share_one_size_rule_the_compact_value() -> Result<
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_schema_naming_the_format_assertion_metaschema_has_its_formats_checked() -> Result<()> {
+    let node = start().await?;
+    let client = node.typed();
+    let schema = |assert: bool| {
+        let mut s = json!({"properties": {"contact": {"type": "string", "format": "email"}}});
+        if assert {
+            s["$schema"] = json!("urn:scarab:draft-2020-12:format-assertion");
+        }
+        s
+    };
+    client
+        .register_schema(
+            "plain",
+            1,
+            &scarab_client::SchemaUpload::new(&schema(false)),
+        )
+        .await?;
+    client
+        .register_schema(
+            "strict",
+            1,
+            &scarab_client::SchemaUpload::new(&schema(true)),
+        )
+        .await?;
+    let bad = json!({"contact": "not-an-email"});
+    // The default: format is an annotation.
+    client
+        .put(
+            "a/plain",
+            &scarab_client::types::PutConfig::new("plain", 1, &bad),
+        )
+        .await?;
+    let e = client
+        .put(
+            "a/strict",
+            &scarab_client::types::PutConfig::new("strict", 1, &bad),
+        )
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("an invalid email was accepted"))?;
+    let api = e.api().ok_or_else(|| anyhow!("{e}"))?;
+    assert_eq!(api.code.to_string(), "validation_failed");
+    assert_eq!(api.violations[0].path, "/contact", "{api:?}");
+    client
+        .put(
+            "a/strict",
+            &scarab_client::types::PutConfig::new(
+                "strict",
+                1,
+                &json!({"contact": "ops@example.com"}),
+            ),
+        )
+        .await?;
+    Ok(())
+}

@@ -211,10 +211,17 @@ impl SchemaValidator {
 /// What a registered schema may name in `$schema` (at its root): Scarab evaluates every
 /// schema as draft 2020-12, so a schema that names another metaschema (an older draft, or one
 /// that turns vocabularies on or off) would be evaluated by rules it did not ask for.
-pub const SUPPORTED_METASCHEMAS: [&str; 2] = [
+pub const SUPPORTED_METASCHEMAS: [&str; 3] = [
     "https://json-schema.org/draft/2020-12/schema",
     "https://json-schema.org/draft/2020-12/schema#",
+    FORMAT_ASSERTION_METASCHEMA,
 ];
+
+/// Draft 2020-12 with its format-assertion vocabulary: a schema naming it in `$schema` has
+/// every `format` of the specification checked (IDN ones included). Without it `format` is
+/// an annotation, as the specification's default. Named in the schema itself, so the choice
+/// is part of the registered (immutable, replicated) content.
+pub const FORMAT_ASSERTION_METASCHEMA: &str = "urn:scarab:draft-2020-12:format-assertion";
 
 fn check_metaschema(schema: &Value) -> Result<(), SchemaError> {
     match schema.get("$schema") {
@@ -242,7 +249,20 @@ pub fn compile_json_schema(schema: &Value) -> Result<SchemaValidator, SchemaErro
     })?;
     let cost = cost::check_cost(schema, COST_INSTANCE_DEPTH, MAX_EVALUATIONS_PER_NODE)
         .map_err(|e| SchemaError::TooComplex(e.to_string()))?;
-    let validator = jsonschema::draft202012::new(schema).map_err(|e| match e.kind() {
+    let assert_formats =
+        schema.get("$schema").and_then(Value::as_str) == Some(FORMAT_ASSERTION_METASCHEMA);
+    let built = if assert_formats {
+        let mut plain = schema.clone();
+        if let Some(object) = plain.as_object_mut() {
+            object.remove("$schema");
+        }
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&plain)
+    } else {
+        jsonschema::draft202012::new(schema)
+    };
+    let validator = built.map_err(|e| match e.kind() {
         // The crate's own message names a build feature the user cannot change.
         jsonschema::error::ValidationErrorKind::Referencing(
             jsonschema::ReferencingError::Unretrievable { uri, .. },
@@ -876,6 +896,61 @@ mod tests {
         }
         let e = compile_json_schema(&json!({"$schema": 7})).err().unwrap();
         assert!(matches!(e, SchemaError::InvalidSchema(_)), "{e}");
+    }
+
+    /// Every format of draft 2020-12, with a valid and an invalid string.
+    const FORMATS: [(&str, &str, &str); 19] = [
+        ("date-time", "2026-12-01T07:00:00Z", "2026-13-01T07:00:00Z"),
+        ("date", "2026-12-01", "2026-02-30"),
+        ("time", "07:00:00Z", "25:00:00Z"),
+        ("duration", "P1DT2H", "1D"),
+        ("email", "ops@example.com", "not-an-email"),
+        ("idn-email", "运维@例子.广告", "not-an-email"),
+        ("hostname", "example.com", "-bad-.example.com"),
+        ("idn-hostname", "例子.广告", "-bad-.例子.广告"),
+        ("ipv4", "192.168.0.1", "256.1.1.1"),
+        ("ipv6", "::1", "12345::"),
+        ("uri", "https://example.com/a?b#c", "relative/path"),
+        ("uri-reference", "relative/path", "\\\\WINDOWS\\share"),
+        ("iri", "https://例子.广告/路径", "relative/路径"),
+        ("iri-reference", "relative/路径", "\\\\WINDOWS\\filëshare"),
+        (
+            "uuid",
+            "2eb8aa08-aa98-11ea-b4aa-73b441d16380",
+            "2eb8aa08-aa98-11ea-b4aa",
+        ),
+        (
+            "uri-template",
+            "https://example.com/{id}",
+            "https://example.com/{id",
+        ),
+        ("json-pointer", "/a/b~1c", "a/b"),
+        ("relative-json-pointer", "1/a", "/a"),
+        ("regex", "^a+$", "^(a$"),
+    ];
+
+    #[test]
+    fn format_is_an_annotation_unless_the_schema_names_the_format_assertion_metaschema() {
+        for (format, valid, invalid) in FORMATS {
+            let annotation = compile_json_schema(&json!({"format": format})).unwrap();
+            let asserting = compile_json_schema(&json!({
+                "$schema": FORMAT_ASSERTION_METASCHEMA,
+                "format": format
+            }))
+            .unwrap();
+            for doc in [valid, invalid] {
+                assert!(
+                    schema_violations(&annotation, &json!(doc)).is_empty(),
+                    "{format}: {doc:?} refused without format assertion"
+                );
+            }
+            assert!(
+                schema_violations(&asserting, &json!(valid)).is_empty(),
+                "{format}: {valid:?} refused"
+            );
+            let refused = schema_violations(&asserting, &json!(invalid));
+            assert_eq!(refused.len(), 1, "{format}: {invalid:?} accepted");
+        }
     }
 
     #[test]
