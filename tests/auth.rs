@@ -840,3 +840,46 @@ async fn the_cli_manages_roles_users_and_tokens_and_a_token_it_prints_works() ->
     cli(&base, &root, &["auth", "role", "delete", "orders"]).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn names_roles_and_descriptions_are_bounded_at_their_limits() -> Result<()> {
+    let (node, root) = start_auth_node(&[]).await?;
+    let admin = client_with_token(node.base_url(), &root);
+    let status = |r: Result<(), scarab_client::Error>| match r {
+        Ok(()) => 200,
+        Err(e) => e.api().map(|a| a.status).unwrap_or(0),
+    };
+    // A user name: at most 128 bytes.
+    let at = "u".repeat(128);
+    let past = "u".repeat(129);
+    assert_eq!(status(admin.put_user(&at, &[]).await.map(drop)), 200);
+    assert_eq!(status(admin.put_user(&past, &[]).await.map(drop)), 400);
+    // A role: at most 256 permissions.
+    let perms = |n: usize| -> Vec<Permission> {
+        (0..n)
+            .map(|i| {
+                Permission::new(
+                    scarab_client::types::auth::Action::ConfigRead,
+                    format!("p{i}/"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        status(admin.put_role("r256", &perms(256)).await.map(drop)),
+        200
+    );
+    assert_eq!(
+        status(admin.put_role("r257", &perms(257)).await.map(drop)),
+        400
+    );
+    // A token's description: at most 256 bytes.
+    let token = |d: usize| CreateToken {
+        principal: at.clone(),
+        ttl: None,
+        description: Some("d".repeat(d)),
+    };
+    assert_eq!(status(admin.create_token(&token(256)).await.map(drop)), 200);
+    assert_eq!(status(admin.create_token(&token(257)).await.map(drop)), 400);
+    Ok(())
+}
