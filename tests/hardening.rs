@@ -673,9 +673,10 @@ async fn a_document_failing_everywhere_gets_a_bounded_answer_and_the_node_stays_
             "a {} byte answer",
             reply.bytes.len()
         );
-        ensure!(!reply.violations().is_empty() && reply.violations().len() <= 100);
+        ensure!(!reply.violations().is_empty() && reply.violations().len() <= 101);
     }
-    // A small failing document against a cheap schema still lists every violation (up to 100).
+    // A small failing document against a cheap schema still lists every violation (up to 100),
+    // then how many more there were.
     let strings = json!({"type": "array", "items": {"type": "string"}});
     assert_status(
         &node.register_schema("strings", 1, strings, None).await?,
@@ -684,9 +685,18 @@ async fn a_document_failing_everywhere_gets_a_bounded_answer_and_the_node_stays_
     let small = Value::Array((0..150u64).map(Value::from).collect());
     let reply = node.put_config("c/small", "strings", 1, &small).await?;
     assert_error(&reply, 422, "validation_failed");
-    assert_eq!(reply.violations().len(), 100);
+    let violations = reply.violations();
+    assert_eq!(violations.len(), 101);
+    assert_eq!(violations[100]["code"], "violations_left_out");
+    ensure!(
+        violations[100]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("50 more")),
+        "{}",
+        violations[100]
+    );
     let message = reply.body["error"]["message"].as_str().unwrap_or_default();
-    ensure!(message.contains("at least 100"), "{message}");
+    ensure!(message.contains("more than 100"), "{message}");
     Ok(())
 }
 

@@ -7,6 +7,14 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// The default of `--max-violations`: violations listed per refused document (JSON Schema,
+/// then plugin), before the entry that says how many more there are (`crate::schema`).
+pub const DEFAULT_MAX_VIOLATIONS: usize = 100;
+
+/// The most `--max-violations` may be: a refused write's answer then stays under about
+/// 1.3 MiB (each entry is bounded: a 256-byte message, 1 KiB paths).
+pub const MAX_MAX_VIOLATIONS: usize = 1_000;
+
 /// How many bytes of converted configs one storage-migration batch (one Raft entry) holds at
 /// most, besides one value: here because the peer body bound depends on it.
 pub const MIGRATION_BATCH_BYTES: usize = 1 << 20;
@@ -82,6 +90,11 @@ pub struct NodeConfig {
     /// condition's `equals`, a JSON Schema); deeper is 400 `json_too_deep`.
     #[arg(long, env = "SCARAB_MAX_JSON_DEPTH", default_value_t = crate::json::DEFAULT_MAX_DEPTH)]
     pub max_json_depth: usize,
+
+    /// Violations listed in a refused document's answer (JSON Schema, then plugin); one more
+    /// entry, code `violations_left_out`, then says how many were left out.
+    #[arg(long, env = "SCARAB_MAX_VIOLATIONS", default_value_t = DEFAULT_MAX_VIOLATIONS)]
+    pub max_violations: usize,
 
     /// Open watches (SSE streams and long polls) this node serves at once; more is 503
     /// `too_many_watches`.
@@ -279,6 +292,12 @@ impl NodeConfig {
             return fail(format!(
                 "--max-json-depth must be between 1 and {}",
                 crate::json::MAX_MAX_DEPTH
+            ));
+        }
+        if self.max_violations == 0 || self.max_violations > MAX_MAX_VIOLATIONS {
+            return fail(format!(
+                "--max-violations must be between 1 and {}",
+                MAX_MAX_VIOLATIONS
             ));
         }
         if self.max_txn_bytes < self.max_value_bytes || self.max_txn_bytes > 64 << 20 {

@@ -155,7 +155,11 @@ pub async fn run(
         plugin_limits(&config),
         config.plugin_cache_dir(),
     )?);
-    let registry = Arc::new(SchemaRegistry::new(store.clone(), plugins));
+    let registry = Arc::new(SchemaRegistry::new(
+        store.clone(),
+        plugins,
+        config.max_violations,
+    ));
 
     let heartbeat = config.heartbeat.as_millis() as u64;
     let election = config.election_timeout.as_millis() as u64;

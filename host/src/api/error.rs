@@ -50,11 +50,16 @@ impl ApiError {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: ErrorCode::ValidationFailed,
-            // A list of MAX_VIOLATIONS may have been cut (see `schema::check_document`).
-            message: if n >= crate::schema::MAX_VIOLATIONS {
-                format!("the document has at least {n} violation(s); the first {n} are listed")
-            } else {
-                format!("the document has {n} violation(s)")
+            // A list that was cut ends with an entry saying so (see `schema::violations`).
+            message: match violations.last() {
+                Some(last) if last.code.as_deref() == Some(scarab_types::VIOLATIONS_LEFT_OUT) => {
+                    format!(
+                        "the document has more than {} violation(s); the first {} are listed, then how many were left out",
+                        n - 1,
+                        n - 1
+                    )
+                }
+                _ => format!("the document has {n} violation(s)"),
             },
             violations: Some(violations),
             report: None,
@@ -117,9 +122,7 @@ impl From<SchemaError> for ApiError {
             SchemaError::Unknown { .. } => ApiError::new(ErrorCode::UnknownSchema, message),
             SchemaError::InvalidSchema(_)
             | SchemaError::UnsupportedMetaschema(_)
-            | SchemaError::UnresolvedReference(_) => {
-                ApiError::new(ErrorCode::InvalidSchema, message)
-            }
+            | SchemaError::Reference(_) => ApiError::new(ErrorCode::InvalidSchema, message),
             SchemaError::TooComplex(_) => ApiError::new(ErrorCode::SchemaTooComplex, message),
             SchemaError::InvalidPlugin(_) => ApiError::new(ErrorCode::InvalidPlugin, message),
             SchemaError::PluginFailed { .. } => ApiError::new(ErrorCode::PluginFailed, message),
@@ -152,7 +155,10 @@ impl From<Rejection> for ApiError {
             Rejection::SchemaConflict { .. } => {
                 ApiError::new(ErrorCode::SchemaVersionConflict, message)
             }
-            Rejection::SchemaInUse { .. } => ApiError::new(ErrorCode::SchemaInUse, message),
+            Rejection::SchemaInUse { .. } | Rejection::SchemaReferenced { .. } => {
+                ApiError::new(ErrorCode::SchemaInUse, message)
+            }
+            Rejection::ReferenceChanged { .. } => ApiError::new(ErrorCode::SchemaChanged, message),
             Rejection::NotLatest { .. } => {
                 ApiError::new(ErrorCode::SchemaVersionNotLatest, message)
             }

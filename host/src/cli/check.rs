@@ -107,11 +107,18 @@ pub fn run(cmd: PluginCmd) -> ExitCode {
         schema_name: &name,
         schema_version,
     };
-    let violations =
-        match check_document(&host, validator.as_ref(), Some(&loaded), &ctx, &doc, &text) {
-            Ok(v) => v,
-            Err(failure) => return fail(format!("plugin {digest} {failure}")),
-        };
+    let violations = match check_document(
+        &host,
+        validator.as_ref(),
+        Some(&loaded),
+        &ctx,
+        &doc,
+        &text,
+        scarab::schema::DEFAULT_MAX_VIOLATIONS,
+    ) {
+        Ok(v) => v,
+        Err(failure) => return fail(format!("plugin {digest} {failure}")),
+    };
     if json {
         let out = serde_json::json!({"valid": violations.is_empty(), "violations": violations, "plugin_digest": digest});
         println!(

@@ -300,10 +300,20 @@ pub struct Violation {
     pub path: String,
     pub message: String,
     /// The JSON Schema keyword, or the plugin's own code. Sent as `null` when absent.
+    /// [`VIOLATIONS_LEFT_OUT`] on the entry that ends a list that was cut.
     #[serde(default)]
     pub code: Option<String>,
     pub source: ViolationSource,
+    /// For a JSON Schema violation: the JSON Pointer of the keyword that failed, along the
+    /// path evaluation took (through `$ref`s: `/properties/a/$ref/maxContains`), as the
+    /// specification's `keywordLocation`. Absent for plugin violations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_path: Option<String>,
 }
+
+/// The `code` of the last entry of a violation list that was cut: its message says how many
+/// violations were left out (see `--max-violations`).
+pub const VIOLATIONS_LEFT_OUT: &str = "violations_left_out";
 
 /// The `report` of a `condition_failed` error: the transaction's conditions that did not
 /// hold.

@@ -65,8 +65,8 @@ pub use config::{
     validate_key,
 };
 pub use error::{
-    ConditionFailedReport, ErrorBody, ErrorCode, ErrorDetail, FailedCondition, Violation,
-    ViolationSource,
+    ConditionFailedReport, ErrorBody, ErrorCode, ErrorDetail, FailedCondition, VIOLATIONS_LEFT_OUT,
+    Violation, ViolationSource,
 };
 pub use migration::{
     DryRun, Migration, MigrationFailure, MigrationList, MigrationStatus, StartMigration,
@@ -74,8 +74,9 @@ pub use migration::{
 pub use node::{Health, HistoryRetention, HistoryRetentionSet, PluginStats, Ready, Role, Status};
 pub use schema::{
     CompatFailure, CompatReport, CompatStep, CompatibilityCheck, InvalidSchemaName, MigrationSpec,
-    PluginContract, PolicySet, PolicyView, Registered, SchemaList, SchemaPolicy, SchemaSummary,
-    SchemaVersion, SchemaVersions, ValidateResult, WritePolicy, validate_schema_name,
+    PluginContract, PolicySet, PolicyView, Registered, SchemaList, SchemaPolicy, SchemaReference,
+    SchemaSummary, SchemaVersion, SchemaVersions, ValidateResult, WritePolicy, parse_schema_uri,
+    schema_uri, validate_schema_name,
 };
 pub use txn::{Condition, TxnOp, TxnOpKind, TxnRequest, TxnResponse, TxnResult};
 pub use watch::{

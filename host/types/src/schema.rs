@@ -23,9 +23,38 @@ pub struct SchemaVersion {
     /// What the plugin declared it implements (absent without a plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_contract: Option<PluginContract>,
+    /// The registered schema versions its `$ref`s resolved to, fixed at registration
+    /// (absent when it refers to none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<SchemaReference>,
     /// The JSON Schema: only in `GET /v1/schemas/{name}/versions/{version}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+}
+
+/// A document a registered schema refers to: the URI its `$ref` named (without fragment:
+/// `scarab:schemas/common/versions/1`, or the `$id` the target was registered with) and the
+/// registered version it resolved to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SchemaReference {
+    pub uri: String,
+    pub name: String,
+    pub version: u32,
+}
+
+/// The URI naming version `version` of registered schema `name` in a `$ref`.
+pub fn schema_uri(name: &str, version: u32) -> String {
+    format!("scarab:schemas/{name}/versions/{version}")
+}
+
+/// The schema name and version a `scarab:schemas/{name}/versions/{version}` URI names (without
+/// fragment); `None` for any other URI.
+pub fn parse_schema_uri(uri: &str) -> Option<(&str, u32)> {
+    let rest = uri.strip_prefix("scarab:schemas/")?;
+    let (name, version) = rest.split_once("/versions/")?;
+    let version = version.parse().ok().filter(|v| *v > 0)?;
+    validate_schema_name(name).ok()?;
+    Some((name, version))
 }
 
 impl SchemaVersion {
@@ -40,6 +69,9 @@ impl SchemaVersion {
         map.serialize_entry("registered_by", &self.registered_by)?;
         if let Some(c) = &self.plugin_contract {
             map.serialize_entry("plugin_contract", c)?;
+        }
+        if !self.references.is_empty() {
+            map.serialize_entry("references", &self.references)?;
         }
         if let Some(s) = &self.schema {
             map.serialize_entry("schema", s)?;
