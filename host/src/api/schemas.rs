@@ -82,6 +82,15 @@ fn version_view(r: &SchemaRecord, with_schema: bool) -> scarab_types::SchemaVers
         registered_at: rfc3339(r.registered_at),
         registered_by: r.registered_by.clone(),
         plugin_contract: r.plugin_contract.as_ref().map(contract_view),
+        references: r
+            .refs
+            .iter()
+            .map(|t| scarab_types::SchemaReference {
+                uri: t.uri.clone(),
+                name: t.name.clone(),
+                version: t.version,
+            })
+            .collect(),
         schema: with_schema.then(|| serde_json::from_str(&r.schema).unwrap_or(Value::Null)),
     }
 }
@@ -289,6 +298,7 @@ pub async fn register(
         plugin_digest,
         plugin: upload.plugin,
         plugin_contract: checked.contract,
+        refs: checked.refs,
     };
     let SchemaRegistered { record, created } = state.propose(caller, put).await?;
     let status = if created {

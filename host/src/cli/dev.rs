@@ -113,19 +113,28 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         print_error(e.as_ref());
         return ExitCode::FAILURE;
     }
+    // Built plugins present, and none for a version: it has none by design (like `common`,
+    // shared definitions); without any, the plugins were not built.
+    let plugins_built = examples.iter().any(|ex| ex.plugin.is_some());
     for ex in &examples {
-        let Some(plugin) = &ex.plugin else {
-            eprintln!(
-                "warning: no plugin for {} v{} in {} (build them with `cargo plugins`); registering the JSON Schema only",
-                ex.name,
-                ex.version,
-                args.plugins_dir.display()
-            );
-            continue;
+        let plugin = match &ex.plugin {
+            Some(plugin) => Some(plugin),
+            None if plugins_built => None,
+            None => {
+                eprintln!(
+                    "warning: no plugin for {} v{} in {} (build them with `cargo plugins`); not registering it",
+                    ex.name,
+                    ex.version,
+                    args.plugins_dir.display()
+                );
+                continue;
+            }
         };
         let result = async {
-            let upload =
-                SchemaUpload::from_bytes(read_file(&ex.schema)?).plugin(read_file(plugin)?);
+            let mut upload = SchemaUpload::from_bytes(read_file(&ex.schema)?);
+            if let Some(plugin) = plugin {
+                upload = upload.plugin(read_file(plugin)?);
+            }
             anyhow::Ok(
                 client
                     .register_schema(&ex.name, ex.version, &upload)

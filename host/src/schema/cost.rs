@@ -70,8 +70,21 @@ fn show_cost(cost: u64) -> String {
 
 /// The evaluation cost of `schema` for documents at most `max_depth` levels deep, if it is at
 /// most `limit`.
+#[cfg(test)]
 pub fn check_cost(schema: &Value, max_depth: usize, limit: u64) -> Result<u64, CostError> {
-    let graph = Graph::build(schema);
+    check_cost_with(schema, &[], max_depth, limit)
+}
+
+/// [`check_cost`] for a schema whose `$ref`s may lead into other documents: `externals`, each
+/// with the URI it is known by (the registered versions it refers to, see `references.rs`).
+/// They are part of the graph, so a reference costs what its target costs.
+pub fn check_cost_with(
+    schema: &Value,
+    externals: &[(&str, &Value)],
+    max_depth: usize,
+    limit: u64,
+) -> Result<u64, CostError> {
+    let graph = Graph::build(schema, externals);
     let cost = graph.cost(max_depth, limit)?;
     if cost > limit {
         return Err(CostError::TooExpensive { cost, limit });
@@ -484,7 +497,7 @@ fn resource_of(base: &Base) -> String {
 }
 
 impl Graph {
-    fn build(schema: &Value) -> Self {
+    fn build<'a>(schema: &'a Value, externals: &[(&str, &'a Value)]) -> Self {
         let default: Base =
             Rc::new(jsonschema::uri::from_str("json-schema:///").expect("the default base URI"));
         let mut b = Builder {
@@ -507,6 +520,15 @@ impl Graph {
         b.resources
             .entry(resource_of(&b.bases[root]))
             .or_insert(root);
+        for (uri, document) in externals {
+            let Ok(base) = jsonschema::uri::from_str(uri) else {
+                continue;
+            };
+            let base: Base = Rc::new(base);
+            // Its nodes' pointers start with the URI, so they never meet the root's.
+            let node = b.intern(format!("{uri}#"), document, &base);
+            b.resources.entry(resource_of(&base)).or_insert(node);
+        }
         b.drain();
         // Pointers may lead to values no keyword leads to: they are read too, but what they
         // declare is not registered (`jsonschema` does not see it either).
@@ -866,6 +888,35 @@ mod tests {
         let schema =
             json!({"allOf": [{"$ref": "https://example.com/other"}, {"$ref": "#/nowhere"}]});
         assert_eq!(cost(&schema), Ok(5));
+    }
+
+    #[test]
+    fn a_reference_to_another_registered_document_costs_what_its_target_costs() {
+        // The target: a doubling chain of 6 levels, 2^8 - 2 = 254 on its own.
+        let target = doubling(6);
+        let uri = "scarab:schemas/common/versions/1";
+        let via_uri = json!({"$ref": uri});
+        assert_eq!(
+            check_cost_with(&via_uri, &[(uri, &target)], 64, u64::MAX),
+            Ok(255)
+        );
+        // Four references to it in one allOf: past the limit, though each alone is not.
+        let four = json!({"allOf": [{"$ref": uri}, {"$ref": uri}, {"$ref": uri}, {"$ref": uri}]});
+        assert!(check_cost_with(&four, &[(uri, &target)], 64, MAX_EVALUATIONS_PER_NODE).is_err());
+        // By its own $id, whole or through a pointer, it resolves too.
+        let mut with_id = doubling(3);
+        with_id["$id"] = json!("https://example.com/common.json");
+        let alone = check_cost_with(&with_id, &[], 64, u64::MAX).unwrap();
+        let whole = json!({"$ref": "https://example.com/common.json"});
+        assert_eq!(
+            check_cost_with(&whole, &[(uri, &with_id)], 64, u64::MAX),
+            Ok(alone + 1)
+        );
+        let pointer = json!({"$ref": "https://example.com/common.json#/$defs/a0"});
+        assert_eq!(
+            check_cost_with(&pointer, &[(uri, &with_id)], 64, u64::MAX),
+            Ok(alone)
+        );
     }
 
     #[test]

@@ -279,6 +279,22 @@ pub struct PutSchema {
     /// apply never runs a plugin).
     #[serde(default)]
     pub plugin_contract: Option<PluginContract>,
+    /// The registered versions its `$ref`s resolved to when it was checked: apply refuses
+    /// the registration if one of them is gone or was registered again since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<SchemaRef>,
+}
+
+/// A registered schema version another one refers to (see `crate::schema::references`): the
+/// URI the reference named (no fragment), and the version it resolved to, pinned.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SchemaRef {
+    pub uri: String,
+    pub name: String,
+    pub version: u32,
+    /// The target's registration revision (a version deleted and registered again has
+    /// another).
+    pub revision: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -514,6 +530,10 @@ pub struct SchemaRecord {
     pub registered_by: String,
     #[serde(default)]
     pub plugin_contract: Option<PluginContract>,
+    /// The versions its `$ref`s resolve to, every document its validation needs besides its
+    /// own (transitively): while it exists, none of them can be deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<SchemaRef>,
 }
 
 mod b64_opt {

@@ -70,6 +70,7 @@ fn record() -> SchemaRecord {
                 downgrade: true,
             }),
         }),
+        refs: vec![],
     }
 }
 
@@ -104,6 +105,7 @@ fn ops() -> Vec<Op> {
             plugin_digest: Some("d".into()),
             plugin: Some(vec![0, 1, 2, 255]),
             plugin_contract: record().plugin_contract,
+            refs: vec![],
         }
         .into(),
         PutSchema {
@@ -113,6 +115,7 @@ fn ops() -> Vec<Op> {
             plugin_digest: None,
             plugin: None,
             plugin_contract: None,
+            refs: vec![],
         }
         .into(),
         SetSchemaPolicy {
@@ -339,4 +342,37 @@ fn a_proposal_takes_only_its_own_result() {
     );
     let rejected = CommandResult::Rejected(Rejection::NotFound("x".into()));
     assert!(<PutConfig as Proposal>::output(rejected).is_err());
+}
+
+/// A version's references (new in the record and the command): pinned, and absent from the
+/// encoding when empty, so that every record and command written before them encodes as it
+/// always did (above) and decodes with none.
+#[test]
+fn schema_references_encode_only_when_present() {
+    let record = SchemaRecord {
+        refs: vec![SchemaRef {
+            uri: "scarab:schemas/common/versions/1".into(),
+            name: "common".into(),
+            version: 1,
+            revision: 3,
+        }],
+        ..record()
+    };
+    pinned(
+        &record,
+        r#"{"name":"s","version":2,"schema":"{}","plugin_digest":null,"revision":4,"registered_at":5,"registered_by":"c","plugin_contract":{"wit":"0.2.0","migration":{"from_version":1,"downgrade":true}},"refs":[{"uri":"scarab:schemas/common/versions/1","name":"common","version":1,"revision":3}]}"#,
+    );
+    let put = PutSchema {
+        name: "s".into(),
+        version: 1,
+        schema: "{}".into(),
+        plugin_digest: None,
+        plugin: None,
+        plugin_contract: None,
+        refs: record.refs.clone(),
+    };
+    pinned(
+        &put,
+        r#"{"name":"s","version":1,"schema":"{}","plugin_digest":null,"plugin":null,"plugin_contract":null,"refs":[{"uri":"scarab:schemas/common/versions/1","name":"common","version":1,"revision":3}]}"#,
+    );
 }

@@ -48,8 +48,8 @@ pub use command::{
     AuthChange, Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema,
     FinishMigration, MAX_FAILURES_KEPT, MigrateBatch, MigrationFailure, MigrationRecord,
     MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, PutConfig,
-    PutSchema, SchemaPolicy, SchemaRecord, SetHistoryRetention, SetSchemaPolicy, StartMigration,
-    Test, TokenRecord, Txn, TxnOp, Validation, WritePolicy,
+    PutSchema, SchemaPolicy, SchemaRecord, SchemaRef, SetHistoryRetention, SetSchemaPolicy,
+    StartMigration, Test, TokenRecord, Txn, TxnOp, Validation, WritePolicy,
 };
 pub use configs::{ConfigEntry, ConfigPage};
 pub use history::{AtRevision, Changes, HistoryRetention};

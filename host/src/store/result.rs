@@ -178,6 +178,23 @@ pub enum Rejection {
         configs: u64,
     },
     #[error(
+        "schema {name} version {version} is referenced by {}: delete those versions first",
+        users.join(", ")
+    )]
+    SchemaReferenced {
+        name: String,
+        version: u32,
+        users: Vec<String>,
+    },
+    #[error(
+        "schema {name} version {version}, which {uri} resolved to, was deleted or registered again while the new version was checked; register it again"
+    )]
+    ReferenceChanged {
+        uri: String,
+        name: String,
+        version: u32,
+    },
+    #[error(
         "schema {name} accepts writes only at its latest version, {latest}, not at version {version}"
     )]
     NotLatest {

@@ -80,7 +80,17 @@ impl ApplyTx<'_> {
             plugin_digest,
             plugin,
             plugin_contract,
+            refs,
         } = op;
+        for r in &refs {
+            if self.schema(&r.name, r.version)?.map(|t| t.revision) != Some(r.revision) {
+                return Ok(CommandResult::Rejected(Rejection::ReferenceChanged {
+                    uri: r.uri.clone(),
+                    name: r.name.clone(),
+                    version: r.version,
+                }));
+            }
+        }
         if let Some(existing) = self.schema(&name, version)? {
             return Ok(
                 if existing.schema == schema && existing.plugin_digest == plugin_digest {
@@ -107,6 +117,7 @@ impl ApplyTx<'_> {
             registered_at: by.at_ms,
             registered_by: by.actor.to_string(),
             plugin_contract,
+            refs,
         };
         self.put(
             Ks::Schemas,
@@ -147,6 +158,14 @@ impl ApplyTx<'_> {
                 name,
                 version,
                 configs,
+            }));
+        }
+        let users = self.referrers(&name, version)?;
+        if !users.is_empty() {
+            return Ok(CommandResult::Rejected(Rejection::SchemaReferenced {
+                name,
+                version,
+                users,
             }));
         }
         self.meta.revision += 1;
@@ -199,6 +218,34 @@ impl ApplyTx<'_> {
         self.get(Ks::Schemas, &schema_key(name, version))?
             .map(|b| decode_json("sm_schemas", &b))
             .transpose()
+    }
+
+    /// The registered versions (`name vN`) whose `$ref`s resolve to `name` v`version`, this
+    /// apply call's changes included. A scan: deleting a version is rare, and versions few.
+    fn referrers(&self, name: &str, version: u32) -> Result<Vec<String>, StoreError> {
+        let mut records = Vec::new();
+        for g in self.store.schemas.iter() {
+            let (k, v) = g.into_inner()?;
+            if !self.overlay.contains_key(&(Ks::Schemas, k.to_vec())) {
+                records.push(decode_json::<SchemaRecord>("sm_schemas", &v)?);
+            }
+        }
+        for ((ks, _), v) in &self.overlay {
+            if let (Ks::Schemas, Some(v)) = (ks, v) {
+                records.push(decode_json("sm_schemas", v)?);
+            }
+        }
+        let mut users: Vec<String> = records
+            .into_iter()
+            .filter(|r| {
+                r.refs
+                    .iter()
+                    .any(|t| t.name == name && t.version == version)
+            })
+            .map(|r| format!("{} v{}", r.name, r.version))
+            .collect();
+        users.sort();
+        Ok(users)
     }
 
     /// The highest registered version of `name`, this apply call's changes included.

@@ -53,6 +53,7 @@ impl Fixture {
             plugin_digest: None,
             plugin: None,
             plugin_contract: None,
+            refs: vec![],
         });
         assert!(matches!(
             r,
