@@ -116,8 +116,9 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_MAX_PEER_BODY_BYTES", default_value = "192MiB", value_parser = parse_size)]
     pub max_peer_body_bytes: usize,
 
-    /// Largest plugin accepted at registration, in bytes.
-    #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
+    /// Largest plugin accepted at registration (bytes, or with KiB/MiB/GiB); a larger
+    /// upload is 413 `payload_too_large` naming this flag.
+    #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value = "32MiB", value_parser = parse_size)]
     pub max_plugin_bytes: usize,
 
     /// Time budget of one plugin call (e.g. 50ms).
@@ -131,6 +132,11 @@ pub struct NodeConfig {
     /// Plugin instances that may exist at once.
     #[arg(long, env = "SCARAB_PLUGIN_INSTANCES", default_value_t = 128)]
     pub plugin_instances: u32,
+
+    /// Core module instances one plugin instance may contain: a Rust plugin has 1 to 4, one
+    /// built by componentize-py 38. A component with more is refused at registration.
+    #[arg(long, env = "SCARAB_PLUGIN_CORE_INSTANCES", default_value_t = crate::plugins::DEFAULT_CORE_INSTANCES)]
+    pub plugin_core_instances: u32,
 
     /// Build a snapshot after this many log entries since the last one.
     #[arg(long, env = "SCARAB_SNAPSHOT_THRESHOLD", default_value_t = 10_000)]
@@ -327,6 +333,9 @@ impl NodeConfig {
         }
         if self.plugin_memory < (1 << 20) || self.plugin_memory > (4 << 30) {
             return fail("--plugin-memory must be between 1MiB and 4GiB".into());
+        }
+        if self.plugin_core_instances == 0 || self.plugin_core_instances > 1_000 {
+            return fail("--plugin-core-instances must be between 1 and 1000".into());
         }
         if self.plugin_instances == 0 || self.plugin_instances > 10_000 {
             return fail("--plugin-instances must be between 1 and 10000".into());

@@ -373,6 +373,7 @@ fn plugin_limits(config: &NodeConfig) -> crate::plugins::PluginLimits {
         timeout: config.plugin_timeout,
         memory_bytes: config.plugin_memory,
         max_instances: config.plugin_instances,
+        core_instances: config.plugin_core_instances,
         ..crate::plugins::PluginLimits::default()
     }
 }

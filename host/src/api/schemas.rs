@@ -177,11 +177,20 @@ async fn read_upload(
     }
     // Buffer with our own limit first, so that an oversized upload is a JSON 413.
     let (parts, body) = request.into_parts();
-    let bytes = read_body(
-        body,
-        state.config.max_plugin_bytes + state.config.max_value_bytes,
-    )
-    .await?;
+    let (max_plugin, max_schema) = (state.config.max_plugin_bytes, state.config.max_value_bytes);
+    let too_large = |what: &str| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{what}: a plugin may be at most {max_plugin} bytes (--max-plugin-bytes) and a JSON Schema at most {max_schema} bytes (--max-value-bytes)"
+            ),
+        )
+    };
+    let bytes = read_body(body, max_plugin + max_schema)
+        .await
+        .map_err(|_| {
+            too_large("the upload is larger than a plugin and a JSON Schema together may be")
+        })?;
     let request = Request::from_parts(parts, Body::from(bytes));
     let mut multipart = Multipart::from_request(request, &())
         .await
@@ -204,6 +213,12 @@ async fn read_upload(
                     .bytes()
                     .await
                     .map_err(|e| ApiError::malformed(format!("schema part: {e}")))?;
+                if data.len() > max_schema {
+                    return Err(too_large(&format!(
+                        "the JSON Schema is {} bytes",
+                        data.len()
+                    )));
+                }
                 crate::json::check(&data, state.config.max_json_depth)?;
                 let doc: Value = serde_json::from_slice(&data).map_err(|e| {
                     ApiError::malformed(format!("the schema part is not JSON: {e}"))
@@ -220,6 +235,9 @@ async fn read_upload(
                     .bytes()
                     .await
                     .map_err(|e| ApiError::malformed(format!("plugin part: {e}")))?;
+                if data.len() > max_plugin {
+                    return Err(too_large(&format!("the plugin is {} bytes", data.len())));
+                }
                 plugin = Some(data.to_vec());
             }
             other => {

@@ -85,7 +85,13 @@ pub struct PluginLimits {
     pub max_instances: u32,
     /// Violations a plugin may return before its answer is treated as malformed.
     pub max_violations: usize,
+    /// Core module instances one plugin instance may contain (`--plugin-core-instances`): a
+    /// Rust plugin has 1 to 4, a componentize-py one 38.
+    pub core_instances: u32,
 }
+
+/// The default of `--plugin-core-instances`.
+pub const DEFAULT_CORE_INSTANCES: u32 = 64;
 
 impl Default for PluginLimits {
     fn default() -> Self {
@@ -94,6 +100,7 @@ impl Default for PluginLimits {
             memory_bytes: 32 << 20,
             max_instances: 128,
             max_violations: 1000,
+            core_instances: DEFAULT_CORE_INSTANCES,
         }
     }
 }
@@ -227,13 +234,16 @@ impl PluginHost {
         std::fs::create_dir_all(&cache_dir)?;
         let mut pool = PoolingAllocationConfig::new();
         let n = limits.max_instances.max(1);
+        let cores = limits.core_instances.max(1);
+        // Totals: the per-component maximum for a few instances, 8 core instances per
+        // instance beyond that (what Rust plugins need). Slots are address space, not memory.
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
+            .total_core_instances((n * 8).max(cores * 4))
+            .total_memories((n * 2).max(64))
+            .total_tables((n * 4).max(128))
+            .max_core_instances_per_component(cores)
+            .max_memories_per_component(16)
+            .max_tables_per_component(32)
             .max_memory_size(limits.memory_bytes)
             .max_unused_warm_slots(n.min(16));
         let mut config = Config::new();
@@ -382,7 +392,16 @@ impl PluginHost {
         }
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| {
-            PluginError::InvalidComponent(format!("not a valid WebAssembly component: {e:#}"))
+            let e = format!("{e:#}");
+            // A valid component past a configured limit: say which flag raises it.
+            if e.contains("core module instances") {
+                return PluginError::InvalidComponent(format!(
+                    "the component has more core module instances than a plugin may have \
+                     (--plugin-core-instances, {}): {e}",
+                    self.limits.core_instances
+                ));
+            }
+            PluginError::InvalidComponent(format!("not a valid WebAssembly component: {e}"))
         })?;
         tracing::info!(%digest, elapsed = ?started.elapsed(), "compiled plugin");
         self.compiled.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,8 @@
 //! The sandbox every plugin instance runs in: an empty WASI context (no preopened directories,
 //! no environment, no arguments, no network; stdout discarded and stderr captured so a panic
-//! message can be reported), a memory limiter, and the epoch ticker behind the time budget.
+//! message can be reported), a deterministic WASI subset for the runtimes that need a clock
+//! or random bytes to start (see [`stub_unprovided_imports`]), a memory limiter, and the
+//! epoch ticker behind the time budget.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,12 +11,13 @@ use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
-    Component, HasData, Linker, LinkerInstance, ResourceTable, ResourceType,
+    Component, HasData, Linker, LinkerInstance, ResourceTable, ResourceType, Val,
 };
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::p2::bindings::{cli, sync};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{v0_1, v0_2, v0_2_migrator};
@@ -28,7 +31,17 @@ pub struct HostState {
     stderr: MemoryOutputPipe,
     memory_cap: usize,
     memory_exceeded: bool,
+    /// The state of the deterministic random source, reset before every call.
+    random: u64,
 }
+
+/// Where the random source of every call (and instantiation) starts: the same bytes, so that
+/// a verdict depends on the document only.
+const RANDOM_SEED: u64 = 0x5ca7_ab5e_ed5e_ed01;
+
+/// Random bytes a plugin may ask for in one WASI call (a language runtime asks for a few
+/// dozen to seed its hashing); more traps, rather than allocate what the plugin asks.
+pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 impl HostState {
     fn new(memory_cap: usize) -> Self {
@@ -40,7 +53,18 @@ impl HostState {
             stderr,
             memory_cap,
             memory_exceeded: false,
+            random: RANDOM_SEED,
         }
+    }
+
+    /// The next 64 bits of the deterministic random source (splitmix64: not secure, which is
+    /// the point: the same sequence on every call).
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     pub fn memory_exceeded(&self) -> bool {
@@ -53,6 +77,7 @@ impl HostState {
 
     pub fn reset_for_call(&mut self) {
         self.memory_exceeded = false;
+        self.random = RANDOM_SEED;
     }
 }
 
@@ -119,9 +144,23 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 /// Interfaces the sandbox provides (with nothing granted); every other import is stubbed.
 const PROVIDED: [&str; 2] = ["wasi:cli/", "wasi:io/"];
 
-/// Defines every import of `component` that the sandbox does not provide (clocks, random,
-/// filesystem, sockets, type-only interfaces, ...) as functions that trap when called, so a
-/// plugin that merely imports them still loads, and one that uses them fails its call.
+/// Defines every import of `component` that the sandbox does not provide. A deterministic
+/// subset of WASI, for the language runtimes (Python, JavaScript) that read a clock or random
+/// bytes as they start:
+///
+/// - `wasi:random/*`: the same bytes on every call (a fixed-seed generator, reset before each
+///   call), at most [`MAX_RANDOM_BYTES`] per request;
+/// - `wasi:clocks/wall-clock` stands at the Unix epoch, `wasi:clocks/monotonic-clock` at 0,
+///   both forever; their timers (`subscribe-*`) trap, so no plugin can sleep;
+/// - `wasi:filesystem/preopens` lists no directory, so no file can be opened.
+///
+/// Everything else (the rest of filesystem, sockets, http, any other interface) is a function
+/// that traps when called, so a plugin that merely imports it still loads, and one that uses
+/// it fails its call. A verdict is thus a function of the document and its context only, on
+/// every node and every time. Resources of a stubbed WASI interface that are wasi:io's
+/// (`pollable`, `input-stream`, `output-stream`, `error`, which clocks, filesystem and sockets
+/// `use`) are defined as the host's wasi:io types, as the linker provides them: a placeholder
+/// of its own would not match.
 ///
 /// (wasmtime's `define_unknown_imports_as_traps` would also shadow the WASI interfaces we do
 /// provide whenever the guest names an older 0.2.x patch version than wasmtime-wasi's.)
@@ -136,16 +175,32 @@ pub fn stub_unprovided_imports(
         inst: &wasmtime::component::types::ComponentInstance,
         engine: &Engine,
     ) -> wasmtime::Result<()> {
+        // `wasi:random/random@0.2.9` → `wasi:random/random`.
+        let interface = qualified.split('@').next().unwrap_or(qualified).to_string();
+        let wasi = interface.starts_with("wasi:");
         for (name, export) in inst.exports(engine) {
             let qualified = format!("{qualified}#{name}");
             match export.ty {
-                ComponentItem::ComponentFunc(_) => {
-                    instance.func_new(name, move |_, _, _, _| {
+                ComponentItem::ComponentFunc(_) => match deterministic(&interface, name) {
+                    Some(answer) => {
+                        instance.func_new(name, move |mut store, _, params, results| {
+                            results[0] = answer(store.data_mut(), params)?;
+                            Ok(())
+                        })?
+                    }
+                    None => instance.func_new(name, move |_, _, _, _| {
                         wasmtime::bail!("plugins have no access to `{qualified}`")
-                    })?;
-                }
+                    })?,
+                },
                 ComponentItem::Resource(_) => {
-                    instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                    let ty = match name {
+                        "pollable" if wasi => ResourceType::host::<DynPollable>(),
+                        "input-stream" if wasi => ResourceType::host::<DynInputStream>(),
+                        "output-stream" if wasi => ResourceType::host::<DynOutputStream>(),
+                        "error" if wasi => ResourceType::host::<IoError>(),
+                        _ => ResourceType::host::<()>(),
+                    };
+                    instance.resource(name, ty, |_, _| Ok(()))?;
                 }
                 ComponentItem::ComponentInstance(nested) => {
                     stub_instance(&mut instance.instance(name)?, &qualified, &nested, engine)?;
@@ -165,6 +220,58 @@ pub fn stub_unprovided_imports(
         stub_instance(&mut linker.instance(name)?, name, &inst, engine)?;
     }
     Ok(())
+}
+
+/// The answer of a function of the deterministic WASI subset (see
+/// [`stub_unprovided_imports`]), by interface (without version) and function name.
+type Answer = fn(&mut HostState, &[Val]) -> wasmtime::Result<Val>;
+
+fn deterministic(interface: &str, function: &str) -> Option<Answer> {
+    fn bytes(state: &mut HostState, params: &[Val]) -> wasmtime::Result<Val> {
+        let Some(Val::U64(len)) = params.first() else {
+            wasmtime::bail!("random bytes: expected a u64 length");
+        };
+        if *len > MAX_RANDOM_BYTES {
+            wasmtime::bail!(
+                "the plugin asked for {len} random bytes; at most {MAX_RANDOM_BYTES} per call"
+            );
+        }
+        let mut out = Vec::with_capacity(*len as usize);
+        while out.len() < *len as usize {
+            for b in state.next_random().to_le_bytes() {
+                if out.len() < *len as usize {
+                    out.push(Val::U8(b));
+                }
+            }
+        }
+        Ok(Val::List(out))
+    }
+    fn datetime(seconds: u64, nanoseconds: u32) -> Val {
+        Val::Record(vec![
+            ("seconds".into(), Val::U64(seconds)),
+            ("nanoseconds".into(), Val::U32(nanoseconds)),
+        ])
+    }
+    Some(match (interface, function) {
+        ("wasi:random/random", "get-random-bytes")
+        | ("wasi:random/insecure", "get-insecure-random-bytes") => bytes,
+        ("wasi:random/random", "get-random-u64")
+        | ("wasi:random/insecure", "get-insecure-random-u64") => {
+            |state, _| Ok(Val::U64(state.next_random()))
+        }
+        ("wasi:random/insecure-seed", "insecure-seed") => |_, _| {
+            Ok(Val::Tuple(vec![
+                Val::U64(RANDOM_SEED),
+                Val::U64(!RANDOM_SEED),
+            ]))
+        },
+        ("wasi:clocks/wall-clock", "now") => |_, _| Ok(datetime(0, 0)),
+        ("wasi:clocks/wall-clock", "resolution") => |_, _| Ok(datetime(0, 1)),
+        ("wasi:clocks/monotonic-clock", "now") => |_, _| Ok(Val::U64(0)),
+        ("wasi:clocks/monotonic-clock", "resolution") => |_, _| Ok(Val::U64(1)),
+        ("wasi:filesystem/preopens", "get-directories") => |_, _| Ok(Val::List(Vec::new())),
+        _ => return None,
+    })
 }
 
 /// A linked component, checked against one of the released worlds (newest first).

@@ -117,6 +117,9 @@ pub struct CompatReport {
     pub failures: Vec<CompatFailure>,
 }
 
+/// The JSON Schema `examples` a new version's plugin is tried on at registration.
+pub const MAX_TRIED_EXAMPLES: usize = 16;
+
 /// Failures listed in a report beyond which only the count grows.
 pub const MAX_REPORTED: usize = 100;
 
@@ -414,6 +417,9 @@ impl SchemaRegistry {
                 })?)
             }
         };
+        if let Some(plugin) = &loaded {
+            self.try_plugin(name, version, schema, plugin)?;
+        }
         let contract = loaded.as_ref().map(|p| PluginContract {
             wit: p.contract.wit.to_string(),
             migration: p.contract.migration.map(|m| MigrationSpec {
@@ -442,6 +448,43 @@ impl SchemaRegistry {
             report,
             refs: validator.refs.clone(),
         })
+    }
+
+    /// Calls a new version's plugin on the JSON Schema's `examples` (at most
+    /// [`MAX_TRIED_EXAMPLES`]), or on `{}` without any, so that a plugin that cannot answer
+    /// at all (it traps as it starts, needs what the sandbox does not give, runs out of time or
+    /// memory) is refused at registration rather than failing every write. What it answers
+    /// does not matter, only that it answers.
+    fn try_plugin(
+        &self,
+        name: &str,
+        version: u32,
+        schema: &Value,
+        plugin: &LoadedPlugin,
+    ) -> Result<(), SchemaError> {
+        let examples: Vec<Value> = match schema.get("examples").and_then(Value::as_array) {
+            Some(examples) if !examples.is_empty() => {
+                examples.iter().take(MAX_TRIED_EXAMPLES).cloned().collect()
+            }
+            _ => vec![Value::Object(Default::default())],
+        };
+        let ctx = CallContext {
+            key: "",
+            schema_name: name,
+            schema_version: version,
+        };
+        for example in examples {
+            let text = example.to_string();
+            self.plugins
+                .validate(plugin, &ctx, &text)
+                .map_err(|failure| {
+                    SchemaError::InvalidPlugin(format!(
+                        "it cannot validate: called on {} it {failure}",
+                        cut_message(&text)
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     /// The compatibility report of a new version (see [`CompatReport`]).

@@ -16,16 +16,18 @@
 //! ## The sandbox
 //!
 //! A plugin must be a pure function of its input. It runs with **no capabilities**: no
-//! filesystem, no network, no clock, no random numbers, no environment variables or arguments
-//! (standard output and error go nowhere). Every call runs under a time budget (50 ms by
+//! filesystem, no network, no environment variables or arguments (standard output and error
+//! go nowhere). Its clock stands still at the Unix epoch and its random numbers are the same
+//! on every call (so a runtime that seeds itself as it starts still loads); timers trap. Every call runs under a time budget (50 ms by
 //! default) and a memory cap (32 MiB by default); a plugin that exceeds either, traps or panics
 //! makes the write fail with a plugin error, never with a verdict. Plugins see **every**
 //! document, including ones that already fail the JSON Schema: treat every field as possibly
 //! missing or of the wrong type, and skip a rule whose inputs are absent. Never panic on input.
 //!
 //! Use `BTreeMap`/`BTreeSet` (or a `HashMap` with a fixed hasher) rather than `std`'s default
-//! `HashMap`/`HashSet`: their `RandomState` makes the component import `wasi:random`, which the
-//! sandbox does not grant.
+//! `HashMap`/`HashSet` when the order of a result depends on them: their `RandomState` keys
+//! move on with each new map within an instance, and instances are reused between calls, so
+//! iteration order would depend on which calls an instance served before.
 //!
 //! ## Writing a plugin
 //!

@@ -11,6 +11,11 @@
 //! | `error` | returns `Err("hostile plugin refuses")` |
 //! | `garbage` | returns a violation whose path `"not a pointer"` is not a JSON Pointer |
 //! | `flood` | returns 100 000 violations |
+//! | `clock` | one violation (code `clock`) whose message gives the wall clock (seconds since the epoch) and how far the monotonic clock moved while it spun 1 000 iterations |
+//! | `random` | one violation (code `random`) whose message is 32 bytes from a fresh `RandomState` hasher (the host's random source) |
+//! | `file` | one violation (code `file`) with what reading `/etc/hostname` gave |
+//! | `net` | one violation (code `net`) with what connecting to 127.0.0.1:1 gave |
+//! | `sleep` | sleeps for an hour (a WASI timer: the host must refuse it, not block) |
 //!
 //! Anything else, or no `mode`, gives no violations.
 
@@ -42,6 +47,29 @@ impl Validator for Hostile {
                     .with_code("hostile"),
             ]),
             "flood" => Ok(flood()),
+            "clock" => Ok(vec![Violation::new("", clock()).with_code("clock")]),
+            "random" => Ok(vec![Violation::new("", random()).with_code("random")]),
+            "file" => Ok(vec![
+                Violation::new(
+                    "",
+                    format!("{:?}", std::fs::read_to_string("/etc/hostname")),
+                )
+                .with_code("file"),
+            ]),
+            "net" => Ok(vec![
+                Violation::new(
+                    "",
+                    format!(
+                        "{:?}",
+                        std::net::TcpStream::connect("127.0.0.1:1").map(|_| ())
+                    ),
+                )
+                .with_code("net"),
+            ]),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(vec![])
+            }
             _ => Ok(vec![]),
         }
     }
@@ -70,6 +98,32 @@ fn hog_memory() -> ! {
         chunks.push(black_box(chunk));
         i = i.wrapping_add(1);
     }
+}
+
+/// The wall clock, and the monotonic clock's movement over some work.
+fn clock() -> String {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(-1.0);
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    for i in 0..1_000u64 {
+        n = black_box(n.wrapping_add(i));
+    }
+    format!("wall {wall} s; monotonic moved {:?}", start.elapsed())
+}
+
+/// 32 bytes drawn through std's randomly keyed hasher.
+fn random() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
 }
 
 fn flood() -> Vec<Violation> {
