@@ -178,9 +178,11 @@ fn plugin_check(
     cmd.args(["plugin", "check", "--json", "--key", key])
         .arg(plugin_wasm(plugin))
         .arg(&doc_path);
-    if let Some(s) = schema {
-        cmd.arg("--schema").arg(s);
-    }
+    match schema {
+        // The schema file's path names the schema and its version.
+        Some(s) => cmd.arg("--schema").arg(s),
+        None => cmd.args(["--name", "checked", "--schema-version", "1"]),
+    };
     let out = cmd.output()?;
     Ok((
         out.status.code().unwrap_or(-1),

@@ -11,12 +11,12 @@
 mod audit;
 mod auth;
 mod cert;
-mod check;
 mod cluster;
 mod configs;
 mod dev;
 mod migrate;
 mod output;
+mod plugin;
 mod schemas;
 mod txn;
 mod watch;
@@ -161,7 +161,7 @@ enum Command {
     Cluster(cluster::ClusterCmd),
     /// Work with plugins offline.
     #[command(subcommand)]
-    Plugin(check::PluginCmd),
+    Plugin(plugin::PluginCmd),
     /// Make a development CA and node/client certificates (TLS on both ports).
     #[command(subcommand)]
     Cert(cert::CertCmd),
@@ -184,7 +184,7 @@ pub async fn main() -> ExitCode {
         Command::Auth(cmd) => output::finish(auth::run(cmd).await),
         Command::Audit(args) => output::finish(audit::run(args).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
-        Command::Plugin(cmd) => check::run(cmd),
+        Command::Plugin(cmd) => plugin::run(cmd),
         Command::Cert(cmd) => output::finish(cert::run(cmd)),
     }
 }

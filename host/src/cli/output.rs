@@ -116,6 +116,35 @@ fn report_api(e: &ApiError) {
     if !e.violations.is_empty() {
         eprintln!("{}", violations_table(&e.violations));
     }
+    if let Some(report) = e.compat_report() {
+        // The report as the server sent it (what `--check` prints), then its failures for a
+        // reader.
+        print_json(&report);
+        eprintln!("{}", failures_table(&report));
+        eprintln!("register anyway with `scarab schema push --force` (the API's ?force=true)");
+    }
+}
+
+fn failures_table(report: &scarab_client::types::CompatReport) -> Table {
+    let mut t = Table::new();
+    t.set_header(["key", "revision", "step", "reason"]);
+    for f in &report.failures {
+        t.add_row([
+            f.key.clone(),
+            f.revision.to_string(),
+            wire_text(&f.step),
+            f.reason.clone(),
+        ]);
+    }
+    if report.failed as usize > report.failures.len() {
+        t.add_row([
+            format!("… {} more", report.failed as usize - report.failures.len()),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    t
 }
 
 fn violations_table(violations: &[Violation]) -> Table {

@@ -102,7 +102,17 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
                 upload = upload.plugin(read_file(p)?);
             }
             if check {
-                print_json(&client.check_compatibility(&name, version, &upload).await?);
+                let checked = client.check_compatibility(&name, version, &upload).await?;
+                print_json(&checked);
+                let report = &checked.compatibility;
+                if !report.compatible {
+                    return Err(anyhow!(
+                        "{name} version {version} is not compatible: it would break {} of the {} config(s) at version {} (the report is above); fix them or the plugin, or register with --force",
+                        report.failed,
+                        report.checked,
+                        report.from_version.unwrap_or_default()
+                    ));
+                }
             } else {
                 if force {
                     upload = upload.force();

@@ -69,7 +69,7 @@ pub enum SchemaError {
     #[error(transparent)]
     Conversion(Box<ConversionFailure>),
     #[error(
-        "registering {name} version {version} would break {failed} of the {checked} stored config(s) at version {from}; see the report, or register with force=true"
+        "registering {name} version {version} would break {failed} of the {checked} stored config(s) at version {from}; see the report, or register anyway with ?force=true (scarab schema push --force)"
     )]
     Incompatible {
         name: String,

@@ -98,11 +98,21 @@
 //! ## Checking offline
 //!
 //! ```sh
-//! scarab plugin check target/wasm32-wasip2/plugin/store_v1.wasm doc.json --schema schemas/store/v1.json
+//! scarab plugin check target/wasm32-wasip2/plugin/store_v1.wasm doc.json \
+//!     --schema schemas/store/v1.json --key stores/orders
+//! scarab plugin test target/wasm32-wasip2/plugin/store_v1.wasm --schema schemas/store/v1.json
 //! ```
 //!
-//! runs the same checks the server runs (JSON Schema and plugin, same sandbox and limits) and
-//! prints every violation.
+//! `check` runs the same checks the server runs (JSON Schema and plugin, same sandbox and
+//! limits) on one document and prints every violation; the schema name and version come from
+//! the schema file's path (`.../NAME/vN.json`, or `--name` and `--schema-version`), and the key
+//! the plugin is told is required (`--no-key` for none). `test` runs the plugin over the
+//! schema's examples file (`vN.examples.json` beside it): each valid example must pass, each
+//! invalid one must give exactly the violations it lists, and a migrator must upgrade the
+//! previous version's valid examples into valid documents and back.
+//!
+//! `scarab plugin new NAME [--lang rust|python|js] [--migrator]` makes a project of its own,
+//! outside any workspace: the plugin, its JSON Schema, examples and a test.
 //!
 //! ## Registering
 //!
