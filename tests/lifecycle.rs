@@ -165,6 +165,104 @@ async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<(
     Ok(())
 }
 
+/// `scarab dev` on `schemas`/`plugins` directories of its own, on `data`.
+fn spawn_dev(
+    port: u16,
+    data: &std::path::Path,
+    schemas: &std::path::Path,
+    plugins: &std::path::Path,
+    watch: bool,
+) -> Result<Child> {
+    let mut cmd = Command::new(scarab_bin());
+    cmd.args([
+        "dev",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(data)
+    .arg("--schemas-dir")
+    .arg(schemas)
+    .arg("--plugins-dir")
+    .arg(plugins)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if watch {
+        cmd.arg("--watch");
+    }
+    Ok(Child(cmd.spawn().context("spawn scarab dev")?))
+}
+
+/// The `title` of a registered version's JSON Schema (`None` until it is registered).
+async fn title(client: &scarab_client::Client, name: &str, version: u32) -> Option<String> {
+    let v = client.schema_version(name, version).await.ok()?;
+    v.schema.as_ref()?["title"].as_str().map(str::to_string)
+}
+
+/// Edits and rebuilt plugins reach the dev node: in place while nothing uses the version, as
+/// the next version once a config does; on a restart as with `--watch`.
+#[tokio::test]
+async fn dev_registers_a_changed_schema_again_in_place_or_as_the_next_version() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (schemas, plugins, data) = (
+        dir.path().join("schemas"),
+        dir.path().join("plugins"),
+        dir.path().join("data"),
+    );
+    std::fs::create_dir_all(schemas.join("note"))?;
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(plugin_wasm("hostile"), plugins.join("note_v1.wasm"))?;
+    let write = |title: &str| {
+        std::fs::write(
+            schemas.join("note/v1.json"),
+            serde_json::to_vec(&json!({"title": title, "type": "object"})).expect("json"),
+        )
+    };
+    write("first")?;
+    let port = free_port();
+    let mut dev = spawn_dev(port, &data, &schemas, &plugins, true)?;
+    let client = node_client(
+        &http_client(),
+        &format!("http://127.0.0.1:{port}"),
+        REQUEST_TIMEOUT,
+    );
+    wait_until(Duration::from_secs(30), "note v1 registered", || async {
+        title(&client, "note", 1).await.as_deref() == Some("first")
+    })
+    .await?;
+    // Nothing uses v1: an edit replaces it.
+    write("second")?;
+    wait_until(Duration::from_secs(10), "note v1 replaced", || async {
+        title(&client, "note", 1).await.as_deref() == Some("second")
+    })
+    .await?;
+    // A config uses v1: the next edit becomes v2.
+    client
+        .put(
+            "notes/a",
+            &scarab_client::types::PutConfig::new("note", 1, &json!({})),
+        )
+        .await?;
+    write("third")?;
+    wait_until(Duration::from_secs(10), "note v2 registered", || async {
+        title(&client, "note", 2).await.as_deref() == Some("third")
+    })
+    .await?;
+    assert_eq!(title(&client, "note", 1).await.as_deref(), Some("second"));
+    // A restart on the same data with another edit (no --watch) starts, and registers it.
+    drop(dev);
+    write("fourth")?;
+    dev = spawn_dev(port, &data, &schemas, &plugins, false)?;
+    wait_until(
+        Duration::from_secs(30),
+        "note v3 registered at start",
+        || async { title(&client, "note", 3).await.as_deref() == Some("fourth") },
+    )
+    .await?;
+    drop(dev);
+    Ok(())
+}
+
 fn plugin_check(
     plugin: &str,
     doc: &Value,

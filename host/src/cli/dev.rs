@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use scarab::config::NodeConfig;
 use scarab::{Listeners, run};
-use scarab_client::types::Role;
+use scarab_client::types::{ErrorCode, Role};
 use scarab_client::{Client, SchemaUpload};
 
 use super::output::{print_error, report};
@@ -27,9 +27,14 @@ pub struct DevArgs {
     /// Directory of built plugins: NAME_vN.wasm (`-` in NAME becomes `_`).
     #[arg(long, default_value = "target/wasm32-wasip2/plugin")]
     plugins_dir: PathBuf,
+    /// Register a schema or plugin again when its file changes (checked twice a second), as
+    /// at start: in place when nothing uses the version, else as the next free version.
+    #[arg(long)]
+    watch: bool,
 }
 
 /// One example schema version found on disk.
+#[derive(Clone, PartialEq)]
 struct Example {
     name: String,
     version: u32,
@@ -116,40 +121,16 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
     // Built plugins present, and none for a version: it has none by design (like `common`,
     // shared definitions); without any, the plugins were not built.
     let plugins_built = examples.iter().any(|ex| ex.plugin.is_some());
-    for ex in &examples {
-        let plugin = match &ex.plugin {
-            Some(plugin) => Some(plugin),
-            None if plugins_built => None,
-            None => {
-                eprintln!(
-                    "warning: no plugin for {} v{} in {} (build them with `cargo plugins`); not registering it",
-                    ex.name,
-                    ex.version,
-                    args.plugins_dir.display()
-                );
-                continue;
+    if !plugins_built {
+        eprintln!(
+            "warning: no plugins in {} (build them with `cargo plugins`); registering nothing",
+            args.plugins_dir.display()
+        );
+    } else {
+        for ex in &examples {
+            if let Err(e) = register(&client, ex).await {
+                return report(&e);
             }
-        };
-        let result = async {
-            let mut upload = SchemaUpload::from_bytes(read_file(&ex.schema)?);
-            if let Some(plugin) = plugin {
-                upload = upload.plugin(read_file(plugin)?);
-            }
-            anyhow::Ok(
-                client
-                    .register_schema(&ex.name, ex.version, &upload)
-                    .await?,
-            )
-        }
-        .await;
-        match result {
-            Ok(r) => println!(
-                "registered {} v{} (plugin {})",
-                ex.name,
-                ex.version,
-                r.version.plugin_digest.as_deref().unwrap_or("none")
-            ),
-            Err(e) => return report(&e),
         }
     }
     println!(
@@ -166,6 +147,19 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         "  curl -sX PUT {url}/v1/configs/stores/orders -H 'content-type: application/json' \\\n    -d '{{\"schema\":\"store\",\"schema_version\":1,\"value\":{{\"store_id\":\"orders\",\"data_dir\":\"/var/lib/scarab/orders\",\"timeout_ms\":5000,\"auto_start\":true,\"priority\":\"normal\",\"resource_limits\":{{\"max_memory_mb\":512,\"max_connections\":100}}}}}}'"
     );
     println!("  curl -s {url}/v1/configs/stores/orders");
+    if args.watch {
+        println!(
+            "Watching {} and {}: a changed schema or plugin is registered again.",
+            args.schemas_dir.display(),
+            args.plugins_dir.display()
+        );
+        tokio::spawn(watch(
+            client.clone(),
+            args.schemas_dir.clone(),
+            args.plugins_dir.clone(),
+            examples,
+        ));
+    }
     println!("Stop with Ctrl-C.");
     match node.await {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -176,6 +170,125 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         Err(e) => {
             print_error(&e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Registers one example version and says what it did. The dev node keeps its data between
+/// runs, so the version may be registered already with other content (a rebuilt plugin, an
+/// edited schema): then it is replaced (deleted and registered again) when no config and no
+/// other schema uses it, and otherwise registered as the next free version of its schema.
+/// Dev mode only: a real deployment registers a new version.
+async fn register(client: &Client, ex: &Example) -> anyhow::Result<()> {
+    let upload = || -> anyhow::Result<SchemaUpload> {
+        let mut upload = SchemaUpload::from_bytes(read_file(&ex.schema)?);
+        if let Some(plugin) = &ex.plugin {
+            upload = upload.plugin(read_file(plugin)?);
+        }
+        Ok(upload)
+    };
+    let digest = |r: &scarab_client::types::Registered| {
+        r.version
+            .plugin_digest
+            .clone()
+            .unwrap_or_else(|| "none".into())
+    };
+    let first = client
+        .register_schema(&ex.name, ex.version, &upload()?)
+        .await;
+    let conflict = match first {
+        Ok(r) => {
+            let what = if r.created {
+                "registered"
+            } else {
+                "unchanged:"
+            };
+            println!("{what} {} v{} (plugin {})", ex.name, ex.version, digest(&r));
+            return Ok(());
+        }
+        Err(e)
+            if e.api()
+                .is_some_and(|a| a.code == ErrorCode::SchemaVersionConflict) =>
+        {
+            e
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match client.delete_schema(&ex.name, ex.version).await {
+        Ok(_) => {
+            let r = client
+                .register_schema(&ex.name, ex.version, &upload()?)
+                .await?;
+            println!(
+                "replaced {} v{}: its schema or plugin changed (plugin {})",
+                ex.name,
+                ex.version,
+                digest(&r)
+            );
+            Ok(())
+        }
+        Err(e) if e.api().is_some_and(|a| a.code == ErrorCode::SchemaInUse) => {
+            let latest = client
+                .schema_versions(&ex.name)
+                .await?
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(ex.version);
+            let next = latest + 1;
+            let r = client
+                .register_schema(&ex.name, next, &upload()?.force())
+                .await
+                .map_err(|e| anyhow::anyhow!("{conflict}; registering it as v{next} too: {e}"))?;
+            println!(
+                "{} v{} changed but is in use ({}); registered the new content as {} v{next} (plugin {})",
+                ex.name,
+                ex.version,
+                e.api().map(|a| a.message.as_str()).unwrap_or_default(),
+                ex.name,
+                digest(&r)
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The modification time of a file (`None` if it is gone).
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// `--watch`: every half second, finds the examples again and registers any whose schema or
+/// plugin file is new or changed since it was last seen.
+async fn watch(client: Client, schemas_dir: PathBuf, plugins_dir: PathBuf, known: Vec<Example>) {
+    let stamp = |ex: &Example| {
+        (
+            modified(&ex.schema),
+            ex.plugin.as_deref().and_then(modified),
+        )
+    };
+    let mut seen: std::collections::HashMap<(String, u32), _> = known
+        .iter()
+        .map(|ex| ((ex.name.clone(), ex.version), stamp(ex)))
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Ok(examples) = find_examples(&schemas_dir, &plugins_dir) else {
+            continue;
+        };
+        for ex in examples {
+            let now = stamp(&ex);
+            let key = (ex.name.clone(), ex.version);
+            if seen.get(&key) == Some(&now) {
+                continue;
+            }
+            seen.insert(key, now);
+            if let Err(e) = register(&client, &ex).await {
+                eprintln!("{} v{}: not registered: {e:#}", ex.name, ex.version);
+            }
         }
     }
 }
