@@ -84,6 +84,23 @@ async fn a_plugin_can_open_no_file() -> Result<()> {
     Ok(())
 }
 
+/// Standard output goes nowhere and standard error is kept for a panic message: writing to
+/// them is no failure, on the async runtime (a small document) or off it (a large one).
+#[tokio::test]
+async fn a_plugin_that_prints_is_answered() -> Result<()> {
+    let node = hostile_node().await?;
+    for _ in 0..3 {
+        let r = answer(&node, "print").await?;
+        assert_status(&r, 200);
+        assert_eq!(r.body["valid"], true, "{r}");
+    }
+    let large = json!({"mode": "print", "padding": "x".repeat(64 << 10)});
+    let r = node.validate("hostile", 1, None, &large).await?;
+    assert_status(&r, 200);
+    assert_eq!(r.body["valid"], true, "{r}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_plugin_that_opens_a_socket_fails_its_own_call() -> Result<()> {
     let node = hostile_node().await?;
@@ -220,5 +237,220 @@ async fn a_component_at_plugin_core_instances_registers_and_past_it_is_refused_n
         .register_schema("store", 1, json!({}), Some(&plugin))
         .await?;
     assert_status(&r, 422);
+    Ok(())
+}
+
+// --- the feature-flag plugins, in Rust, Python and JavaScript ---
+
+/// One language's `feature-flag` plugins registered as versions 1 and 2 on a node: a valid
+/// flag is stored, an invalid one refused with the plugin's violations, version 2's migrator
+/// upgrades the stored flag at registration (the compatibility check) and on a read at
+/// version 2, and a non-sticky rollout refuses to go back to version 1.
+async fn feature_flag_lifecycle(plugin_prefix: &str) -> Result<()> {
+    let node = start_with(&[]).await?;
+    let schema = |v: u32| harness::schema_file("feature-flag", v);
+    let plugin = |v: u32| plugin_wasm(&format!("{plugin_prefix}_v{v}"));
+    let r = node
+        .register_schema("feature-flag", 1, schema(1), Some(&plugin(1)))
+        .await?;
+    assert_status(&r, 201);
+    let good = json!({"enabled": true, "rollout_percent": 30, "allow": ["ann"], "deny": ["bob"]});
+    assert_status(
+        &node
+            .put_config("flags/checkout", "feature-flag", 1, &good)
+            .await?,
+        201,
+    );
+    let bad = json!({"enabled": false, "rollout_percent": 30, "allow": ["ann"], "deny": ["ann"]});
+    let r = node
+        .put_config("flags/legacy", "feature-flag", 1, &bad)
+        .await?;
+    assert_status(&r, 422);
+    let mut found: Vec<(String, String, String)> = r
+        .violations()
+        .iter()
+        .map(|v| {
+            let text = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            (text("source"), text("path"), text("code"))
+        })
+        .collect();
+    found.sort();
+    let plugin_found =
+        |path: &str, code: &str| ("plugin".to_string(), path.to_string(), code.to_string());
+    assert_eq!(
+        found,
+        [
+            plugin_found("/deny/0", "allow-deny-overlap"),
+            plugin_found("/rollout_percent", "rollout-while-disabled"),
+        ],
+        "{r}"
+    );
+    let r = node
+        .register_schema("feature-flag", 2, schema(2), Some(&plugin(2)))
+        .await?;
+    assert_status(&r, 201);
+    assert_eq!(r.body["compatibility"]["checked"], 1, "{r}");
+    assert_eq!(r.body["compatibility"]["compatible"], true, "{r}");
+    let read = node
+        .get("/v1/configs/flags/checkout?schema_version=2")
+        .await?;
+    assert_status(&read, 200);
+    assert_eq!(
+        read.body["value"]["rollout"],
+        json!({"percent": 30, "sticky": true}),
+        "{read}"
+    );
+    // Written at version 2 without stickiness, it cannot be read at version 1.
+    let loose = json!({"enabled": true, "rollout": {"percent": 5, "sticky": false}});
+    assert_status(
+        &node
+            .put_config("flags/search", "feature-flag", 2, &loose)
+            .await?,
+        201,
+    );
+    let down = node
+        .get("/v1/configs/flags/search?schema_version=1")
+        .await?;
+    assert_status(&down, 422);
+    assert_eq!(down.error_code(), Some("conversion_failed"), "{down}");
+    let message = down.body["error"]["message"].as_str().unwrap_or_default();
+    ensure!(message.contains("non-sticky"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rust_feature_flag_plugin_validates_and_migrates() -> Result<()> {
+    feature_flag_lifecycle("feature_flag").await
+}
+
+/// Built by componentize-py (`plugins/build-polyglot.sh`).
+#[tokio::test]
+async fn a_python_feature_flag_plugin_validates_and_migrates() -> Result<()> {
+    feature_flag_lifecycle("feature_flag_py").await
+}
+
+/// Built by componentize-js (`plugins/build-polyglot.sh`).
+#[tokio::test]
+async fn a_javascript_feature_flag_plugin_validates_and_migrates() -> Result<()> {
+    feature_flag_lifecycle("feature_flag_js").await
+}
+
+// --- scarab plugin new: a project of its own, from nothing to a registered plugin ---
+
+/// Runs `program args` in `dir`; an error with its output if it fails.
+fn run_in(dir: &std::path::Path, program: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success(),
+        "{} {args:?} failed:\n{text}",
+        program.display()
+    );
+    Ok(text)
+}
+
+/// `scarab plugin new` in a directory outside this repository, `scarab plugin test` over the
+/// project's own examples, then both versions registered on a node and a write refused by the
+/// plugin.
+async fn new_project_registers(dir: &std::path::Path, wasm: &str, name: &str) -> Result<()> {
+    let scarab = harness::scarab_bin();
+    let out = run_in(
+        dir,
+        &scarab,
+        &["plugin", "test", wasm, "--schema", "schema/v2.json"],
+    )?;
+    ensure!(out.contains("0 failed"), "{out}");
+    let node = start_with(&[]).await?;
+    let r = node
+        .register_schema(name, 1, dir.join("schema/v1.json"), None)
+        .await?;
+    assert_status(&r, 201);
+    let r = node
+        .register_schema(name, 2, dir.join("schema/v2.json"), Some(&dir.join(wasm)))
+        .await?;
+    assert_status(&r, 201);
+    let doc = json!({"name": "orders", "instances": 12, "max_replicas": 10});
+    let r = node.put_config("services/orders", name, 2, &doc).await?;
+    assert_status(&r, 422);
+    assert_eq!(r.violations()[0]["code"], "replicas-above-max", "{r}");
+    Ok(())
+}
+
+/// The Rust project builds with its own profile and the SDK by path, outside any workspace
+/// (the documented build once failed there with "profile `plugin` is not defined").
+#[tokio::test]
+async fn a_new_rust_plugin_project_builds_outside_the_repository_and_registers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let scarab = harness::scarab_bin();
+    run_in(
+        dir.path(),
+        &scarab,
+        &["plugin", "new", "payments", "--migrator"],
+    )?;
+    let project = dir.path().join("payments-plugin");
+    let cargo = std::env::var_os("CARGO").map_or("cargo".into(), std::path::PathBuf::from);
+    // Its own target directory, kept between runs (the first build compiles the SDK's deps).
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-new-target");
+    let target = target.to_str().context("target path")?;
+    run_in(
+        &project,
+        &cargo,
+        &["test", "--quiet", "--target-dir", target],
+    )?;
+    run_in(
+        &project,
+        &cargo,
+        &[
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            target,
+        ],
+    )?;
+    let wasm = format!("{target}/wasm32-wasip2/release/payments_v2.wasm");
+    std::fs::copy(&wasm, project.join("payments_v2.wasm"))?;
+    new_project_registers(&project, "payments_v2.wasm", "payments").await
+}
+
+/// The Python and JavaScript projects build with their own `build.sh`; here with the tools
+/// `plugins/build-polyglot.sh` installed (pinned), so that nothing is downloaded.
+#[tokio::test]
+async fn new_python_and_javascript_plugin_projects_build_and_register() -> Result<()> {
+    let root = harness::workspace_root();
+    let scarab = harness::scarab_bin();
+    for (lang, name) in [("python", "pyflags"), ("js", "jsflags")] {
+        let dir = tempfile::tempdir()?;
+        run_in(
+            dir.path(),
+            &scarab,
+            &["plugin", "new", name, "--lang", lang, "--migrator"],
+        )?;
+        let project = dir.path().join(format!("{name}-plugin"));
+        if lang == "python" {
+            std::fs::create_dir_all(project.join(".venv/bin"))?;
+            std::os::unix::fs::symlink(
+                root.join("target/polyglot-venv/bin/componentize-py"),
+                project.join(".venv/bin/componentize-py"),
+            )?;
+        } else {
+            std::os::unix::fs::symlink(
+                root.join("plugins/js/node_modules"),
+                project.join("node_modules"),
+            )?;
+        }
+        run_in(&project, std::path::Path::new("bash"), &["build.sh"])?;
+        new_project_registers(&project, &format!("{name}_v2.wasm"), name).await?;
+    }
     Ok(())
 }

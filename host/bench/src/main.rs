@@ -81,6 +81,12 @@ pub struct BenchArgs {
     /// writing `--keys` configs, and a restart with 20 cached plugins.
     #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd"])]
     pub footprint: bool,
+    /// Measure the `feature-flag` plugins in Rust, Python and JavaScript instead, in this
+    /// process through the server library: size, compile time, first call (instantiation)
+    /// and warm calls (from target/wasm32-wasip2/plugin: `cargo plugins` and
+    /// `plugins/build-polyglot.sh`).
+    #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint"])]
+    pub plugin_languages: bool,
     /// Run the nodes with authentication on (`--auth`, a root token made here) and every
     /// request with a bearer token: the cost of checking tokens.
     #[arg(long, conflicts_with = "vs_etcd")]
@@ -171,7 +177,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = if setup.args.vs_etcd {
+    let result = if setup.args.plugin_languages {
+        plugin_cost::languages(&setup.args.plugin)
+    } else if setup.args.vs_etcd {
         versus::run(&setup).await
     } else if setup.args.footprint {
         footprint::run(&setup).await

@@ -184,7 +184,9 @@ pub async fn main() -> ExitCode {
         Command::Auth(cmd) => output::finish(auth::run(cmd).await),
         Command::Audit(args) => output::finish(audit::run(args).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
-        Command::Plugin(cmd) => plugin::run(cmd),
+        // Plugins run here, on this thread: off the runtime's workers (see
+        // `SchemaRegistry::validate_async`).
+        Command::Plugin(cmd) => tokio::task::block_in_place(|| plugin::run(cmd)),
         Command::Cert(cmd) => output::finish(cert::run(cmd)),
     }
 }

@@ -16,6 +16,7 @@
 //! | `file` | one violation (code `file`) with what reading `/etc/hostname` gave |
 //! | `net` | one violation (code `net`) with what connecting to 127.0.0.1:1 gave |
 //! | `sleep` | sleeps for an hour (a WASI timer: the host must refuse it, not block) |
+//! | `print` | writes a line to standard output and one to standard error, then no violations |
 //!
 //! Anything else, or no `mode`, gives no violations.
 
@@ -66,6 +67,11 @@ impl Validator for Hostile {
                 )
                 .with_code("net"),
             ]),
+            "print" => {
+                println!("hostile plugin prints to stdout");
+                eprintln!("hostile plugin prints to stderr");
+                Ok(vec![])
+            }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 Ok(vec![])
