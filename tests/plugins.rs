@@ -454,3 +454,110 @@ async fn new_python_and_javascript_plugin_projects_build_and_register() -> Resul
     }
     Ok(())
 }
+
+// --- the CLI around a plugin ---
+
+/// `scarab ARGS` against `base`: exit code, stdout, stderr.
+fn scarab_cli(base: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = std::process::Command::new(harness::scarab_bin())
+        .args(args)
+        .args(["-s", base])
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// An incompatible version: `--check` prints the report and exits 1; a push prints the
+/// report (in every output mode) and names `--force`; `--force` registers it.
+#[tokio::test]
+async fn schema_push_shows_the_compatibility_report_and_check_fails_when_incompatible() -> Result<()>
+{
+    let node = start_with(&[]).await?;
+    let base = node.base_url().to_string();
+    assert_status(
+        &node
+            .register_schema("wild", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    assert_status(
+        &node
+            .put_config("w/trap", "wild", 1, &json!({"mode": "trap"}))
+            .await?,
+        201,
+    );
+    let dir = tempfile::tempdir()?;
+    let schema = dir.path().join("v2.json");
+    std::fs::write(&schema, br#"{"type": "object"}"#)?;
+    let plugin = plugin_wasm("hostile_migrator");
+    let (schema, plugin) = (
+        schema.to_str().context("path")?,
+        plugin.to_str().context("path")?,
+    );
+    let push = [
+        "schema", "push", "wild", "2", "--schema", schema, "--plugin", plugin,
+    ];
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["--check"]].concat())?;
+    assert_eq!(code, 1, "{out}\n{err}");
+    ensure!(
+        out.contains("\"compatible\": false") && out.contains("w/trap"),
+        "{out}"
+    );
+    ensure!(
+        err.contains("--force") && !err.contains("force=true\""),
+        "{err}"
+    );
+    for mode in ["table", "json"] {
+        let (code, out, err) = scarab_cli(&base, &[&push[..], &["-o", mode]].concat())?;
+        assert_eq!(code, 1, "{out}\n{err}");
+        ensure!(
+            out.contains("\"failures\"") && out.contains("w/trap"),
+            "{mode}: {out}"
+        );
+        ensure!(
+            err.contains("incompatible_schema_version") && err.contains("--force"),
+            "{err}"
+        );
+    }
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["--force"]].concat())?;
+    assert_eq!(code, 0, "{out}\n{err}");
+    Ok(())
+}
+
+/// `plugin check` no longer plays key "" and version 1 silently.
+#[test]
+fn plugin_check_requires_the_key_and_which_version_it_checks() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let doc = dir.path().join("doc.json");
+    std::fs::write(&doc, b"{}")?;
+    let plugin = plugin_wasm("hostile");
+    let run = |args: &[&str]| -> Result<(i32, String)> {
+        let out = std::process::Command::new(harness::scarab_bin())
+            .args(["plugin", "check"])
+            .arg(&plugin)
+            .arg(&doc)
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (code, err) = run(&["--name", "h", "--schema-version", "1"])?;
+    ensure!(code == 2 && err.contains("--key"), "{code}: {err}");
+    let (code, err) = run(&["--no-key"])?;
+    ensure!(
+        code == 2 && err.contains("--schema-version"),
+        "{code}: {err}"
+    );
+    let schema = harness::schema_file("store", 2);
+    let (code, err) = run(&["--no-key", "--schema", schema.to_str().context("path")?])?;
+    // store v2 refuses `{}`: the version came from the path.
+    ensure!(code == 1, "{code}: {err}");
+    let (code, err) = run(&["--key", "h/1", "--name", "h", "--schema-version", "1"])?;
+    ensure!(code == 0, "{code}: {err}");
+    Ok(())
+}
