@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// The default of `--plugin-core-instances`: core module instances one plugin instance may
+/// contain (`crate::plugins`).
+pub const DEFAULT_CORE_INSTANCES: u32 = 64;
+
 /// The default of `--max-violations`: violations listed per refused document (JSON Schema,
 /// then plugin), before the entry that says how many more there are (`crate::schema`).
 pub const DEFAULT_MAX_VIOLATIONS: usize = 100;
@@ -135,7 +139,7 @@ pub struct NodeConfig {
 
     /// Core module instances one plugin instance may contain: a Rust plugin has 1 to 4, one
     /// built by componentize-py 38. A component with more is refused at registration.
-    #[arg(long, env = "SCARAB_PLUGIN_CORE_INSTANCES", default_value_t = crate::plugins::DEFAULT_CORE_INSTANCES)]
+    #[arg(long, env = "SCARAB_PLUGIN_CORE_INSTANCES", default_value_t = DEFAULT_CORE_INSTANCES)]
     pub plugin_core_instances: u32,
 
     /// Build a snapshot after this many log entries since the last one.

@@ -90,8 +90,7 @@ pub struct PluginLimits {
     pub core_instances: u32,
 }
 
-/// The default of `--plugin-core-instances`.
-pub const DEFAULT_CORE_INSTANCES: u32 = 64;
+pub use crate::config::DEFAULT_CORE_INSTANCES;
 
 impl Default for PluginLimits {
     fn default() -> Self {

@@ -435,7 +435,7 @@ pub mod __private {
 
     pub mod validator_world {
         wit_bindgen::generate!({
-            path: "../../wit/0.2.0",
+            path: "wit/0.2.0",
             world: "validator-plugin",
             export_macro_name: "__export_validator_plugin",
             pub_export_macro: true,

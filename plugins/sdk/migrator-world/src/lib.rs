@@ -6,7 +6,7 @@
 //! export `scarab:plugin/validator@0.2.0`, and two such macros cannot share one crate.
 
 wit_bindgen::generate!({
-    path: "../../../wit/0.2.0",
+    path: "wit/0.2.0",
     world: "migrator-plugin",
     export_macro_name: "__export_migrator_plugin",
     pub_export_macro: true,
