@@ -14,6 +14,9 @@ mod cert;
 mod cluster;
 mod configs;
 mod dev;
+mod export;
+mod formats;
+mod import;
 mod migrate;
 mod output;
 mod plugin;
@@ -165,6 +168,11 @@ enum Command {
     /// Make a development CA and node/client certificates (TLS on both ports).
     #[command(subcommand)]
     Cert(cert::CertCmd),
+    /// Write configs from static files (JSON, TOML, YAML, .env) or environment variables,
+    /// each validated; `--dry-run` only validates.
+    Import(import::ImportArgs),
+    /// Write the configs under a prefix as files (JSON, TOML, YAML or .env).
+    Export(export::ExportArgs),
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -188,6 +196,8 @@ pub async fn main() -> ExitCode {
         // `SchemaRegistry::validate_async`).
         Command::Plugin(cmd) => tokio::task::block_in_place(|| plugin::run(cmd)),
         Command::Cert(cmd) => output::finish(cert::run(cmd)),
+        Command::Import(args) => output::finish(import::run(args).await),
+        Command::Export(args) => output::finish(export::run(args).await),
     }
 }
 
