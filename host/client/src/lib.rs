@@ -149,6 +149,7 @@
 
 mod client;
 mod error;
+mod mirror;
 mod options;
 mod paging;
 mod retry;
@@ -159,6 +160,9 @@ mod watch;
 
 pub use client::{Client, ClientBuilder, Plugin, Read, Written};
 pub use error::{ApiError, Error};
+pub use mirror::{
+    Applied, CacheError, Freshness, Mirror, MirrorOptions, epoch_ms, write_atomically,
+};
 pub use options::{
     AuditQuery, HistoryOptions, ListOptions, ReadOptions, SchemaUpload, WatchOptions, WriteOptions,
 };
