@@ -8,6 +8,7 @@
 //! Client commands: `configs` (and `watch`), `schemas` (and `migrate`), `txn`, `audit`,
 //! `cluster`; what they print and their exit code: `output`.
 
+mod agent;
 mod audit;
 mod auth;
 mod cert;
@@ -173,6 +174,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Write the configs under a prefix as files (JSON, TOML, YAML or .env).
     Export(export::ExportArgs),
+    /// Keep a directory of files (and a local endpoint) as a mirror of configs, from a
+    /// last-known-good cache that outlives the cluster: a sidecar for services that read files.
+    Agent(agent::AgentArgs),
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -198,6 +202,7 @@ pub async fn main() -> ExitCode {
         Command::Cert(cmd) => output::finish(cert::run(cmd)),
         Command::Import(args) => output::finish(import::run(args).await),
         Command::Export(args) => output::finish(export::run(args).await),
+        Command::Agent(args) => output::finish(agent::run(args).await),
     }
 }
 
