@@ -14,6 +14,7 @@ use scarab_client::Client;
 use scarab_client::types::PutConfig;
 use serde_json::{Value, json};
 
+use harness::cluster::{Cluster, ClusterOptions};
 use harness::{Node, NodeOptions, free_port, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -42,8 +43,18 @@ fn start_agent_with(
     port: u16,
     extra: &[&str],
 ) -> Result<Agent> {
+    start_agent_at(node.base_url(), out, exec, port, extra)
+}
+
+fn start_agent_at(
+    servers: &str,
+    out: &Path,
+    exec: Option<&str>,
+    port: u16,
+    extra: &[&str],
+) -> Result<Agent> {
     let mut cmd = Command::new(harness::scarab_bin());
-    cmd.args(["agent", "-s", node.base_url(), "--prefix", "app/", "--out"])
+    cmd.args(["agent", "-s", servers, "--prefix", "app/", "--out"])
         .arg(out)
         .args([
             "--listen",
@@ -312,5 +323,66 @@ async fn a_change_that_does_not_convert_keeps_the_last_good_file() -> Result<()>
     })
     .await?;
     assert_eq!(read(&out.join("app/w.json")), Some(json!({"mode": "fine"})));
+    Ok(())
+}
+
+/// Following a 3-node cluster: through a leader `kill -9`, then a stop of every node (the
+/// files and the endpoint keep the last good values, flagged stale), then the cluster's
+/// return (the agent resumes its watch: one full read in all).
+#[tokio::test]
+async fn the_agent_follows_a_cluster_through_a_failover_and_an_outage() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let client = cluster.client();
+    client
+        .register_schema(
+            "note",
+            1,
+            &scarab_client::SchemaUpload::new(&json!({"type": "object"})),
+        )
+        .await?;
+    put(&client, "app/a", json!({"n": 1})).await?;
+    let servers = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.node(*id).base_url().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let port = free_port();
+    let _agent = start_agent_at(&servers, &out, None, port, &[])?;
+    wait_file(&out.join("app/a.json"), Some(json!({"n": 1}))).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), DEADLINE).await?;
+    cluster.kill(leader).await?;
+    put(&client, "app/a", json!({"n": 2})).await?;
+    put(&client, "app/b", json!({"n": 3})).await?;
+    wait_file(&out.join("app/a.json"), Some(json!({"n": 2}))).await?;
+    wait_file(&out.join("app/b.json"), Some(json!({"n": 3}))).await?;
+    for id in cluster.running() {
+        cluster.kill(id).await?;
+    }
+    wait_until(DEADLINE, "stale", || async {
+        matches!(local(port, "/healthz").await, Ok((503, _, _)))
+    })
+    .await?;
+    let (status, stale, body) = local(port, "/v1/configs/app/b").await?;
+    ensure!(
+        status == 200 && stale.as_deref() == Some("true"),
+        "{status} {stale:?}"
+    );
+    assert_eq!(body["value"], json!({"n": 3}));
+    assert_eq!(read(&out.join("app/a.json")), Some(json!({"n": 2})));
+    for id in cluster.ids() {
+        cluster.restart(id).await?;
+    }
+    cluster.wait_leader(&cluster.ids(), DEADLINE).await?;
+    put(&client, "app/c", json!({"n": 4})).await?;
+    wait_file(&out.join("app/c.json"), Some(json!({"n": 4}))).await?;
+    wait_until(DEADLINE, "current again", || async {
+        matches!(local(port, "/healthz").await, Ok((200, _, _)))
+    })
+    .await?;
+    let (_, _, health) = local(port, "/healthz").await?;
+    assert_eq!(health["relists"], 1, "{health}");
     Ok(())
 }

@@ -263,6 +263,8 @@ async fn health(State(mirror): State<Mirror>) -> Response {
         "age_ms": f.age().map(|a| a.as_millis() as u64),
         "error": f.error,
         "conversion_errors": f.conversion_errors,
+        // Full reads since start: 1 per prefix without a cache, +1 per compaction.
+        "relists": mirror.relists(),
     });
     let status = if f.current {
         StatusCode::OK
