@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// From the top (the command line) down. A module may use its own layer and the ones after it.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["node", "serve"],
+    &["node", "serve", "restore"],
     &["datadir"],
     &["api"],
     &["migrate"],

@@ -232,7 +232,7 @@ async fn dev_registers_a_changed_schema_again_in_place_or_as_the_next_version() 
     .await?;
     // Nothing uses v1: an edit replaces it.
     write("second")?;
-    wait_until(Duration::from_secs(10), "note v1 replaced", || async {
+    wait_until(Duration::from_secs(30), "note v1 replaced", || async {
         title(&client, "note", 1).await.as_deref() == Some("second")
     })
     .await?;
@@ -244,7 +244,7 @@ async fn dev_registers_a_changed_schema_again_in_place_or_as_the_next_version() 
         )
         .await?;
     write("third")?;
-    wait_until(Duration::from_secs(10), "note v2 registered", || async {
+    wait_until(Duration::from_secs(30), "note v2 registered", || async {
         title(&client, "note", 2).await.as_deref() == Some("third")
     })
     .await?;

@@ -24,6 +24,7 @@ mod node;
 pub mod plugins;
 mod propose;
 mod raft;
+pub mod restore;
 pub mod schema;
 mod serve;
 mod store;

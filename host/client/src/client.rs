@@ -32,6 +32,7 @@ use crate::watch::WatchStream;
 
 // The routes, one concern per file (they use the sending machinery of this file).
 mod admin;
+pub use admin::BackupStream;
 mod auth;
 mod configs;
 mod schemas;

@@ -158,7 +158,7 @@ mod sse;
 mod tls;
 mod watch;
 
-pub use client::{Client, ClientBuilder, Plugin, Read, Written};
+pub use client::{BackupStream, Client, ClientBuilder, Plugin, Read, Written};
 pub use error::{ApiError, Error};
 pub use mirror::{
     Applied, CacheError, Freshness, Mirror, MirrorOptions, epoch_ms, write_atomically,

@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 pub mod authn;
+mod backup;
 mod cluster;
 mod configs;
 pub mod error;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(node::health))
         .route("/v1/status", get(node::status))
+        .route("/v1/backup", get(backup::backup))
         .route("/v1/readyz", get(cluster::readyz))
         .route("/v1/cluster", get(cluster::view))
         .route("/v1/cluster/self", get(cluster::self_info))

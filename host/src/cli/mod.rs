@@ -11,6 +11,7 @@
 mod agent;
 mod audit;
 mod auth;
+mod backup;
 mod cert;
 mod cluster;
 mod configs;
@@ -174,6 +175,11 @@ enum Command {
     Import(import::ImportArgs),
     /// Write the configs under a prefix as files (JSON, TOML, YAML or .env).
     Export(export::ExportArgs),
+    /// Take a consistent backup of the whole state, or check one offline.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
+    /// Make the data directory of a new cluster's first node from a backup.
+    Restore(backup::RestoreArgs),
     /// Keep a directory of files (and a local endpoint) as a mirror of configs, from a
     /// last-known-good cache that outlives the cluster: a sidecar for services that read files.
     Agent(agent::AgentArgs),
@@ -203,6 +209,8 @@ pub async fn main() -> ExitCode {
         Command::Import(args) => output::finish(import::run(args).await),
         Command::Export(args) => output::finish(export::run(args).await),
         Command::Agent(args) => output::finish(agent::run(args).await),
+        Command::Backup(cmd) => output::finish(backup::run(cmd).await),
+        Command::Restore(args) => output::finish(backup::restore(args).await),
     }
 }
 

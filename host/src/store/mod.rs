@@ -18,6 +18,7 @@
 mod apply;
 mod audit;
 mod auth;
+mod backup;
 mod cache;
 pub mod command;
 mod configs;
@@ -30,6 +31,8 @@ mod migrations;
 mod result;
 mod schemas;
 pub(crate) mod snapshot;
+
+pub use backup::{BackupError, BackupSummary, verify_backup};
 #[cfg(test)]
 mod testing;
 mod txn;

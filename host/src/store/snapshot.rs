@@ -17,17 +17,17 @@ use sha2::{Digest, Sha256};
 use super::{LogId, META_KEY, SmMeta, SnapshotMeta, StateStore, StoreError, read_meta};
 
 #[derive(Serialize, Deserialize)]
-struct Header {
-    format: u32,
-    meta: SnapshotMeta,
-    sm: SmMeta,
+pub(super) struct Header {
+    pub(super) format: u32,
+    pub(super) meta: SnapshotMeta,
+    pub(super) sm: SmMeta,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
-    ks: String,
-    k: String,
-    v: String,
+pub(super) struct Record {
+    pub(super) ks: String,
+    pub(super) k: String,
+    pub(super) v: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,7 +43,7 @@ struct End {
 
 /// Format 2 adds the trailer; format 1 files (no checksum) are still read.
 const FORMAT: u32 = 2;
-const TRAILER_START: &[u8] = b"{\"end\":";
+pub(super) const TRAILER_START: &[u8] = b"{\"end\":";
 const SUFFIX: &str = "snap";
 
 /// A writer that hashes what passes through it.
@@ -260,14 +260,14 @@ pub fn snapshot_stem(meta: &SnapshotMeta) -> Result<&str, StoreError> {
 }
 
 /// Records are installed in batches of about this many bytes.
-const INSTALL_BATCH_BYTES: usize = 8 << 20;
+pub(super) const INSTALL_BATCH_BYTES: usize = 8 << 20;
 
-fn err(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Snapshot(e.to_string())
 }
 
 impl StateStore {
-    fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 8] {
+    pub(super) fn data_keyspaces(&self) -> [(&'static str, &fjall::Keyspace); 8] {
         [
             ("configs", &self.configs),
             ("schemas", &self.schemas),
@@ -289,6 +289,27 @@ impl StateStore {
         // build that finishes after an install removes the newer installed snapshot. In order,
         // the later one always holds the newer state.
         let _files = self.snapshot_files.lock().expect("snapshot lock");
+        let tmp = self.snapshot_dir.join(format!(
+            "build-{}.tmp",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        let (meta, out) = self.write_state(BufWriter::new(File::create(&tmp)?))?;
+        let snapshot_id = meta.snapshot_id.clone();
+        let file = out.into_inner().map_err(|e| err(e.error()))?;
+        file.sync_all()?;
+        let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
+        fs::rename(&tmp, &path)?;
+        self.remove_other_snapshots(&path)?;
+        Ok((meta, File::open(&path)?))
+    }
+
+    /// Writes the applied state at one consistent point (a fjall snapshot, while applies go
+    /// on) to `out` in the snapshot format: header, one line per record, trailer with the
+    /// record count and the SHA-256 of everything before it. Also what a backup is.
+    pub(super) fn write_state<W: Write>(&self, out: W) -> Result<(SnapshotMeta, W), StoreError> {
         let snap = self.db.snapshot();
         let sm = read_meta(&snap, &self.meta)?;
         let last = sm.last_applied;
@@ -299,11 +320,10 @@ impl StateStore {
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: sm.membership.clone(),
-            snapshot_id: snapshot_id.clone(),
+            snapshot_id,
         };
-        let tmp = self.snapshot_dir.join(format!("{snapshot_id}.tmp"));
         let mut out = Hashing {
-            inner: BufWriter::new(File::create(&tmp)?),
+            inner: out,
             hash: Sha256::new(),
         };
         let mut records = 0u64;
@@ -339,12 +359,7 @@ impl StateStore {
         let mut out = out.inner;
         serde_json::to_writer(&mut out, &trailer).map_err(err)?;
         out.write_all(b"\n")?;
-        let file = out.into_inner().map_err(|e| err(e.error()))?;
-        file.sync_all()?;
-        let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
-        fs::rename(&tmp, &path)?;
-        self.remove_other_snapshots(&path)?;
-        Ok((meta, File::open(&path)?))
+        Ok((meta, out))
     }
 
     fn remove_other_snapshots(&self, keep: &Path) -> Result<(), StoreError> {
@@ -473,7 +488,7 @@ impl StateStore {
     }
 }
 
-fn read_header(file: &mut File) -> Result<Header, StoreError> {
+pub(super) fn read_header(file: &mut File) -> Result<Header, StoreError> {
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     reader.read_line(&mut line)?;

@@ -138,6 +138,60 @@ impl Client {
     }
 }
 
+/// A backup being received (see [`Client::backup`]).
+pub struct BackupStream {
+    /// The revision it was taken at: every change up to it, none after.
+    pub revision: u64,
+    /// Its size in bytes, when the node said.
+    pub length: Option<u64>,
+    endpoint: Url,
+    response: reqwest::Response,
+}
+
+impl BackupStream {
+    /// The next bytes of the backup; `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|e| transport(&self.endpoint, true, e))
+    }
+}
+
+impl Client {
+    /// `GET /v1/backup`: a consistent copy of the whole state (it needs `cluster:admin`),
+    /// streamed: read it with [`BackupStream::next_chunk`], and check it with
+    /// `scarab backup verify` (its last line carries a checksum of the rest).
+    pub async fn backup(&self) -> Result<BackupStream, Error> {
+        let call = self
+            .call(Method::GET, &["backup"])
+            .idempotency(Idempotency::Read);
+        let call = &call;
+        let (endpoint, response) = self
+            .failover(call.idempotency, |index| async move {
+                let response = self.send_once(index, call, true).await?;
+                Ok((self.inner.endpoints[index].clone(), response))
+            })
+            .await?;
+        let revision = response
+            .headers()
+            .get("x-scarab-revision")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Decode {
+                endpoint: endpoint.clone(),
+                status: response.status().as_u16(),
+                message: "a backup without X-Scarab-Revision".into(),
+            })?;
+        Ok(BackupStream {
+            revision,
+            length: response.content_length(),
+            endpoint,
+            response,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

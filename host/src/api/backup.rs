@@ -1,0 +1,71 @@
+//! `GET /v1/backup`: a consistent copy of the whole state, streamed (see `store::backup`).
+//!
+//! After a read barrier (so that it holds every write acknowledged before the request), the
+//! node writes its applied state at one point into a temporary file under its data
+//! directory, unlinks it and streams it: memory stays bounded whatever the size, writes go
+//! on meanwhile, and nothing is left behind if the client goes away. Needs `cluster:admin`:
+//! a backup holds everything, audit trail and token hashes included.
+
+use std::io::BufWriter;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use scarab_types::auth::Action;
+
+use super::authn::Principal;
+use super::{ApiError, AppState};
+
+pub async fn backup(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
+    state.linearize().await?;
+    let dir = state.config.data_dir.join("backups");
+    let store = state.store.clone();
+    let (summary, file) = tokio::task::spawn_blocking(move || {
+        let fail =
+            |e: &dyn std::fmt::Display| ApiError::internal(format!("writing the backup: {e}"));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = dir.join(format!("backup-{nanos}.tmp"));
+        let written: Result<_, ApiError> = (|| {
+            let file = std::fs::File::create(&path).map_err(|e| fail(&e))?;
+            let (summary, out) = store
+                .write_backup(BufWriter::new(file))
+                .map_err(|e| fail(&e))?;
+            out.into_inner().map_err(|e| fail(e.error()))?;
+            let file = std::fs::File::open(&path).map_err(|e| fail(&e))?;
+            Ok((summary, file))
+        })();
+        // Unlinked at once: the open file is what is streamed.
+        let _ = std::fs::remove_file(&path);
+        written
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("backup task: {e}")))??;
+    let length = file.metadata().map(|m| m.len()).ok();
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.scarab.backup"),
+    );
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    headers.insert("x-scarab-revision", HeaderValue::from(summary.revision));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"scarab-backup-{}.snap\"",
+        summary.revision
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,168 @@
+//! Backups: a consistent copy of the whole applied state in one file, and a restore of one
+//! into an empty node's state, which then starts a new cluster with it (as `etcdctl snapshot
+//! restore`).
+//!
+//! A backup is a snapshot file (`snapshot.rs`: header, one line per record, a trailer with
+//! the record count and the SHA-256 of everything before it), written from one fjall snapshot
+//! while applies go on: exactly the changes up to its revision, whatever was written during
+//! it. Verify and restore read it whole and check the trailer before anything is changed, so
+//! a truncated or altered backup is refused with what is wrong.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use fjall::PersistMode;
+
+use super::snapshot::{
+    INSTALL_BATCH_BYTES, Record, TRAILER_START, err, read_header, verify_snapshot_file,
+};
+use super::{LogId, META_KEY, StateStore, StoreError, StoredMembership};
+
+/// What a (verified) backup holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// The revision it was taken at: every change up to it, none after.
+    pub revision: u64,
+    pub configs: u64,
+    pub schema_versions: u64,
+    /// Stored records (configs, schemas, plugins, history, audit, auth, settings).
+    pub records: u64,
+    /// The SHA-256 its trailer carries (of every byte before the trailer).
+    pub sha256: String,
+}
+
+/// Why a backup was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: not a valid backup: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "the state is not empty (revision {revision}): a backup is restored into a new data directory only"
+    )]
+    NotEmpty { revision: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StateStore {
+    /// Writes a backup of the applied state to `out` (see the module docs).
+    pub fn write_backup<W: Write>(&self, out: W) -> Result<(BackupSummary, W), StoreError> {
+        let (_, out) = self.write_state(out)?;
+        Ok((self.applied_summary(), out))
+    }
+
+    fn applied_summary(&self) -> BackupSummary {
+        let sm = self.applied();
+        BackupSummary {
+            revision: sm.revision,
+            configs: sm.live_configs,
+            schema_versions: sm.schema_versions,
+            records: 0,
+            sha256: String::new(),
+        }
+    }
+
+    /// Replaces this empty state with the backup at `path`, durably: its revision, configs,
+    /// schemas, plugins, history, audit trail, settings and auth data, as applied up to
+    /// `at` with `membership` (a new cluster's: see `crate::restore`).
+    pub fn restore_backup(
+        &self,
+        path: &Path,
+        at: LogId,
+        membership: StoredMembership,
+    ) -> Result<BackupSummary, BackupError> {
+        let applied = self.applied();
+        if applied.revision > 0 || applied.last_applied.is_some() {
+            return Err(BackupError::NotEmpty {
+                revision: applied.revision,
+            });
+        }
+        let summary = verify_backup(path)?;
+        let mut reader = BufReader::new(File::open(path).map_err(StoreError::from)?);
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(StoreError::from)?;
+        let header: super::snapshot::Header = serde_json::from_str(&line).map_err(err)?;
+        let mut batch = self.db.batch();
+        let mut batch_bytes = 0usize;
+        for line in reader.lines() {
+            let line = line.map_err(StoreError::from)?;
+            if line.as_bytes().starts_with(TRAILER_START) {
+                break;
+            }
+            let record: Record = serde_json::from_str(&line).map_err(err)?;
+            let ks = self
+                .data_keyspaces()
+                .into_iter()
+                .find(|(name, _)| *name == record.ks)
+                .map(|(_, ks)| ks)
+                .ok_or_else(|| err(format!("unknown keyspace {}", record.ks)))?;
+            let value = STANDARD.decode(record.v).map_err(err)?;
+            batch_bytes += record.k.len() + value.len();
+            batch.insert(ks, record.k.into_bytes(), value);
+            if batch_bytes >= INSTALL_BATCH_BYTES {
+                batch.commit().map_err(StoreError::from)?;
+                batch = self.db.batch();
+                batch_bytes = 0;
+            }
+        }
+        let mut sm = header.sm;
+        sm.last_applied = Some(at);
+        sm.membership = membership;
+        batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
+        batch
+            .durability(Some(PersistMode::SyncData))
+            .commit()
+            .map_err(StoreError::from)?;
+        *self.state.lock().expect("state lock") = sm.clone();
+        self.reload_auth()?;
+        self.applied.send_replace(sm);
+        Ok(summary)
+    }
+}
+
+/// Reads a backup whole: its trailer's record count and checksum must match, and it must have
+/// one (a format-1 snapshot has none and is not accepted as a backup).
+pub fn verify_backup(path: &Path) -> Result<BackupSummary, BackupError> {
+    let invalid = |reason: String| BackupError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
+    verify_snapshot_file(path).map_err(|e| invalid(e.to_string()))?;
+    let mut file = File::open(path).map_err(|e| invalid(e.to_string()))?;
+    let header = read_header(&mut file).map_err(|e| invalid(e.to_string()))?;
+    if header.format < 2 {
+        return Err(invalid(
+            "it has no checksum (a snapshot of format 1)".into(),
+        ));
+    }
+    // The trailer: the last line (a few hundred bytes at the end; the rest was read above).
+    let trailer = {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let len = file.metadata().map_err(|e| invalid(e.to_string()))?.len();
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(len.saturating_sub(4096)))
+            .and_then(|_| file.read_to_end(&mut tail))
+            .map_err(|e| invalid(e.to_string()))?;
+        let last = tail
+            .trim_ascii_end()
+            .rsplit(|b| *b == b'\n')
+            .next()
+            .unwrap_or_default()
+            .to_vec();
+        serde_json::from_slice::<serde_json::Value>(&last)
+            .map_err(|e| invalid(format!("its trailer: {e}")))?
+    };
+    Ok(BackupSummary {
+        revision: header.sm.revision,
+        configs: header.sm.live_configs,
+        schema_versions: header.sm.schema_versions,
+        records: trailer["end"]["records"].as_u64().unwrap_or_default(),
+        sha256: trailer["end"]["sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
