@@ -418,3 +418,67 @@ async fn serve_reads_its_settings_from_a_toml_file() -> Result<()> {
     assert!(dir.path().join("data").exists());
     Ok(())
 }
+
+/// `--log-format json`: one JSON object per line; a request's id (`X-Request-Id`, the
+/// client's when sane, else made) comes back in the response and is in the request's log
+/// lines, with the slow-request warning naming the route template and where the time went.
+#[tokio::test]
+async fn request_ids_are_echoed_and_logged_with_slow_requests_in_json() -> Result<()> {
+    let node = Node::start(NodeOptions {
+        extra_args: vec![
+            "--log-format".into(),
+            "json".into(),
+            "--slow-request".into(),
+            "0ms".into(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await?;
+    let http = http_client();
+    assert_status(
+        &node
+            .register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    let put = http
+        .put(node.url("/v1/configs/app/a"))
+        .header("x-request-id", "req-7f3a")
+        .json(&json!({"schema": "note", "schema_version": 1, "value": {}}))
+        .send()
+        .await?;
+    assert_eq!(put.status(), 201);
+    assert_eq!(put.headers()["x-request-id"], "req-7f3a");
+    for sent in [None, Some("has spaces in it"), Some(&*"x".repeat(200))] {
+        let mut request = http.get(node.url("/v1/health"));
+        if let Some(id) = sent {
+            request = request.header("x-request-id", id);
+        }
+        let r = request.send().await?;
+        let id = r.headers()["x-request-id"].to_str()?.to_string();
+        assert!(
+            id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{sent:?} gave {id:?}"
+        );
+    }
+    wait_until(Duration::from_secs(10), "the slow-request line", || async {
+        slow_line(&node, "req-7f3a").is_some()
+    })
+    .await?;
+    let line = slow_line(&node, "req-7f3a").context("the slow-request line")?;
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["span"]["route"], "/v1/configs/{*key}", "{line}");
+    assert_eq!(line["span"]["method"], "PUT", "{line}");
+    for field in ["elapsed_ms", "validation_ms", "raft_ms", "other_ms"] {
+        assert!(line["fields"][field].is_u64(), "{field} in {line}");
+    }
+    Ok(())
+}
+
+/// The JSON log line of the slow-request warning of request `id`.
+fn slow_line(node: &Node, id: &str) -> Option<Value> {
+    let log = std::fs::read_to_string(node.log_path()).ok()?;
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["span"]["id"] == id && v["fields"]["message"] == "slow request")
+}

@@ -7,6 +7,32 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// How log lines are written (`--log-format`); read by the binary before anything logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--log-format` of a command line (or `SCARAB_LOG_FORMAT`), looked for before the
+/// arguments are parsed: logging starts first.
+pub fn log_format_of(args: &[String]) -> LogFormat {
+    let given = args
+        .iter()
+        .position(|a| a == "--log-format")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--log-format=").map(str::to_string))
+        })
+        .or_else(|| std::env::var("SCARAB_LOG_FORMAT").ok());
+    match given.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
 /// The default of `--plugin-core-instances`: core module instances one plugin instance may
 /// contain (`crate::plugins`).
 pub const DEFAULT_CORE_INSTANCES: u32 = 64;
@@ -94,6 +120,15 @@ pub struct NodeConfig {
     /// condition's `equals`, a JSON Schema); deeper is 400 `json_too_deep`.
     #[arg(long, env = "SCARAB_MAX_JSON_DEPTH", default_value_t = crate::json::DEFAULT_MAX_DEPTH)]
     pub max_json_depth: usize,
+
+    /// Log lines as `text` (for people) or `json` (one object per line, for a log pipeline).
+    #[arg(long, env = "SCARAB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// A request slower than this is logged as a warning, with its route and where the time
+    /// went (validation, Raft, the rest).
+    #[arg(long, env = "SCARAB_SLOW_REQUEST", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub slow_request: Duration,
 
     /// Violations listed in a refused document's answer (JSON Schema, then plugin); one more
     /// entry, code `violations_left_out`, then says how many were left out.

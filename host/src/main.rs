@@ -9,15 +9,20 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,openraft=warn,wasmtime=warn,cranelift=warn,fjall=warn,lsm_tree=warn".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,openraft=warn,wasmtime=warn,cranelift=warn,fjall=warn,lsm_tree=warn".into()
+    });
+    let args: Vec<String> = std::env::args().collect();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match scarab::config::log_format_of(&args) {
+        // One JSON object per line, with the request span's fields (its id) in each.
+        scarab::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        scarab::config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

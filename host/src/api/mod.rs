@@ -14,6 +14,7 @@ mod configs;
 pub mod error;
 mod migrations;
 mod node;
+mod requests;
 mod schemas;
 mod strict;
 mod txn;
@@ -155,6 +156,11 @@ pub fn router(state: AppState) -> Router {
             authn::authenticate,
         ))
         .layer(axum::middleware::from_fn(strict::no_percent_escapes))
+        // Outermost: the id and the timing cover everything, refusals included.
+        .layer(axum::middleware::from_fn_with_state(
+            requests::SlowRequest(state.config.slow_request),
+            requests::track,
+        ))
         .with_state(state)
 }
 
@@ -318,7 +324,11 @@ impl AppState {
         caller: Caller,
         proposal: P,
     ) -> Result<P::Output, ApiError> {
-        Ok(crate::propose::propose(&self.cluster, caller.actor, caller.context, proposal).await?)
+        let started = std::time::Instant::now();
+        let result =
+            crate::propose::propose(&self.cluster, caller.actor, caller.context, proposal).await;
+        requests::add_raft(started);
+        Ok(result?)
     }
 
     /// Validates a write against a schema version. A version this node does not know yet may
@@ -335,10 +345,13 @@ impl AppState {
         if !self.store.has_schema(schema, version)? {
             self.linearize().await?;
         }
-        Ok(self
+        let started = std::time::Instant::now();
+        let verdict = self
             .registry
             .validate_async(schema.to_string(), version, key.to_string(), doc, text)
-            .await?)
+            .await;
+        requests::add_validation(started);
+        Ok(verdict?)
     }
 
     /// Waits until this node may serve a linearizable read: the leader's read index is
