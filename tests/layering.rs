@@ -19,7 +19,15 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["raft"],
     &["store"],
-    &["config", "json", "failpoint", "clock", "transport", "tls"],
+    &[
+        "config",
+        "json",
+        "failpoint",
+        "clock",
+        "transport",
+        "tls",
+        "metrics",
+    ],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

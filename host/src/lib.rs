@@ -19,6 +19,7 @@ pub mod config;
 mod datadir;
 mod failpoint;
 mod json;
+pub mod metrics;
 mod migrate;
 mod node;
 pub mod plugins;

@@ -275,7 +275,14 @@ pub async fn run(
         let stop_now = stop_now.clone();
         tokio::spawn(async move {
             let mut metrics = raft.metrics();
+            let mut leader = None;
             loop {
+                // Counted here, where every change of the metrics passes.
+                let now = metrics.borrow().current_leader;
+                if now.is_some() && now != leader {
+                    crate::metrics::get().leader_changes.inc();
+                }
+                leader = now;
                 if let Err(e) = &metrics.borrow().running_state {
                     tracing::error!(error = %e, "consensus stopped; shutting the node down");
                     stop_now.cancel();

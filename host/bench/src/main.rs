@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// TLS), with certificates `scarab cert` makes in the data directory.
     #[arg(long, conflicts_with = "vs_etcd")]
     pub tls: bool,
+    /// Scrape every node's `/metrics` once a second during the workloads (what a Prometheus
+    /// server does): the cost of serving metrics.
+    #[arg(long, conflicts_with = "vs_etcd")]
+    pub scrape: bool,
 }
 
 /// What every measurement starts from: the flags, the server binary, the `store` v1 schema

@@ -186,6 +186,23 @@ pub async fn run(setup: &Setup) -> Result<()> {
         args.duration,
         setup.data_dir.display()
     );
+    // `--scrape`: a Prometheus-like scraper of every node, once a second, for the whole run.
+    let _scraper = args.scrape.then(|| {
+        let urls: Vec<String> = nodes.apis.iter().map(|a| format!("{a}/metrics")).collect();
+        let http = reqwest::Client::new();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                for url in &urls {
+                    if let Ok(r) = http.get(url).send().await {
+                        let _ = r.bytes().await;
+                    }
+                }
+            }
+        });
+        AbortOnDrop(task)
+    });
     let on_leader = load_client(&nodes.apis[leader])?;
     let on_follower = if args.nodes > 1 {
         Some(load_client(&nodes.apis[(leader + 1) % args.nodes])?)
@@ -280,4 +297,13 @@ async fn migration(admin: &Client, on_leader: &Client, setup: &Setup) -> Result<
         last.failed_count
     );
     Ok(())
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

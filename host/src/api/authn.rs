@@ -35,7 +35,7 @@ const SECRET_CHARS: usize = 43;
 /// Routes served without credentials: liveness and readiness for load balancers, and the
 /// node's own identity (`--bootstrap-expect` and joining nodes ask it before they hold
 /// anything).
-const OPEN_ROUTES: [&str; 3] = ["/v1/health", "/v1/readyz", "/v1/cluster/self"];
+const OPEN_ROUTES: [&str; 4] = ["/v1/health", "/v1/readyz", "/v1/cluster/self", "/metrics"];
 
 /// How a principal was authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(node::health))
         .route("/v1/status", get(node::status))
         .route("/v1/backup", get(backup::backup))
+        .route("/metrics", get(node::metrics))
         .route("/v1/readyz", get(cluster::readyz))
         .route("/v1/cluster", get(cluster::view))
         .route("/v1/cluster/self", get(cluster::self_info))

@@ -126,3 +126,58 @@ pub async fn status(State(state): State<AppState>, _principal: Principal) -> Res
     };
     state.with_revision(Json(status).into_response())
 }
+
+/// `GET /metrics`: the node's metrics in the Prometheus text format (see `crate::metrics`),
+/// the state ones read now. Open, like `/v1/health`: it holds counts and timings, no keys and
+/// no values.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let m = crate::metrics::get();
+    let r = state.raft.metrics().borrow().clone();
+    let as_i64 = |v: Option<u64>| v.map_or(0, |v| v as i64);
+    m.raft_term.set(r.current_term as i64);
+    m.raft_leader.set(as_i64(r.current_leader));
+    m.raft_is_leader
+        .set(i64::from(r.current_leader == Some(r.id)));
+    m.raft_last_log_index.set(as_i64(r.last_log_index));
+    m.raft_applied_index
+        .set(as_i64(r.last_applied.map(|l| l.index)));
+    m.raft_snapshot_index
+        .set(as_i64(r.snapshot.map(|l| l.index)));
+    let sm = state.store.applied();
+    m.revision.set(sm.revision as i64);
+    m.configs.set(sm.live_configs as i64);
+    m.schema_versions.set(sm.schema_versions as i64);
+    m.watches_open.set(
+        state
+            .config
+            .max_watches
+            .saturating_sub(state.watches.available_permits()) as i64,
+    );
+    let data = state.config.data_dir.clone();
+    let sizes = tokio::task::spawn_blocking(move || {
+        let dir = crate::datadir::DataDir::new(&data);
+        [
+            ("raft", crate::metrics::dir_bytes(&dir.raft_db())),
+            ("state", crate::metrics::dir_bytes(&dir.state_db())),
+            (
+                "snapshots",
+                crate::metrics::dir_bytes(&data.join("snapshots")),
+            ),
+        ]
+    })
+    .await
+    .unwrap_or_default();
+    for (db, bytes) in sizes {
+        m.storage_bytes
+            .get_or_create(&crate::metrics::DbLabels { db })
+            .set(bytes as i64);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}

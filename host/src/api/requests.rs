@@ -80,6 +80,20 @@ pub async fn track(State(slow): State<SlowRequest>, request: Request, next: Next
         .scope(timings.clone(), next.run(request).instrument(span.clone()))
         .await;
     let elapsed = started.elapsed();
+    let m = crate::metrics::get();
+    m.http_requests
+        .get_or_create(&crate::metrics::HttpLabels {
+            route: route.clone(),
+            method: method.to_string(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    m.http_duration
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.to_string(),
+        })
+        .observe(elapsed.as_secs_f64());
     if elapsed >= slow.0 {
         let validation = Duration::from_micros(timings.validation_us.load(Ordering::Relaxed));
         let raft = Duration::from_micros(timings.raft_us.load(Ordering::Relaxed));

@@ -85,6 +85,9 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Waiter)>) {
         tokio::spawn(async move {
             let _permit = permit;
             let (cmds, waiters): (Vec<Command>, Vec<Waiter>) = batch.into_iter().unzip();
+            let m = crate::metrics::get();
+            m.proposals.inc();
+            m.proposal_batch.observe(cmds.len() as f64);
             match raft.client_write(cmds).await {
                 Ok(resp) => {
                     for (waiter, result) in waiters.into_iter().zip(resp.data) {

@@ -116,6 +116,33 @@ pub enum PluginError {
     Cache(#[from] std::io::Error),
 }
 
+/// Counts a plugin call, by schema, version and outcome, and its latency.
+fn record_call(ctx: &CallContext<'_>, started: std::time::Instant, failure: Option<&Failure>) {
+    let m = crate::metrics::get();
+    let outcome = match failure {
+        None => "ok",
+        Some(Failure::Timeout(_)) => "timeout",
+        Some(Failure::MemoryLimit(_)) => "memory",
+        Some(Failure::Trap(_)) => "trap",
+        Some(Failure::Refused(_)) => "refused",
+        Some(Failure::Malformed(_)) => "malformed",
+        Some(Failure::Instantiate(_)) => "instantiate",
+    };
+    m.plugin_calls
+        .get_or_create(&crate::metrics::PluginCallLabels {
+            schema: ctx.schema_name.to_string(),
+            version: ctx.schema_version,
+            outcome,
+        })
+        .inc();
+    m.plugin_duration
+        .get_or_create(&crate::metrics::SchemaLabels {
+            schema: ctx.schema_name.to_string(),
+            version: ctx.schema_version,
+        })
+        .observe(started.elapsed().as_secs_f64());
+}
+
 /// Why a call produced no verdict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
@@ -435,6 +462,7 @@ impl PluginHost {
     /// budget for it, failing a valid write. A component whose initialisers loop still fails,
     /// and then counts as misbehaving.
     fn new_instance(&self, plugin: &LoadedPlugin) -> Result<sandbox::Instance, Failure> {
+        crate::metrics::get().plugin_instantiations.inc();
         let budget = self.limits.timeout.max(INSTANTIATION_BUDGET);
         let ticks = budget.as_nanos().div_ceil(self.tick.as_nanos()) as u64;
         sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, ticks).map_err(|e| {
@@ -494,6 +522,18 @@ impl PluginHost {
         ctx: &CallContext<'_>,
         document: &str,
     ) -> Result<Vec<PluginViolation>, Failure> {
+        let started = std::time::Instant::now();
+        let result = self.validate_once(plugin, ctx, document);
+        record_call(ctx, started, result.as_ref().err());
+        result
+    }
+
+    fn validate_once(
+        &self,
+        plugin: &LoadedPlugin,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> Result<Vec<PluginViolation>, Failure> {
         let answer = self.with_instance(plugin, |store, b| b.validate(store, ctx, document))?;
         let violations = answer.map_err(Failure::Refused)?;
         if violations.len() > self.limits.max_violations {
@@ -526,6 +566,19 @@ impl PluginHost {
     /// The answer must be JSON text; it is returned as is (the caller validates it at its
     /// version). Blocking, like [`Self::validate`].
     pub fn migrate(
+        &self,
+        plugin: &LoadedPlugin,
+        direction: Direction,
+        ctx: &CallContext<'_>,
+        document: &str,
+    ) -> Result<String, Failure> {
+        let started = std::time::Instant::now();
+        let result = self.migrate_once(plugin, direction, ctx, document);
+        record_call(ctx, started, result.as_ref().err());
+        result
+    }
+
+    fn migrate_once(
         &self,
         plugin: &LoadedPlugin,
         direction: Direction,

@@ -106,9 +106,13 @@ fn sync(db: &Database, poison: &Poison) -> Result<(), LogFailure> {
     if let Some(first) = failed.as_ref() {
         return Err(LogFailure::Poisoned(Box::new(first.clone())));
     }
+    let started = std::time::Instant::now();
     let result = crate::failpoint::io_error("fsync")
         .map_err(fjall::Error::from)
         .and_then(|()| db.persist(PersistMode::SyncData));
+    crate::metrics::get()
+        .log_fsync
+        .observe(started.elapsed().as_secs_f64());
     result.map_err(|e| {
         let failure = LogFailure::Fsync(Arc::new(e));
         *failed = Some(failure.clone());

@@ -135,7 +135,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        self.call("append", &rpc, &option).await
+        let started = std::time::Instant::now();
+        let result = self.call("append", &rpc, &option).await;
+        crate::metrics::get()
+            .append_entries
+            .get_or_create(&crate::metrics::PeerLabels { peer: self.target })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     async fn install_snapshot(

@@ -890,6 +890,21 @@ impl SchemaRegistry {
             digest: plugin.map(|p| p.digest.clone()).unwrap_or_default(),
             failure,
         })?;
+        for source in [Source::Schema, Source::Plugin] {
+            if violations.iter().any(|v| v.source == source) {
+                crate::metrics::get()
+                    .validations_refused
+                    .get_or_create(&crate::metrics::RefusedLabels {
+                        schema: name.to_string(),
+                        source: if source == Source::Schema {
+                            "schema"
+                        } else {
+                            "plugin"
+                        },
+                    })
+                    .inc();
+            }
+        }
         Ok(Verdict {
             violations,
             plugin_digest: compiled.record.plugin_digest.clone(),

@@ -289,6 +289,7 @@ impl StateStore {
         // build that finishes after an install removes the newer installed snapshot. In order,
         // the later one always holds the newer state.
         let _files = self.snapshot_files.lock().expect("snapshot lock");
+        let started = std::time::Instant::now();
         let tmp = self.snapshot_dir.join(format!(
             "build-{}.tmp",
             std::time::SystemTime::now()
@@ -303,6 +304,12 @@ impl StateStore {
         let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
         fs::rename(&tmp, &path)?;
         self.remove_other_snapshots(&path)?;
+        let m = crate::metrics::get();
+        m.snapshot_builds.inc();
+        m.snapshot_build_bytes
+            .inc_by(fs::metadata(&path).map(|md| md.len()).unwrap_or_default());
+        m.snapshot_build_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok((meta, File::open(&path)?))
     }
 
@@ -422,7 +429,13 @@ impl StateStore {
         let path = self.snapshot_dir.join(format!("{stem}.{SUFFIX}"));
         fs::rename(&tmp, &path)?;
         self.remove_other_snapshots(&path)?;
-        self.load_snapshot(&path)
+        let started = std::time::Instant::now();
+        self.load_snapshot(&path)?;
+        let m = crate::metrics::get();
+        m.snapshot_installs.inc();
+        m.snapshot_install_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Replaces the whole state with the snapshot at `path`, durably.
