@@ -96,3 +96,53 @@ async fn metrics_are_open_with_authentication_on() -> Result<()> {
     assert_eq!(r.status(), 200);
     Ok(())
 }
+
+/// Every metric the Grafana dashboard (`deploy/grafana/scarab-dashboard.json`) queries is one
+/// the node serves.
+#[tokio::test]
+async fn the_dashboard_queries_only_metrics_the_node_serves() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let text = scrape(&node).await?;
+    let mut families: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    // A family with no sample yet (no peers on one node, no plugin called) is not written:
+    // those registered in the source count too.
+    let source = std::fs::read_to_string(harness::workspace_root().join("host/src/metrics.rs"))?;
+    for line in source.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("\"").or_else(|| line.strip_prefix("(\""))
+            && let Some((name, _)) = rest.split_once("\",")
+            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            families.insert(format!("scarab_{name}"));
+        }
+    }
+    let path = harness::workspace_root().join("deploy/grafana/scarab-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?;
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("scarab_"))
+            {
+                let family = ["_bucket", "_sum", "_count", "_total"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                ensure!(
+                    families.contains(family),
+                    "{name} (in {expr:?}) is not served"
+                );
+                queried += 1;
+            }
+        }
+    }
+    ensure!(queried > 20, "only {queried} metric names in the dashboard");
+    Ok(())
+}
