@@ -146,3 +146,19 @@ async fn the_dashboard_queries_only_metrics_the_node_serves() -> Result<()> {
     ensure!(queried > 20, "only {queried} metric names in the dashboard");
     Ok(())
 }
+
+/// Any token is a valid HTTP method, and metrics are counted before authentication: a
+/// method Scarab does not know is counted as `other`, never as a new label value.
+#[tokio::test]
+async fn an_invented_method_does_not_make_a_label() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes())?;
+        let _ = http.request(method, node.url("/v1/health")).send().await?;
+    }
+    let text = scrape(&node).await?;
+    ensure!(!text.contains("INVENTED"), "{text}");
+    ensure!(text.contains(r#"method="other""#), "{text}");
+    Ok(())
+}

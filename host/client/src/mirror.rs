@@ -192,8 +192,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -470,6 +472,15 @@ async fn watch_from(inner: &Inner, prefix: &str, from: u64) -> Result<(), Error>
                             continue;
                         }
                         s.freshness.conversion_errors.remove(&key);
+                        // Overlapping prefixes are followed by separate watches: never go
+                        // back to an older state of a key.
+                        if s.saved
+                            .entries
+                            .get(&key)
+                            .is_some_and(|e| e.meta.revision > batch.revision)
+                        {
+                            continue;
+                        }
                         match c.kind {
                             ChangeKind::Delete => {
                                 s.saved.entries.remove(&key);

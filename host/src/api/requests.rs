@@ -73,6 +73,12 @@ pub async fn track(State(slow): State<SlowRequest>, request: Request, next: Next
         .map_or("(unmatched)", |p| p.as_str())
         .to_string();
     let method = request.method().clone();
+    // A label from a bounded set: any token is a valid HTTP method, and this runs before
+    // authentication (a client inventing methods must not grow the metrics).
+    let method_label = match method.as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    };
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let timings = Arc::new(Timings::default());
     let started = Instant::now();
@@ -84,17 +90,18 @@ pub async fn track(State(slow): State<SlowRequest>, request: Request, next: Next
     m.http_requests
         .get_or_create(&crate::metrics::HttpLabels {
             route: route.clone(),
-            method: method.to_string(),
+            method: method_label.to_string(),
             status: response.status().as_u16(),
         })
         .inc();
     m.http_duration
         .get_or_create(&crate::metrics::RouteLabels {
             route: route.clone(),
-            method: method.to_string(),
+            method: method_label.to_string(),
         })
         .observe(elapsed.as_secs_f64());
-    if elapsed >= slow.0 {
+    // A watch waits by design (a long poll, an SSE stream): not a slow request.
+    if elapsed >= slow.0 && route != "/v1/watch" {
         let validation = Duration::from_micros(timings.validation_us.load(Ordering::Relaxed));
         let raft = Duration::from_micros(timings.raft_us.load(Ordering::Relaxed));
         let rest = elapsed.saturating_sub(validation + raft);

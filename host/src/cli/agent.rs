@@ -41,9 +41,13 @@ pub struct AgentArgs {
     #[arg(long = "schema-version", requires = "schema")]
     schema_version: Option<u32>,
     /// A shell command run after each batch of changes, with `SCARAB_CHANGED_KEYS` (the keys,
-    /// one per line); retried while it fails.
+    /// one per line; `*` when they would not fit in 64 KiB) and `SCARAB_CHANGED_COUNT`;
+    /// retried while it fails.
     #[arg(long)]
     exec: Option<String>,
+    /// How long --exec may run before it is killed (and retried).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    exec_timeout: Duration,
     /// Serve the mirror here (`GET /v1/configs/{key}`, `GET /v1/configs?prefix=`,
     /// `GET /healthz`).
     #[arg(long)]
@@ -149,13 +153,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         match &args.exec {
             None => pending.clear(),
             Some(cmd) => {
-                let keys = pending.iter().cloned().collect::<Vec<_>>().join("\n");
-                let status = tokio::process::Command::new("sh")
+                let mut keys = pending.iter().cloned().collect::<Vec<_>>().join("\n");
+                // One environment string is at most 128 KiB (Linux): past 64 KiB, say "all".
+                if keys.len() > 64 << 10 {
+                    keys = "*".into();
+                }
+                let child = tokio::process::Command::new("sh")
                     .arg("-c")
                     .arg(cmd)
                     .env("SCARAB_CHANGED_KEYS", &keys)
-                    .status()
-                    .await;
+                    .env("SCARAB_CHANGED_COUNT", pending.len().to_string())
+                    .kill_on_drop(true)
+                    .status();
+                let status = match tokio::time::timeout(args.exec_timeout, child).await {
+                    Ok(status) => status.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("timed out after {:?}", args.exec_timeout)),
+                };
                 match status {
                     Ok(s) if s.success() => {
                         pending.clear();
@@ -190,6 +203,11 @@ fn file_of(out: &Path, key: &str, format: Format) -> PathBuf {
 /// Writes (or removes) the file of each key, as the mirror has it now.
 fn render(mirror: &Mirror, out: &Path, format: Format, keys: &BTreeSet<String>) {
     for key in keys {
+        // Keys come from the server, which checks them; a path is made only of a valid one.
+        if let Err(e) = scarab_client::types::validate_key(key) {
+            eprintln!("scarab agent: {key:?}: not a valid key, not written: {e}");
+            continue;
+        }
         let path = file_of(out, key, format);
         match mirror.get(key) {
             Some(entry) => {

@@ -106,7 +106,7 @@ async fn create(file: &std::path::Path, opts: &ClientOpts) -> anyhow::Result<()>
     println!(
         "{}: revision {}, {} config(s), {} schema version(s), {bytes} bytes in {:.1?}",
         file.display(),
-        backup.revision,
+        summary.revision,
         summary.configs,
         summary.schema_versions,
         started.elapsed()

@@ -144,18 +144,26 @@ fn flatten(value: &Value, name: String, out: &mut Vec<String>) -> anyhow::Result
             }
         }
         _ if name.is_empty() => bail!("environment variables hold an object, not {}", kind(value)),
+        // Plain when nothing in it means anything to a shell; else single-quoted (`'` as
+        // `'\''`), so that a file sourced by `sh` never expands `$(...)` or backticks.
         Value::String(s)
-            if s.chars()
-                .all(|c| !c.is_whitespace() && c != '"' && c != '\'') =>
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./:@%+=,-".contains(c)) =>
         {
             out.push(format!("{name}={s}"));
         }
+        Value::String(s) => out.push(format!("{name}='{}'", s.replace('\'', r"'\''"))),
         other => out.push(format!("{name}={other}")),
     }
     Ok(())
 }
 
 fn unquote(value: &str) -> String {
+    // 'single quoted', with '\'' for a quote inside (as `render` writes it).
+    if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
+        return value[1..value.len() - 1].replace(r"'\''", "'");
+    }
     if value.len() >= 2
         && value.starts_with('"')
         && value.ends_with('"')
@@ -312,6 +320,10 @@ mod tests {
         }
         let env = render(&json!({"port": 8080, "db": {"host": "h"}}), Format::Env).unwrap();
         assert_eq!(env, "PORT=8080\nDB__HOST=h\n");
+        let risky = json!({"cmd": "$(reboot) `id` it's"});
+        let text = render(&risky, Format::Env).unwrap();
+        assert_eq!(text, "CMD='$(reboot) `id` it'\\''s'\n");
+        assert_eq!(parse(&text, Format::Env, None).unwrap(), risky);
         let schema = json!({"properties": {"port": {"type": "integer"}}});
         assert_eq!(
             parse(&env, Format::Env, Some(&schema)).unwrap(),

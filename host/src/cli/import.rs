@@ -70,8 +70,12 @@ fn files(path: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let mut todo = vec![path.to_path_buf()];
     while let Some(dir) = todo.pop() {
         for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
-            let p = entry?.path();
-            if p.is_dir() {
+            let entry = entry?;
+            let p = entry.path();
+            // Not followed: a link back up would import the same files again and again.
+            if entry.file_type()?.is_symlink() && p.is_dir() {
+                eprintln!("skipping {} (a link to a directory)", p.display());
+            } else if p.is_dir() {
                 todo.push(p);
             } else if Format::of(&p).is_some() {
                 let relative = p.strip_prefix(path)?.with_extension("");

@@ -313,7 +313,11 @@ impl PluginHost {
         if let Some(p) = self.loaded.lock().expect("plugin map").get(digest) {
             return Ok(p.clone());
         }
-        let _loading = self.loading.lock().expect("plugin loading");
+        // A panic while loading (never expected) must not make every later load fail.
+        let _loading = self
+            .loading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(p) = self.loaded.lock().expect("plugin map").get(digest) {
             return Ok(p.clone());
         }

@@ -181,17 +181,24 @@ pub fn stub_unprovided_imports(
         for (name, export) in inst.exports(engine) {
             let qualified = format!("{qualified}#{name}");
             match export.ty {
-                ComponentItem::ComponentFunc(_) => match deterministic(&interface, name) {
-                    Some(answer) => {
-                        instance.func_new(name, move |mut store, _, params, results| {
-                            results[0] = answer(store.data_mut(), params)?;
-                            Ok(())
-                        })?
+                // Answered only when the import is typed as WASI says (one result): a
+                // component may declare any signature under these names.
+                ComponentItem::ComponentFunc(func) => {
+                    match deterministic(&interface, name).filter(|_| func.results().len() == 1) {
+                        Some(answer) => {
+                            instance.func_new(name, move |mut store, _, params, results| {
+                                let slot = results.first_mut().ok_or_else(|| {
+                                    wasmtime::format_err!("an import without its result")
+                                })?;
+                                *slot = answer(store.data_mut(), params)?;
+                                Ok(())
+                            })?
+                        }
+                        None => instance.func_new(name, move |_, _, _, _| {
+                            wasmtime::bail!("plugins have no access to `{qualified}`")
+                        })?,
                     }
-                    None => instance.func_new(name, move |_, _, _, _| {
-                        wasmtime::bail!("plugins have no access to `{qualified}`")
-                    })?,
-                },
+                }
                 ComponentItem::Resource(_) => {
                     let ty = match name {
                         "pollable" if wasi => ResourceType::host::<DynPollable>(),

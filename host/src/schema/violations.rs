@@ -149,22 +149,30 @@ impl Listing {
         }
         if schema.work(doc, LIST_ALL_WORK) > LIST_ALL_WORK {
             if let Err(e) = validator.validate(doc) {
-                views(schema, doc, &e)
-                    .into_iter()
-                    .for_each(|v| self.push(v));
+                self.add(schema, doc, &e);
                 self.leave_out(LeftOut::Uncounted);
             }
             return;
         }
         for e in validator.iter_errors(doc) {
-            if self.list.len() < self.max {
-                views(schema, doc, &e)
-                    .into_iter()
-                    .for_each(|v| self.push(v));
-            } else {
-                // Counted without formatting a message.
-                self.leave_out(LeftOut::Count(entries(schema, doc, &e)));
-            }
+            self.add(schema, doc, &e);
+        }
+    }
+
+    /// The entries one error stands for: as many as there is room for, formatted; the rest
+    /// counted without formatting (or even naming) them.
+    fn add(&mut self, schema: &SchemaValidator, doc: &Value, e: &jsonschema::ValidationError<'_>) {
+        let room = self.max - self.list.len();
+        let total = entries(schema, doc, e);
+        let listed = if room > 0 {
+            views(schema, doc, e, room)
+        } else {
+            Vec::new()
+        };
+        let left = total.saturating_sub(listed.len());
+        listed.into_iter().for_each(|v| self.push(v));
+        if left > 0 {
+            self.leave_out(LeftOut::Count(left));
         }
     }
 
@@ -218,7 +226,7 @@ fn entries(schema: &SchemaValidator, doc: &Value, e: &jsonschema::ValidationErro
             unexpected.len().max(1)
         }
         K::FalseSchema if e.schema_path().as_str().ends_with("/additionalProperties") => {
-            unexpected_properties(schema, doc, e).len().max(1)
+            unexpected_properties(schema, doc, e, 0).1.max(1)
         }
         _ => 1,
     }
@@ -265,7 +273,8 @@ fn unexpected_properties(
     schema: &SchemaValidator,
     doc: &Value,
     e: &jsonschema::ValidationError<'_>,
-) -> Vec<String> {
+    limit: usize,
+) -> (Vec<String>, usize) {
     let location = e.schema_path().as_str();
     let parent = location.rsplit_once('/').map_or("", |(p, _)| p);
     let owner = match e
@@ -282,17 +291,25 @@ fn unexpected_properties(
     // The error's instance is one refused value, not the object: read it from the document.
     let object = doc.pointer(e.instance_path().as_str());
     let (Some(owner), Some(Value::Object(instance))) = (owner, object) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
     if owner.get("patternProperties").is_some() {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let named = owner.get("properties").and_then(Value::as_object);
-    instance
+    // Counted whole, named only up to `limit`: an object may have 100,000 of them.
+    let mut names = Vec::new();
+    let mut total = 0;
+    for k in instance
         .keys()
         .filter(|k| named.is_none_or(|n| !n.contains_key(*k)))
-        .cloned()
-        .collect()
+    {
+        if names.len() < limit {
+            names.push(k.clone());
+        }
+        total += 1;
+    }
+    (names, total)
 }
 
 /// The violations one `jsonschema` error stands for.
@@ -300,6 +317,7 @@ fn views(
     schema: &SchemaValidator,
     doc: &Value,
     e: &jsonschema::ValidationError<'_>,
+    room: usize,
 ) -> Vec<Violation> {
     use jsonschema::error::ValidationErrorKind as K;
     let at = e.instance_path().as_str();
@@ -321,6 +339,7 @@ fn views(
     match e.kind() {
         K::AdditionalProperties { unexpected } => unexpected
             .iter()
+            .take(room)
             .map(|name| {
                 one(
                     format!("{at}/{}", token(name)),
@@ -336,7 +355,7 @@ fn views(
         // `additionalProperties: false` without `patternProperties`: `jsonschema` reports one
         // false-schema error at the object, naming neither the properties nor the keyword.
         K::FalseSchema if keyword == "additionalProperties" => {
-            let names = unexpected_properties(schema, doc, e);
+            let (names, _) = unexpected_properties(schema, doc, e, room);
             if names.is_empty() {
                 return vec![one(
                     at.to_string(),
@@ -362,6 +381,7 @@ fn views(
         }
         K::UnevaluatedProperties { unexpected } => unexpected
             .iter()
+            .take(room)
             .map(|name| {
                 one(
                     format!("{at}/{}", token(name)),
@@ -590,6 +610,27 @@ mod tests {
             "{}",
             found[4].message
         );
+    }
+
+    #[test]
+    fn many_unexpected_properties_are_counted_not_formatted() {
+        let doc = Value::Object(
+            (0..100_000)
+                .map(|i| (format!("{}{i}", "k".repeat(900)), json!(0)))
+                .collect(),
+        );
+        for schema in [
+            json!({"additionalProperties": false}),
+            json!({"properties": {"x": {}}, "additionalProperties": false}),
+        ] {
+            let found = list(schema, doc.clone(), 100);
+            assert_eq!(found.len(), 101);
+            assert!(
+                found[100].message.starts_with("99900 more"),
+                "{}",
+                found[100].message
+            );
+        }
     }
 
     #[test]

@@ -48,21 +48,18 @@ pub enum BackupError {
 }
 
 impl StateStore {
-    /// Writes a backup of the applied state to `out` (see the module docs).
+    /// Writes a backup of the applied state to `out` (see the module docs); the summary is
+    /// of what was written (the state at the storage snapshot it was read from).
     pub fn write_backup<W: Write>(&self, out: W) -> Result<(BackupSummary, W), StoreError> {
-        let (_, out) = self.write_state(out)?;
-        Ok((self.applied_summary(), out))
-    }
-
-    fn applied_summary(&self) -> BackupSummary {
-        let sm = self.applied();
-        BackupSummary {
+        let (_, sm, out) = self.write_state(out)?;
+        let summary = BackupSummary {
             revision: sm.revision,
             configs: sm.live_configs,
             schema_versions: sm.schema_versions,
             records: 0,
             sha256: String::new(),
-        }
+        };
+        Ok((summary, out))
     }
 
     /// Replaces this empty state with the backup at `path`, durably: its revision, configs,

@@ -297,7 +297,7 @@ impl StateStore {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let (meta, out) = self.write_state(BufWriter::new(File::create(&tmp)?))?;
+        let (meta, _, out) = self.write_state(BufWriter::new(File::create(&tmp)?))?;
         let snapshot_id = meta.snapshot_id.clone();
         let file = out.into_inner().map_err(|e| err(e.error()))?;
         file.sync_all()?;
@@ -316,9 +316,13 @@ impl StateStore {
     /// Writes the applied state at one consistent point (a fjall snapshot, while applies go
     /// on) to `out` in the snapshot format: header, one line per record, trailer with the
     /// record count and the SHA-256 of everything before it. Also what a backup is.
-    pub(super) fn write_state<W: Write>(&self, out: W) -> Result<(SnapshotMeta, W), StoreError> {
+    pub(super) fn write_state<W: Write>(
+        &self,
+        out: W,
+    ) -> Result<(SnapshotMeta, SmMeta, W), StoreError> {
         let snap = self.db.snapshot();
         let sm = read_meta(&snap, &self.meta)?;
+        let written = sm.clone();
         let last = sm.last_applied;
         let snapshot_id = match last {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, sm.revision),
@@ -366,7 +370,7 @@ impl StateStore {
         let mut out = out.inner;
         serde_json::to_writer(&mut out, &trailer).map_err(err)?;
         out.write_all(b"\n")?;
-        Ok((meta, out))
+        Ok((meta, written, out))
     }
 
     fn remove_other_snapshots(&self, keep: &Path) -> Result<(), StoreError> {
