@@ -240,7 +240,8 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with its %-escapes decoded (a URI fragment as a JSON Pointer).
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -12,13 +12,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use fjall::PersistMode;
 
-use super::snapshot::{
-    INSTALL_BATCH_BYTES, Record, TRAILER_START, err, read_header, verify_snapshot_file,
-};
+use super::snapshot::{err, read_header, verify_snapshot_file};
 use super::{LogId, META_KEY, StateStore, StoreError, StoredMembership};
 
 /// What a (verified) backup holds.
@@ -82,29 +78,7 @@ impl StateStore {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(StoreError::from)?;
         let header: super::snapshot::Header = serde_json::from_str(&line).map_err(err)?;
-        let mut batch = self.db.batch();
-        let mut batch_bytes = 0usize;
-        for line in reader.lines() {
-            let line = line.map_err(StoreError::from)?;
-            if line.as_bytes().starts_with(TRAILER_START) {
-                break;
-            }
-            let record: Record = serde_json::from_str(&line).map_err(err)?;
-            let ks = self
-                .data_keyspaces()
-                .into_iter()
-                .find(|(name, _)| *name == record.ks)
-                .map(|(_, ks)| ks)
-                .ok_or_else(|| err(format!("unknown keyspace {}", record.ks)))?;
-            let value = STANDARD.decode(record.v).map_err(err)?;
-            batch_bytes += record.k.len() + value.len();
-            batch.insert(ks, record.k.into_bytes(), value);
-            if batch_bytes >= INSTALL_BATCH_BYTES {
-                batch.commit().map_err(StoreError::from)?;
-                batch = self.db.batch();
-                batch_bytes = 0;
-            }
-        }
+        let mut batch = self.load_records(reader)?;
         let mut sm = header.sm;
         sm.last_applied = Some(at);
         sm.membership = membership;

@@ -454,6 +454,25 @@ impl StateStore {
         // Bounded batches: a snapshot never has to fit in memory. The metadata (and with it
         // the applied log id) is written last, so a crash part-way leaves the state behind the
         // current snapshot file, and the next start installs it again.
+        let mut batch = self.load_records(reader)?;
+        let mut sm = header.sm;
+        sm.last_applied = header.meta.last_log_id;
+        sm.membership = header.meta.last_membership;
+        batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
+        batch.durability(Some(PersistMode::SyncData)).commit()?;
+        *self.state.lock().expect("state lock") = sm.clone();
+        self.reload_auth()?;
+        self.applied.send_replace(sm);
+        Ok(())
+    }
+
+    /// Writes the records that follow a snapshot's header into the state, in batches of
+    /// about [`INSTALL_BATCH_BYTES`]; returns the last batch, uncommitted, for the caller to
+    /// finish with the metadata.
+    pub(super) fn load_records(
+        &self,
+        reader: impl BufRead,
+    ) -> Result<fjall::OwnedWriteBatch, StoreError> {
         let mut batch = self.db.batch();
         let mut batch_bytes = 0usize;
         for line in reader.lines() {
@@ -477,15 +496,7 @@ impl StateStore {
                 batch_bytes = 0;
             }
         }
-        let mut sm = header.sm;
-        sm.last_applied = header.meta.last_log_id;
-        sm.membership = header.meta.last_membership;
-        batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
-        batch.durability(Some(PersistMode::SyncData)).commit()?;
-        *self.state.lock().expect("state lock") = sm.clone();
-        self.reload_auth()?;
-        self.applied.send_replace(sm);
-        Ok(())
+        Ok(batch)
     }
 
     /// After a crash during an install, the snapshot file is ahead of the state: finish it.
