@@ -288,3 +288,24 @@ async fn restore_refuses_a_data_directory_that_is_not_empty() -> Result<()> {
     ensure!(code == 1 && err.contains("is not empty"), "{err}");
     Ok(())
 }
+
+/// A restore cut short leaves its marker, and a node refuses to start on the directory.
+#[tokio::test]
+async fn a_node_refuses_a_data_directory_whose_restore_did_not_finish() -> Result<()> {
+    let (node, client) = note_node().await?;
+    client
+        .put("app/a", &PutConfig::new("note", 1, &json!({"v": 1})))
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("b.snap");
+    create_backup(&node, &file)?;
+    let (mut target, _) = note_node().await?;
+    restore_into(&mut target, &file).await?;
+    target.stop().await?;
+    // As a kill -9 in the middle of `scarab restore` leaves it.
+    std::fs::write(target.data_dir().join("RESTORE-IN-PROGRESS"), b"")?;
+    let (status, log) = target.restart_expecting_exit(DEADLINE).await?;
+    ensure!(!status.success(), "{log}");
+    ensure!(log.contains("a restore into it did not finish"), "{log}");
+    Ok(())
+}

@@ -234,8 +234,12 @@ pub async fn run(
     let watches = Arc::new(tokio::sync::Semaphore::new(config.max_watches));
     let (node_id, peer_limit) = (config.node_id, config.max_peer_body_bytes);
     let (auth, insecure_no_auth) = (config.auth, config.insecure_no_auth);
+    // Backups are written under the data directory and unlinked at once; one a crash
+    // interrupted may be left.
+    let _ = std::fs::remove_dir_all(config.data_dir.join("backups"));
     let state = AppState {
         watches,
+        backups: Arc::new(tokio::sync::Semaphore::new(1)),
         raft: raft.clone(),
         store,
         registry,

@@ -77,7 +77,15 @@ pub async fn restore_backup(
     // Refuse a bad backup before anything is created.
     verify_backup(backup)?;
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    // Removed last: a restore cut short (kill -9) leaves it, and the node refuses the
+    // directory instead of starting on part of a state.
+    let marker = DataDir::new(data_dir).restoring();
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
     let result = write(backup, data_dir, node).await;
+    let result = result.and_then(|summary| {
+        std::fs::remove_file(&marker).map_err(io(&marker))?;
+        Ok(summary)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(data_dir);
     }

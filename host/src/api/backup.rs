@@ -22,6 +22,12 @@ pub async fn backup(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     principal.require(Action::ClusterAdmin, "")?;
+    let _one = state.backups.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            scarab_types::ErrorCode::Overloaded,
+            "a backup is being taken on this node; retry when it is done (or ask another node)",
+        )
+    })?;
     state.linearize().await?;
     let dir = state.config.data_dir.join("backups");
     let store = state.store.clone();
@@ -50,7 +56,14 @@ pub async fn backup(
     .await
     .map_err(|e| ApiError::internal(format!("backup task: {e}")))??;
     let length = file.metadata().map(|m| m.len()).ok();
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    // The permit goes with the stream: one backup at a time until it is sent.
+    let stream = futures::StreamExt::map(
+        tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)),
+        move |chunk| {
+            let _held = &_one;
+            chunk
+        },
+    );
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(

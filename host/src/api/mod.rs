@@ -53,6 +53,8 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Open watches (`--max-watches` permits).
     pub watches: Arc<tokio::sync::Semaphore>,
+    /// One backup at a time: each is a full copy on disk while it is written.
+    pub backups: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {

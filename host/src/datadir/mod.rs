@@ -48,6 +48,12 @@ impl DataDir {
         Self { root: root.into() }
     }
 
+    /// Present while `scarab restore` writes this directory: a node never starts on a
+    /// half-restored one.
+    pub fn restoring(&self) -> PathBuf {
+        self.root.join("RESTORE-IN-PROGRESS")
+    }
+
     /// The Raft log's database (log, vote, purge point); fsynced on every append.
     pub fn raft_db(&self) -> PathBuf {
         self.root.join("raft")
@@ -75,6 +81,14 @@ impl DataDir {
     /// which is what fjall would do anyway, except that fjall also refuses a torn batch whose
     /// checksum does not match. Returns what the snapshot covers.
     pub fn check_before_open(&self) -> Result<Checked, DataDirError> {
+        if self.restoring().exists() {
+            return Err(DataDirError::Inconsistent {
+                what: format!(
+                    "a restore into it did not finish ({} is there): remove the directory and restore again",
+                    self.restoring().display()
+                ),
+            });
+        }
         let snapshot = crate::store::verify_current_snapshot(&self.snapshots()).map_err(|e| {
             DataDirError::Damaged {
                 file: self.snapshots().display().to_string(),
