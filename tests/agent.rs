@@ -15,7 +15,7 @@ use scarab_client::types::PutConfig;
 use serde_json::{Value, json};
 
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::{Node, NodeOptions, free_port, wait_until};
+use harness::{Node, free_port, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -74,16 +74,10 @@ fn start_agent_at(
     })
 }
 
+/// A node with `note` registered, and its client.
 async fn note_node() -> Result<(Node, Client)> {
-    let node = Node::start(NodeOptions::default()).await?;
+    let node = harness::start_note_node(&[]).await?;
     let client = node.typed().clone();
-    client
-        .register_schema(
-            "note",
-            1,
-            &scarab_client::SchemaUpload::new(&json!({"type": "object"})),
-        )
-        .await?;
     Ok((node, client))
 }
 

@@ -34,16 +34,10 @@ fn scarab(args: &[&str]) -> Result<(i32, String, String)> {
     ))
 }
 
+/// A node with `note` registered, and its client.
 async fn note_node() -> Result<(Node, Client)> {
-    let node = Node::start(NodeOptions::default()).await?;
+    let node = harness::start_note_node(&[]).await?;
     let client = node.typed().clone();
-    client
-        .register_schema(
-            "note",
-            1,
-            &scarab_client::SchemaUpload::new(&json!({"type": "object"})),
-        )
-        .await?;
     Ok((node, client))
 }
 

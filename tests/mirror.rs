@@ -13,7 +13,7 @@ use scarab_client::{Client, Mirror, MirrorOptions};
 use serde_json::{Value, json};
 
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::{Node, NodeOptions, wait_until};
+use harness::{Node, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -115,16 +115,10 @@ async fn a_mirror_follows_a_cluster_through_a_failover_and_an_outage_without_rel
     Ok(())
 }
 
+/// A node with `note` registered and two configs, and its client.
 async fn note_node() -> Result<(Node, Client)> {
-    let node = Node::start(NodeOptions::default()).await?;
+    let node = harness::start_note_node(&[]).await?;
     let client = node.typed().clone();
-    client
-        .register_schema(
-            "note",
-            1,
-            &scarab_client::SchemaUpload::new(&json!({"type": "object"})),
-        )
-        .await?;
     put(&client, "app/a", 1).await?;
     put(&client, "app/b", 2).await?;
     Ok((node, client))
