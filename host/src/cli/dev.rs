@@ -90,6 +90,7 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let seen = stamps(&examples);
     let mut config = NodeConfig::with_data_dir(args.data_dir.clone());
     config.listen = args.listen;
     let api = match tokio::net::TcpListener::bind(args.listen).await {
@@ -157,7 +158,7 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
             client.clone(),
             args.schemas_dir.clone(),
             args.plugins_dir.clone(),
-            examples,
+            seen,
         ));
     }
     println!("Stop with Ctrl-C.");
@@ -262,17 +263,31 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 
 /// `--watch`: every half second, finds the examples again and registers any whose schema or
 /// plugin file is new or changed since it was last seen.
-async fn watch(client: Client, schemas_dir: PathBuf, plugins_dir: PathBuf, known: Vec<Example>) {
-    let stamp = |ex: &Example| {
-        (
-            modified(&ex.schema),
-            ex.plugin.as_deref().and_then(modified),
-        )
-    };
-    let mut seen: std::collections::HashMap<(String, u32), _> = known
+/// When an example's files last changed.
+type Stamp = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
+
+fn stamp(ex: &Example) -> Stamp {
+    (
+        modified(&ex.schema),
+        ex.plugin.as_deref().and_then(modified),
+    )
+}
+
+/// The stamps of `examples`, taken before they are read for registration: a file changed
+/// after that is seen as changed (even while the first registration is under way).
+fn stamps(examples: &[Example]) -> std::collections::HashMap<(String, u32), Stamp> {
+    examples
         .iter()
         .map(|ex| ((ex.name.clone(), ex.version), stamp(ex)))
-        .collect();
+        .collect()
+}
+
+async fn watch(
+    client: Client,
+    schemas_dir: PathBuf,
+    plugins_dir: PathBuf,
+    mut seen: std::collections::HashMap<(String, u32), Stamp>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
