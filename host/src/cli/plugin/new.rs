@@ -105,7 +105,10 @@ fn make(args: &NewArgs) -> anyhow::Result<(PathBuf, String)> {
                 "Cargo.toml".into(),
                 subst(RUST_CARGO).replace("{{sdk}}", &sdk.display().to_string()),
             ));
-            files.push(("src/lib.rs".into(), subst(lib)));
+            files.push((
+                "src/lib.rs".into(),
+                subst(&lib.replace("{{rules}}", RUST_RULES)),
+            ));
             files.push(("README.md".into(), subst(RUST_README)));
             format!("target/wasm32-wasip2/release/{snake}_v{top}.wasm")
         }
@@ -255,25 +258,8 @@ panic = "abort"
 [workspace]
 "#;
 
-const RUST_LIB_V1: &str = r#"//! The Scarab plugin of `{{name}}` version 1: the rules its JSON Schema cannot say.
-//!
-//! The plugin sees every document, also those that fail the JSON Schema: a rule whose inputs
-//! are missing or of the wrong type is skipped (the schema reports them).
-
-use scarab_plugin_sdk::{Context, Validator, Violation, register_validator};
-use serde_json::Value;
-
-pub struct Plugin;
-
-impl Validator for Plugin {
-    fn validate(ctx: &Context, doc: &Value) -> Result<Vec<Violation>, String> {
-        Ok(rules(ctx, doc, "/replicas"))
-    }
-}
-
-register_validator!(Plugin);
-
-/// The rules of both versions; `count` is where the replica count is.
+/// The rules both Rust templates carry (each project stands alone).
+const RUST_RULES: &str = r#"/// The rules; `count` is where the replica count is.
 pub fn rules(ctx: &Context, doc: &Value, count: &str) -> Vec<Violation> {
     let mut found = Vec::new();
     if let (Some(n), Some(max)) = (
@@ -297,7 +283,27 @@ pub fn rules(ctx: &Context, doc: &Value, count: &str) -> Vec<Violation> {
     }
     found
 }
+"#;
 
+const RUST_LIB_V1: &str = r#"//! The Scarab plugin of `{{name}}` version 1: the rules its JSON Schema cannot say.
+//!
+//! The plugin sees every document, also those that fail the JSON Schema: a rule whose inputs
+//! are missing or of the wrong type is skipped (the schema reports them).
+
+use scarab_plugin_sdk::{Context, Validator, Violation, register_validator};
+use serde_json::Value;
+
+pub struct Plugin;
+
+impl Validator for Plugin {
+    fn validate(ctx: &Context, doc: &Value) -> Result<Vec<Violation>, String> {
+        Ok(rules(ctx, doc, "/replicas"))
+    }
+}
+
+register_validator!(Plugin);
+
+{{rules}}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,31 +385,7 @@ fn rename(mut doc: Value, from: &str, to: &str) -> Result<Value, String> {
     Ok(doc)
 }
 
-/// The rules; `count` is where the replica count is.
-pub fn rules(ctx: &Context, doc: &Value, count: &str) -> Vec<Violation> {
-    let mut found = Vec::new();
-    if let (Some(n), Some(max)) = (
-        doc.pointer(count).and_then(Value::as_u64),
-        doc.get("max_replicas").and_then(Value::as_u64),
-    ) && n > max
-    {
-        found.push(
-            Violation::new(count, format!("{n} is more than max_replicas ({max})"))
-                .with_code("replicas-above-max"),
-        );
-    }
-    if let Some(name) = doc.get("name").and_then(Value::as_str)
-        && !ctx.key.is_empty()
-        && ctx.key.rsplit('/').next() != Some(name)
-    {
-        found.push(
-            Violation::new("/name", format!("the key {:?} does not end with /{name}", ctx.key))
-                .with_code("key-name-mismatch"),
-        );
-    }
-    found
-}
-
+{{rules}}
 #[cfg(test)]
 mod tests {
     use super::*;
