@@ -130,3 +130,36 @@ fn no_module_of_the_server_uses_a_module_above_it() {
     );
     assert!(upward.is_empty(), "upward uses:\n{}", upward.join("\n"));
 }
+
+/// Handlers take `Query` and `Path` from `api/extract.rs`, whose rejections are the one JSON
+/// error shape; axum's own answer in plain text.
+#[test]
+fn handlers_take_query_and_path_from_the_api_extractors() {
+    let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut files = Vec::new();
+    sources(&api, &mut files);
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("extract.rs")) {
+        let text = std::fs::read_to_string(file).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            let axum_extract = code.contains("axum::extract::Query")
+                || code.contains("axum::extract::Path")
+                || (code.starts_with("use axum::extract::{")
+                    && (code.contains("Query")
+                        || code.contains(" Path")
+                        || code.contains("{Path")));
+            if axum_extract {
+                found.push(format!("{}:{}: {code}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "use super::extract::{{Query, Path}} instead:\n{}",
+        found.join("\n")
+    );
+}

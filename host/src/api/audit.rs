@@ -1,8 +1,9 @@
 //! `GET /v1/audit`: the audit trail, newest first, filtered. Read-only: the trail is written
 //! by apply alone (see `store/audit.rs`), so there is no route that changes it.
 
+use super::extract::Query;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -13,24 +14,31 @@ use super::configs::{DEFAULT_PAGE, MAX_PAGE};
 use super::{ApiError, AppState, Consistency, rfc3339};
 use crate::store::{AuditFilter, AuditRecord, Provenance};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Records whose object (a key, `schema/...`, `migration/...`, `settings/...`,
     /// `cluster`) starts with this.
     #[serde(default)]
     prefix: String,
+    /// Records of this actor.
     actor: Option<String>,
     /// An action (`config.update`) or its family (`config`).
     action: Option<String>,
     /// Time range, RFC 3339 or milliseconds since the epoch: `since` <= at < `until`.
     since: Option<String>,
+    /// The end of the time range (excluded).
     until: Option<String>,
     /// Paging: records with a sequence number below this (`next_before` of the last page).
     #[serde(default, deserialize_with = "super::strict::opt_u64")]
+    #[param(value_type = Option<u64>)]
     before: Option<u64>,
+    /// At most this many records (1 to 1000, default 100).
     #[serde(default, deserialize_with = "super::strict::opt_usize")]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `linearizable` (default) or `stale`.
     #[serde(default)]
     consistency: Consistency,
 }
@@ -76,6 +84,9 @@ fn provenance_view(v: &Provenance) -> scarab_types::Provenance {
     }
 }
 
+#[utoipa::path(get, path = "/v1/audit", operation_id = "audit", tag = "audit",
+    params(AuditParams),
+    responses((status = 200, description = "Audit records, newest first.", body = scarab_types::AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::time::Duration;
 
+use super::extract::Path;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
@@ -75,6 +76,8 @@ fn no_content() -> Response {
 }
 
 /// `GET /v1/auth/whoami`.
+#[utoipa::path(get, path = "/v1/auth/whoami", operation_id = "whoami", tag = "auth",
+    responses((status = 200, description = "The principal of the request and its permissions.", body = scarab_types::auth::WhoAmI)))]
 pub async fn whoami(principal: Principal, State(state): State<AppState>) -> Json<WhoAmI> {
     let view = state.store.auth();
     let (by, token_id) = match &principal.via {
@@ -111,6 +114,8 @@ fn user_view(name: &str, u: &crate::store::UserRecord) -> User {
 }
 
 /// `GET /v1/auth/users`.
+#[utoipa::path(get, path = "/v1/auth/users", operation_id = "list_users", tag = "auth",
+    responses((status = 200, description = "Every user (`auth:admin`).", body = Vec<scarab_types::auth::User>)))]
 pub async fn list_users(
     principal: Principal,
     State(state): State<AppState>,
@@ -124,6 +129,9 @@ pub async fn list_users(
 }
 
 /// `GET /v1/auth/users/{name}`: `auth:admin`, or the user itself.
+#[utoipa::path(get, path = "/v1/auth/users/{name}", operation_id = "get_user", tag = "auth",
+    params(("name" = String, Path, description = "The user's name.")),
+    responses((status = 200, description = "The user.", body = scarab_types::auth::User)))]
 pub async fn get_user(
     principal: Principal,
     State(state): State<AppState>,
@@ -142,6 +150,10 @@ pub async fn get_user(
 }
 
 /// `PUT /v1/auth/users/{name}` with `{"roles": [...]}`: creates or replaces the user.
+#[utoipa::path(put, path = "/v1/auth/users/{name}", operation_id = "put_user", tag = "auth",
+    params(("name" = String, Path, description = "The user's name: 1 to 128 visible ASCII characters without `/`, `%` or `*`.")),
+    request_body(content = scarab_types::auth::PutUser, content_type = "application/json"),
+    responses((status = 200, description = "The user as it now is.", body = scarab_types::auth::User)))]
 pub async fn put_user(
     principal: Principal,
     State(state): State<AppState>,
@@ -168,6 +180,9 @@ pub async fn put_user(
 }
 
 /// `DELETE /v1/auth/users/{name}`: the user and every token of theirs.
+#[utoipa::path(delete, path = "/v1/auth/users/{name}", operation_id = "delete_user", tag = "auth",
+    params(("name" = String, Path, description = "The user's name.")),
+    responses((status = 204, description = "Deleted, with every token of the user.")))]
 pub async fn delete_user(
     principal: Principal,
     State(state): State<AppState>,
@@ -186,6 +201,10 @@ pub async fn delete_user(
 }
 
 /// `POST /v1/auth/users/{name}/roles` with `{"grant": "role"}`.
+#[utoipa::path(post, path = "/v1/auth/users/{name}/roles", operation_id = "grant_role", tag = "auth",
+    params(("name" = String, Path, description = "The user's name.")),
+    request_body(content = scarab_types::auth::Grant<String>, content_type = "application/json"),
+    responses((status = 200, description = "The user as it now is.", body = scarab_types::auth::User)))]
 pub async fn grant_role(
     principal: Principal,
     State(state): State<AppState>,
@@ -209,6 +228,9 @@ pub async fn grant_role(
 }
 
 /// `DELETE /v1/auth/users/{name}/roles/{role}`.
+#[utoipa::path(delete, path = "/v1/auth/users/{name}/roles/{role}", operation_id = "revoke_role", tag = "auth",
+    params(("name" = String, Path, description = "The user's name."), ("role" = String, Path, description = "The role to revoke.")),
+    responses((status = 200, description = "The user as it now is.", body = scarab_types::auth::User)))]
 pub async fn revoke_role(
     principal: Principal,
     State(state): State<AppState>,
@@ -235,6 +257,8 @@ fn role_view(view: &crate::store::AuthView, name: &str) -> Option<Role> {
 }
 
 /// `GET /v1/auth/roles`: the built-in `admin` first.
+#[utoipa::path(get, path = "/v1/auth/roles", operation_id = "list_roles", tag = "auth",
+    responses((status = 200, description = "Every role, the built-in `admin` first.", body = Vec<scarab_types::auth::Role>)))]
 pub async fn list_roles(
     principal: Principal,
     State(state): State<AppState>,
@@ -247,6 +271,9 @@ pub async fn list_roles(
 }
 
 /// `GET /v1/auth/roles/{name}`.
+#[utoipa::path(get, path = "/v1/auth/roles/{name}", operation_id = "get_role", tag = "auth",
+    params(("name" = String, Path, description = "The role's name.")),
+    responses((status = 200, description = "The role.", body = scarab_types::auth::Role)))]
 pub async fn get_role(
     principal: Principal,
     State(state): State<AppState>,
@@ -260,6 +287,10 @@ pub async fn get_role(
 }
 
 /// `PUT /v1/auth/roles/{name}` with `{"permissions": [...]}`.
+#[utoipa::path(put, path = "/v1/auth/roles/{name}", operation_id = "put_role", tag = "auth",
+    params(("name" = String, Path, description = "The role's name: 1 to 128 visible ASCII characters without `/`, `%` or `*`.")),
+    request_body(content = scarab_types::auth::PutRole, content_type = "application/json"),
+    responses((status = 200, description = "The role as it now is.", body = scarab_types::auth::Role)))]
 pub async fn put_role(
     principal: Principal,
     State(state): State<AppState>,
@@ -303,6 +334,9 @@ pub async fn put_role(
 }
 
 /// `DELETE /v1/auth/roles/{name}`: only a role no user holds (409 `role_in_use`).
+#[utoipa::path(delete, path = "/v1/auth/roles/{name}", operation_id = "delete_role", tag = "auth",
+    params(("name" = String, Path, description = "The role's name.")),
+    responses((status = 204, description = "Deleted.")))]
 pub async fn delete_role(
     principal: Principal,
     State(state): State<AppState>,
@@ -332,6 +366,8 @@ fn token_view(t: &TokenRecord) -> TokenInfo {
 }
 
 /// `GET /v1/auth/tokens`: every token with `auth:admin`, otherwise the principal's own.
+#[utoipa::path(get, path = "/v1/auth/tokens", operation_id = "list_tokens", tag = "auth",
+    responses((status = 200, description = "Every token (`auth:admin`), or the principal's own; never a secret.", body = Vec<scarab_types::auth::TokenInfo>)))]
 pub async fn list_tokens(
     principal: Principal,
     State(state): State<AppState>,
@@ -353,6 +389,9 @@ pub async fn list_tokens(
 
 /// `POST /v1/auth/tokens` with `{"principal", "ttl"?, "description"?}`: `auth:admin`, or a
 /// principal making a token for itself. Answers the token once.
+#[utoipa::path(post, path = "/v1/auth/tokens", operation_id = "create_token", tag = "auth",
+    request_body(content = scarab_types::auth::CreateToken, content_type = "application/json"),
+    responses((status = 201, description = "The token: its secret is shown this once.", body = scarab_types::auth::CreatedToken)))]
 pub async fn create_token(
     principal: Principal,
     State(state): State<AppState>,
@@ -423,6 +462,9 @@ pub async fn create_token(
 }
 
 /// `DELETE /v1/auth/tokens/{id}`: `auth:admin`, or the token's own principal.
+#[utoipa::path(delete, path = "/v1/auth/tokens/{id}", operation_id = "revoke_token", tag = "auth",
+    params(("id" = String, Path, description = "The token's id (16 hex digits).")),
+    responses((status = 204, description = "Revoked.")))]
 pub async fn revoke_token(
     principal: Principal,
     State(state): State<AppState>,

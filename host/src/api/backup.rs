@@ -17,6 +17,9 @@ use scarab_types::auth::Action;
 use super::authn::Principal;
 use super::{ApiError, AppState};
 
+#[utoipa::path(get, path = "/v1/backup", operation_id = "backup", tag = "node",
+    responses((status = 200, description = "A consistent copy of the state (`scarab backup verify` checks it; `scarab restore` makes a node of it).",
+        content_type = "application/vnd.scarab.backup", body = Vec<u8>)))]
 pub async fn backup(
     State(state): State<AppState>,
     principal: Principal,

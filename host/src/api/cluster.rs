@@ -1,7 +1,8 @@
 //! `/v1/cluster` and `/v1/readyz`: membership and readiness.
 
+use super::extract::{Path, Query};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -11,8 +12,10 @@ use super::authn::Principal;
 use super::{ApiError, AppState};
 use crate::cluster::{JoinRequest, SelfInfo};
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewParams {
+    /// `linearizable` (default): the leader's view; `stale`: this node's own.
     #[serde(default)]
     consistency: super::Consistency,
 }
@@ -20,6 +23,9 @@ pub struct ViewParams {
 /// `GET /v1/cluster`: the leader's view when it is reachable (it alone knows every member's
 /// matched index); with `?consistency=stale`, this node's own view (its own configuration,
 /// e.g. to see a membership change that has not committed on a node without a leader).
+#[utoipa::path(get, path = "/v1/cluster", operation_id = "cluster_view", tag = "cluster",
+    params(ViewParams),
+    responses((status = 200, description = "Members, roles, leader, term and each member's progress.", body = scarab_types::ClusterView)))]
 pub async fn view(
     State(state): State<AppState>,
     _principal: Principal,
@@ -32,6 +38,8 @@ pub async fn view(
 }
 
 /// What this node says about itself, also before it belongs to a cluster.
+#[utoipa::path(get, path = "/v1/cluster/self", operation_id = "self_info", tag = "cluster",
+    responses((status = 200, description = "This node's id and addresses, also before it belongs to a cluster.", body = scarab_types::SelfInfo)))]
 pub async fn self_info(State(state): State<AppState>) -> Json<SelfInfo> {
     let info = state.cluster.info();
     Json(SelfInfo {
@@ -50,6 +58,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// `POST /v1/cluster/join` (a starting node) and `POST /v1/cluster/members` (an operator):
 /// add a node as a learner, then promote it once it has caught up (unless `voter: false`).
+#[utoipa::path(post, path = "/v1/cluster/members", operation_id = "add_member", tag = "cluster",
+    request_body(content = scarab_types::JoinRequest, content_type = "application/json"),
+    responses((status = 200, description = "The membership after the change.", body = scarab_types::ClusterView)))]
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
@@ -72,6 +83,18 @@ pub async fn add(
     Ok(Json(view).into_response())
 }
 
+/// `POST /v1/cluster/join`: what a starting node calls; the same as `POST /v1/cluster/members`.
+#[utoipa::path(post, path = "/v1/cluster/join", operation_id = "join_cluster", tag = "cluster",
+    request_body(content = scarab_types::JoinRequest, content_type = "application/json"),
+    responses((status = 200, description = "The membership after the change.", body = scarab_types::ClusterView)))]
+pub async fn join(
+    state: State<AppState>,
+    principal: Principal,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    add(state, principal, body).await
+}
+
 /// A member id from the path: canonical decimal, at least 1.
 fn member_id(id: &str) -> Result<u64, ApiError> {
     super::strict::canonical_u64(id)
@@ -83,6 +106,9 @@ fn member_id(id: &str) -> Result<u64, ApiError> {
         })
 }
 
+#[utoipa::path(post, path = "/v1/cluster/members/{id}/promote", operation_id = "promote_member", tag = "cluster",
+    params(("id" = u64, Path, minimum = 1, description = "The learner's node id.")),
+    responses((status = 200, description = "The membership after the change.", body = scarab_types::ClusterView)))]
 pub async fn promote(
     State(state): State<AppState>,
     principal: Principal,
@@ -93,6 +119,9 @@ pub async fn promote(
     Ok(Json(state.cluster.promote(id).await?).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/cluster/members/{id}", operation_id = "remove_member", tag = "cluster",
+    params(("id" = u64, Path, minimum = 1, description = "The member's node id.")),
+    responses((status = 200, description = "The membership after the change.", body = scarab_types::ClusterView)))]
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -105,6 +134,8 @@ pub async fn remove(
 
 /// 200 when this node can serve linearizable requests right now (a leader is known and
 /// confirms its leadership, and this node has applied up to its read index), else 503.
+#[utoipa::path(get, path = "/v1/readyz", operation_id = "readyz", tag = "cluster",
+    responses((status = 200, description = "This node can serve linearizable requests now.", body = scarab_types::Ready)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.cluster.read_barrier().await {
         Ok(()) => (StatusCode::OK, Json(scarab_types::Ready { ready: true })).into_response(),

@@ -1,7 +1,8 @@
 //! `/v1/configs`: create, read, list, update and delete configs.
 
+use super::extract::{Path, Query};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
@@ -144,6 +145,25 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/configs/{key}",
+    operation_id = "put_config",
+    tag = "configs",
+    params(
+        KeyParam,
+        ("If-Match" = Option<String>, Header, description = "Write only if the key's current revision is this one (`\"42\"`); else 412 `precondition_failed`."),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only; 412 `precondition_failed` if the key exists."),
+        ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail."),
+    ),
+    request_body(content = scarab_types::PutConfig, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Updated: the new metadata.", body = scarab_types::ConfigMeta,
+            headers(("ETag" = String, description = "The new revision, quoted."))),
+        (status = 201, description = "Created: the new metadata.", body = scarab_types::ConfigMeta,
+            headers(("ETag" = String, description = "The new revision, quoted."))),
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     principal: Principal,
@@ -252,34 +272,77 @@ pub(super) fn value_text(value: &Value, limit: usize) -> Result<String, ApiError
     Ok(text)
 }
 
-#[derive(Deserialize, Default)]
-pub struct ReadParams {
+/// The key in the path: 1 to 256 bytes of segments separated by `/`, each of
+/// `A-Z a-z 0-9 . _ -` (not `.` or `..`), at most 32 segments; the last may not be `history`
+/// or `rollback`. Sent as it is (a `/` is not escaped).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the OpenAPI document
+pub struct KeyParam {
+    /// The config's key, such as `stores/orders`.
+    key: String,
+}
+
+/// `GET /v1/configs/{key}`.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// `linearizable` (default) or `stale` (this node's state, without asking the leader).
     #[serde(default)]
     consistency: Consistency,
     /// Read the value converted to this version of its schema.
     #[serde(default, deserialize_with = "super::strict::opt_u32")]
+    #[param(value_type = Option<u32>, minimum = 1)]
     schema_version: Option<u32>,
     /// Read the key as it was at this revision (time travel).
     #[serde(default, deserialize_with = "super::strict::opt_u64")]
+    #[param(value_type = Option<u64>)]
     revision: Option<u64>,
-    /// History paging: at most this many records, strictly before revision `before`.
+}
+
+/// `GET /v1/configs/{key}/history`.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// `linearizable` (default) or `stale`.
+    #[serde(default)]
+    consistency: Consistency,
+    /// At most this many records (1 to 1000, default 100).
     #[serde(default, deserialize_with = "super::strict::opt_usize")]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Only records strictly before this revision (`next_before` of the previous page).
     #[serde(default, deserialize_with = "super::strict::opt_u64")]
+    #[param(value_type = Option<u64>)]
     before: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/configs/{key}",
+    operation_id = "get_config",
+    tag = "configs",
+    params(KeyParam, GetParams),
+    responses(
+        (status = 200, description = "The config: its metadata and value.", body = scarab_types::ConfigEntry,
+            headers(("ETag" = String, description = "The config's revision, quoted."))),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(path): Path<String>,
-    Query(params): Query<ReadParams>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
+    // One wildcard route serves the key and its history (see `openapi.rs`).
+    let query = |uri: &axum::http::Uri| uri.query().unwrap_or_default().to_string();
     if let Some(key) = path.strip_suffix("/history") {
         checked_key(key)?;
         principal.require(Action::ConfigRead, key)?;
+        let params = super::extract::query(&query(&uri))?;
         return history(state, key, params).await;
     }
+    let params: GetParams = super::extract::query(&query(&uri))?;
     let key = path;
     checked_key(&key)?;
     principal.require(Action::ConfigRead, &key)?;
@@ -337,7 +400,17 @@ fn entry_at(state: &AppState, key: &str, revision: u64) -> Result<ConfigEntry, A
 }
 
 /// `GET /v1/configs/{key}/history`: every revision of the key, newest first, deletes included.
-async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/configs/{key}/history",
+    operation_id = "config_history",
+    tag = "configs",
+    params(KeyParam, HistoryParams),
+    responses(
+        (status = 200, description = "Every revision of the key kept by the retention, newest first, deletes included.", body = scarab_types::HistoryPage),
+    )
+)]
+async fn history(state: AppState, key: &str, params: HistoryParams) -> Result<Response, ApiError> {
     checked_key(key)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -389,6 +462,21 @@ async fn history(state: AppState, key: &str, params: ReadParams) -> Result<Respo
 }
 
 /// `POST /v1/configs/{key}/rollback`.
+#[utoipa::path(
+    post,
+    path = "/v1/configs/{key}/rollback",
+    operation_id = "rollback_config",
+    tag = "configs",
+    params(
+        KeyParam,
+        ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail."),
+    ),
+    request_body(content = scarab_types::RollbackRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The value of that revision written back as a new revision.", body = scarab_types::RolledBack),
+        (status = 201, description = "The key was deleted; the value of that revision created it again.", body = scarab_types::RolledBack),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     principal: Principal,
@@ -454,25 +542,42 @@ pub async fn post(
     Ok(written(state.propose(caller, put).await?, Some(revision)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only keys that start with this (text, not segments: `stores/o` matches `stores/orders`).
     #[serde(default)]
     prefix: String,
+    /// Only keys after this one (`next` of the previous page).
     after: Option<String>,
+    /// At most this many configs (1 to 1000, default 100).
     #[serde(default, deserialize_with = "super::strict::opt_usize")]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `linearizable` (default) or `stale`.
     #[serde(default)]
     consistency: Consistency,
     /// Only configs of this schema.
     schema: Option<String>,
     /// Values converted to this version of `schema` (which is then required).
     #[serde(default, deserialize_with = "super::strict::opt_u32")]
+    #[param(value_type = Option<u32>, minimum = 1)]
     schema_version: Option<u32>,
 }
 
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/configs",
+    operation_id = "list_configs",
+    tag = "configs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of configs in key order.", body = scarab_types::ConfigPage),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -558,6 +663,20 @@ pub async fn list(
     Ok(state.with_revision(resp))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/configs/{key}",
+    operation_id = "delete_config",
+    tag = "configs",
+    params(
+        KeyParam,
+        ("If-Match" = Option<String>, Header, description = "Delete only if the key's current revision is this one; else 412."),
+        ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail."),
+    ),
+    responses(
+        (status = 200, description = "Deleted.", body = scarab_types::Deleted),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,8 +1,9 @@
 //! `/v1/schemas/{name}/migrations`: start a storage migration (or a dry run) and follow it.
 
+use super::extract::{Path, Query};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
@@ -39,6 +40,14 @@ fn view(m: &MigrationRecord) -> scarab_types::Migration {
     }
 }
 
+#[utoipa::path(post, path = "/v1/schemas/{name}/migrations", operation_id = "start_migration", tag = "migrations",
+    params(("name" = String, Path, description = "The schema's name."),
+        ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = scarab_types::StartMigration, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A dry run's report (`dry_run: true`): nothing was changed.", body = scarab_types::DryRun),
+        (status = 202, description = "Started; follow it at `Location`.", body = scarab_types::Migration,
+            headers(("Location" = String, description = "The migration's URL.")))))]
 pub async fn start(
     State(state): State<AppState>,
     principal: Principal,
@@ -87,6 +96,9 @@ pub async fn start(
     Ok(resp)
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}/migrations", operation_id = "list_migrations", tag = "migrations",
+    params(("name" = String, Path, description = "The schema's name."), super::schemas::ReadParams),
+    responses((status = 200, description = "The schema's migrations, oldest first.", body = scarab_types::MigrationList)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -101,6 +113,9 @@ pub async fn list(
     Ok(state.with_revision(Json(scarab_types::MigrationList { migrations }).into_response()))
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}/migrations/{id}", operation_id = "get_migration", tag = "migrations",
+    params(("name" = String, Path, description = "The schema's name."), ("id" = u64, Path, description = "The migration's id."), super::schemas::ReadParams),
+    responses((status = 200, description = "The migration and its progress.", body = scarab_types::Migration)))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,

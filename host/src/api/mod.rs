@@ -12,8 +12,10 @@ mod backup;
 mod cluster;
 mod configs;
 pub mod error;
+mod extract;
 mod migrations;
 mod node;
+mod openapi;
 mod requests;
 mod schemas;
 mod strict;
@@ -29,7 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 
 pub use auth::bootstrap as auth_bootstrap;
 pub use error::ApiError;
@@ -58,92 +60,66 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/health", get(node::health))
-        .route("/v1/status", get(node::status))
-        .route("/v1/backup", get(backup::backup))
+    use utoipa_axum::routes;
+    let (routes, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(
+        <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+    )
+    .routes(routes!(node::health))
+    .routes(routes!(node::status))
+    .routes(routes!(backup::backup))
+    .routes(routes!(cluster::readyz))
+    .routes(routes!(cluster::view))
+    .routes(routes!(cluster::self_info))
+    .routes(routes!(cluster::join))
+    .routes(routes!(cluster::add))
+    .routes(routes!(cluster::promote))
+    .routes(routes!(cluster::remove))
+    .routes(routes!(auth::whoami))
+    .routes(routes!(auth::list_users))
+    .routes(routes!(auth::get_user, auth::put_user, auth::delete_user))
+    .routes(routes!(auth::grant_role))
+    .routes(routes!(auth::revoke_role))
+    .routes(routes!(auth::list_roles))
+    .routes(routes!(auth::get_role, auth::put_role, auth::delete_role))
+    .routes(routes!(auth::list_tokens, auth::create_token))
+    .routes(routes!(auth::revoke_token))
+    .routes(routes!(configs::list))
+    // One wildcard for a key, its history and its rollback: documented by
+    // `openapi::ConfigRoutes` as three paths.
+    .route(
+        "/v1/configs/{*key}",
+        get(configs::get)
+            .put(configs::put)
+            .delete(configs::delete)
+            .post(configs::post),
+    )
+    .routes(routes!(
+        node::get_history_retention,
+        node::set_history_retention
+    ))
+    .routes(routes!(txn::txn))
+    .routes(routes!(watch::watch))
+    .routes(routes!(audit::list))
+    .routes(routes!(schemas::list))
+    .routes(routes!(schemas::list_versions))
+    .routes(routes!(schemas::register, schemas::get, schemas::delete))
+    .routes(routes!(schemas::plugin))
+    .routes(routes!(schemas::validate))
+    .routes(routes!(schemas::compatibility))
+    .routes(routes!(migrations::list, migrations::start))
+    .routes(routes!(migrations::get))
+    .routes(routes!(schemas::get_policy, schemas::set_policy))
+    .split_for_parts();
+    let doc = openapi::finish(doc);
+    let doc = Bytes::from(doc.to_json().expect("the OpenAPI document serialises"));
+    routes
         .route("/metrics", get(node::metrics))
-        .route("/v1/readyz", get(cluster::readyz))
-        .route("/v1/cluster", get(cluster::view))
-        .route("/v1/cluster/self", get(cluster::self_info))
-        .route("/v1/cluster/join", post(cluster::add))
-        .route("/v1/cluster/members", post(cluster::add))
-        .route("/v1/cluster/members/{id}/promote", post(cluster::promote))
         .route(
-            "/v1/cluster/members/{id}",
-            axum::routing::delete(cluster::remove),
-        )
-        .route("/v1/auth/whoami", get(auth::whoami))
-        .route("/v1/auth/users", get(auth::list_users))
-        .route(
-            "/v1/auth/users/{name}",
-            get(auth::get_user)
-                .put(auth::put_user)
-                .delete(auth::delete_user),
-        )
-        .route("/v1/auth/users/{name}/roles", post(auth::grant_role))
-        .route(
-            "/v1/auth/users/{name}/roles/{role}",
-            axum::routing::delete(auth::revoke_role),
-        )
-        .route("/v1/auth/roles", get(auth::list_roles))
-        .route(
-            "/v1/auth/roles/{name}",
-            get(auth::get_role)
-                .put(auth::put_role)
-                .delete(auth::delete_role),
-        )
-        .route(
-            "/v1/auth/tokens",
-            get(auth::list_tokens).post(auth::create_token),
-        )
-        .route(
-            "/v1/auth/tokens/{id}",
-            axum::routing::delete(auth::revoke_token),
-        )
-        .route("/v1/configs", get(configs::list))
-        .route(
-            "/v1/configs/{*key}",
-            get(configs::get)
-                .put(configs::put)
-                .delete(configs::delete)
-                .post(configs::post),
-        )
-        .route(
-            "/v1/settings/history",
-            get(node::get_history_retention).put(node::set_history_retention),
-        )
-        .route("/v1/txn", post(txn::txn))
-        .route("/v1/watch", get(watch::watch))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/schemas", get(schemas::list))
-        .route("/v1/schemas/{name}", get(schemas::list_versions))
-        .route(
-            "/v1/schemas/{name}/versions/{version}",
-            put(schemas::register)
-                .get(schemas::get)
-                .delete(schemas::delete),
-        )
-        .route(
-            "/v1/schemas/{name}/versions/{version}/plugin",
-            get(schemas::plugin),
-        )
-        .route(
-            "/v1/schemas/{name}/versions/{version}/validate",
-            post(schemas::validate),
-        )
-        .route(
-            "/v1/schemas/{name}/versions/{version}/compatibility",
-            post(schemas::compatibility),
-        )
-        .route(
-            "/v1/schemas/{name}/migrations",
-            get(migrations::list).post(migrations::start),
-        )
-        .route("/v1/schemas/{name}/migrations/{id}", get(migrations::get))
-        .route(
-            "/v1/schemas/{name}/policy",
-            get(schemas::get_policy).put(schemas::set_policy),
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -16,6 +16,8 @@ use crate::plugins::PluginStats;
 use crate::store::{HistoryRetention, HistoryRetentionSet, SetHistoryRetention};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
+#[utoipa::path(get, path = "/v1/settings/history", operation_id = "get_history_retention", tag = "node",
+    responses((status = 200, description = "How many revisions of each key are kept, and for how long.", body = scarab_types::HistoryRetention)))]
 pub async fn get_history_retention(
     State(state): State<AppState>,
     _principal: Principal,
@@ -36,6 +38,10 @@ pub async fn get_history_retention(
 /// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S}` (N >= 1, S optional).
 /// Replicated: every node keeps the same history. `keep` applies to a key from its next write
 /// on; the age from the next change on (see `store/history.rs`).
+#[utoipa::path(put, path = "/v1/settings/history", operation_id = "set_history_retention", tag = "node",
+    params(("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = scarab_types::HistoryRetention, content_type = "application/json"),
+    responses((status = 200, description = "The retention set, and the revision of the change.", body = scarab_types::HistoryRetentionSet)))]
 pub async fn set_history_retention(
     State(state): State<AppState>,
     principal: Principal,
@@ -81,6 +87,8 @@ pub async fn set_history_retention(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/health", operation_id = "health", tag = "node",
+    responses((status = 200, description = "The process answers (liveness).", body = scarab_types::Health)))]
 pub async fn health() -> Json<scarab_types::Health> {
     Json(scarab_types::Health {
         status: "ok".to_string(),
@@ -107,6 +115,8 @@ fn plugin_stats_view(p: PluginStats) -> scarab_types::PluginStats {
     }
 }
 
+#[utoipa::path(get, path = "/v1/status", operation_id = "status", tag = "node",
+    responses((status = 200, description = "This node's Raft state, revision, counts and plugin statistics.", body = scarab_types::Status)))]
 pub async fn status(State(state): State<AppState>, _principal: Principal) -> Response {
     let m = state.raft.metrics().borrow().clone();
     let sm = state.store.applied();

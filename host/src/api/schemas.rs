@@ -1,8 +1,9 @@
 //! `/v1/schemas`: register, read and delete schema versions; validate without storing.
 
+use super::extract::{Path, Query};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scarab_types::ErrorCode;
@@ -153,6 +154,17 @@ fn policy_view(p: &SchemaPolicy) -> scarab_types::SchemaPolicy {
     }
 }
 
+/// A version upload as `multipart/form-data` (described for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the upload is read part by part (read_upload)
+struct UploadForm {
+    /// The JSON Schema (draft 2020-12) as JSON text.
+    schema: Value,
+    /// The plugin: a WebAssembly component implementing a released plugin world.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "application/wasm")]
+    plugin: Option<Vec<u8>>,
+}
+
 /// The parts of a version upload: the JSON Schema and the optional plugin.
 struct Upload {
     schema: Value,
@@ -275,13 +287,21 @@ async fn check_upload(
     .map_err(|e| ApiError::internal(format!("check task: {e}")))??)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RegisterParams {
     /// Register even if stored configs would not survive the upgrade.
     #[serde(default)]
     force: bool,
 }
 
+#[utoipa::path(put, path = "/v1/schemas/{name}/versions/{version}", operation_id = "register_schema_version", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1."), RegisterParams,
+        ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The same content was registered already: nothing changed.", body = scarab_types::Registered),
+        (status = 201, description = "Registered, with the compatibility report over the stored configs.", body = scarab_types::Registered)))]
 pub async fn register(
     State(state): State<AppState>,
     principal: Principal,
@@ -333,6 +353,10 @@ pub async fn register(
 
 /// `POST .../compatibility`: the report registering this upload would produce, without
 /// registering anything (a dry run).
+#[utoipa::path(post, path = "/v1/schemas/{name}/versions/{version}/compatibility", operation_id = "check_compatibility", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1.")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The report registering this upload would produce; nothing is registered.", body = scarab_types::CompatibilityCheck)))]
 pub async fn compatibility(
     State(state): State<AppState>,
     principal: Principal,
@@ -352,6 +376,9 @@ pub async fn compatibility(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}/policy", operation_id = "get_schema_policy", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name."), ReadParams),
+    responses((status = 200, description = "The schema's write policy.", body = scarab_types::PolicyView)))]
 pub async fn get_policy(
     State(state): State<AppState>,
     principal: Principal,
@@ -370,6 +397,10 @@ pub async fn get_policy(
     Ok(state.with_revision(Json(scarab_types::PolicyView { name, policy }).into_response()))
 }
 
+#[utoipa::path(put, path = "/v1/schemas/{name}/policy", operation_id = "set_schema_policy", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name."), ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = scarab_types::SchemaPolicy, content_type = "application/json"),
+    responses((status = 200, description = "The policy set, and the revision of the change.", body = scarab_types::PolicySet)))]
 pub async fn set_policy(
     State(state): State<AppState>,
     principal: Principal,
@@ -405,12 +436,17 @@ pub async fn set_policy(
     .into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// `linearizable` (default) or `stale`.
     #[serde(default)]
     pub consistency: Consistency,
 }
 
+#[utoipa::path(get, path = "/v1/schemas", operation_id = "list_schemas", tag = "schemas",
+    params(ReadParams),
+    responses((status = 200, description = "Every schema the principal may read, with its versions.", body = scarab_types::SchemaList)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -434,6 +470,9 @@ pub async fn list(
     Ok(state.with_revision(Json(scarab_types::SchemaList { schemas }).into_response()))
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}", operation_id = "list_schema_versions", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name."), ReadParams),
+    responses((status = 200, description = "The schema's versions (without their JSON Schemas).", body = scarab_types::SchemaVersions)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     principal: Principal,
@@ -461,6 +500,9 @@ fn record(state: &AppState, name: &str, version: &str) -> Result<SchemaRecord, A
     })
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}/versions/{version}", operation_id = "get_schema_version", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1."), ReadParams),
+    responses((status = 200, description = "The version with its JSON Schema.", body = scarab_types::SchemaVersion)))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -473,6 +515,10 @@ pub async fn get(
     Ok(state.with_revision(Json(version_view(&r, true)).into_response()))
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}/versions/{version}/plugin", operation_id = "get_plugin", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1."), ReadParams),
+    responses((status = 200, description = "The version's plugin, a WebAssembly component.", content_type = "application/wasm", body = Vec<u8>,
+        headers(("ETag" = String, description = "The plugin's digest, quoted.")))))]
 pub async fn plugin(
     State(state): State<AppState>,
     principal: Principal,
@@ -506,6 +552,9 @@ pub async fn plugin(
         .into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/schemas/{name}/versions/{version}", operation_id = "delete_schema_version", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1."), ("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    responses((status = 200, description = "The version deleted.", body = scarab_types::SchemaVersion)))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -522,12 +571,18 @@ pub async fn delete(
     Ok(Json(version_view(&record, false)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ValidateParams {
+    /// The key the document would be written under (a plugin may check it).
     #[serde(default)]
     key: String,
 }
 
+#[utoipa::path(post, path = "/v1/schemas/{name}/versions/{version}/validate", operation_id = "validate", tag = "schemas",
+    params(("name" = String, Path, description = "The schema's name: 1 to 128 of `A-Z a-z 0-9 . _ -`."), ("version" = u32, Path, minimum = 1, description = "The version, from 1."), ValidateParams),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The document to check (any JSON)."),
+    responses((status = 200, description = "Whether the document is valid, with every violation; nothing is written.", body = scarab_types::ValidateResult)))]
 pub async fn validate(
     State(state): State<AppState>,
     principal: Principal,

@@ -121,6 +121,10 @@ fn condition(state: &AppState, index: usize, c: ConditionBody) -> Result<Conditi
 }
 
 /// `POST /v1/txn`.
+#[utoipa::path(post, path = "/v1/txn", operation_id = "txn", tag = "configs",
+    params(("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = scarab_types::TxnRequest, content_type = "application/json"),
+    responses((status = 200, description = "Every operation applied, at one revision.", body = scarab_types::TxnResponse)))]
 pub async fn txn(
     State(state): State<AppState>,
     principal: Principal,

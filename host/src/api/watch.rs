@@ -16,7 +16,8 @@ use scarab_types::{
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use super::extract::Query;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -37,13 +38,16 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The shortest `progress` interval: below it, one idle watcher is a busy loop of events.
 const MIN_PROGRESS: Duration = Duration::from_millis(100);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WatchParams {
+    /// Only keys that start with this.
     #[serde(default)]
     prefix: String,
     /// The first revision to deliver (default: the next one).
     #[serde(default, deserialize_with = "super::strict::opt_u64")]
+    #[param(value_type = Option<u64>)]
     from_revision: Option<u64>,
     /// Long poll: answer once there is a change, or after this long (at most 5m) without.
     wait: Option<String>,
@@ -51,11 +55,13 @@ pub struct WatchParams {
     schema: Option<String>,
     /// Values converted to this version of `schema` (which is then required).
     #[serde(default, deserialize_with = "super::strict::opt_u32")]
+    #[param(value_type = Option<u32>, minimum = 1)]
     schema_version: Option<u32>,
     /// SSE: a progress event after this long without a change (default 10s).
     progress: Option<String>,
     /// Long poll: at most about this many changes per answer (default and max 1000).
     #[serde(default, deserialize_with = "super::strict::opt_usize")]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -70,6 +76,25 @@ fn duration(name: &str, text: &str, min: Duration, max: Duration) -> Result<Dura
         )));
     }
     Ok(d)
+}
+
+/// One Server-Sent Event of a watch stream (described for the OpenAPI document; the stream is
+/// written by [`sse`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// `change`, `progress` or `error`. A browser's `EventSource` delivers named events to
+    /// listeners of that name (`addEventListener("change", ...)`), not to `onmessage`.
+    #[schema(value_type = String, pattern = "^(change|progress|error)$")]
+    event: String,
+    /// The revision of the event (`change` and `progress`): what `Last-Event-ID` resumes
+    /// after.
+    #[schema(pattern = "^(0|[1-9][0-9]*)$")]
+    id: Option<String>,
+    /// The event as JSON: a `ChangeBatch` (`change`), a `WatchProgress` (`progress`) or a
+    /// `WatchError` (`error`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// One watcher's position and filters.
@@ -232,6 +257,14 @@ fn compacted(prefix: &str, revision: u64) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/v1/watch", operation_id = "watch", tag = "watch",
+    params(WatchParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "SSE: resume after this revision (EventSource sends it when it reconnects).")),
+    responses((status = 200, description = "With `wait`: a long poll's answer (JSON). Otherwise a stream of Server-Sent Events: `change` (data: a `ChangeBatch`, id: its revision), `progress` (data: a `WatchProgress`) and `error` (data: a `WatchError`).",
+        content(
+            (scarab_types::WatchPoll = "application/json"),
+            (SseEvent = "text/event-stream"),
+        ))))]
 pub async fn watch(
     State(state): State<AppState>,
     principal: Principal,

@@ -24,6 +24,11 @@ macro_rules! actions {
             /// Every action, in the order of the README's table.
             pub const ALL: &'static [Action] = &[$( Action::$variant, )*];
 
+            /// The documentation of each action of [`Action::ALL`], in its order (for the
+            /// OpenAPI description).
+            #[cfg(feature = "openapi")]
+            const DOCS: &'static [&'static str] = &[ $( concat!($( $doc, )*), )* ];
+
             pub fn as_str(&self) -> &'static str {
                 match self {
                     $( Action::$variant => $text, )*
@@ -109,6 +114,37 @@ impl<'de> Deserialize<'de> for Action {
     }
 }
 
+/// A string of every action of [`Action::ALL`], described with each action's resource and
+/// documentation.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Action {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut description = String::from(
+            "What a permission allows. Its resource is a key prefix (`\"\"`: every key), a schema \
+             name (`*`: every schema), or none (`\"\"`) for the global actions.\n",
+        );
+        for (action, doc) in Action::ALL.iter().zip(Action::DOCS) {
+            let resource = match action.scope() {
+                Scope::Prefix => "a key prefix",
+                Scope::Schema => "a schema name or `*`",
+                Scope::Global => "none",
+            };
+            description.push_str(&format!(
+                "\n- `{action}` (resource: {resource}): {}",
+                crate::openapi::unlink(doc.trim())
+            ));
+        }
+        crate::openapi::string_enum(&description, Action::ALL)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Action {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Action")
+    }
+}
+
 /// A permission or role that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -116,6 +152,7 @@ pub struct InvalidPermission(pub String);
 
 /// One action on one resource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Permission {
     pub action: Action,
@@ -225,16 +262,19 @@ pub const ADMIN_ROLE: &str = "admin";
 
 /// A role: a named list of permissions.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Role {
     pub name: String,
     pub permissions: Vec<Permission>,
     /// `admin` is built in: it cannot be changed or deleted.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub builtin: bool,
 }
 
 /// A principal: a name with roles. Tokens and client certificates authenticate as one.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub name: String,
     pub roles: Vec<String>,
@@ -244,19 +284,23 @@ pub struct User {
 
 /// A token's metadata (never its secret, which is shown once, when it is created).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub id: String,
     pub principal: String,
     pub created_at: String,
     pub created_by: String,
     /// `None`: never expires.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub description: Option<String>,
 }
 
 /// `PUT /v1/auth/users/{name}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutUser {
     #[serde(default)]
@@ -265,6 +309,7 @@ pub struct PutUser {
 
 /// `PUT /v1/auth/roles/{name}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutRole {
     pub permissions: Vec<Permission>,
@@ -273,26 +318,32 @@ pub struct PutRole {
 /// `POST /v1/auth/users/{name}/roles` and `.../roles/{role}` (DELETE): grant or revoke one
 /// role; `POST /v1/auth/roles/{name}/permissions`: grant one permission.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Grant<T> {
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub grant: T,
 }
 
 /// `POST /v1/auth/tokens`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The user the token authenticates as.
     pub principal: String,
     /// How long the token is valid (`30d`, `12h`); `None`: until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub ttl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub description: Option<String>,
 }
 
 /// The answer to `POST /v1/auth/tokens`: the secret, shown this once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     /// The bearer token: `Authorization: Bearer <token>`.
     pub token: String,
@@ -301,11 +352,13 @@ pub struct CreatedToken {
 
 /// `GET /v1/auth/whoami`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     pub principal: String,
     /// `token`, `certificate`, or `open` (authentication is off on this node).
     pub authenticated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub token_id: Option<String>,
     pub roles: Vec<String>,
     pub permissions: Vec<Permission>,

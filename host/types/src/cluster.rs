@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 /// `GET /v1/cluster` (and the answer to every membership change): the members, the leader,
 /// and a membership change under way.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterView {
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub leader: Option<u64>,
     pub term: u64,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_log_index: Option<u64>,
     pub members: Vec<MemberView>,
     /// The node that produced this view (the leader, when one is known).
@@ -17,13 +20,16 @@ pub struct ClusterView {
     /// The voter sets of the configuration in force: one, or two while a change is under way
     /// (joint consensus).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub voter_sets: Vec<BTreeSet<u64>>,
     /// The log index of that configuration.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub membership_index: Option<u64>,
     /// Whether that configuration is known to be committed. A change that stays uncommitted
     /// blocks every other change. (Absent from an older server: then `true`.)
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub membership_committed: bool,
 }
 
@@ -33,6 +39,7 @@ fn yes() -> bool {
 
 /// A member as the cluster view shows it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberView {
     pub node_id: u64,
     /// The client API's URL.
@@ -42,8 +49,10 @@ pub struct MemberView {
     pub role: MemberRole,
     pub leader: bool,
     /// The last log index the leader knows this member holds (leader's view).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub matched_index: Option<u64>,
     /// How many entries this member is behind the leader's last log.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub lag: Option<u64>,
 }
 
@@ -59,9 +68,18 @@ pub enum MemberRole {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    MemberRole as "MemberRole",
+    [Voter, Learner],
+    catch_all Unknown,
+    "A member's part in the consensus."
+);
+
 /// `GET /v1/cluster/self`: what a node says about itself, also before it belongs to a
 /// cluster.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfInfo {
     pub node_id: u64,
     pub api: String,
@@ -73,6 +91,7 @@ pub struct SelfInfo {
 /// The body of `POST /v1/cluster/members` (an operator adds a node) and
 /// `POST /v1/cluster/join` (a starting node asks to join).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JoinRequest {
     /// From 1.
     pub node_id: u64,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 /// `?consistency=` of reads.
 #[derive(Serialize, Deserialize, Default, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
     /// After a read index round with the leader: sees every acknowledged write (the default).
@@ -30,6 +31,7 @@ impl Consistency {
 /// response: a read, a write's answer, a list or history item, a watch change, a transaction
 /// result.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigMeta {
     pub key: String,
     pub schema: String,
@@ -47,9 +49,11 @@ pub struct ConfigMeta {
     /// The digest of the plugin that validated the value (`sha256:…`). Sent as `null` when
     /// the schema version has no plugin.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub plugin_digest: Option<String>,
     /// Set on a read at another version (`?schema_version=N`): the version it is stored at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub converted_from: Option<u32>,
 }
 
@@ -188,13 +192,44 @@ impl<T: Serialize> Serialize for Entry<T> {
     }
 }
 
+/// `ConfigEntry`: the fields of [`ConfigMeta`] and `value`, in one flat object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Entry<Value> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, any_value};
+        Flat::of::<ConfigMeta>(
+            "A config: its metadata (the fields of `ConfigMeta`) and its value, in one object \
+             (`GET /v1/configs/{key}`, list items).",
+        )
+        .property(
+            "value",
+            any_value("The document: any JSON value (numbers as written)."),
+            true,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Entry<Value> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ConfigEntry")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <ConfigMeta as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// The body of `PUT /v1/configs/{key}`: the value as a [`Value`] by default, or any type that
 /// serialises to the document (a service's own config struct, or a `&RawValue` encoded once).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutConfig<T = Value> {
     pub schema: String,
     pub schema_version: u32,
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub value: T,
 }
 
@@ -210,6 +245,7 @@ impl<T> PutConfig<T> {
 
 /// The answer to `DELETE /v1/configs/{key}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deleted {
     pub key: String,
     /// The revision of the delete (its tombstone).
@@ -220,9 +256,11 @@ pub struct Deleted {
 
 /// `GET /v1/configs?prefix=…`: a page of configs in key order.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigPage {
     pub items: Vec<ConfigEntry>,
     /// The cursor of the next page (`?after=`), or `None` on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next: Option<String>,
     /// The revision the page was read at (this node's applied revision).
     pub revision: u64,
@@ -265,18 +303,61 @@ impl Serialize for HistoryEntry {
     }
 }
 
+/// The fields of [`ConfigMeta`], `deleted` (only `true`, for a delete) and `value`, in one
+/// flat object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for HistoryEntry {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, any_value, described};
+        Flat::of::<ConfigMeta>(
+            "One revision of a key in its history: its metadata (the fields of `ConfigMeta`) \
+             and its value, in one object. A write has no `deleted` and its value; a delete has \
+             `deleted: true` and `value: null`.",
+        )
+        .property(
+            "deleted",
+            described(
+                <bool as utoipa::PartialSchema>::schema(),
+                "Sent (as `true`) only for a delete.",
+            ),
+            false,
+        )
+        .property(
+            "value",
+            any_value("The value written at this revision (any JSON value); `null` for a delete."),
+            true,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for HistoryEntry {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("HistoryEntry")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <ConfigMeta as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// `GET /v1/configs/{key}/history`: a page of a key's revisions, newest first.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     pub items: Vec<HistoryEntry>,
     /// The cursor of the next (older) page (`?before=`), or `None` on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next_before: Option<u64>,
     /// Revisions up to this one were dropped by the retention, if any were.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub compacted_through: Option<u64>,
 }
 
 /// The body of `POST /v1/configs/{key}/rollback`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The revision whose value comes back.
@@ -309,6 +390,38 @@ impl Serialize for RolledBack {
         self.meta.serialize_fields(&mut map)?;
         map.serialize_entry("rolled_back_to", &self.rolled_back_to)?;
         map.end()
+    }
+}
+
+/// The fields of [`ConfigMeta`] and `rolled_back_to`, in one flat object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RolledBack {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, described};
+        Flat::of::<ConfigMeta>(
+            "The answer to a rollback: the new revision's metadata (the fields of \
+             `ConfigMeta`) and the revision restored, in one object.",
+        )
+        .property(
+            "rolled_back_to",
+            described(
+                <u64 as utoipa::PartialSchema>::schema(),
+                "The revision whose value was restored.",
+            ),
+            true,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RolledBack {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("RolledBack")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <ConfigMeta as utoipa::ToSchema>::schemas(schemas);
     }
 }
 

@@ -39,6 +39,11 @@ macro_rules! error_codes {
             /// Every code the server may send, in the order of the README's table.
             pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
 
+            /// The documentation of each code of [`ErrorCode::ALL`], in its order (for the
+            /// OpenAPI description).
+            #[cfg(feature = "openapi")]
+            const DOCS: &'static [&'static str] = &[ $( concat!($( $doc, )*), )* ];
+
             /// The text on the wire (`"no_leader"`).
             pub fn as_str(&self) -> &str {
                 match self {
@@ -242,25 +247,64 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+/// A string of every code of [`ErrorCode::ALL`] (not [`ErrorCode::Other`]), described with
+/// each code's HTTP status and documentation; clients must accept other codes.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut description = String::from(
+            "What went wrong. The server answers each code with one HTTP status. A newer server \
+             may send a code not listed here: clients must accept it (and go by the HTTP \
+             status). Retry-safe codes say that nothing was applied and that the same request \
+             may succeed later or on another node.\n",
+        );
+        for (code, doc) in ErrorCode::ALL.iter().zip(ErrorCode::DOCS) {
+            let retry = if code.is_retry_safe() {
+                ", retry-safe"
+            } else {
+                ""
+            };
+            description.push_str(&format!(
+                "\n- `{}` ({}{retry}): {}",
+                code.as_str(),
+                code.http_status(),
+                crate::openapi::unlink(doc.trim())
+            ));
+        }
+        crate::openapi::string_enum(&description, ErrorCode::ALL)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ErrorCode")
+    }
+}
+
 /// The body of every error response: `{"error": {...}}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
     /// Every violation, for `validation_failed` (and `conversion_failed` when the converted
     /// document is not valid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub violations: Option<Vec<Violation>>,
     /// A structured report: the compatibility report ([`crate::CompatReport`]) of
     /// `incompatible_schema_version`, or the [`ConditionFailedReport`] of
     /// `condition_failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub report: Option<Value>,
 }
 
@@ -292,8 +336,18 @@ pub enum ViolationSource {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    ViolationSource as "ViolationSource",
+    [Schema, Plugin],
+    catch_all Unknown,
+    "Where a violation was found: `schema` (the JSON Schema) or `plugin` (the schema \
+     version's plugin)."
+);
+
 /// One reason a document is not valid.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Violation {
     /// JSON Pointer into the document (in a transaction, into the request:
     /// `/ops/0/value/timeout_ms`).
@@ -302,12 +356,14 @@ pub struct Violation {
     /// The JSON Schema keyword, or the plugin's own code. Sent as `null` when absent.
     /// [`VIOLATIONS_LEFT_OUT`] on the entry that ends a list that was cut.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub code: Option<String>,
     pub source: ViolationSource,
     /// For a JSON Schema violation: the JSON Pointer of the keyword that failed, along the
     /// path evaluation took (through `$ref`s: `/properties/a/$ref/maxContains`), as the
     /// specification's `keywordLocation`. Absent for plugin violations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub schema_path: Option<String>,
 }
 
@@ -318,17 +374,20 @@ pub const VIOLATIONS_LEFT_OUT: &str = "violations_left_out";
 /// The `report` of a `condition_failed` error: the transaction's conditions that did not
 /// hold.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConditionFailedReport {
     pub failed: Vec<FailedCondition>,
 }
 
 /// A transaction condition that did not hold.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailedCondition {
     /// Its position in the request's `conditions`.
     pub index: u64,
     pub key: String,
     /// The key's revision when the transaction was applied (`None`: absent).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub current_revision: Option<u64>,
 }
 

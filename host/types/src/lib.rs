@@ -201,3 +201,6 @@ mod readme {
         );
     }
 }
+
+#[cfg(feature = "openapi")]
+mod openapi;

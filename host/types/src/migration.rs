@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `POST /v1/schemas/{name}/migrations`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartMigration {
     pub target_version: u32,
@@ -25,8 +26,18 @@ pub enum MigrationStatus {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    MigrationStatus as "MigrationStatus",
+    [Running, Done],
+    catch_all Unknown,
+    "Whether a migration is still converting (`done`: nothing is left to convert but the \
+     failed keys)."
+);
+
 /// A storage migration and its progress (the server's migration `View`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Migration {
     pub id: u64,
     pub schema: String,
@@ -45,11 +56,13 @@ pub struct Migration {
     pub started_by: String,
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub finished_at: Option<String>,
 }
 
 /// A config a migration could not convert.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationFailure {
     pub key: String,
     /// The revision that failed: the key is tried again once it changes.
@@ -59,12 +72,14 @@ pub struct MigrationFailure {
 
 /// `GET /v1/schemas/{name}/migrations`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationList {
     pub migrations: Vec<Migration>,
 }
 
 /// What a dry run found (the answer to a start with `dry_run: true`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DryRun {
     pub name: String,
     pub target_version: u32,

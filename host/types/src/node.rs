@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /v1/health`: `{"status": "ok"}` while the process serves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
 }
@@ -11,6 +12,7 @@ pub struct Health {
 /// `GET /v1/readyz`: 200 `{"ready": true}` when the node can serve linearizable requests
 /// right now (else 503 `not_ready`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ready {
     pub ready: bool,
 }
@@ -30,18 +32,32 @@ pub enum Role {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    Role as "NodeRole",
+    [Leader, Follower, Candidate, Learner, Shutdown],
+    catch_all Unknown,
+    "A node's Raft role."
+);
+
 /// `GET /v1/status`: this node's Raft and store figures.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub node_id: u64,
     pub role: Role,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub leader: Option<u64>,
     pub term: u64,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_log_index: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_applied_index: Option<u64>,
     /// Index of the last log entry covered by this node's current snapshot.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub snapshot_index: Option<u64>,
     /// Entries up to this index have been purged from this node's log.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub purged_index: Option<u64>,
     /// This node's applied revision.
     pub revision: u64,
@@ -54,6 +70,7 @@ pub struct Status {
 
 /// The plugin host's figures on one node.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginStats {
     /// Plugins compiled and held in memory.
     pub loaded: u64,
@@ -70,20 +87,24 @@ pub struct PluginStats {
 
 /// How much history is kept: `GET /v1/settings/history`, and the body of `PUT`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HistoryRetention {
     /// Revisions kept per key, the current one included (at least 1; default 100).
     pub keep: u32,
     /// Records older than this are dropped too (a key's live value never is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_age_seconds: Option<u64>,
 }
 
 /// The answer to `PUT /v1/settings/history`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryRetentionSet {
     pub keep: u32,
     /// Sent as `null` without a maximum age.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub max_age_seconds: Option<u64>,
     /// The revision of the change.
     pub revision: u64,

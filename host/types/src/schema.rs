@@ -10,11 +10,13 @@ use crate::error::Violation;
 
 /// A registered schema version (the server's `VersionView`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaVersion {
     pub name: String,
     pub version: u32,
     /// `sha256:…` of the plugin, `null` without one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub plugin_digest: Option<String>,
     /// The revision of the registration.
     pub revision: u64,
@@ -22,6 +24,7 @@ pub struct SchemaVersion {
     pub registered_by: String,
     /// What the plugin declared it implements (absent without a plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub plugin_contract: Option<PluginContract>,
     /// The registered schema versions its `$ref`s resolved to, fixed at registration
     /// (absent when it refers to none).
@@ -29,6 +32,7 @@ pub struct SchemaVersion {
     pub references: Vec<SchemaReference>,
     /// The JSON Schema: only in `GET /v1/schemas/{name}/versions/{version}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub schema: Option<Value>,
 }
 
@@ -36,6 +40,7 @@ pub struct SchemaVersion {
 /// `scarab:schemas/common/versions/1`, or the `$id` the target was registered with) and the
 /// registered version it resolved to.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaReference {
     pub uri: String,
     pub name: String,
@@ -110,19 +115,56 @@ impl Serialize for Registered {
     }
 }
 
+/// The fields of [`SchemaVersion`] and `compatibility`, in one flat object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Registered {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, described, reference};
+        Flat::of::<SchemaVersion>(
+            "The answer to `PUT /v1/schemas/{name}/versions/{version}` (201 created, 200 when \
+             the identical content was registered already): the version (the fields of \
+             `SchemaVersion`) and its compatibility report, in one object.",
+        )
+        .property(
+            "compatibility",
+            described(
+                reference::<CompatReport>().into(),
+                "What registering the version does to the configs stored at the previous one.",
+            ),
+            true,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Registered {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Registered")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <SchemaVersion as utoipa::ToSchema>::schemas(schemas);
+        crate::openapi::collect::<CompatReport>(schemas);
+    }
+}
+
 /// What a registered plugin implements, as it declared it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginContract {
     /// The WIT package version it was built against (`0.1.0`, `0.2.0`).
     pub wit: String,
     /// Its migrator, if it has one (`null` without).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub migration: Option<MigrationSpec>,
 }
 
 /// A migrator's declaration: it upgrades from `from_version` (the previous version), and
 /// downgrades back if `downgrade`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationSpec {
     pub from_version: u32,
     pub downgrade: bool,
@@ -130,10 +172,12 @@ pub struct MigrationSpec {
 
 /// What registering a version does to the configs stored at the previous one.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompatReport {
     pub name: String,
     pub version: u32,
     /// The version whose configs were checked (`None`: nothing to check).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub from_version: Option<u32>,
     pub checked: u64,
     pub compatible: bool,
@@ -155,8 +199,17 @@ pub enum CompatStep {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    CompatStep as "CompatStep",
+    [Upgrade, Validate, RoundTrip],
+    catch_all Unknown,
+    "Which step of the compatibility check failed."
+);
+
 /// A stored config that would not survive the new version.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompatFailure {
     pub key: String,
     pub revision: u64,
@@ -170,20 +223,24 @@ pub struct CompatFailure {
 /// The answer to `POST /v1/schemas/{name}/versions/{version}/compatibility` (a dry run of a
 /// registration).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompatibilityCheck {
     /// `null` without a plugin.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub plugin_contract: Option<PluginContract>,
     pub compatibility: CompatReport,
 }
 
 /// `GET /v1/schemas`: every schema name and its versions.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaList {
     pub schemas: Vec<SchemaSummary>,
 }
 
 /// A schema name and its registered versions, ascending (the server's `NameSummary`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaSummary {
     pub name: String,
     pub versions: Vec<u32>,
@@ -191,6 +248,7 @@ pub struct SchemaSummary {
 
 /// `GET /v1/schemas/{name}`: every version's registration (without the JSON Schemas).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaVersions {
     pub name: String,
     pub versions: Vec<SchemaVersion>,
@@ -198,15 +256,18 @@ pub struct SchemaVersions {
 
 /// The answer to `POST /v1/schemas/{name}/versions/{version}/validate`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidateResult {
     pub valid: bool,
     pub violations: Vec<Violation>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub plugin_digest: Option<String>,
 }
 
 /// Per-schema rules: the body of `PUT /v1/schemas/{name}/policy`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SchemaPolicy {
     /// Which versions a config may be written at.
@@ -215,6 +276,7 @@ pub struct SchemaPolicy {
 
 /// Which versions of a schema accept writes.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WritePolicy {
     /// Any registered version (the default).
@@ -226,6 +288,7 @@ pub enum WritePolicy {
 
 /// `GET /v1/schemas/{name}/policy`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyView {
     pub name: String,
     pub policy: SchemaPolicy,
@@ -233,6 +296,7 @@ pub struct PolicyView {
 
 /// The answer to `PUT /v1/schemas/{name}/policy`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicySet {
     pub name: String,
     pub policy: SchemaPolicy,

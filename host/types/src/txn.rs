@@ -11,6 +11,7 @@ use crate::config::{ConfigMeta, required, take};
 
 /// The body of `POST /v1/txn`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TxnRequest {
     #[serde(default)]
@@ -39,20 +40,25 @@ impl TxnRequest {
 /// A condition on a key, checked when the transaction is applied: give exactly one of
 /// `revision`, `exists`, or `pointer` with `equals` (the constructors do).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub key: String,
     /// The key's revision is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub revision: Option<u64>,
     /// The key exists (or does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub exists: Option<bool>,
     /// A JSON pointer into the key's value (`""` or starting with `/`)…
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub pointer: Option<String>,
     /// …whose value equals this (numbers compared by value: `1` equals `1.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub equals: Option<Value>,
 }
 
@@ -95,6 +101,7 @@ impl Condition {
 
 /// What an operation does.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TxnOpKind {
     Put,
@@ -104,15 +111,19 @@ pub enum TxnOpKind {
 /// An operation: `{"op": "put", "key", "schema", "schema_version", "value"}` or
 /// `{"op": "delete", "key"}` (the constructors make either).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TxnOp {
     pub op: TxnOpKind,
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub schema: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub schema_version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub value: Option<Value>,
 }
 
@@ -147,6 +158,7 @@ impl TxnOp {
 
 /// The answer to a transaction.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxnResponse {
     /// The one revision of every change.
     pub revision: u64,
@@ -180,6 +192,36 @@ impl Serialize for TxnResult {
         self.meta.serialize_fields(&mut map)?;
         map.serialize_entry("op", &self.op)?;
         map.end()
+    }
+}
+
+/// The fields of [`ConfigMeta`] and `op`, in one flat object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TxnResult {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, described, reference};
+        Flat::of::<ConfigMeta>(
+            "The outcome of one operation: the key's metadata after it (the fields of \
+             `ConfigMeta`) and the operation, in one object.",
+        )
+        .property(
+            "op",
+            described(reference::<TxnOpKind>().into(), "The operation."),
+            true,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TxnResult {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("TxnResult")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <ConfigMeta as utoipa::ToSchema>::schemas(schemas);
+        crate::openapi::collect::<TxnOpKind>(schemas);
     }
 }
 

@@ -37,6 +37,14 @@ pub enum ChangeKind {
     Unknown,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::open_enum_schema!(
+    ChangeKind as "ChangeKind",
+    [Put, Delete],
+    catch_all Unknown,
+    "What happened to a key."
+);
+
 /// One key's change: its metadata after the change, and its value (`null` for a delete, or
 /// when a conversion asked for with `schema_version` failed: then `error` says why).
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -78,9 +86,62 @@ impl Serialize for Change {
     }
 }
 
+/// The fields of [`ConfigMeta`], `type`, `value` and `error` (only when set), in one flat
+/// object.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Change {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::{Flat, any_value, described, reference};
+        Flat::of::<ConfigMeta>(
+            "One key's change: its metadata after the change (the fields of `ConfigMeta`), \
+             what happened, and its value, in one object. The value is `null` for a delete, or \
+             when a conversion asked for with `schema_version` failed: then `error` says why.",
+        )
+        .property(
+            "type",
+            described(
+                reference::<ChangeKind>().into(),
+                "What happened to the key.",
+            ),
+            true,
+        )
+        .property(
+            "value",
+            any_value(
+                "The value after the change (any JSON value); `null` for a delete or a failed \
+                 conversion.",
+            ),
+            true,
+        )
+        .property(
+            "error",
+            described(
+                reference::<WatchError>().into(),
+                "Why the value could not be converted (sent only then).",
+            ),
+            false,
+        )
+        .build()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Change {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Change")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        <ConfigMeta as utoipa::ToSchema>::schemas(schemas);
+        crate::openapi::collect::<ChangeKind>(schemas);
+        crate::openapi::collect::<WatchError>(schemas);
+    }
+}
+
 /// `{"code", "message"}`: why a change's value could not be converted, or why a stream
 /// ended.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchError {
     pub code: ErrorCode,
     pub message: String,
@@ -88,6 +149,7 @@ pub struct WatchError {
 
 /// Every change of one revision (a transaction's changes come together), in key order.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeBatch {
     pub revision: u64,
     pub events: Vec<Change>,
@@ -95,12 +157,14 @@ pub struct ChangeBatch {
 
 /// Everything up to `revision` was delivered (or did not match the watch).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchProgress {
     pub revision: u64,
 }
 
 /// The answer to a long poll (`GET /v1/watch?wait=30s`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchPoll {
     pub changes: Vec<ChangeBatch>,
     /// Everything through this revision was delivered (or did not match).
@@ -116,6 +180,35 @@ pub enum WatchEvent {
     Change(ChangeBatch),
     /// Nothing happened up to this revision.
     Progress(WatchProgress),
+}
+
+/// The `data:` of a watch's SSE message: either of [`ChangeBatch`] (`event: change`) and
+/// [`WatchProgress`] (`event: progress`). `anyOf`, not `oneOf`: a change batch has a
+/// `revision` too, so it matches both.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for WatchEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::reference;
+        crate::openapi::any_of(
+            "The `data:` of an SSE message of a watch, by its `event:`: `change`, a \
+             `ChangeBatch` (`id:` is its revision); `progress`, a `WatchProgress` (`id:` is \
+             its revision). The message that ends a stream is `event: error` with a \
+             `WatchError` (no `id:`).",
+            [reference::<ChangeBatch>(), reference::<WatchProgress>()],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for WatchEvent {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WatchEvent")
+    }
+
+    fn schemas(schemas: &mut crate::openapi::Schemas) {
+        crate::openapi::collect::<ChangeBatch>(schemas);
+        crate::openapi::collect::<WatchProgress>(schemas);
+    }
 }
 
 impl WatchEvent {
