@@ -220,8 +220,12 @@ async fn schemathesis_finds_no_failure_against_a_dev_node() -> Result<()> {
         .await?;
     assert_eq!(put.status(), 201, "{}", put.text().await?);
 
+    // The issue's checks (no 5xx, every answer as documented) and three of HTTP's rules: a
+    // request the document says is invalid is refused, and an undocumented method is 405
+    // with an `Allow` listing the documented ones.
     let checks = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                  response_headers_conformance,response_schema_conformance";
+                  response_headers_conformance,response_schema_conformance,\
+                  negative_data_rejection,unsupported_method,allow_header_conformance";
     // A watch answers a case after its first event, which may be a progress event seconds
     // away: it gets fewer cases than the rest.
     for (filter, examples) in [("--exclude-path", "25"), ("--include-path", "5")] {
@@ -278,6 +282,9 @@ async fn query_and_path_rejections_are_json_errors() -> Result<()> {
         "/v1/watch?from_revision=abc&wait=1s",
         "/v1/audit?unknown=1",
         "/v1/schemas/store/versions/1?consistency=sometimes",
+        // Found by schemathesis: a stream took (and a long poll clamped) any limit.
+        "/v1/watch?limit=0",
+        "/v1/watch?limit=1001&wait=1s",
     ] {
         let resp = http_client().get(node.url(path)).send().await?;
         assert_eq!(resp.status(), 400, "{path}");
@@ -289,5 +296,40 @@ async fn query_and_path_rejections_are_json_errors() -> Result<()> {
         let body: Value = resp.json().await?;
         assert_eq!(body["error"]["code"], "malformed_request", "{path}: {body}");
     }
+    Ok(())
+}
+
+/// The config wildcard serves three resources; each answers a method it does not take with
+/// 405 and its own `Allow`.
+#[tokio::test]
+async fn a_config_sub_resource_says_which_methods_it_takes() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    for (method, path, allow) in [
+        ("PUT", "/v1/configs/a/rollback", "POST"),
+        ("GET", "/v1/configs/a/rollback", "POST"),
+        ("DELETE", "/v1/configs/a/history", "GET,HEAD"),
+        ("POST", "/v1/configs/a/history", "GET,HEAD"),
+        ("POST", "/v1/configs/a", "GET,HEAD,PUT,DELETE"),
+        ("OPTIONS", "/v1/configs/a", "GET,HEAD,PUT,DELETE"),
+        ("PATCH", "/v1/configs/a/rollback", "POST"),
+    ] {
+        let resp = http_client()
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes())?,
+                node.url(path),
+            )
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        let body: Value = resp.json().await?;
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
+    // `history` alone is a key like any other.
+    let resp = http_client()
+        .get(node.url("/v1/configs/history"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404);
     Ok(())
 }

@@ -28,6 +28,53 @@ pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
     scarab_types::validate_key(key).map_err(|e| ApiError::new(ErrorCode::InvalidKey, e.to_string()))
 }
 
+/// What a path under the config wildcard names (see `openapi.rs`): a key, its history or
+/// its rollback, with the methods each takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resource {
+    Key,
+    History,
+    Rollback,
+}
+
+impl Resource {
+    pub(super) fn of(path: &str) -> Resource {
+        // `history` alone is a key; `a/history` is a's history.
+        match path.rsplit_once('/') {
+            Some((key, "history")) if !key.is_empty() => Resource::History,
+            Some((key, "rollback")) if !key.is_empty() => Resource::Rollback,
+            _ => Resource::Key,
+        }
+    }
+
+    /// The `Allow` header of a 405 for this resource.
+    pub(super) fn allow(self) -> &'static str {
+        match self {
+            Resource::Key => "GET,HEAD,PUT,DELETE",
+            Resource::History => "GET,HEAD",
+            Resource::Rollback => "POST",
+        }
+    }
+}
+
+/// 405 for a method `path`'s resource does not take, with the methods it does.
+pub(super) fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("this route does not take that method; it takes {allow}"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+/// `Some(405)` unless `path` names a resource of `kind`.
+fn unless(path: &str, kind: Resource) -> Option<Response> {
+    let actual = Resource::of(path);
+    (actual != kind).then(|| method_not_allowed(actual.allow()))
+}
+
 /// The metadata as the API shows it.
 pub(super) fn meta_view(m: &ConfigMeta) -> scarab_types::ConfigMeta {
     scarab_types::ConfigMeta {
@@ -171,6 +218,9 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = unless(&key, Resource::Key) {
+        return Ok(refused);
+    }
     checked_key(&key)?;
     principal.require(Action::ConfigWrite, &key)?;
     require_json(&headers)?;
@@ -335,6 +385,9 @@ pub async fn get(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     // One wildcard route serves the key and its history (see `openapi.rs`).
+    if let Some(refused) = unless(&path, Resource::Key).and(unless(&path, Resource::History)) {
+        return Ok(refused);
+    }
     let query = |uri: &axum::http::Uri| uri.query().unwrap_or_default().to_string();
     if let Some(key) = path.strip_suffix("/history") {
         checked_key(key)?;
@@ -484,11 +537,10 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(key) = path.strip_suffix("/rollback") else {
-        return Err(ApiError::not_found(
-            "no such route: POST is only for /v1/configs/<key>/rollback",
-        ));
-    };
+    if let Some(refused) = unless(&path, Resource::Rollback) {
+        return Ok(refused);
+    }
+    let key = path.strip_suffix("/rollback").unwrap_or(&path);
     checked_key(key)?;
     // A rollback reads the old revision and writes it back.
     principal.require(Action::ConfigRead, key)?;
@@ -683,6 +735,9 @@ pub async fn delete(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = unless(&key, Resource::Key) {
+        return Ok(refused);
+    }
     checked_key(&key)?;
     principal.require(Action::ConfigDelete, &key)?;
     let caller = caller(&principal, &headers)?;

@@ -30,7 +30,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use auth::bootstrap as auth_bootstrap;
@@ -122,11 +122,17 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "this route does not take that method",
-            )
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            // The config wildcard takes the union of its resources' methods; each resource
+            // says its own (axum's `Allow` would list them all).
+            match uri.path().strip_prefix("/v1/configs/") {
+                Some(path) => configs::method_not_allowed(configs::Resource::of(path).allow()),
+                None => ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    "this route does not take that method",
+                )
+                .into_response(),
+            }
         })
         // Handlers read bodies themselves, with their own limits, to answer 413 as JSON.
         .layer(DefaultBodyLimit::disable())

@@ -293,6 +293,13 @@ pub async fn watch(
                 })?,
         ),
     };
+    // Checked whatever the mode, as every route checks its `limit` (a stream ignores it).
+    let limit = params.limit.unwrap_or(MAX_BATCH);
+    if limit == 0 || limit > MAX_BATCH {
+        return Err(ApiError::malformed(format!(
+            "limit must be between 1 and {MAX_BATCH}"
+        )));
+    }
     let cursor = match (params.from_revision, last_event_id) {
         (_, Some(seen)) => seen + 1,
         (Some(from), None) => from.max(1),
@@ -318,7 +325,6 @@ pub async fn watch(
     match params.wait {
         Some(wait) => {
             let wait = duration("wait", &wait, Duration::ZERO, MAX_WAIT)?;
-            let limit = params.limit.unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH);
             long_poll(watcher, wait, limit).await
         }
         None => {
