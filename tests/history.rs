@@ -274,10 +274,25 @@ async fn a_rollback_to_a_value_that_no_longer_validates_is_refused_with_its_viol
 #[tokio::test]
 async fn keys_ending_in_a_sub_resource_name_are_refused() -> Result<()> {
     let node = note_node().await?;
+    // The path names the key's history or rollback, which take no PUT: 405, saying why.
     for key in ["h/history", "h/rollback"] {
         let reply = node.put_config(key, "note", 1, &json!({})).await?;
-        assert_status(&reply, 400);
-        ensure!(reply.error_code() == Some("invalid_key"), "{reply}");
+        assert_status(&reply, 405);
+        ensure!(reply.error_code() == Some("method_not_allowed"), "{reply}");
+        ensure!(
+            reply.text().contains("cannot be `history` or `rollback`"),
+            "{reply}"
+        );
     }
+    // In a transaction, where no path is involved, the key itself is refused.
+    let txn = node
+        .post_json(
+            "/v1/txn",
+            &json!({"ops": [{"op": "put", "key": "h/history", "schema": "note",
+                             "schema_version": 1, "value": {}}]}),
+        )
+        .await?;
+    assert_status(&txn, 400);
+    ensure!(txn.error_code() == Some("invalid_key"), "{txn}");
     Ok(())
 }

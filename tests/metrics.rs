@@ -50,6 +50,8 @@ async fn metrics_count_requests_raft_plugins_and_refusals_with_bounded_labels() 
     for (series, at_least) in [
         ("scarab_raft_is_leader", 1.0),
         ("scarab_raft_term", 1.0),
+        // 20 puts and a registration, each its own entry (besides the first ones).
+        ("scarab_raft_commit_index", 21.0),
         ("scarab_revision", 21.0),
         ("scarab_configs", 20.0),
         ("scarab_schema_versions", 1.0),

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub snapshot_build_seconds: Histogram,
     pub snapshot_installs: Counter,
     pub snapshot_install_seconds: Histogram,
+    pub snapshot_install_bytes: Counter,
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     pub plugin_duration: Family<SchemaLabels, Histogram>,
     pub plugin_instantiations: Counter,
@@ -83,6 +84,7 @@ pub struct Metrics {
     pub raft_is_leader: Gauge,
     pub raft_last_log_index: Gauge,
     pub raft_applied_index: Gauge,
+    pub raft_commit_index: Gauge,
     pub raft_snapshot_index: Gauge,
     pub revision: Gauge,
     pub configs: Gauge,
@@ -119,6 +121,7 @@ impl Metrics {
             snapshot_build_seconds: seconds(),
             snapshot_installs: Counter::default(),
             snapshot_install_seconds: seconds(),
+            snapshot_install_bytes: Counter::default(),
             plugin_calls: Family::default(),
             plugin_duration,
             plugin_instantiations: Counter::default(),
@@ -128,6 +131,7 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             raft_last_log_index: Gauge::default(),
             raft_applied_index: Gauge::default(),
+            raft_commit_index: Gauge::default(),
             raft_snapshot_index: Gauge::default(),
             revision: Gauge::default(),
             configs: Gauge::default(),
@@ -198,6 +202,11 @@ impl Metrics {
             m.snapshot_install_seconds.clone(),
         );
         r.register(
+            "snapshot_install_bytes",
+            "Bytes of snapshots installed from the leader",
+            m.snapshot_install_bytes.clone(),
+        );
+        r.register(
             "plugin_calls",
             "Plugin calls by schema, version and outcome (ok, timeout, trap, memory, refused, malformed, instantiate)",
             m.plugin_calls.clone(),
@@ -238,6 +247,11 @@ impl Metrics {
                 "raft_applied_index",
                 "Index of the last applied entry",
                 &m.raft_applied_index,
+            ),
+            (
+                "raft_commit_index",
+                "Index of the last entry this node knows is committed",
+                &m.raft_commit_index,
             ),
             (
                 "raft_snapshot_index",

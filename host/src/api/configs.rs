@@ -72,7 +72,22 @@ pub(super) fn method_not_allowed(allow: &'static str) -> Response {
 /// `Some(405)` unless `path` names a resource of `kind`.
 fn unless(path: &str, kind: Resource) -> Option<Response> {
     let actual = Resource::of(path);
-    (actual != kind).then(|| method_not_allowed(actual.allow()))
+    (actual != kind).then(|| {
+        let mut resp = method_not_allowed(actual.allow());
+        if actual != Resource::Key {
+            // Most likely a write to a key named like a sub-resource: say so.
+            let allow = actual.allow();
+            let body = ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!(
+                    "{path} is a sub-resource that takes {allow} only: a key's last segment cannot be `history` or `rollback`"
+                ),
+            )
+            .into_response();
+            *resp.body_mut() = body.into_body();
+        }
+        resp
+    })
 }
 
 /// The metadata as the API shows it.

@@ -304,9 +304,74 @@ pub fn finish(mut doc: Document) -> Document {
         .flatten()
         {
             add_errors(path, op);
+            add_headers(op);
         }
     }
     doc
+}
+
+/// The operations that record who and why in the audit trail (they read
+/// `X-Scarab-Actor` and `X-Scarab-Reason`, see `api::caller`).
+const AUDITED: &[&str] = &[
+    "put_config",
+    "delete_config",
+    "rollback_config",
+    "txn",
+    "set_history_retention",
+    "register_schema_version",
+    "delete_schema_version",
+    "set_schema_policy",
+    "start_migration",
+    "put_user",
+    "delete_user",
+    "grant_role",
+    "revoke_role",
+    "put_role",
+    "delete_role",
+    "create_token",
+    "revoke_token",
+];
+
+/// Adds the headers every request may carry (`X-Request-Id`) and those of audited changes.
+fn add_headers(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let id = op.operation_id.clone().unwrap_or_default();
+    let mut headers = vec![(
+        "X-Request-Id",
+        "An id for this request, echoed in the response and in every log line of the request: \
+         1 to 128 visible ASCII characters, else (or when absent) a generated one.",
+    )];
+    if AUDITED.contains(&id.as_str()) {
+        headers.push((
+            "X-Scarab-Reason",
+            "Why, kept in the audit trail (at most 1024 characters).",
+        ));
+        headers.push((
+            "X-Scarab-Actor",
+            "Act on behalf of this user (needs `auth:impersonate`; with authentication off, \
+             the actor recorded).",
+        ));
+    }
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    for (name, description) in headers {
+        let named = |p: &utoipa::openapi::RefOr<utoipa::openapi::path::Parameter>| matches!(p, utoipa::openapi::RefOr::T(p) if p.name == name);
+        if params.iter().any(named) {
+            continue;
+        }
+        params.push(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(description))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String),
+                ))
+                .build()
+                .into(),
+        );
+    }
 }
 
 fn add_errors(path: &str, op: &mut Operation) {

@@ -435,6 +435,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // batch. It is a hint that lets a restarted node re-apply without waiting for a
         // leader, so losing the latest one in a crash costs nothing but that wait.
         *self.committed.lock().expect("committed") = Some(committed);
+        if let Some(c) = committed {
+            crate::metrics::get().raft_commit_index.set(c.index as i64);
+        }
         Ok(())
     }
 

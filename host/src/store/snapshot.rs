@@ -423,7 +423,7 @@ impl StateStore {
         received.seek(SeekFrom::Start(0))?;
         let tmp = self.snapshot_dir.join(format!("{stem}.tmp"));
         let mut copy = File::create(&tmp)?;
-        std::io::copy(&mut received, &mut copy)?;
+        let bytes = std::io::copy(&mut received, &mut copy)?;
         copy.sync_all()?;
         // Never replace the state with a snapshot that did not arrive whole.
         if let Err(e) = verify_snapshot_file(&tmp) {
@@ -437,6 +437,7 @@ impl StateStore {
         self.load_snapshot(&path)?;
         let m = crate::metrics::get();
         m.snapshot_installs.inc();
+        m.snapshot_install_bytes.inc_by(bytes);
         m.snapshot_install_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
