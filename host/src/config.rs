@@ -125,6 +125,12 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Browser origins allowed to call the API (CORS), comma-separated or repeated, e.g.
+    /// `https://console.example.com`; `*` allows any. None by default: a browser page of
+    /// another origin cannot read answers.
+    #[arg(long, env = "SCARAB_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+
     /// A request slower than this is logged as a warning, with its route and where the time
     /// went (validation, Raft, the rest).
     #[arg(long, env = "SCARAB_SLOW_REQUEST", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -326,6 +332,18 @@ impl NodeConfig {
         }
         if self.max_tokens == 0 {
             return fail("--max-tokens must be at least 1".into());
+        }
+        for origin in &self.cors_origin {
+            let o = origin.trim();
+            let scheme_host = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"))
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if o != "*" && !scheme_host {
+                return fail(format!(
+                    "--cors-origin {origin:?} must be an origin such as https://console.example.com (scheme, host and port, no path) or *"
+                ));
+            }
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
             return fail("--max-value-bytes must be between 1 and 64 MiB".into());

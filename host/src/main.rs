@@ -9,10 +9,27 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        "info,openraft=warn,wasmtime=warn,cranelift=warn,fjall=warn,lsm_tree=warn".into()
-    });
     let args: Vec<String> = std::env::args().collect();
+    // A node (and the agent, a long-running sidecar) logs what it does; a one-shot command
+    // prints its answer and logs only warnings.
+    let long_running = matches!(
+        args.get(1).map(String::as_str),
+        Some("serve" | "dev" | "agent")
+    );
+    let level = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        format!("{level},openraft=warn,wasmtime=warn,cranelift=warn,fjall=warn,lsm_tree=warn")
+            .into()
+    });
+    if !long_running {
+        // `scarab config list | head`: a closed pipe ends a one-shot command quietly, as it
+        // does `cat` (Rust ignores SIGPIPE, and `println!` then panics). A node keeps
+        // ignoring it: a peer that closes a socket must not kill it.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

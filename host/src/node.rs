@@ -41,6 +41,10 @@ pub enum NodeError {
         "cannot open the database {path}: {source}. If its files are damaged, restore this node's data directory from a backup or, in a cluster whose other nodes are healthy, move it aside and add the node again (README: Reliability)"
     )]
     Open { path: String, source: fjall::Error },
+    #[error(
+        "another scarab process is using {dir} (its database {path} is locked): stop that process, or give this one another --data-dir"
+    )]
+    Locked { dir: String, path: String },
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error(transparent)]
@@ -138,9 +142,15 @@ pub async fn run(
     let open = |path: std::path::PathBuf| {
         fjall::Database::builder(&path)
             .open()
-            .map_err(|source| NodeError::Open {
-                path: path.display().to_string(),
-                source,
+            .map_err(|source| match source {
+                fjall::Error::Locked => NodeError::Locked {
+                    dir: config.data_dir.display().to_string(),
+                    path: path.display().to_string(),
+                },
+                source => NodeError::Open {
+                    path: path.display().to_string(),
+                    source,
+                },
             })
     };
     let log_db = open(dir.raft_db())?;

@@ -337,6 +337,12 @@ fn parse_endpoint(text: &str) -> Result<Url, Error> {
         url: text.to_string(),
         reason: reason.to_string(),
     };
+    if !text.contains("://") {
+        return Err(bad(&format!(
+            "it has no scheme: write http://{0} (or https://{0})",
+            text.trim()
+        )));
+    }
     let mut url = Url::parse(text.trim()).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("the scheme must be http or https"));

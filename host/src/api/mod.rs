@@ -146,7 +146,55 @@ pub fn router(state: AppState) -> Router {
             requests::SlowRequest(state.config.slow_request),
             requests::track,
         ))
+        // Outside authentication: a preflight carries no credentials.
+        .layer(tower::util::option_layer(cors(&state.config.cors_origin)))
         .with_state(state)
+}
+
+/// `--cors-origin`: which browser origins may call the API, with the headers the API reads
+/// and the ones a page needs to see (ETag, the revision, the request id). No origin: no layer
+/// (a CORS layer answers every `OPTIONS` itself, allowed or not).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    let names = |list: &[&'static str]| {
+        list.iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+        .allow_headers(names(&[
+            "authorization",
+            "content-type",
+            "if-match",
+            "if-none-match",
+            "last-event-id",
+            "x-request-id",
+            "x-scarab-actor",
+            "x-scarab-reason",
+        ]))
+        .expose_headers(names(&[
+            "etag",
+            "location",
+            "x-request-id",
+            "x-scarab-revision",
+        ]))
+        .max_age(std::time::Duration::from_secs(600));
+    Some(layer)
 }
 
 pub(crate) fn rfc3339(ms: u64) -> String {

@@ -101,7 +101,7 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         }
     };
     let url = format!("http://{}", api.local_addr().expect("bound"));
-    let node = tokio::spawn(run(
+    let mut node = tokio::spawn(run(
         config,
         Listeners {
             api,
@@ -114,24 +114,32 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return report(&e.into()),
     };
-    if let Err(e) = wait_ready(&client, Duration::from_secs(30)).await {
-        let e = anyhow::Error::new(e).context("the dev node did not become ready");
-        print_error(e.as_ref());
-        return ExitCode::FAILURE;
+    // A node that cannot start (its directory in use, a damaged one) says why at once, not
+    // after the wait.
+    tokio::select! {
+        ready = wait_ready(&client, Duration::from_secs(30)) => {
+            if let Err(e) = ready {
+                let e = anyhow::Error::new(e).context("the dev node did not become ready");
+                print_error(e.as_ref());
+                return ExitCode::FAILURE;
+            }
+        }
+        ended = &mut node => return node_ended(ended),
     }
     // Built plugins present, and none for a version: it has none by design (like `common`,
-    // shared definitions); without any, the plugins were not built.
+    // shared definitions); without any, the plugins were not built, and the examples (and
+    // the README's tour) need them: a dev node without them would only mislead.
     let plugins_built = examples.iter().any(|ex| ex.plugin.is_some());
-    if !plugins_built {
+    if !plugins_built && !examples.is_empty() {
         eprintln!(
-            "warning: no plugins in {} (build them with `cargo plugins`); registering nothing",
+            "error: no plugins in {}: build them first with `rustup target add wasm32-wasip2 && cargo plugins` (the README's first command does), or pass --plugins-dir",
             args.plugins_dir.display()
         );
-    } else {
-        for ex in &examples {
-            if let Err(e) = register(&client, ex).await {
-                return report(&e);
-            }
+        return ExitCode::from(2);
+    }
+    for ex in &examples {
+        if let Err(e) = register(&client, ex).await {
+            return report(&e);
         }
     }
     println!(
@@ -162,7 +170,12 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         ));
     }
     println!("Stop with Ctrl-C.");
-    match node.await {
+    node_ended(node.await)
+}
+
+/// The exit of `scarab dev` once its node has stopped.
+fn node_ended(ended: Result<Result<(), scarab::NodeError>, tokio::task::JoinError>) -> ExitCode {
+    match ended {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             print_error(&e);

@@ -29,7 +29,7 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use scarab::config::{NodeConfig, file_args};
 use scarab::{Listeners, run};
@@ -192,7 +192,12 @@ pub async fn main() -> ExitCode {
         output::print_error(&e);
         return ExitCode::from(2);
     }
-    let cli = Cli::parse_from(args);
+    let matches = Cli::command().get_matches_from(args);
+    output::set_json_errors(output_of(&matches) == Some(Output::Json));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Serve { node, .. } => serve(node).await,
         Command::Dev(args) => dev::run_dev(args).await,
@@ -212,6 +217,15 @@ pub async fn main() -> ExitCode {
         Command::Backup(cmd) => output::finish(backup::run(cmd).await),
         Command::Restore(args) => output::finish(backup::restore(args).await),
     }
+}
+
+/// The `--output` of the subcommand that runs (a global flag: the innermost one has it).
+fn output_of(matches: &clap::ArgMatches) -> Option<Output> {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m.try_get_one::<Output>("output").ok().flatten().copied()
 }
 
 /// `serve --config FILE`: the file's settings go in as flags before the real ones, so that

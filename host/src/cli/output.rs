@@ -78,11 +78,54 @@ pub fn print_rows(rows: &[(&str, String)]) {
     println!("{t}");
 }
 
-/// The exit code of a client command that failed: 1, whatever the error (an API error, no
-/// answer, a bad input). Usage errors are clap's (2).
-pub fn exit_code(_: &anyhow::Error) -> ExitCode {
-    ExitCode::FAILURE
+/// Whether errors print as JSON (`-o json`): set once by `cli::main` after parsing.
+static JSON_ERRORS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Errors print as JSON from now on (`-o json`).
+pub fn set_json_errors(json: bool) {
+    let _ = JSON_ERRORS.set(json);
 }
+
+fn json_errors() -> bool {
+    JSON_ERRORS.get().copied().unwrap_or(false)
+}
+
+/// The exit codes of the client commands (README, "CLI"): what a script can tell apart.
+pub mod exit {
+    /// The server refused the request (or a check the command makes failed).
+    pub const REFUSED: u8 = 1;
+    /// Usage or input: flags, a file that cannot be read or parsed, an invalid URL.
+    pub const USAGE: u8 = 2;
+    /// No answer from a Scarab server: not reachable, or something else answered.
+    pub const UNREACHABLE: u8 = 3;
+}
+
+/// The exit code of a client command that failed: [`exit::UNREACHABLE`] when no Scarab
+/// server answered, [`exit::USAGE`] for a bad input (an unreadable or unparsable file, an
+/// invalid URL or argument), else [`exit::REFUSED`]. clap's own usage errors exit with 2.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    ExitCode::from(exit_code_of(e))
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if let Some(c) = e.downcast_ref::<ClientError>() {
+        return match c {
+            ClientError::Api(_) => exit::REFUSED,
+            ClientError::Transport { .. } | ClientError::Decode { .. } => exit::UNREACHABLE,
+            ClientError::InvalidUrl { .. } | ClientError::InvalidArgument(_) => exit::USAGE,
+            _ => exit::REFUSED,
+        };
+    }
+    let input = e
+        .chain()
+        .any(|c| c.is::<std::io::Error>() || c.is::<serde_json::Error>() || c.is::<InputError>());
+    if input { exit::USAGE } else { exit::REFUSED }
+}
+
+/// An input the command cannot use (a flag's value, a file's content): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
 
 /// The end of a client command: nothing more to print on success; on failure the error (see
 /// [`report`]).
@@ -93,16 +136,62 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Prints an error with its causes (an API error with its violations as a table) and
-/// returns the exit code.
+/// Prints an error with its causes (an API error with its violations as a table; under
+/// `-o json`, one JSON object on stderr) and returns the exit code.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     let top: &(dyn StdError + 'static) = e.as_ref();
-    match top.downcast_ref::<ClientError>() {
+    let client = top.downcast_ref::<ClientError>();
+    if json_errors() {
+        report_json(e, client);
+        return exit_code(e);
+    }
+    match client {
         Some(ClientError::Api(api)) => report_api(api),
-        Some(c @ ClientError::Transport { .. }) => print_error_as(&describe(c), top),
+        Some(c @ (ClientError::Transport { .. } | ClientError::Decode { .. })) => {
+            print_error_as(&describe(c), top)
+        }
         _ => print_error(top),
     }
     exit_code(e)
+}
+
+/// `-o json`: `{"error": {...}}` on stderr, the server's error body as it sent it (with the
+/// HTTP `status`), or one of the client's own codes: `unreachable`, `not_scarab`,
+/// `invalid_input`, `failed`.
+fn report_json(e: &anyhow::Error, client: Option<&ClientError>) {
+    let body = match client {
+        Some(ClientError::Api(api)) => serde_json::json!({"error": {
+            "status": api.status,
+            "code": api.code.as_str(),
+            "message": api.message,
+            "violations": api.violations,
+            "report": api.report,
+        }}),
+        other => {
+            let code = match other {
+                Some(ClientError::Transport { .. }) => "unreachable",
+                Some(ClientError::Decode { .. }) => "not_scarab",
+                _ if exit_code_of(e) == exit::USAGE => "invalid_input",
+                _ => "failed",
+            };
+            let text = match other {
+                Some(c) => describe(c),
+                None => e.to_string(),
+            };
+            let lines = error_lines(&text, e.as_ref());
+            let message = lines
+                .iter()
+                .map(|l| {
+                    l.trim_start_matches("error: ")
+                        .trim()
+                        .trim_start_matches("caused by: ")
+                })
+                .collect::<Vec<_>>()
+                .join(": ");
+            serde_json::json!({"error": {"code": code, "message": message}})
+        }
+    };
+    eprintln!("{body}");
 }
 
 /// The server's error: `error: 422 Unprocessable Entity: validation_failed: message`, then
@@ -161,8 +250,8 @@ fn violations_table(violations: &[Violation]) -> Table {
     t
 }
 
-/// A transport error in words: which endpoint (as `--server` spells it), and whether the
-/// request left.
+/// A transport error in words: which endpoint (as `--server` spells it), whether the
+/// request left, and what to check.
 fn describe(e: &ClientError) -> String {
     match e {
         ClientError::Transport {
@@ -174,11 +263,39 @@ fn describe(e: &ClientError) -> String {
             if *maybe_sent {
                 format!("no answer from {server}: {source}")
             } else {
-                format!("cannot reach {server}: {source}")
+                let refused = chain_text(source.as_ref()).contains("Connection refused");
+                let hint = if refused {
+                    "connection refused: is the server running? (`scarab dev` starts one; --server or SCARAB_SERVER names another)"
+                } else {
+                    "is the address right, and the server running?"
+                };
+                format!("cannot reach {server}: {hint}")
             }
+        }
+        ClientError::Decode {
+            endpoint, status, ..
+        } => {
+            let server = endpoint.as_str().trim_end_matches('/');
+            let status = reqwest::StatusCode::from_u16(*status)
+                .map_or_else(|_| status.to_string(), |s| s.to_string());
+            format!(
+                "{server} answered {status} without Scarab's error body: is it a Scarab API? (--server or SCARAB_SERVER names the server)"
+            )
         }
         other => other.to_string(),
     }
+}
+
+/// Every message of an error's chain, joined.
+fn chain_text(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// `error: {e}`, then each cause on a line of its own (a cause whose text the line above

@@ -32,6 +32,11 @@ pub enum SchemaCmd {
         /// Only print the compatibility report; register nothing.
         #[arg(long, conflicts_with = "force")]
         check: bool,
+        /// Refuse a JSON Schema with no schema keyword at its top level (one that every
+        /// document satisfies, such as a config document given by mistake); without it, a
+        /// warning.
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -94,10 +99,32 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
             plugin,
             force,
             check,
+            strict,
             opts,
         } => {
             let client = opts.client()?;
-            let mut upload = SchemaUpload::from_bytes(read_file(&schema)?);
+            let text = read_file(&schema)?;
+            if let Some(doc) = serde_json::from_slice::<serde_json::Value>(&text)
+                .ok()
+                .filter(|doc| !has_schema_keyword(doc))
+            {
+                let found = match &doc {
+                    serde_json::Value::Object(m) => {
+                        let keys: Vec<&str> = m.keys().take(5).map(String::as_str).collect();
+                        format!("its top-level keys are {}", keys.join(", "))
+                    }
+                    _ => "it is not an object".into(),
+                };
+                let message = format!(
+                    "{} has no JSON Schema keyword at its top level ({found}): every document would be valid against it. Is it a config document? A schema says, for example, \"type\", \"properties\" and \"required\"",
+                    schema.display()
+                );
+                if strict {
+                    return Err(super::output::InputError(message).into());
+                }
+                eprintln!("warning: {message} (--strict refuses it)");
+            }
+            let mut upload = SchemaUpload::from_bytes(text);
             if let Some(p) = &plugin {
                 upload = upload.plugin(read_file(p)?);
             }
@@ -170,4 +197,97 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The keywords of JSON Schema draft 2020-12 (core, applicator, validation, unevaluated,
+/// format, content and meta-data vocabularies).
+const SCHEMA_KEYWORDS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$ref",
+    "$defs",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "$comment",
+    "definitions",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "prefixItems",
+    "items",
+    "contains",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxContains",
+    "minContains",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "dependentRequired",
+    "format",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "title",
+    "description",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "examples",
+];
+
+/// Whether `doc` says anything as a JSON Schema: `true`/`false`, or an object with at
+/// least one keyword (`{}` says nothing: every document is valid).
+fn has_schema_keyword(doc: &serde_json::Value) -> bool {
+    match doc {
+        serde_json::Value::Bool(_) => true,
+        serde_json::Value::Object(m) => m.keys().any(|k| SCHEMA_KEYWORDS.contains(&k.as_str())),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod keyword_tests {
+    use super::has_schema_keyword;
+    use serde_json::json;
+
+    #[test]
+    fn a_config_document_is_not_a_schema() {
+        assert!(!has_schema_keyword(
+            &json!({"store_id": "orders", "timeout_ms": 5})
+        ));
+        assert!(!has_schema_keyword(&json!({})));
+        assert!(!has_schema_keyword(&json!([1])));
+        assert!(has_schema_keyword(&json!({"type": "object"})));
+        assert!(has_schema_keyword(
+            &json!({"$ref": "scarab:schemas/common/versions/1"})
+        ));
+        assert!(has_schema_keyword(&json!(true)));
+    }
 }

@@ -154,7 +154,10 @@ pub struct FailedCondition {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    #[error("precondition failed for {key}: its current revision is {current:?}")]
+    #[error("precondition failed for {key}: {}", match current {
+        Some(r) => format!("its current revision is {r}"),
+        None => "it does not exist".to_string(),
+    })]
     PreconditionFailed { key: String, current: Option<u64> },
     #[error("{0} not found")]
     NotFound(String),
@@ -212,7 +215,7 @@ pub enum Rejection {
     ConditionFailed { failed: Vec<FailedCondition> },
     #[error("invalid transaction: {0}")]
     InvalidTxn(String),
-    #[error("role {role} is granted to {users:?}; revoke it from them first")]
+    #[error("role {role} is granted to {}; revoke it from them first", users.join(", "))]
     RoleInUse { role: String, users: Vec<String> },
     #[error("{0}")]
     AuthRefused(String),

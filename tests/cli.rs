@@ -1,0 +1,254 @@
+//! What the `scarab` command line says when something is wrong (README, "CLI"): a refused
+//! connection, a URL without a scheme, a server that is not Scarab, a closed pipe, a data
+//! directory in use, a config document pushed as a schema; exit codes 1 (refused by the
+//! server), 2 (usage or input), 3 (no Scarab server answered); errors as JSON under `-o json`.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use harness::{Node, NodeOptions, free_port, http_client, scarab_bin, start_note_node};
+
+fn scarab(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(scarab_bin()).args(args).output()?)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_refused_connection_names_the_url_and_asks_whether_the_server_runs() -> Result<()> {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = scarab(&["config", "list", "-s", &url])?;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains(&format!("cannot reach {url}")), "{text}");
+    assert!(
+        text.contains("connection refused: is the server running?"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_url_without_a_scheme_is_a_usage_error_that_shows_the_fix() -> Result<()> {
+    let out = scarab(&["config", "list", "-s", "127.0.0.1:7070"])?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it has no scheme: write http://127.0.0.1:7070"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_that_is_not_scarab_is_named_as_such() -> Result<()> {
+    // Any HTTP server: this one answers every request with an HTML 404.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "<html>Not Found</html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = scarab(&["config", "list", "-s", &url])?;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("answered 404 Not Found without Scarab's error body"),
+        "{text}"
+    );
+    assert!(text.contains("is it a Scarab API?"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn under_json_output_an_error_is_one_json_object() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let out = scarab(&[
+        "config",
+        "get",
+        "missing/key",
+        "-s",
+        node.base_url(),
+        "-o",
+        "json",
+    ])?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error: Value = serde_json::from_str(stderr(&out).trim())?;
+    assert_eq!(error["error"]["code"], "not_found", "{error}");
+    assert_eq!(error["error"]["status"], 404, "{error}");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = scarab(&["config", "list", "-s", &url, "-o", "json"])?;
+    assert_eq!(out.status.code(), Some(3));
+    let error: Value = serde_json::from_str(stderr(&out).trim())?;
+    assert_eq!(error["error"]["code"], "unreachable", "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_a_command_without_a_panic() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    for i in 0..50 {
+        node.put_config(&format!("pipe/{i:02}"), "note", 1, &json!({"i": i}))
+            .await?;
+    }
+    // The reader goes away at once: the command's writes meet a closed pipe.
+    let mut child = Command::new(scarab_bin())
+        .args(["config", "list", "-s", node.base_url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let text = stderr(&out);
+    assert!(!text.contains("panicked"), "{text}");
+    assert_ne!(out.status.code(), Some(101), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_data_directory_in_use_is_refused_at_once_naming_it() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let dir = node.data_dir().display().to_string();
+    let started = std::time::Instant::now();
+    let out = scarab(&[
+        "serve",
+        "--node-id",
+        "1",
+        "--data-dir",
+        &dir,
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ])?;
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("another scarab process is using {dir}")),
+        "{text}"
+    );
+    assert!(!text.contains("restore"), "{text}");
+    // Refused at start, not after a wait (a bound generous for a loaded machine).
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_config_document_pushed_as_a_schema_is_warned_about_and_refused_with_strict() -> Result<()>
+{
+    let node = start_note_node(&[]).await?;
+    let dir = tempfile::tempdir()?;
+    let doc = dir.path().join("orders.json");
+    std::fs::write(&doc, r#"{"store_id": "orders", "timeout_ms": 5000}"#)?;
+    let doc = doc.display().to_string();
+    let strict = scarab(&[
+        "schema",
+        "push",
+        "oops",
+        "1",
+        "--schema",
+        &doc,
+        "--strict",
+        "-s",
+        node.base_url(),
+    ])?;
+    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
+    assert!(
+        stderr(&strict).contains("has no JSON Schema keyword"),
+        "{}",
+        stderr(&strict)
+    );
+    let list = node.typed().schemas().await?;
+    assert!(
+        !list.schemas.iter().any(|s| s.name == "oops"),
+        "nothing registered"
+    );
+    let warned = scarab(&[
+        "schema",
+        "push",
+        "oops",
+        "1",
+        "--schema",
+        &doc,
+        "-s",
+        node.base_url(),
+    ])?;
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    assert!(stderr(&warned).contains("warning:"), "{}", stderr(&warned));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_precondition_says_the_revision_in_words() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let put = node.put_config("pre/a", "note", 1, &json!({})).await?;
+    let rev = put.revision();
+    let resp = http_client()
+        .put(node.url("/v1/configs/pre/a"))
+        .header("if-match", format!("\"{}\"", rev + 100))
+        .json(&json!({"schema": "note", "schema_version": 1, "value": {}}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 412);
+    let body: Value = resp.json().await?;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        message,
+        format!("precondition failed for pre/a: its current revision is {rev}")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_an_origin_is_allowed() -> Result<()> {
+    let preflight = |node: &Node| {
+        http_client()
+            .request(reqwest::Method::OPTIONS, node.url("/v1/configs/a"))
+            .header("origin", "https://console.example.com")
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type,if-match")
+            .send()
+    };
+    let closed = Node::start(NodeOptions::default()).await?;
+    let resp = preflight(&closed).await?;
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let open = Node::start(NodeOptions {
+        extra_args: vec!["--cors-origin".into(), "https://console.example.com".into()],
+        ..NodeOptions::default()
+    })
+    .await?;
+    let resp = preflight(&open).await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://console.example.com"
+    );
+    // A real request from that origin sees the revision and the ETag.
+    let resp = http_client()
+        .get(open.url("/v1/status"))
+        .header("origin", "https://console.example.com")
+        .send()
+        .await?;
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()?
+        .to_string();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-scarab-revision"),
+        "{exposed}"
+    );
+    Ok(())
+}
