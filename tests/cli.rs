@@ -252,3 +252,93 @@ async fn cors_is_off_unless_an_origin_is_allowed() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_completion_script_is_printed_for_each_shell() -> Result<()> {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = scarab(&["completion", shell])?;
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("scarab") && script.contains("config"),
+            "{shell}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn config_put_defaults_to_the_keys_schema_or_the_latest_version() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let v2 = scarab_client::SchemaUpload::new(&json!({"type": "object", "title": "v2"}));
+    node.typed().register_schema("note", 2, &v2).await?;
+    let s = node.base_url();
+    // A new key: the latest registered version of --schema.
+    let out = scarab(&[
+        "config", "put", "d/a", "--schema", "note", "--value", "{}", "-s", s,
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(node.typed().get("d/a").await?.meta.schema_version, 2);
+    // An update without either: the key's own schema and version.
+    let old = scarab(&[
+        "config",
+        "put",
+        "d/b",
+        "--schema",
+        "note",
+        "--schema-version",
+        "1",
+        "--value",
+        "{}",
+        "-s",
+        s,
+    ])?;
+    assert!(old.status.success(), "{}", stderr(&old));
+    let out = scarab(&["config", "put", "d/b", "--value", r#"{"x": 1}"#, "-s", s])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry = node.typed().get("d/b").await?;
+    assert_eq!(
+        (entry.meta.schema.as_str(), entry.meta.schema_version),
+        ("note", 1)
+    );
+    assert_eq!(entry.value, json!({"x": 1}));
+    // A new key without --schema: which schema is a question for the user.
+    let out = scarab(&["config", "put", "d/new", "--value", "{}", "-s", s])?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give its schema with --schema"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_output_format_is_honoured() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let s = node.base_url();
+    node.put_config("f/a", "note", 1, &json!({"n": 1})).await?;
+    node.put_config("f/a", "note", 1, &json!({"n": 2})).await?;
+    let yaml = scarab(&["config", "get", "f/a", "-o", "yaml", "-s", s])?;
+    assert!(yaml.status.success(), "{}", stderr(&yaml));
+    let text = String::from_utf8_lossy(&yaml.stdout);
+    assert!(text.contains("key: f/a") && text.contains("n: 2"), "{text}");
+    // History was JSON whatever -o said; now a table by default, JSON when asked.
+    let table = scarab(&["config", "history", "f/a", "-s", s])?;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("revision") && text.contains("key_version"),
+        "{text}"
+    );
+    assert!(!text.trim_start().starts_with('{'), "{text}");
+    let json = scarab(&["config", "history", "f/a", "-o", "json", "-s", s])?;
+    let page: Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
+    let show = scarab(&["schema", "show", "note", "-s", s])?;
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("registered_at") && !text.trim_start().starts_with('{'),
+        "{text}"
+    );
+    Ok(())
+}

@@ -647,6 +647,8 @@ async fn the_cli_follows_a_migration_to_its_end() -> Result<()> {
             "store",
             "--to",
             "2",
+            "-o",
+            "json",
             "-s",
             node.base_url(),
         ])

@@ -500,28 +500,45 @@ async fn schema_push_shows_the_compatibility_report_and_check_fails_when_incompa
     let push = [
         "schema", "push", "wild", "2", "--schema", schema, "--plugin", plugin,
     ];
-    let (code, out, err) = scarab_cli(&base, &[&push[..], &["--check"]].concat())?;
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["--check", "-o", "json"]].concat())?;
     assert_eq!(code, 1, "{out}\n{err}");
     ensure!(
         out.contains("\"compatible\": false") && out.contains("w/trap"),
+        "{out}"
+    );
+    // As a table by default, with the same failures.
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["--check"]].concat())?;
+    assert_eq!(code, 1, "{out}\n{err}");
+    ensure!(
+        out.contains("compatible") && out.contains("false") && out.contains("w/trap"),
         "{out}"
     );
     ensure!(
         err.contains("--force") && !err.contains("force=true\""),
         "{err}"
     );
-    for mode in ["table", "json"] {
-        let (code, out, err) = scarab_cli(&base, &[&push[..], &["-o", mode]].concat())?;
-        assert_eq!(code, 1, "{out}\n{err}");
-        ensure!(
-            out.contains("\"failures\"") && out.contains("w/trap"),
-            "{mode}: {out}"
-        );
-        ensure!(
-            err.contains("incompatible_schema_version") && err.contains("--force"),
-            "{err}"
-        );
-    }
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["-o", "table"]].concat())?;
+    assert_eq!(code, 1, "{out}\n{err}");
+    ensure!(
+        out.contains("\"failures\"") && out.contains("w/trap"),
+        "{out}"
+    );
+    ensure!(
+        err.contains("incompatible_schema_version") && err.contains("--force"),
+        "{err}"
+    );
+    // Under -o json the error is one JSON object on stderr, with the server's report.
+    let (code, out, err) = scarab_cli(&base, &[&push[..], &["-o", "json"]].concat())?;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let error: serde_json::Value = serde_json::from_str(err.trim())?;
+    ensure!(
+        error["error"]["code"] == "incompatible_schema_version",
+        "{err}"
+    );
+    ensure!(
+        error["error"]["report"].to_string().contains("w/trap"),
+        "{err}"
+    );
     let (code, out, err) = scarab_cli(&base, &[&push[..], &["--force"]].concat())?;
     assert_eq!(code, 0, "{out}\n{err}");
     Ok(())

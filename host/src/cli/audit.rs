@@ -48,7 +48,7 @@ pub async fn run(a: AuditArgs) -> anyhow::Result<()> {
     }
     let page = a.opts.client()?.audit_page(&query).await?.into_inner();
     match a.opts.output {
-        Output::Json => print_json(&page),
+        Output::Json | Output::Yaml => print_json(&page),
         Output::Table => {
             let mut t = Table::new();
             t.set_header([

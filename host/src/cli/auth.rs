@@ -5,8 +5,8 @@ use comfy_table::Table;
 
 use scarab_client::types::auth::{CreateToken, Permission, Role, TokenInfo, User};
 
+use super::ClientOpts;
 use super::output::{cell, print_json, print_rows};
-use super::{ClientOpts, Output};
 
 #[derive(Subcommand)]
 pub enum AuthCmd {
@@ -140,7 +140,7 @@ pub async fn run(cmd: AuthCmd) -> anyhow::Result<()> {
     match cmd {
         AuthCmd::Whoami { opts } => {
             let me = opts.client()?.whoami().await?;
-            if opts.output == Output::Json {
+            if opts.output.structured() {
                 print_json(&me);
             } else {
                 print_rows(&[
@@ -167,7 +167,7 @@ pub async fn run(cmd: AuthCmd) -> anyhow::Result<()> {
 }
 
 fn print_users(opts: &ClientOpts, users: &[User]) {
-    if opts.output == Output::Json {
+    if opts.output.structured() {
         return print_json(users);
     }
     let mut t = Table::new();
@@ -212,7 +212,7 @@ async fn user(cmd: UserCmd) -> anyhow::Result<()> {
 }
 
 fn print_roles(opts: &ClientOpts, roles: &[Role]) {
-    if opts.output == Output::Json {
+    if opts.output.structured() {
         return print_json(roles);
     }
     let mut t = Table::new();
@@ -291,7 +291,7 @@ async fn role(cmd: RoleCmd) -> anyhow::Result<()> {
 }
 
 fn print_tokens(opts: &ClientOpts, tokens: &[TokenInfo]) {
-    if opts.output == Output::Json {
+    if opts.output.structured() {
         return print_json(tokens);
     }
     let mut t = Table::new();
@@ -329,7 +329,7 @@ async fn token(cmd: TokenCmd) -> anyhow::Result<()> {
                     description,
                 })
                 .await?;
-            if opts.output == Output::Json {
+            if opts.output.structured() {
                 print_json(&created);
             } else {
                 // The token alone on stdout (for `$(scarab auth token create ...)`); what it

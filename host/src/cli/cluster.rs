@@ -81,7 +81,7 @@ pub async fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
         }
     };
     match opts.output {
-        Output::Json => print_json(&view),
+        Output::Json | Output::Yaml => print_json(&view),
         Output::Table => print_cluster(&view),
     }
     Ok(())

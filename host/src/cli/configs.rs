@@ -19,10 +19,13 @@ pub enum ConfigCmd {
     /// Create or replace a config.
     Put {
         key: String,
+        /// The schema: by default the key's current one (required to create a key).
         #[arg(long)]
-        schema: String,
-        #[arg(long = "schema-version", default_value_t = 1)]
-        schema_version: u32,
+        schema: Option<String>,
+        /// The schema version: by default the key's current one when the schema stays, else
+        /// the latest registered version of the schema.
+        #[arg(long = "schema-version")]
+        schema_version: Option<u32>,
         /// The value as JSON text.
         #[arg(long, conflicts_with = "file")]
         value: Option<String>,
@@ -126,6 +129,48 @@ pub fn read_value(value: Option<String>, file: Option<&Path>) -> anyhow::Result<
     serde_json::from_str(&text).map_err(|e| anyhow!("the value is not JSON: {e}"))
 }
 
+/// The schema and version of `config put`: the flags, else the key's current ones, else (a
+/// new key, or another schema) the latest registered version of the schema.
+async fn schema_of_write(
+    client: &scarab_client::Client,
+    key: &str,
+    schema: Option<String>,
+    version: Option<u32>,
+) -> anyhow::Result<(String, u32)> {
+    if let (Some(s), Some(v)) = (&schema, version) {
+        return Ok((s.clone(), v));
+    }
+    let current = match client.get(key).await {
+        Ok(entry) => Some(entry.into_inner().meta),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let schema = match (schema, &current) {
+        (Some(s), _) => s,
+        (None, Some(m)) => m.schema.clone(),
+        (None, None) => {
+            return Err(super::output::InputError(format!(
+                "{key} does not exist: give its schema with --schema (and --schema-version, by default the latest)"
+            ))
+            .into());
+        }
+    };
+    let version = match (version, &current) {
+        (Some(v), _) => v,
+        (None, Some(m)) if m.schema == schema => m.schema_version,
+        (None, _) => {
+            let versions = client.schema_versions(&schema).await?.into_inner();
+            versions
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .ok_or_else(|| anyhow!("schema {schema} has no registered version"))?
+        }
+    };
+    Ok((schema, version))
+}
+
 /// A limit flag as the API takes it (it refuses more than 1000 itself).
 fn limit(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -144,6 +189,9 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
             opts,
         } => {
             let value = read_value(value, file.as_deref())?;
+            let client = opts.client()?;
+            let (schema, schema_version) =
+                schema_of_write(&client, &key, schema, schema_version).await?;
             let mut write = WriteOptions::new();
             if let Some(rev) = if_match {
                 write = write.if_match(rev);
@@ -151,13 +199,12 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
             if create {
                 write = write.if_none_match_any();
             }
-            let meta = opts
-                .client()?
+            let meta = client
                 .put_with(&key, &PutConfig::new(schema, schema_version, value), &write)
                 .await?
                 .into_inner();
             match opts.output {
-                Output::Json => print_json(&meta),
+                Output::Json | Output::Yaml => print_json(&meta),
                 Output::Table => print_rows(&meta_rows(&meta)),
             }
         }
@@ -180,7 +227,7 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
             }
             let entry = opts.client()?.get_with(&key, &read).await?.into_inner();
             match opts.output {
-                Output::Json => print_json(&entry),
+                Output::Json | Output::Yaml => print_json(&entry),
                 Output::Table => {
                     print_rows(&meta_rows(&entry.meta));
                     print_json(&entry.value);
@@ -198,13 +245,49 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
                 history = history.before(b);
             }
             let page = opts.client()?.history(&key, &history).await?.into_inner();
-            // JSON whatever -o says: revisions are values, not a table.
-            print_json(&page);
+            super::output::print_as(opts.output, &page, |page| {
+                let mut t = Table::new();
+                t.set_header([
+                    "revision",
+                    "key_version",
+                    "schema_version",
+                    "updated_at",
+                    "updated_by",
+                    "value",
+                ]);
+                for e in &page.items {
+                    let mut value = if e.deleted {
+                        "(deleted)".to_string()
+                    } else {
+                        e.value.to_string()
+                    };
+                    if value.len() > 60 {
+                        let cut = (0..=57)
+                            .rev()
+                            .find(|i| value.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        value.truncate(cut);
+                        value.push_str("...");
+                    }
+                    t.add_row([
+                        e.meta.revision.to_string(),
+                        e.meta.key_version.to_string(),
+                        e.meta.schema_version.to_string(),
+                        e.meta.updated_at.clone(),
+                        e.meta.updated_by.clone(),
+                        value,
+                    ]);
+                }
+                println!("{t}");
+                if let Some(b) = page.next_before {
+                    println!("older revisions: --before {b}");
+                }
+            });
         }
         ConfigCmd::Rollback { key, to, opts } => {
             let rolled = opts.client()?.rollback(&key, to).await?.into_inner();
             match opts.output {
-                Output::Json => print_json(&rolled),
+                Output::Json | Output::Yaml => print_json(&rolled),
                 Output::Table => print_rows(&meta_rows(&rolled.meta)),
             }
         }
@@ -245,7 +328,7 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
             }
             items.truncate(n);
             match opts.output {
-                Output::Json => print_json(&items),
+                Output::Json | Output::Yaml => print_json(&items),
                 Output::Table => {
                     let mut t = Table::new();
                     t.set_header(META_COLUMNS);
@@ -267,7 +350,7 @@ pub async fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
             }
             let deleted = opts.client()?.delete_with(&key, &write).await?;
             match opts.output {
-                Output::Json => print_json(&deleted),
+                Output::Json | Output::Yaml => print_json(&deleted),
                 Output::Table => print_rows(&[
                     ("key", deleted.key.clone()),
                     ("revision", deleted.revision.to_string()),

@@ -74,6 +74,45 @@ pub fn read(path: &Path, schema: Option<&Value>) -> anyhow::Result<Value> {
     parse(&text, format, schema).with_context(|| path.display().to_string())
 }
 
+/// A JSON value for a serializer other than serde_json's. The binary builds serde_json with
+/// `arbitrary_precision`, whose numbers serialise as a private one-field map anywhere else;
+/// here they are integers when they fit, else doubles.
+pub struct Plain<'a>(pub &'a Value);
+
+impl serde::Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    s.serialize_u64(u)
+                } else if let Some(i) = n.as_i64() {
+                    s.serialize_i64(i)
+                } else {
+                    s.serialize_f64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Plain(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_entry(k, &Plain(v))?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
 /// `value` as `format` (JSON pretty-printed; each ends with a newline).
 pub fn render(value: &Value, format: Format) -> anyhow::Result<String> {
     let mut text = match format {
@@ -85,9 +124,9 @@ pub fn render(value: &Value, format: Format) -> anyhow::Result<String> {
             if let Some(at) = null_at(value, String::new()) {
                 bail!("TOML has no null (at {at:?})");
             }
-            toml::to_string(value)?
+            toml::to_string(&Plain(value))?
         }
-        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| anyhow!("{e}"))?,
+        Format::Yaml => serde_saphyr::to_string(&Plain(value)).map_err(|e| anyhow!("{e}"))?,
         Format::Env => {
             let mut lines = Vec::new();
             flatten(value, String::new(), &mut lines)?;
@@ -278,6 +317,23 @@ fn typed(raw: &str, types: &[String]) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Numbers come out as numbers in YAML and TOML, not as serde_json's private
+    /// `arbitrary_precision` map.
+    #[test]
+    fn numbers_are_numbers_in_every_format() {
+        let value: Value = serde_json::from_str(r#"{"count": 1, "neg": -2, "f": 1.5}"#).unwrap();
+        let yaml = render(&value, Format::Yaml).unwrap();
+        assert!(
+            yaml.contains("count: 1") && yaml.contains("neg: -2") && yaml.contains("f: 1.5"),
+            "{yaml}"
+        );
+        let toml = render(&value, Format::Toml).unwrap();
+        assert!(
+            toml.contains("count = 1") && toml.contains("f = 1.5"),
+            "{toml}"
+        );
+    }
     use serde_json::json;
 
     #[test]

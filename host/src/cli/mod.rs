@@ -16,6 +16,7 @@ mod cert;
 mod cluster;
 mod configs;
 mod dev;
+mod examples;
 mod export;
 mod formats;
 mod import;
@@ -65,7 +66,8 @@ pub struct ClientOpts {
     /// Bearer token of the principal to act as (nodes with --auth require one).
     #[arg(long, env = "SCARAB_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
-    /// Output format.
+    /// Output format: `table` for people, `json` or `yaml` for programs (errors too, as
+    /// JSON on stderr).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
     /// Who the change is made for (X-Scarab-Actor): the actor itself with authentication
@@ -129,8 +131,19 @@ impl ClientOpts {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
+    /// The server's JSON, as it sent it.
     Json,
+    /// The same document as YAML.
+    Yaml,
+    /// Tables for people.
     Table,
+}
+
+impl Output {
+    /// JSON or YAML: the document, not a table.
+    pub fn structured(self) -> bool {
+        self != Output::Table
+    }
 }
 
 #[derive(Subcommand)]
@@ -183,6 +196,15 @@ enum Command {
     /// Keep a directory of files (and a local endpoint) as a mirror of configs, from a
     /// last-known-good cache that outlives the cluster: a sidecar for services that read files.
     Agent(agent::AgentArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        scarab completion bash > ~/.local/share/bash-completion/completions/scarab\n  \
+        scarab completion zsh > \"${fpath[1]}/_scarab\"\n  \
+        scarab completion fish > ~/.config/fish/completions/scarab.fish")]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the process arguments (with a `--config` file expanded) and runs the command.
@@ -192,8 +214,8 @@ pub async fn main() -> ExitCode {
         output::print_error(&e);
         return ExitCode::from(2);
     }
-    let matches = Cli::command().get_matches_from(args);
-    output::set_json_errors(output_of(&matches) == Some(Output::Json));
+    let matches = examples::add(Cli::command()).get_matches_from(args);
+    output::set_format(output_of(&matches).unwrap_or(Output::Table));
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -216,6 +238,15 @@ pub async fn main() -> ExitCode {
         Command::Agent(args) => output::finish(agent::run(args).await),
         Command::Backup(cmd) => output::finish(backup::run(cmd).await),
         Command::Restore(args) => output::finish(backup::restore(args).await),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut examples::add(Cli::command()),
+                "scarab",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

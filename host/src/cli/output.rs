@@ -11,13 +11,33 @@ use serde::Serialize;
 use scarab_client::types::{ConfigMeta, Violation};
 use scarab_client::{ApiError, Error as ClientError};
 
+use super::Output;
+
 /// Prints `value` as the server sent it: the wire types serialise to the server's JSON,
-/// field for field.
+/// field for field; as YAML under `-o yaml`.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    if format() == Output::Yaml {
+        // Through a JSON value: the document's shape, whatever the type's serde does.
+        let value = serde_json::to_value(value).expect("wire types serialise");
+        match serde_saphyr::to_string(&super::formats::Plain(&value)) {
+            Ok(yaml) => print!("{yaml}"),
+            Err(e) => eprintln!("error: cannot write YAML: {e}"),
+        }
+        return;
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("wire types serialise")
     );
+}
+
+/// Prints `value` as the document (`-o json|yaml`) or with `table` (`-o table`).
+pub fn print_as<T: Serialize + ?Sized>(output: Output, value: &T, table: impl FnOnce(&T)) {
+    if output.structured() {
+        print_json(value);
+    } else {
+        table(value);
+    }
 }
 
 /// A table cell: `-` for an absent value.
@@ -78,16 +98,20 @@ pub fn print_rows(rows: &[(&str, String)]) {
     println!("{t}");
 }
 
-/// Whether errors print as JSON (`-o json`): set once by `cli::main` after parsing.
-static JSON_ERRORS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// The `-o` of the command: set once by `cli::main` after parsing.
+static FORMAT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
 
-/// Errors print as JSON from now on (`-o json`).
-pub fn set_json_errors(json: bool) {
-    let _ = JSON_ERRORS.set(json);
+/// Documents print as `output` from now on, and errors as JSON under `-o json|yaml`.
+pub fn set_format(output: Output) {
+    let _ = FORMAT.set(output);
+}
+
+fn format() -> Output {
+    FORMAT.get().copied().unwrap_or(Output::Table)
 }
 
 fn json_errors() -> bool {
-    JSON_ERRORS.get().copied().unwrap_or(false)
+    format().structured()
 }
 
 /// The exit codes of the client commands (README, "CLI"): what a script can tell apart.
@@ -214,7 +238,7 @@ fn report_api(e: &ApiError) {
     }
 }
 
-fn failures_table(report: &scarab_client::types::CompatReport) -> Table {
+pub fn failures_table(report: &scarab_client::types::CompatReport) -> Table {
     let mut t = Table::new();
     t.set_header(["key", "revision", "step", "reason"]);
     for f in &report.failures {

@@ -10,7 +10,7 @@ use comfy_table::Table;
 use scarab_client::SchemaUpload;
 use scarab_client::types::{SchemaPolicy, WritePolicy};
 
-use super::output::print_json;
+use super::output::{print_json, print_rows};
 use super::{ClientOpts, Output};
 
 #[derive(Subcommand)]
@@ -130,7 +130,25 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
             }
             if check {
                 let checked = client.check_compatibility(&name, version, &upload).await?;
-                print_json(&checked);
+                super::output::print_as(opts.output, &checked, |c| {
+                    let r = &c.compatibility;
+                    print_rows(&[
+                        ("name", r.name.clone()),
+                        ("version", r.version.to_string()),
+                        (
+                            "checked",
+                            match r.from_version {
+                                Some(from) => format!("{} config(s) at version {from}", r.checked),
+                                None => "nothing to check".into(),
+                            },
+                        ),
+                        ("compatible", r.compatible.to_string()),
+                        ("failed", r.failed.to_string()),
+                    ]);
+                    if !r.failures.is_empty() {
+                        println!("{}", super::output::failures_table(r));
+                    }
+                });
                 let report = &checked.compatibility;
                 if !report.compatible {
                     return Err(anyhow!(
@@ -144,7 +162,34 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
                 if force {
                     upload = upload.force();
                 }
-                print_json(&*client.register_schema(&name, version, &upload).await?);
+                let registered = client.register_schema(&name, version, &upload).await?;
+                let created = registered.created;
+                super::output::print_as(opts.output, &*registered, |r| {
+                    let mut rows = version_rows(&r.version);
+                    rows.insert(
+                        0,
+                        (
+                            "result",
+                            if created {
+                                "registered".into()
+                            } else {
+                                "already registered (same content)".into()
+                            },
+                        ),
+                    );
+                    let c = &r.compatibility;
+                    rows.push((
+                        "compatibility",
+                        match c.from_version {
+                            Some(from) => format!(
+                                "{} config(s) at version {from} checked, {} would fail",
+                                c.checked, c.failed
+                            ),
+                            None => "nothing to check".into(),
+                        },
+                    ));
+                    print_rows(&rows);
+                });
             }
         }
         SchemaCmd::Migrate {
@@ -153,9 +198,12 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
             dry_run,
             no_wait,
             opts,
-        } => super::migrate::run(&opts.client()?, &name, to, dry_run, no_wait).await?,
+        } => super::migrate::run(&opts.client()?, opts.output, &name, to, dry_run, no_wait).await?,
         SchemaCmd::Migrations { name, opts } => {
-            print_json(&*opts.client()?.migrations(&name).await?);
+            let list = opts.client()?.migrations(&name).await?;
+            super::output::print_as(opts.output, &*list, |l| {
+                super::migrate::print_migrations(&l.migrations)
+            });
         }
         SchemaCmd::Policy { name, writes, opts } => {
             let client = opts.client()?;
@@ -163,15 +211,30 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
                 Some(w) => {
                     // `any` or `latest` (clap checked), spelt as on the wire.
                     let writes: WritePolicy = serde_json::from_value(w.into())?;
-                    print_json(&client.set_policy(&name, &SchemaPolicy { writes }).await?);
+                    let set = client.set_policy(&name, &SchemaPolicy { writes }).await?;
+                    super::output::print_as(opts.output, &set, |p| {
+                        print_rows(&[
+                            ("name", p.name.clone()),
+                            ("writes", super::output::wire_text(&p.policy.writes)),
+                            ("revision", p.revision.to_string()),
+                        ])
+                    });
                 }
-                None => print_json(&*client.policy(&name).await?),
+                None => {
+                    let view = client.policy(&name).await?;
+                    super::output::print_as(opts.output, &*view, |p| {
+                        print_rows(&[
+                            ("name", p.name.clone()),
+                            ("writes", super::output::wire_text(&p.policy.writes)),
+                        ])
+                    });
+                }
             }
         }
         SchemaCmd::List { opts } => {
             let list = opts.client()?.schemas().await?.into_inner();
             match opts.output {
-                Output::Json => print_json(&list),
+                Output::Json | Output::Yaml => print_json(&list),
                 Output::Table => {
                     let mut t = Table::new();
                     t.set_header(["name", "versions"]);
@@ -191,12 +254,60 @@ pub async fn run(cmd: SchemaCmd) -> anyhow::Result<()> {
         } => {
             let client = opts.client()?;
             match version {
-                Some(v) => print_json(&*client.schema_version(&name, v).await?),
-                None => print_json(&*client.schema_versions(&name).await?),
+                Some(v) => {
+                    let sv = client.schema_version(&name, v).await?;
+                    super::output::print_as(opts.output, &*sv, |sv| {
+                        print_rows(&version_rows(sv));
+                        if let Some(schema) = &sv.schema {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(schema).unwrap_or_default()
+                            );
+                        }
+                    });
+                }
+                None => {
+                    let versions = client.schema_versions(&name).await?;
+                    super::output::print_as(opts.output, &*versions, |vs| {
+                        let mut t = Table::new();
+                        t.set_header([
+                            "version",
+                            "plugin_digest",
+                            "revision",
+                            "registered_at",
+                            "registered_by",
+                        ]);
+                        for v in &vs.versions {
+                            t.add_row([
+                                v.version.to_string(),
+                                v.plugin_digest.clone().unwrap_or_else(|| "-".into()),
+                                v.revision.to_string(),
+                                v.registered_at.clone(),
+                                v.registered_by.clone(),
+                            ]);
+                        }
+                        println!("{t}");
+                    });
+                }
             }
         }
     }
     Ok(())
+}
+
+/// A schema version's metadata as `name | value` rows.
+fn version_rows(v: &scarab_client::types::SchemaVersion) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", v.name.clone()),
+        ("version", v.version.to_string()),
+        (
+            "plugin_digest",
+            v.plugin_digest.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("revision", v.revision.to_string()),
+        ("registered_at", v.registered_at.clone()),
+        ("registered_by", v.registered_by.clone()),
+    ]
 }
 
 /// The keywords of JSON Schema draft 2020-12 (core, applicator, validation, unevaluated,

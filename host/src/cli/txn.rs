@@ -8,7 +8,6 @@ use scarab_client::types::TxnRequest;
 
 use super::ClientOpts;
 use super::configs::read_value;
-use super::output::print_json;
 
 #[derive(clap::Args)]
 pub struct TxnArgs {
@@ -25,6 +24,29 @@ pub async fn run(a: TxnArgs) -> anyhow::Result<()> {
     let body = read_value(None, Some(&a.file))?;
     let txn: TxnRequest = serde_json::from_value(body)
         .map_err(|e| anyhow!("{} is not a transaction: {e}", a.file.display()))?;
-    print_json(&a.opts.client()?.txn(&txn).await?);
+    let applied = a.opts.client()?.txn(&txn).await?;
+    super::output::print_as(a.opts.output, &applied, |r| {
+        let mut t = comfy_table::Table::new();
+        t.set_header([
+            "op",
+            "key",
+            "revision",
+            "key_version",
+            "schema",
+            "schema_version",
+        ]);
+        for res in &r.results {
+            t.add_row([
+                super::output::wire_text(&res.op),
+                res.meta.key.clone(),
+                res.meta.revision.to_string(),
+                res.meta.key_version.to_string(),
+                res.meta.schema.clone(),
+                res.meta.schema_version.to_string(),
+            ]);
+        }
+        println!("{t}");
+        println!("applied at revision {}", r.revision);
+    });
     Ok(())
 }
