@@ -356,6 +356,8 @@ async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_t
         .arg("txn")
         .arg(&file)
         .args([
+            "-o",
+            "json",
             "--actor",
             "alice",
             "--reason",

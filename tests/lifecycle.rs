@@ -165,6 +165,34 @@ async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<(
     Ok(())
 }
 
+/// Without built plugins the examples cannot be registered as the README describes them:
+/// `scarab dev` says how to build them and exits 2, instead of a node that registered nothing
+/// and a curl example that fails.
+#[test]
+fn dev_without_built_plugins_says_how_to_build_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let empty = dir.path().join("no-plugins");
+    std::fs::create_dir_all(&empty)?;
+    let out = Command::new(scarab_bin())
+        .current_dir(workspace_root())
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("dev"))
+        .arg("--plugins-dir")
+        .arg(&empty)
+        .output()
+        .context("run scarab dev")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cargo plugins"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ready"));
+    Ok(())
+}
+
 /// `scarab dev` on `schemas`/`plugins` directories of its own, on `data`.
 fn spawn_dev(
     port: u16,
