@@ -22,6 +22,13 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The command exited with `code` and its stderr says `text`.
+fn fails_with(out: &Output, code: i32, text: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(text), "{err}");
+}
+
 #[test]
 fn a_refused_connection_names_the_url_and_asks_whether_the_server_runs() -> Result<()> {
     let url = format!("http://127.0.0.1:{}", free_port());
@@ -39,12 +46,7 @@ fn a_refused_connection_names_the_url_and_asks_whether_the_server_runs() -> Resu
 #[test]
 fn a_server_url_without_a_scheme_is_a_usage_error_that_shows_the_fix() -> Result<()> {
     let out = scarab(&["config", "list", "-s", "127.0.0.1:7070"])?;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("it has no scheme: write http://127.0.0.1:7070"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, 2, "it has no scheme: write http://127.0.0.1:7070");
     Ok(())
 }
 
@@ -166,12 +168,7 @@ async fn a_config_document_pushed_as_a_schema_is_warned_about_and_refused_with_s
         "-s",
         node.base_url(),
     ])?;
-    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
-    assert!(
-        stderr(&strict).contains("has no JSON Schema keyword"),
-        "{}",
-        stderr(&strict)
-    );
+    fails_with(&strict, 2, "has no JSON Schema keyword");
     let list = node.typed().schemas().await?;
     assert!(
         !list.schemas.iter().any(|s| s.name == "oops"),
@@ -304,12 +301,7 @@ async fn config_put_defaults_to_the_keys_schema_or_the_latest_version() -> Resul
     assert_eq!(entry.value, json!({"x": 1}));
     // A new key without --schema: which schema is a question for the user.
     let out = scarab(&["config", "put", "d/new", "--value", "{}", "-s", s])?;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("give its schema with --schema"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, 2, "give its schema with --schema");
     Ok(())
 }
 
@@ -340,5 +332,29 @@ async fn every_output_format_is_honoured() -> Result<()> {
         text.contains("registered_at") && !text.trim_start().starts_with('{'),
         "{text}"
     );
+    Ok(())
+}
+
+/// Removing the only voter can never succeed: a refusal a retry would meet again (409), not a
+/// retry code such as 503 `not_ready`.
+#[tokio::test]
+async fn removing_the_only_voter_is_refused_for_good() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let resp = http_client()
+        .delete(node.url("/v1/cluster/members/1"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await?;
+    let code = scarab_client::types::ErrorCode::parse(body["error"]["code"].as_str().unwrap_or(""));
+    assert_eq!(
+        code,
+        scarab_client::types::ErrorCode::NodeConflict,
+        "{body}"
+    );
+    assert!(!code.is_retry_safe());
+    let out = scarab(&["cluster", "remove", "1", "-s", node.base_url()])?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the only voter"), "{}", stderr(&out));
     Ok(())
 }

@@ -117,28 +117,8 @@ impl Drop for Child {
 
 #[tokio::test]
 async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    let _dev = Child(
-        Command::new(scarab_bin())
-            .current_dir(workspace_root())
-            .args([
-                "dev",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("dev"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn scarab dev")?,
-    );
-    let client = node_client(
-        &http_client(),
-        &format!("http://127.0.0.1:{port}"),
-        REQUEST_TIMEOUT,
-    );
+    let dev = tokio::task::spawn_blocking(harness::dev::DevNode::start).await??;
+    let client = node_client(&http_client(), &dev.base, REQUEST_TIMEOUT);
     wait_until(
         Duration::from_secs(30),
         "every example schema registered",

@@ -6,16 +6,14 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use harness::{
-    Node, NodeOptions, REQUEST_TIMEOUT, STORE, free_port, http_client, node_client, scarab_bin,
-    wait_until, workspace_root,
-};
+use harness::dev::DevNode;
+use harness::{Node, NodeOptions, STORE, http_client, workspace_root};
 use scarab_client::types::ErrorCode;
 
 async fn document(node: &Node) -> Result<Value> {
@@ -161,15 +159,6 @@ async fn every_error_code_is_documented_under_its_status() -> Result<()> {
     Ok(())
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// schemathesis (installed by `tests/tools/install.sh`) against a `scarab dev` node: the
 /// coverage and fuzzing phases, a bounded number of cases per operation, with a fixed seed.
 /// It fails on any 5xx, any status, content type, header or body the document does not
@@ -185,31 +174,8 @@ async fn schemathesis_finds_no_failure_against_a_dev_node() -> Result<()> {
             st.display()
         );
     }
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _dev = Child(
-        Command::new(scarab_bin())
-            .current_dir(&root)
-            .args([
-                "dev",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("dev"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn scarab dev")?,
-    );
-    let client = node_client(&http_client(), &base, REQUEST_TIMEOUT);
-    wait_until(
-        Duration::from_secs(60),
-        "the dev node's schemas",
-        || async { client.schema_version(STORE.schema, 1).await.is_ok() },
-    )
-    .await?;
+    let dev = tokio::task::spawn_blocking(DevNode::start).await??;
+    let base = dev.base.clone();
     // The config the cases read, roll back and delete (tests/tools/schemathesis.toml); the
     // store plugin wants the key's last segment to be the value's `store_id`.
     let sample = STORE.valid_sample();

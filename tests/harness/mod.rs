@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 
 pub mod auth;
 pub mod cluster;
+pub mod dev;
 pub mod history;
 pub mod nemesis;
 pub mod proxy;
