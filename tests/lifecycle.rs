@@ -145,6 +145,35 @@ async fn dev_server_registers_every_example_schema_with_its_plugin() -> Result<(
     Ok(())
 }
 
+/// A second `scarab dev` on a data directory in use says so at once (it used to wait 30 s
+/// for a node that had already failed, then blame the network).
+#[tokio::test]
+async fn dev_on_a_directory_in_use_says_so_at_once() -> Result<()> {
+    let node = Node::start(NodeOptions::default()).await?;
+    let started = std::time::Instant::now();
+    let out = Command::new(scarab_bin())
+        .current_dir(workspace_root())
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(node.data_dir())
+        .output()
+        .context("run scarab dev")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another scarab process is using"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+    // At once, not after the 30 s readiness wait (a bound generous for a loaded machine).
+    assert!(started.elapsed() < Duration::from_secs(20));
+    Ok(())
+}
+
 /// Without built plugins the examples cannot be registered as the README describes them:
 /// `scarab dev` says how to build them and exits 2, instead of a node that registered nothing
 /// and a curl example that fails.
