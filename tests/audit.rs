@@ -325,6 +325,74 @@ async fn the_audit_trail_is_the_same_on_every_node_and_cannot_be_changed_through
     Ok(())
 }
 
+/// The audit trail's retention is a replicated setting: set through the API (and audited
+/// itself), it keeps exactly the newest records on every node as writes go on.
+#[tokio::test]
+async fn the_audit_retention_is_set_through_the_api_audited_and_the_same_on_every_node()
+-> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let leader = cluster.wait_leader(&cluster.ids(), SETTLE).await?;
+    let api = cluster.api(leader);
+    let c = api.client();
+    let initial = api.get("/v1/settings/audit").await?;
+    assert_status(&initial, 200);
+    assert_eq!(initial.body, json!({"max_records": 1_000_000}));
+    let zero = api
+        .send(
+            c.put(api.url("/v1/settings/audit"))
+                .json(&json!({"max_records": 0})),
+        )
+        .await?;
+    harness::assert_error(&zero, 400, "malformed_request");
+    let set = send_as(
+        &api,
+        c.put(api.url("/v1/settings/audit"))
+            .json(&json!({"max_records": 10, "max_age_seconds": 86_400})),
+        "ops",
+        "keep the trail small",
+    )
+    .await?;
+    assert_status(&set, 200);
+    assert_eq!(set.body["max_records"], 10);
+    let recorded = audit(&api, AuditQuery::new().prefix("settings/")).await?;
+    let record = find(&recorded, "settings.audit", "settings/audit")?;
+    assert_eq!(record.reason.as_deref(), Some("keep the trail small"));
+    assert_eq!(
+        detail(record),
+        &json!({"max_records": 10, "max_age_seconds": 86_400})
+    );
+    assert_status(
+        &api.register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    let mut last = 0;
+    for n in 0..30 {
+        let r = api
+            .put_config(&format!("k/{}", n % 3), "note", 1, &json!({ "n": n }))
+            .await?;
+        assert_status(&r, if n < 3 { 201 } else { 200 });
+        last = r.body["revision"].as_u64().context("revision")?;
+    }
+    let ids = cluster.ids();
+    cluster.wait_converged(&ids, SETTLE).await?;
+    for id in ids {
+        let stale = AuditQuery {
+            consistency: Some(Consistency::Stale),
+            ..AuditQuery::new()
+        };
+        let kept = audit(&cluster.api(id), stale).await?;
+        assert_eq!(kept.len(), 10, "node {id}: {kept:#?}");
+        assert_eq!(kept[0].revision_after, Some(last), "node {id}");
+        assert!(
+            kept.iter().all(|r| r.action == "config.update"),
+            "node {id}: {kept:#?}"
+        );
+    }
+    cluster.pass();
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_trail() -> Result<()>
 {

@@ -187,6 +187,13 @@ fn routes(rollback_to: u64) -> Vec<Route> {
             j(json!({"keep": 1000})),
             [F, F, Y],
         ),
+        route(M::GET, "/v1/settings/audit", Body::None, [F, F, Y]),
+        route(
+            M::PUT,
+            "/v1/settings/audit",
+            j(json!({"max_records": 1000000})),
+            [F, F, Y],
+        ),
         route(
             M::POST,
             "/v1/cluster/members",

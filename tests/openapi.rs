@@ -62,6 +62,7 @@ async fn the_document_is_openapi_3_1_with_every_route_of_v1() -> Result<()> {
         "POST /v1/auth/tokens",
         "GET /v1/backup",
         "PUT /v1/settings/history",
+        "PUT /v1/settings/audit",
     ] {
         assert!(listed.contains(route), "{route} is not in {listed:#?}");
     }

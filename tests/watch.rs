@@ -290,6 +290,50 @@ async fn a_watch_from_compacted_history_is_refused_with_gone() -> Result<()> {
     Ok(())
 }
 
+/// The revision index keeps a window of revisions (`watch_window`): a watch resumes within
+/// it, and is refused with 410 beyond it, while every key keeps its history records.
+#[tokio::test]
+async fn a_watch_resumes_within_the_watch_window_and_is_gone_beyond_it() -> Result<()> {
+    let node = note_node(&[]).await?;
+    let api = node.api();
+    let set = api
+        .client()
+        .put(api.url("/v1/settings/history"))
+        .json(&json!({"keep": 1000, "watch_window": 10}));
+    let set = api.send(set).await?;
+    assert_status(&set, 200);
+    assert_eq!(set.body["watch_window"], 10);
+    let first = put(api, "w/a", json!({"n": 0})).await?;
+    let mut last = first;
+    // Past the window by more than the sweep's slack (64 revisions).
+    for n in 1..100 {
+        last = put(api, "w/a", json!({ "n": n })).await?;
+    }
+    let gone = api
+        .get(&format!(
+            "/v1/watch?prefix=w/&from_revision={first}&wait=1s"
+        ))
+        .await?;
+    assert_error(&gone, 410, "revision_compacted");
+    let edge = last - 9;
+    let within = api
+        .get(&format!("/v1/watch?prefix=w/&from_revision={edge}&wait=1s"))
+        .await?;
+    assert_status(&within, 200);
+    assert_eq!(
+        within.body["changes"].as_array().map(Vec::len),
+        Some(10),
+        "{}",
+        within.body
+    );
+    // The window bounds the index, not the history.
+    let history = api.get("/v1/configs/w/a/history?limit=1000").await?;
+    assert_eq!(history.body["items"].as_array().map(Vec::len), Some(100));
+    let settings = api.get("/v1/settings/history").await?;
+    assert_eq!(settings.body, json!({"keep": 1000, "watch_window": 10}));
+    Ok(())
+}
+
 /// With one revision kept per key, two writes of a key applied together (concurrent writes
 /// are batched into one log entry) drop the first before any watcher can read it: an open SSE
 /// stream must end with an `error` event then, never skip it silently.

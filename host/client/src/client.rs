@@ -12,12 +12,12 @@ use reqwest::header::{
 };
 use reqwest::{Method, Url};
 use scarab_types::{
-    AuditPage, AuditRecord, ClusterView, CompatibilityCheck, ConfigEntry, ConfigMeta, ConfigPage,
-    Consistency, Deleted, DryRun, Entry, ErrorBody, Health, HistoryEntry, HistoryPage,
-    HistoryRetention, HistoryRetentionSet, JoinRequest, Migration, MigrationList, PolicySet,
-    PolicyView, PutConfig, Ready, Registered, RollbackRequest, RolledBack, SchemaList,
-    SchemaPolicy, SchemaVersion, SchemaVersions, SelfInfo, StartMigration, Status, TxnRequest,
-    TxnResponse, ValidateResult, WatchPoll, headers,
+    AuditPage, AuditRecord, AuditRetention, AuditRetentionSet, ClusterView, CompatibilityCheck,
+    ConfigEntry, ConfigMeta, ConfigPage, Consistency, Deleted, DryRun, Entry, ErrorBody, Health,
+    HistoryEntry, HistoryPage, HistoryRetention, HistoryRetentionSet, JoinRequest, Migration,
+    MigrationList, PolicySet, PolicyView, PutConfig, Ready, Registered, RollbackRequest,
+    RolledBack, SchemaList, SchemaPolicy, SchemaVersion, SchemaVersions, SelfInfo, StartMigration,
+    Status, TxnRequest, TxnResponse, ValidateResult, WatchPoll, headers,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

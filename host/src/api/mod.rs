@@ -97,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         node::get_history_retention,
         node::set_history_retention
     ))
+    .routes(routes!(
+        node::get_audit_retention,
+        node::set_audit_retention
+    ))
     .routes(routes!(txn::txn))
     .routes(routes!(watch::watch))
     .routes(routes!(audit::list))

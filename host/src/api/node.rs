@@ -13,7 +13,10 @@ use scarab_types::auth::Action;
 use super::authn::Principal;
 use super::{ApiError, AppState, SMALL_BODY_BYTES, caller, parse_json, read_body, require_json};
 use crate::plugins::PluginStats;
-use crate::store::{HistoryRetention, HistoryRetentionSet, SetHistoryRetention};
+use crate::store::{
+    AuditRetention, AuditRetentionSet, DEFAULT_WATCH_WINDOW, HistoryRetention, HistoryRetentionSet,
+    SetAuditRetention, SetHistoryRetention,
+};
 
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
 #[utoipa::path(get, path = "/v1/settings/history", operation_id = "get_history_retention", tag = "node",
@@ -27,17 +30,20 @@ pub async fn get_history_retention(
     let HistoryRetention {
         keep,
         max_age_seconds,
+        watch_window,
     } = state.store.applied().history;
     Ok(Json(scarab_types::HistoryRetention {
         keep,
         max_age_seconds,
+        watch_window: Some(watch_window),
     })
     .into_response())
 }
 
-/// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S}` (N >= 1, S optional).
-/// Replicated: every node keeps the same history. `keep` applies to a key from its next write
-/// on; the age from the next change on (see `store/history.rs`).
+/// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S, "watch_window": W}`
+/// (N >= 1, S optional, W >= 1 and 1,000,000 when absent). Replicated: every node keeps the
+/// same history. `keep` applies to a key from its next write on; the age and the window from
+/// the next change on (see `store/history.rs`).
 #[utoipa::path(put, path = "/v1/settings/history", operation_id = "set_history_retention", tag = "node",
     params(("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
     request_body(content = scarab_types::HistoryRetention, content_type = "application/json"),
@@ -55,14 +61,20 @@ pub async fn set_history_retention(
     let scarab_types::HistoryRetention {
         keep,
         max_age_seconds,
+        watch_window,
     } = parse_json(
         &state,
         &bytes,
-        "{\"keep\": integer, \"max_age_seconds\": integer (optional)}",
+        "{\"keep\": integer, \"max_age_seconds\": integer (optional), \"watch_window\": integer (optional)}",
     )?;
     if keep == 0 {
         return Err(ApiError::malformed(
             "keep must be at least 1 (the current revision is always kept)",
+        ));
+    }
+    if watch_window == Some(0) {
+        return Err(ApiError::malformed(
+            "watch_window must be at least 1 revision (leave it out for the default, 1000000)",
         ));
     }
     let HistoryRetentionSet {
@@ -75,12 +87,88 @@ pub async fn set_history_retention(
                 retention: HistoryRetention {
                     keep,
                     max_age_seconds,
+                    watch_window: watch_window.unwrap_or(DEFAULT_WATCH_WINDOW),
                 },
             },
         )
         .await?;
     Ok(Json(scarab_types::HistoryRetentionSet {
         keep: retention.keep,
+        max_age_seconds: retention.max_age_seconds,
+        watch_window: retention.watch_window,
+        revision,
+    })
+    .into_response())
+}
+
+/// `GET /v1/settings/audit`: how much of the audit trail is kept.
+#[utoipa::path(get, path = "/v1/settings/audit", operation_id = "get_audit_retention", tag = "node",
+    responses((status = 200, description = "How many audit records are kept, and for how long.", body = scarab_types::AuditRetention)))]
+pub async fn get_audit_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    // Whoever may read the trail may know how far back it goes.
+    principal.require(Action::AuditRead, "")?;
+    state.linearize().await?;
+    let AuditRetention {
+        max_records,
+        max_age_seconds,
+    } = state.store.applied().audit;
+    Ok(Json(scarab_types::AuditRetention {
+        max_records,
+        max_age_seconds,
+    })
+    .into_response())
+}
+
+/// `PUT /v1/settings/audit` with `{"max_records": N, "max_age_seconds": S}` (N >= 1, S
+/// optional). Replicated, and itself audited as `settings.audit`; the oldest records beyond
+/// it are dropped from the next change on, a bounded number per change (see
+/// `store/audit.rs`).
+#[utoipa::path(put, path = "/v1/settings/audit", operation_id = "set_audit_retention", tag = "node",
+    params(("X-Scarab-Reason" = Option<String>, Header, description = "Why, kept in the audit trail.")),
+    request_body(content = scarab_types::AuditRetention, content_type = "application/json"),
+    responses((status = 200, description = "The retention set, and the revision of the change.", body = scarab_types::AuditRetentionSet)))]
+pub async fn set_audit_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
+    require_json(&headers)?;
+    let caller = caller(&principal, &headers)?;
+    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    let scarab_types::AuditRetention {
+        max_records,
+        max_age_seconds,
+    } = parse_json(
+        &state,
+        &bytes,
+        "{\"max_records\": integer, \"max_age_seconds\": integer (optional)}",
+    )?;
+    if max_records == 0 {
+        return Err(ApiError::malformed(
+            "max_records must be at least 1 (the record of this change is kept)",
+        ));
+    }
+    let AuditRetentionSet {
+        retention,
+        revision,
+    } = state
+        .propose(
+            caller,
+            SetAuditRetention {
+                retention: AuditRetention {
+                    max_records,
+                    max_age_seconds,
+                },
+            },
+        )
+        .await?;
+    Ok(Json(scarab_types::AuditRetentionSet {
+        max_records: retention.max_records,
         max_age_seconds: retention.max_age_seconds,
         revision,
     })

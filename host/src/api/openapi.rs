@@ -215,6 +215,8 @@ pub fn errors_of(id: &str) -> Option<Vec<ErrorCode>> {
         "audit" => &[READ],
         "get_history_retention" => &[READ],
         "set_history_retention" => &[BODY, WRITE],
+        "get_audit_retention" => &[READ],
+        "set_audit_retention" => &[BODY, WRITE],
         "list_schemas" => &[READ],
         "list_schema_versions" | "get_schema_policy" | "list_migrations" => {
             &[READ, &[InvalidSchemaName, NotFound]]
@@ -318,6 +320,7 @@ const AUDITED: &[&str] = &[
     "rollback_config",
     "txn",
     "set_history_retention",
+    "set_audit_retention",
     "register_schema_version",
     "delete_schema_version",
     "set_schema_policy",

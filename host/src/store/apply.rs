@@ -4,8 +4,8 @@
 //! Owns: [`ApplyTx`] (the writes of one apply call, an overlay that later commands of the same
 //! call read through), `apply_batch` (log ids, membership entries, committing the batch with
 //! the metadata) and the dispatch of a command by kind. Does not own: what a kind of command
-//! does (`configs.rs`, `schemas.rs`, `migrations.rs`, `txn.rs`, and `history.rs` for the
-//! retention setting) nor the audit records and history it leaves (`audit.rs`, `history.rs`).
+//! does (`configs.rs`, `schemas.rs`, `migrations.rs`, `txn.rs`, and `history.rs` and
+//! `audit.rs` for their retention settings) nor the audit records and history it leaves (`audit.rs`, `history.rs`).
 
 use std::collections::HashMap;
 
@@ -143,6 +143,7 @@ impl ApplyTx<'_> {
         self.on_behalf_of = None;
         let result = result?;
         self.sweep_history(at_ms)?;
+        self.sweep_audit(at_ms)?;
         Ok(result)
     }
 
@@ -168,6 +169,7 @@ impl ApplyTx<'_> {
             Op::Txn(op) => self.txn(op, &mut by),
             Op::PutSchema(op) => self.put_schema(op, &by),
             Op::SetHistoryRetention(op) => self.set_history_retention(op, &by),
+            Op::SetAuditRetention(op) => self.set_audit_retention(op, &by),
             Op::SetSchemaPolicy(op) => self.set_schema_policy(op, &by),
             Op::StartMigration(op) => self.start_migration(op, &by),
             Op::MigrateBatch(op) => self.migrate_batch(op, &by),

@@ -2,20 +2,59 @@
 //!
 //! Records are keyed by a sequence number (`{seq:020}` in `sm_audit`) that apply assigns, so
 //! every node holds the same trail in the same order and it travels in snapshots like the
-//! data. Nothing but apply writes the keyspace, and no command removes or rewrites a record:
-//! the API can only read it. What a record knows comes from the command (actor, the
+//! data. Nothing but apply writes the keyspace, and no command rewrites a record: the API can
+//! only read it. Retention (`SmMeta::audit`, a replicated setting changed by an audited
+//! command) drops the oldest records beyond a count or older than an age, swept by apply
+//! after each command with that command's clock, so every node drops the same records;
+//! `SmMeta::audit_floor` is the newest sequence number dropped. What a record knows comes from the command (actor, the
 //! proposer's clock, `X-Scarab-Reason`, the measured validation time) and from the state it
 //! changed (revisions before and after), never from this node's clock.
 //!
 //! Owns: the `sm_audit` keyspace, the records apply writes (for a config change, for any
-//! other change, for a membership change) and reading them with a filter. Does not own: the
+//! other change, for a membership change), their retention and reading them with a filter. Does not own: the
 //! changes themselves (each concern's file calls `audit_config` or `audit_other`).
 
 use serde::{Deserialize, Serialize};
 
 use super::apply::{ApplyTx, By};
 use super::keys::{Ks, decode_json};
-use super::{ConfigMeta, StateStore, StoreError};
+use super::{
+    AuditRetentionSet, CommandResult, ConfigMeta, SetAuditRetention, StateStore, StoreError,
+};
+
+/// How much of the audit trail is kept (replicated: every node applies the same rule).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRetention {
+    /// The newest this many records are kept (at least 1).
+    pub max_records: u64,
+    /// Records older than this are dropped too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+}
+
+/// Records kept by default: about 350 MB of JSON before compression at most, months of the
+/// write rates most config stores see, and a bound under any steady load.
+pub const DEFAULT_AUDIT_RECORDS: u64 = 1_000_000;
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        Self {
+            max_records: DEFAULT_AUDIT_RECORDS,
+            max_age_seconds: None,
+        }
+    }
+}
+
+impl AuditRetention {
+    pub(super) fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Records one command's sweep removes at most, so that lowering the retention on a long
+/// trail spreads the work over the following commands.
+const SWEEP_BATCH: u64 = 256;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct AuditRecord {
@@ -30,10 +69,10 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
     /// `config.create|update|delete|rollback|migrate`, `schema.register|delete|policy`,
-    /// `migration.start|finish`, `settings.history`, `membership.change`.
+    /// `migration.start|finish`, `settings.history|audit`, `membership.change`.
     pub action: String,
     /// The key, or `schema/{name}[/{version}]`, `migration/{name}/{id}`, `settings/history`,
-    /// `cluster`.
+    /// `settings/audit`, `cluster`.
     pub object: String,
     /// For configs: the key's revision before the change (`None`: it did not exist).
     pub revision_before: Option<u64>,
@@ -170,6 +209,70 @@ impl ApplyTx<'_> {
         );
     }
 
+    /// `SetAuditRetention`: the retention every node applies from now on.
+    pub(super) fn set_audit_retention(
+        &mut self,
+        op: SetAuditRetention,
+        by: &By,
+    ) -> Result<CommandResult, StoreError> {
+        let SetAuditRetention { retention } = op;
+        self.meta.revision += 1;
+        self.meta.audit = AuditRetention {
+            max_records: retention.max_records.max(1),
+            max_age_seconds: retention.max_age_seconds,
+        };
+        let detail = serde_json::to_value(self.meta.audit).expect("serialises");
+        // Recorded under the new rule, which must keep at least this record.
+        self.audit_other("settings.audit", "settings/audit".into(), by, detail);
+        Ok(CommandResult::AuditRetentionSet(AuditRetentionSet {
+            retention: self.meta.audit,
+            revision: self.meta.revision,
+        }))
+    }
+
+    /// Drops the oldest records beyond the count, or older than the maximum age by the
+    /// clock of the command just applied (at most [`SWEEP_BATCH`] per command). A record
+    /// without a clock reading (a membership change) goes with the next older-than-the-age
+    /// record after it, never on its own.
+    pub(super) fn sweep_audit(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let retention = self.meta.audit;
+        let kept = self.meta.audit_seq.saturating_sub(self.meta.audit_floor);
+        let over = kept.saturating_sub(retention.max_records.max(1));
+        let mut floor = self.meta.audit_floor;
+        // Records past the count are removed by key, without reading them.
+        if over > 0 {
+            let through = floor + over.min(SWEEP_BATCH);
+            for seq in floor + 1..=through {
+                self.remove(Ks::Audit, audit_key(seq));
+            }
+            floor = through;
+        }
+        if let Some(max_age) = retention.max_age_seconds {
+            let cutoff = now_ms.saturating_sub(max_age.saturating_mul(1000));
+            let limit = SWEEP_BATCH.saturating_sub(floor - self.meta.audit_floor);
+            let mut seq = floor + 1;
+            while seq <= self.meta.audit_seq && seq - floor <= limit {
+                let Some(bytes) = self.get(Ks::Audit, &audit_key(seq))? else {
+                    break;
+                };
+                let record: AuditRecord = decode_json("sm_audit", &bytes)?;
+                match record.at_ms {
+                    Some(at) if at < cutoff => {
+                        for s in floor + 1..=seq {
+                            self.remove(Ks::Audit, audit_key(s));
+                        }
+                        floor = seq;
+                    }
+                    Some(_) => break,
+                    None => {}
+                }
+                seq += 1;
+            }
+        }
+        self.meta.audit_floor = floor;
+        Ok(())
+    }
+
     /// The audit record of a config change.
     pub(super) fn audit_config(
         &mut self,
@@ -260,5 +363,80 @@ mod tests {
             f.store.audit(&only_configs, None, 100).unwrap().items.len(),
             3
         );
+    }
+
+    fn seqs(f: &Fixture) -> Vec<u64> {
+        let page = f
+            .store
+            .audit(&AuditFilter::default(), None, 10_000)
+            .unwrap();
+        page.items.iter().rev().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn the_audit_retention_keeps_the_newest_records_at_the_limit_and_one_past() {
+        let mut f = Fixture::new();
+        f.schema();
+        let set = f.apply(Op::SetAuditRetention(SetAuditRetention {
+            retention: AuditRetention {
+                max_records: 5,
+                max_age_seconds: None,
+            },
+        }));
+        assert!(matches!(set, CommandResult::AuditRetentionSet(_)));
+        // Two records so far (the schema, the setting): below the limit, nothing goes.
+        assert_eq!(seqs(&f), [1, 2]);
+        for i in 0..3 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+        }
+        // At the limit.
+        assert_eq!(seqs(&f), [1, 2, 3, 4, 5]);
+        // One past it: the oldest goes.
+        written(f.put("a", "x", Precondition::None));
+        assert_eq!(seqs(&f), [2, 3, 4, 5, 6]);
+        assert_eq!(f.store.applied().audit_floor, 1);
+        for i in 0..100 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+        }
+        assert_eq!(seqs(&f), [102, 103, 104, 105, 106]);
+        // Lowering the limit on a long trail drops at most 256 records per command.
+        f.apply(Op::SetAuditRetention(SetAuditRetention {
+            retention: AuditRetention {
+                max_records: 1,
+                max_age_seconds: None,
+            },
+        }));
+        assert_eq!(seqs(&f), [107]);
+        assert_eq!(
+            f.store
+                .audit(&AuditFilter::default(), None, 1)
+                .unwrap()
+                .items[0]
+                .action,
+            "settings.audit"
+        );
+    }
+
+    #[test]
+    fn the_audit_retention_drops_records_older_than_its_age_by_the_commands_clock() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetAuditRetention(SetAuditRetention {
+            retention: AuditRetention {
+                max_records: 1_000,
+                max_age_seconds: Some(60),
+            },
+        }));
+        for i in 0..10 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+        }
+        assert_eq!(seqs(&f).len(), 12);
+        // The fixture's clock is 1 s plus the log index: 59 s later nothing is too old yet.
+        f.index += 59_000 - 12;
+        written(f.put("a", "x", Precondition::None));
+        assert_eq!(seqs(&f).len(), 13);
+        f.index += 2_000;
+        written(f.put("a", "y", Precondition::None));
+        assert_eq!(seqs(&f), [13, 14]);
     }
 }

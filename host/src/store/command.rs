@@ -69,6 +69,7 @@ impl Command {
             | Op::DeleteSchema(_)
             | Op::SetSchemaPolicy(_)
             | Op::SetHistoryRetention(_)
+            | Op::SetAuditRetention(_)
             | Op::StartMigration(_)
             | Op::FinishMigration(_)
             | Op::AuthChange(_) => {}
@@ -117,6 +118,7 @@ impl Command {
             | Op::DeleteSchema(_)
             | Op::SetSchemaPolicy(_)
             | Op::SetHistoryRetention(_)
+            | Op::SetAuditRetention(_)
             | Op::StartMigration(_)
             | Op::FinishMigration(_)
             | Op::AuthChange(_) => 0,
@@ -183,6 +185,7 @@ pub enum Op {
     PutSchema(PutSchema),
     SetSchemaPolicy(SetSchemaPolicy),
     SetHistoryRetention(SetHistoryRetention),
+    SetAuditRetention(SetAuditRetention),
     StartMigration(StartMigration),
     MigrateBatch(MigrateBatch),
     FinishMigration(FinishMigration),
@@ -308,6 +311,12 @@ pub struct SetSchemaPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SetHistoryRetention {
     pub retention: super::HistoryRetention,
+}
+
+/// How much of the audit trail is kept (applies from this command on).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SetAuditRetention {
+    pub retention: super::AuditRetention,
 }
 
 /// Starts rewriting every config of `name` to `target_version`; its id is the revision

@@ -129,6 +129,7 @@ fn ops() -> Vec<Op> {
             retention: HistoryRetention {
                 keep: 3,
                 max_age_seconds: Some(60),
+                ..Default::default()
             },
         }
         .into(),
@@ -318,11 +319,80 @@ fn the_state_machine_metadata_encodes_as_it_always_did() {
         history: HistoryRetention {
             keep: 3,
             max_age_seconds: Some(9),
+            ..Default::default()
         },
         audit_seq: 4,
         history_floor: 1,
+        // Defaults are not written: the metadata reads and writes as before retention.
+        audit: AuditRetention::default(),
+        audit_floor: 0,
     };
     pinned(&sm, SM_META);
+    let with_retention = SmMeta {
+        history: HistoryRetention {
+            keep: 3,
+            max_age_seconds: None,
+            watch_window: 50,
+        },
+        audit: AuditRetention {
+            max_records: 7,
+            max_age_seconds: Some(8),
+        },
+        audit_floor: 2,
+        ..sm
+    };
+    pinned(
+        &with_retention,
+        &SM_META.replace(
+            r#""history":{"keep":3,"max_age_seconds":9},"audit_seq":4,"history_floor":1"#,
+            r#""history":{"keep":3,"watch_window":50},"audit_seq":4,"history_floor":1,"audit":{"max_records":7,"max_age_seconds":8},"audit_floor":2"#,
+        ),
+    );
+}
+
+/// The retention commands added with the audit trail's retention, and their results.
+#[test]
+fn retention_commands_encode_as_pinned() {
+    let history = Command {
+        actor: "actor".into(),
+        at_ms: 42,
+        op: SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 3,
+                max_age_seconds: None,
+                watch_window: 500,
+            },
+        }
+        .into(),
+        context: Context::default(),
+    };
+    pinned(
+        &history,
+        r#"{"actor":"actor","at_ms":42,"op":{"SetHistoryRetention":{"retention":{"keep":3,"watch_window":500}}}}"#,
+    );
+    let audit = Command {
+        actor: "actor".into(),
+        at_ms: 42,
+        op: SetAuditRetention {
+            retention: AuditRetention {
+                max_records: 10,
+                max_age_seconds: Some(60),
+            },
+        }
+        .into(),
+        context: Context::default(),
+    };
+    pinned(
+        &audit,
+        r#"{"actor":"actor","at_ms":42,"op":{"SetAuditRetention":{"retention":{"max_records":10,"max_age_seconds":60}}}}"#,
+    );
+    pinned(
+        &CommandResult::AuditRetentionSet(AuditRetentionSet {
+            retention: AuditRetention::default(),
+            revision: 4,
+        }),
+        r#"{"AuditRetentionSet":{"retention":{"max_records":1000000},"revision":4}}"#,
+    );
 }
 
 /// Each kind of command gets its own result back, and any other result is refused.

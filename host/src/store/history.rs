@@ -36,6 +36,27 @@ pub struct HistoryRetention {
     /// Records older than this are dropped too (a key's live value never is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_seconds: Option<u64>,
+    /// The revision index keeps the newest this many revisions (a watch can resume from
+    /// them); older entries are swept. With a maximum age, entries whose records are still
+    /// kept stay until they are that old, so the age decides then. Not written when it is
+    /// the default, so that the encoding of a setting without it is what it was.
+    #[serde(
+        default = "default_watch_window",
+        skip_serializing_if = "is_default_watch_window"
+    )]
+    pub watch_window: u64,
+}
+
+/// Revisions a watcher can resume from by default: 100 s at 10,000 writes/s, days at the
+/// write rates of most config stores; the index costs about 50 bytes per revision.
+pub const DEFAULT_WATCH_WINDOW: u64 = 1_000_000;
+
+fn default_watch_window() -> u64 {
+    DEFAULT_WATCH_WINDOW
+}
+
+fn is_default_watch_window(w: &u64) -> bool {
+    *w == DEFAULT_WATCH_WINDOW
 }
 
 impl Default for HistoryRetention {
@@ -43,13 +64,18 @@ impl Default for HistoryRetention {
         Self {
             keep: 100,
             max_age_seconds: None,
+            watch_window: DEFAULT_WATCH_WINDOW,
         }
     }
 }
 
-/// Index entries one command's age sweep looks at, at most: a burst of old history is dropped
+/// Index entries one command's sweep looks at, at most: a burst of old history is dropped
 /// over the following commands rather than stalling one apply.
 const SWEEP_BATCH: usize = 256;
+
+/// Without a maximum age, the window is swept once this many revisions are past it, so that
+/// a write pays for one range read per this many revisions rather than one each.
+const WINDOW_SLACK: u64 = 64;
 
 const CHANGE_PREFIX: &[u8] = b"r\0";
 const CHANGE_END: &[u8] = b"r\x01";
@@ -294,6 +320,7 @@ impl ApplyTx<'_> {
         self.meta.history = HistoryRetention {
             keep: retention.keep.max(1),
             max_age_seconds: retention.max_age_seconds,
+            watch_window: retention.watch_window.max(1),
         };
         let detail = serde_json::to_value(self.meta.history).expect("serialises");
         self.audit_other("settings.history", "settings/history".into(), by, detail);
@@ -430,12 +457,19 @@ impl ApplyTx<'_> {
         Some(now_ms.saturating_sub(max_age.saturating_mul(1000)))
     }
 
-    /// Drops history older than the maximum age, oldest first, and removes the index entries
-    /// it passes (see the module doc). Runs after every command with that command's clock.
+    /// Sweeps the revision index from its oldest end (see the module doc): drops history
+    /// older than the maximum age, and index entries past the watch window, removing the
+    /// entries it passes. Runs after every command with that command's clock.
     pub(super) fn sweep_history(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        let Some(cutoff) = self.age_cutoff(now_ms) else {
+        let cutoff = self.age_cutoff(now_ms);
+        // Entries at or below this revision are outside the watch window.
+        let window_floor = self
+            .meta
+            .revision
+            .saturating_sub(self.meta.history.watch_window);
+        if cutoff.is_none() && window_floor < self.meta.history_floor + WINDOW_SLACK {
             return Ok(());
-        };
+        }
         let start = change_key(self.meta.history_floor.saturating_add(1), "");
         let mut passed = Vec::new();
         for guard in self
@@ -452,27 +486,36 @@ impl ApplyTx<'_> {
             };
             let (revision, key) = parse_change_key(&k)?;
             let dropped = value == DROPPED;
-            if !dropped {
-                let at: u64 = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|t| t.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        keyspace: "sm_history",
-                        reason: format!("bad revision index entry for {key}@{revision}"),
-                    })?;
-                if at >= cutoff {
-                    break;
+            let too_old = match cutoff {
+                Some(cutoff) if !dropped => {
+                    let at: u64 = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| StoreError::Corrupt {
+                            keyspace: "sm_history",
+                            reason: format!("bad revision index entry for {key}@{revision}"),
+                        })?;
+                    at < cutoff
                 }
+                _ => false,
+            };
+            // Past the window, an entry goes unless the age still has to decide on its record.
+            let past_window = revision <= window_floor && (dropped || cutoff.is_none());
+            if !too_old && !past_window {
+                break;
             }
-            passed.push((revision, key, dropped));
+            passed.push((revision, key, too_old));
         }
-        for (revision, key, dropped) in passed {
+        for (revision, key, too_old) in passed {
             self.remove(Ks::History, change_key(revision, &key));
             self.meta.history_floor = revision;
+            if !too_old {
+                continue;
+            }
             let live = self
                 .live_config(&key)?
                 .is_some_and(|c| c.meta.revision == revision);
-            if !dropped && !live {
+            if !live {
                 self.drop_record(&key, revision)?;
             }
         }
@@ -514,6 +557,7 @@ mod tests {
             retention: HistoryRetention {
                 keep: 2,
                 max_age_seconds: None,
+                ..Default::default()
             },
         }));
         let first = written(f.put("w/a", "1", Precondition::None)).revision;
@@ -554,6 +598,7 @@ mod tests {
             retention: HistoryRetention {
                 keep: 100,
                 max_age_seconds: Some(60),
+                ..Default::default()
             },
         }));
         // The fixture's clock is 1 s plus the log index: jump it past the maximum age.
@@ -590,6 +635,7 @@ mod tests {
             retention: HistoryRetention {
                 keep: 3,
                 max_age_seconds: None,
+                ..Default::default()
             },
         }));
         let revisions = |f: &Fixture| -> Vec<u64> {
@@ -644,5 +690,79 @@ mod tests {
             other => panic!("expected a delete, got {other:?}"),
         };
         assert_eq!(revisions(&f), vec![batch[4], last, deleted]);
+    }
+
+    fn index_entries(f: &Fixture) -> usize {
+        f.store.history.prefix(b"r\0").count()
+    }
+
+    #[test]
+    fn the_revision_index_keeps_the_watch_window_and_the_records_stay() {
+        let mut f = Fixture::new();
+        f.schema();
+        let window = 10;
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 100,
+                max_age_seconds: None,
+                watch_window: window,
+            },
+        }));
+        let mut last = 0;
+        for i in 0..500 {
+            last =
+                written(f.put(&format!("k{}", i % 5), &i.to_string(), Precondition::None)).revision;
+        }
+        let floor = f.store.applied().history_floor;
+        // Swept once WINDOW_SLACK revisions are past the window: never more than that.
+        assert!(floor <= last - window, "floor {floor}, last {last}");
+        assert!(
+            floor + window + super::WINDOW_SLACK >= last,
+            "floor {floor}, last {last}"
+        );
+        assert!(index_entries(&f) as u64 <= window + super::WINDOW_SLACK);
+        // At the window's edge a watch resumes; at the floor it is told it cannot.
+        assert!(matches!(
+            f.store
+                .changes("", last - window + 1, u64::MAX, 100, usize::MAX)
+                .unwrap(),
+            Changes::Found { entries, .. } if entries.len() as u64 == window
+        ));
+        assert!(matches!(
+            f.store.changes("", floor, u64::MAX, 100, usize::MAX).unwrap(),
+            Changes::Compacted { revision } if revision == floor
+        ));
+        // The window bounds the index, not the history: each key keeps its 100 revisions.
+        let page = f.store.history("k0", None, 1000, usize::MAX).unwrap();
+        assert_eq!(page.items.len(), 100);
+    }
+
+    #[test]
+    fn with_a_maximum_age_the_index_keeps_what_the_age_has_yet_to_drop() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 1000,
+                max_age_seconds: Some(60),
+                watch_window: 1,
+            },
+        }));
+        let first = written(f.put("a", "0", Precondition::None)).revision;
+        for i in 1..200 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+        }
+        // Far past the window, but young: the age sweep still has to see these records.
+        assert!(f.store.applied().history_floor < first);
+        f.index += 120_000;
+        let last = written(f.put("a", "last", Precondition::None)).revision;
+        // The sweep goes 256 entries per command: one more write clears the rest.
+        written(f.put("b", "1", Precondition::None));
+        assert!(f.store.applied().history_floor >= last - 1);
+        assert!(matches!(
+            f.store.config_at("a", first).unwrap(),
+            AtRevision::Compacted { .. }
+        ));
+        assert!(index_entries(&f) <= 2);
     }
 }

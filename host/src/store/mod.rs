@@ -45,21 +45,22 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use apply::Change;
-pub use audit::{AuditFilter, AuditRecord, Provenance};
+pub use audit::{AuditFilter, AuditRecord, AuditRetention, Provenance};
 pub use auth::{AuthView, ROOT_USER, UserRecord};
 pub use command::{
     AuthChange, Command, Condition, ConfigMeta, Context, DeleteConfig, DeleteSchema,
     FinishMigration, MAX_FAILURES_KEPT, MigrateBatch, MigrationFailure, MigrationRecord,
     MigrationSpec, MigrationStatus, MigrationWrite, Op, PluginContract, Precondition, PutConfig,
-    PutSchema, SchemaPolicy, SchemaRecord, SchemaRef, SetHistoryRetention, SetSchemaPolicy,
-    StartMigration, Test, TokenRecord, Txn, TxnOp, Validation, WritePolicy,
+    PutSchema, SchemaPolicy, SchemaRecord, SchemaRef, SetAuditRetention, SetHistoryRetention,
+    SetSchemaPolicy, StartMigration, Test, TokenRecord, Txn, TxnOp, Validation, WritePolicy,
 };
 pub use configs::{ConfigEntry, ConfigPage};
-pub use history::{AtRevision, Changes, HistoryRetention};
+pub use history::{AtRevision, Changes, DEFAULT_WATCH_WINDOW, HistoryRetention};
 pub use membership::{LogId, Membership, NodeId, NodeInfo, SnapshotMeta, StoredMembership};
 pub use result::{
-    AuthChanged, CommandResult, ConfigDeleted, ConfigWritten, FailedCondition, HistoryRetentionSet,
-    Proposal, Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered, TxnApplied, WrongResult,
+    AuditRetentionSet, AuthChanged, CommandResult, ConfigDeleted, ConfigWritten, FailedCondition,
+    HistoryRetentionSet, Proposal, Rejection, SchemaDeleted, SchemaPolicySet, SchemaRegistered,
+    TxnApplied, WrongResult,
 };
 pub use snapshot::verify_current_snapshot;
 
@@ -99,6 +100,17 @@ pub struct SmMeta {
     /// The newest revision the history's age retention swept: a watch must start after it.
     #[serde(default)]
     pub history_floor: u64,
+    /// How much of the audit trail is kept (a replicated setting; not written while it is
+    /// the default, so that the metadata of a store that never set it reads as before).
+    #[serde(default, skip_serializing_if = "AuditRetention::is_default")]
+    pub audit: AuditRetention,
+    /// The newest audit sequence number retention dropped (records after it are kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub audit_floor: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 const META_KEY: &[u8] = b"sm";

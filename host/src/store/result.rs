@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{
     AuthChange, ConfigMeta, DeleteConfig, DeleteSchema, FinishMigration, MigrateBatch,
-    MigrationRecord, Op, PutConfig, PutSchema, SchemaPolicy, SchemaRecord, SetHistoryRetention,
-    SetSchemaPolicy, StartMigration, Txn,
+    MigrationRecord, Op, PutConfig, PutSchema, SchemaPolicy, SchemaRecord, SetAuditRetention,
+    SetHistoryRetention, SetSchemaPolicy, StartMigration, Txn,
 };
 
 /// The outcome of applying one command. On the wire each variant is `{"Kind": {fields}}`, as
@@ -26,6 +26,7 @@ pub enum CommandResult {
     SchemaPolicySet(SchemaPolicySet),
     Migration(MigrationRecord),
     HistoryRetentionSet(HistoryRetentionSet),
+    AuditRetentionSet(AuditRetentionSet),
     TxnApplied(TxnApplied),
     AuthChanged(AuthChanged),
     /// Refused deterministically by the state machine; nothing changed.
@@ -71,6 +72,13 @@ pub struct SchemaPolicySet {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct HistoryRetentionSet {
     pub retention: super::HistoryRetention,
+    pub revision: u64,
+}
+
+/// The audit retention set ([`SetAuditRetention`]), as apply keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AuditRetentionSet {
+    pub retention: super::AuditRetention,
     pub revision: u64,
 }
 
@@ -135,6 +143,7 @@ proposal! {
     DeleteSchema => SchemaDeleted(SchemaDeleted);
     SetSchemaPolicy => SchemaPolicySet(SchemaPolicySet);
     SetHistoryRetention => HistoryRetentionSet(HistoryRetentionSet);
+    SetAuditRetention => AuditRetentionSet(AuditRetentionSet);
     StartMigration => Migration(MigrationRecord);
     MigrateBatch => Migration(MigrationRecord);
     FinishMigration => Migration(MigrationRecord);

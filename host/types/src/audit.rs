@@ -22,10 +22,11 @@ pub struct AuditRecord {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub on_behalf_of: Option<String>,
     /// `config.create|update|delete|rollback|migrate`, `schema.register|delete|policy`,
-    /// `migration.start|finish`, `settings.history`, `membership.change`,
+    /// `migration.start|finish`, `settings.history|audit`, `membership.change`,
     /// `auth.user|role|token.put|delete|create|revoke`, `auth.bootstrap`.
     pub action: String,
-    /// A key, `schema/NAME/VERSION`, `migration/NAME/ID`, `settings/history`, `cluster`.
+    /// A key, `schema/NAME/VERSION`, `migration/NAME/ID`, `settings/history`,
+    /// `settings/audit`, `cluster`.
     pub object: String,
     #[cfg_attr(feature = "openapi", schema(required))]
     pub revision_before: Option<u64>,

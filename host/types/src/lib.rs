@@ -71,7 +71,10 @@ pub use error::{
 pub use migration::{
     DryRun, Migration, MigrationFailure, MigrationList, MigrationStatus, StartMigration,
 };
-pub use node::{Health, HistoryRetention, HistoryRetentionSet, PluginStats, Ready, Role, Status};
+pub use node::{
+    AuditRetention, AuditRetentionSet, Health, HistoryRetention, HistoryRetentionSet, PluginStats,
+    Ready, Role, Status,
+};
 pub use schema::{
     CompatFailure, CompatReport, CompatStep, CompatibilityCheck, InvalidSchemaName, MigrationSpec,
     PluginContract, PolicySet, PolicyView, Registered, SchemaList, SchemaPolicy, SchemaReference,

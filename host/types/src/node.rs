@@ -1,4 +1,4 @@
-//! `/v1/health`, `/v1/readyz`, `/v1/status` and `/v1/settings/history`.
+//! `/v1/health`, `/v1/readyz`, `/v1/status`, `/v1/settings/history` and `/v1/settings/audit`.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,13 @@ pub struct HistoryRetention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_age_seconds: Option<u64>,
+    /// The revision index keeps at least the newest this many revisions, and a watch can
+    /// resume from any of them (at least 1; default 1,000,000). With a maximum age, changes
+    /// whose records are kept stay until they are that old. Always given by `GET`; a `PUT`
+    /// without it sets the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 1))]
+    pub watch_window: Option<u64>,
 }
 
 /// The answer to `PUT /v1/settings/history`.
@@ -103,6 +110,33 @@ pub struct HistoryRetention {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryRetentionSet {
     pub keep: u32,
+    /// Sent as `null` without a maximum age.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub max_age_seconds: Option<u64>,
+    pub watch_window: u64,
+    /// The revision of the change.
+    pub revision: u64,
+}
+
+/// How much of the audit trail is kept: `GET /v1/settings/audit`, and the body of `PUT`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AuditRetention {
+    /// The newest this many records are kept (at least 1; default 1,000,000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub max_records: u64,
+    /// Records older than this are dropped too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub max_age_seconds: Option<u64>,
+}
+
+/// The answer to `PUT /v1/settings/audit`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRetentionSet {
+    pub max_records: u64,
     /// Sent as `null` without a maximum age.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub max_age_seconds: Option<u64>,
@@ -124,13 +158,21 @@ mod tests {
 
     #[test]
     fn retention() {
-        let get = r#"{"keep":100}"#;
+        let get = r#"{"keep":100,"watch_window":1000000}"#;
         let r: HistoryRetention = serde_json::from_str(get).unwrap();
         assert_eq!(r.max_age_seconds, None);
+        assert_eq!(r.watch_window, Some(1_000_000));
         assert_eq!(serde_json::to_string(&r).unwrap(), get);
         assert!(serde_json::from_str::<HistoryRetention>(r#"{"keep":1,"x":2}"#).is_err());
-        let set = r#"{"keep":5,"max_age_seconds":null,"revision":9}"#;
+        let set = r#"{"keep":5,"max_age_seconds":null,"watch_window":7,"revision":9}"#;
         let s: HistoryRetentionSet = serde_json::from_str(set).unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), set);
+        let audit = r#"{"max_records":10}"#;
+        let a: AuditRetention = serde_json::from_str(audit).unwrap();
+        assert_eq!(serde_json::to_string(&a).unwrap(), audit);
+        assert!(serde_json::from_str::<AuditRetention>(r#"{"max_records":1,"keep":2}"#).is_err());
+        let set = r#"{"max_records":10,"max_age_seconds":60,"revision":3}"#;
+        let s: AuditRetentionSet = serde_json::from_str(set).unwrap();
         assert_eq!(serde_json::to_string(&s).unwrap(), set);
         let h: Health = serde_json::from_str(r#"{"status":"ok"}"#).unwrap();
         assert_eq!(h.status, "ok");

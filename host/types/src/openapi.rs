@@ -229,6 +229,8 @@ mod tests {
             PluginStats,
             HistoryRetention,
             HistoryRetentionSet,
+            AuditRetention,
+            AuditRetentionSet,
             SchemaVersion,
             SchemaReference,
             Registered,
@@ -486,7 +488,7 @@ mod tests {
             WatchPoll, Registered, CompatibilityCheck, SchemaList, SchemaVersions,
             ValidateResult, SchemaPolicy, PolicyView, PolicySet, StartMigration, Migration,
             MigrationList, DryRun, AuditPage, ClusterView, SelfInfo, JoinRequest, Health, Ready,
-            Status, HistoryRetention, HistoryRetentionSet, Consistency, WhoAmI, User, auth::Role,
+            Status, HistoryRetention, HistoryRetentionSet, AuditRetention, AuditRetentionSet, Consistency, WhoAmI, User, auth::Role,
             PutUser, PutRole, Grant<String>, Grant<Permission>, CreateToken, CreatedToken,
             TokenInfo,
         )))]
@@ -643,7 +645,10 @@ mod tests {
         wire::<Status>(
             r#"{"node_id":1,"role":"leader","leader":1,"term":1,"last_log_index":7,"last_applied_index":7,"snapshot_index":null,"purged_index":null,"revision":5,"configs":3,"schemas":2,"plugins":{"loaded":2,"compiled":2,"from_disk_cache":0,"idle_instances":2,"misbehaving":[]}}"#,
         );
-        wire::<HistoryRetentionSet>(r#"{"keep":5,"max_age_seconds":null,"revision":9}"#);
+        wire::<HistoryRetentionSet>(
+            r#"{"keep":5,"max_age_seconds":null,"watch_window":9,"revision":9}"#,
+        );
+        wire::<AuditRetentionSet>(r#"{"max_records":5,"max_age_seconds":null,"revision":9}"#);
         wire::<Health>(r#"{"status":"ok"}"#);
         wire::<Ready>(r#"{"ready":true}"#);
         let migration = r#"{"id":9,"schema":"store","target_version":2,"status":"done","total":3,"done":2,"skipped":1,"failed_count":1,"failed":[{"key":"k","revision":3,"reason":"r"}],"started_at":"t","started_by":"alice","updated_at":"t","finished_at":"u"}"#;
@@ -687,7 +692,8 @@ mod tests {
         );
         every_property::<StartMigration>(r#"{"target_version":2,"dry_run":true}"#);
         wire::<SchemaPolicy>(r#"{"writes":"latest"}"#);
-        every_property::<HistoryRetention>(r#"{"keep":100,"max_age_seconds":60}"#);
+        every_property::<HistoryRetention>(r#"{"keep":100,"max_age_seconds":60,"watch_window":7}"#);
+        every_property::<AuditRetention>(r#"{"max_records":100,"max_age_seconds":60}"#);
         every_property::<CreateToken>(r#"{"principal":"u","ttl":"30d","description":"d"}"#);
         wire::<PutUser>(r#"{"roles":["r"]}"#);
         wire::<PutRole>(r#"{"permissions":[{"action":"schema:read","resource":"*"}]}"#);

@@ -136,6 +136,24 @@ impl Client {
             .json(retention);
         self.execute(&call).await?.json()
     }
+
+    /// `GET /v1/settings/audit`: how much of the audit trail is kept.
+    pub async fn audit_retention(&self) -> Result<AuditRetention, Error> {
+        let call = self.call(Method::GET, &["settings", "audit"]);
+        self.execute(&call).await?.json()
+    }
+
+    /// `PUT /v1/settings/audit`: keep the newest `max_records` audit records (at least 1),
+    /// and none older than `max_age_seconds`.
+    pub async fn set_audit_retention(
+        &self,
+        retention: &AuditRetention,
+    ) -> Result<AuditRetentionSet, Error> {
+        let call = self
+            .call(Method::PUT, &["settings", "audit"])
+            .json(retention);
+        self.execute(&call).await?.json()
+    }
 }
 
 /// A backup being received (see [`Client::backup`]).
