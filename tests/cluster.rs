@@ -393,6 +393,8 @@ async fn a_follower_down_while_the_leader_purged_its_log_catches_up_from_a_snaps
     let mut cluster = Cluster::start(ClusterOptions::new(3).args(&[
         "--snapshot-threshold",
         "50",
+        "--snapshot-log-ratio",
+        "0",
         "--log-keep",
         "10",
     ]))
@@ -465,6 +467,8 @@ async fn a_follower_catches_up_from_a_snapshot_that_takes_long_to_install() -> R
     let mut cluster = Cluster::start(ClusterOptions::new(3).args(&[
         "--snapshot-threshold",
         "50",
+        "--snapshot-log-ratio",
+        "0",
         "--log-keep",
         "10",
     ]))

@@ -209,8 +209,18 @@ async fn a_node_refuses_to_start_when_its_raft_journal_was_cut_short() -> Result
 
 #[tokio::test]
 async fn a_node_refuses_to_start_when_its_snapshot_file_was_changed() -> Result<()> {
-    let mut node =
-        stopped_node_with_configs(60, &["--snapshot-threshold", "20", "--log-keep", "5"]).await?;
+    let mut node = stopped_node_with_configs(
+        60,
+        &[
+            "--snapshot-threshold",
+            "20",
+            "--snapshot-log-ratio",
+            "0",
+            "--log-keep",
+            "5",
+        ],
+    )
+    .await?;
     let snapshots = node.data_dir().join("snapshots");
     let snap = std::fs::read_dir(&snapshots)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -58,6 +58,9 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
         extra_args: vec![
             "--snapshot-threshold".into(),
             "20".into(),
+            // The entries alone decide (the size rule has a test of its own).
+            "--snapshot-log-ratio".into(),
+            "0".into(),
             "--log-keep".into(),
             "5".into(),
         ],
@@ -102,6 +105,81 @@ async fn the_log_is_snapshotted_and_purged_past_the_threshold_and_survives_resta
         &node.put_config("n/after", "note", 1, &json!({})).await?,
         201,
     );
+    Ok(())
+}
+
+/// `scarab_snapshot_builds_total` and the snapshot index of the node.
+async fn snapshots(node: &Node) -> Result<(f64, u64)> {
+    let text = reqwest::get(node.url("/metrics")).await?.text().await?;
+    let builds = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scarab_snapshot_builds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no scarab_snapshot_builds_total")?;
+    let index = node.status().await?.snapshot_index.unwrap_or(0);
+    Ok((builds, index))
+}
+
+/// With `--snapshot-log-ratio 1` (the default), a snapshot of a large state is built again
+/// only once as many bytes of log were written since: the entries alone no longer decide.
+#[tokio::test]
+async fn a_large_state_is_snapshotted_again_only_after_as_many_bytes_of_log() -> Result<()> {
+    let node = Node::start(NodeOptions {
+        extra_args: vec![
+            "--snapshot-threshold".into(),
+            "10".into(),
+            "--log-keep".into(),
+            "5".into(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await?;
+    assert_status(
+        &node
+            .register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    // About 300 KB of state (the value and its history record), then the first snapshot:
+    // there is none yet, so 10 entries are enough.
+    let big = |n: usize| json!({ "n": n, "pad": "x".repeat(150_000) });
+    assert_status(&node.put_config("big/0", "note", 1, &big(0)).await?, 201);
+    for i in 0..12 {
+        let r = node
+            .put_config(&format!("small/{i}"), "note", 1, &json!({ "i": i }))
+            .await?;
+        assert_status(&r, 201);
+    }
+    wait_until(Duration::from_secs(20), "the first snapshot", || async {
+        snapshots(&node).await.is_ok_and(|(b, _)| b >= 1.0)
+    })
+    .await?;
+    let (_, first) = snapshots(&node).await?;
+    // 60 more small entries (well past the threshold, a few KB of log), then 3 big ones
+    // (about 450 KB of log, more than the snapshot holds).
+    for i in 12..72 {
+        let r = node
+            .put_config(&format!("small/{i}"), "note", 1, &json!({ "i": i }))
+            .await?;
+        assert_status(&r, 201);
+    }
+    for n in 1..4 {
+        let r = node.put_config("big/1", "note", 1, &big(n)).await?;
+        assert_status(&r, if n == 1 { 201 } else { 200 });
+    }
+    // One more small write after the big ones, so that an entry follows them.
+    assert_status(
+        &node.put_config("small/last", "note", 1, &json!({})).await?,
+        201,
+    );
+    wait_until(Duration::from_secs(20), "a second snapshot", || async {
+        snapshots(&node).await.is_ok_and(|(b, _)| b >= 2.0)
+    })
+    .await?;
+    let (builds, second) = snapshots(&node).await?;
+    // Exactly one more: none for the small entries (6 thresholds' worth of them).
+    assert_eq!(builds, 2.0, "snapshots at {first} then {second}");
+    assert!(second > first, "snapshots at {first} then {second}");
     Ok(())
 }
 

@@ -85,6 +85,8 @@ const NODE_ARGS: &[&str] = &[
     // Snapshots and log purges happen during the run, so restarted nodes catch up from them.
     "--snapshot-threshold",
     "300",
+    "--snapshot-log-ratio",
+    "0",
     "--log-keep",
     "50",
 ];

@@ -183,9 +183,16 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_PLUGIN_CORE_INSTANCES", default_value_t = DEFAULT_CORE_INSTANCES)]
     pub plugin_core_instances: u32,
 
-    /// Build a snapshot after this many log entries since the last one.
+    /// Build a snapshot after this many log entries since the last one (at least; see
+    /// --snapshot-log-ratio).
     #[arg(long, env = "SCARAB_SNAPSHOT_THRESHOLD", default_value_t = 10_000)]
     pub snapshot_threshold: u64,
+
+    /// And only once the log written since the last snapshot is at least this many times
+    /// that snapshot's size, so that rewriting the whole state costs a bounded share of the
+    /// writes however large the state is (0: the entries alone decide).
+    #[arg(long, env = "SCARAB_SNAPSHOT_LOG_RATIO", default_value_t = 1.0)]
+    pub snapshot_log_ratio: f64,
 
     /// Log entries kept behind a snapshot (for followers that are slightly behind).
     #[arg(long, env = "SCARAB_LOG_KEEP", default_value_t = 1_000)]
@@ -399,6 +406,9 @@ impl NodeConfig {
         }
         if self.snapshot_threshold == 0 {
             return fail("--snapshot-threshold must be at least 1".into());
+        }
+        if !(0.0..=1000.0).contains(&self.snapshot_log_ratio) {
+            return fail("--snapshot-log-ratio must be between 0 and 1000".into());
         }
         if self.heartbeat.is_zero() || self.election_timeout < self.heartbeat * 3 {
             return fail("--election-timeout must be at least three heartbeats".into());

@@ -178,7 +178,8 @@ pub async fn run(
         heartbeat_interval: heartbeat,
         election_timeout_min: election,
         election_timeout_max: election * 2,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        // Snapshots are triggered by `raft::snapshot_policy`, which also weighs their size.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: config.log_keep,
         // Purge everything a new snapshot allows at once (purges only follow snapshots).
         purge_batch_size: 1,
@@ -206,6 +207,7 @@ pub async fn run(
     if let Some(secret) = &secret {
         transport = transport.with_secret(secret.clone());
     }
+    let appended = log_store.appended_bytes();
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -215,6 +217,15 @@ pub async fn run(
     )
     .await
     .map_err(Box::new)?;
+    let snapshots = tokio::spawn(crate::raft::snapshot_policy::run(
+        raft.clone(),
+        store.clone(),
+        appended,
+        crate::raft::snapshot_policy::Policy {
+            min_entries: config.snapshot_threshold,
+            log_ratio: config.snapshot_log_ratio,
+        },
+    ));
     let cluster = Cluster::new(
         raft.clone(),
         config.node_id,
@@ -358,6 +369,7 @@ pub async fn run(
     let served = api_server.await;
     migrations.abort();
     reloads.abort();
+    snapshots.abort();
     let _ = stop_peer_tx.send(());
     if let Some(p) = peer_server {
         let _ = p.await;

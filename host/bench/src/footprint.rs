@@ -32,7 +32,7 @@ fn distinct(wasm: &[u8], i: usize) -> Vec<u8> {
     out
 }
 
-fn resident_kib(pid: u32) -> Result<u64> {
+pub fn resident_kib(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| path.clone())?;
     status
@@ -42,7 +42,7 @@ fn resident_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("no VmRSS in {path}"))
 }
 
-fn bytes_under(dir: &Path) -> u64 {
+pub fn bytes_under(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -2,17 +2,18 @@
 //! `store` schema with its plugin, and measures them through `scarab-client`. By default PUT
 //! and GET throughput and latency at several concurrencies (every PUT validated by JSON Schema
 //! and the plugin), then the warm cost of one plugin validation in-process; `--migrate`,
-//! `--vs-etcd` and `--footprint` measure other things (see their help). Prints figures;
+//! `--vs-etcd`, `--footprint` and `--steady` measure other things (see their help). Prints figures;
 //! asserts nothing.
 //!
 //! This file holds the flags and the dispatch; [`nodes`] starts and stops the server
 //! processes, [`load`] is the load generator, [`workload`] the Scarab workloads, and
-//! [`versus`], [`footprint`] and [`plugin_cost`] the other measurements.
+//! [`versus`], [`footprint`], [`steady`] and [`plugin_cost`] the other measurements.
 
 mod footprint;
 mod load;
 mod nodes;
 mod plugin_cost;
+mod steady;
 mod versus;
 mod workload;
 
@@ -87,6 +88,15 @@ pub struct BenchArgs {
     /// `plugins/build-polyglot.sh`).
     #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint"])]
     pub plugin_languages: bool,
+    /// Overwrite the `--keys` configs at the first `--concurrency` for this long on one node,
+    /// printing throughput, latency, memory and disk per `--window`: does a steady load reach
+    /// a steady state?
+    #[arg(long, value_parser = humantime::parse_duration,
+          conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint", "plugin_languages"])]
+    pub steady: Option<Duration>,
+    /// The length of one `--steady` window.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub window: Duration,
     /// Run the nodes with authentication on (`--auth`, a root token made here) and every
     /// request with a bearer token: the cost of checking tokens.
     #[arg(long, conflicts_with = "vs_etcd")]
@@ -187,6 +197,8 @@ async fn main() -> ExitCode {
         versus::run(&setup).await
     } else if setup.args.footprint {
         footprint::run(&setup).await
+    } else if let Some(total) = setup.args.steady {
+        steady::run(&setup, total).await
     } else {
         workload::run(&setup).await
     };

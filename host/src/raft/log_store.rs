@@ -97,6 +97,8 @@ pub struct LogStore {
     committed: Committed,
     poison: Poison,
     writer: mpsc::Sender<Job>,
+    /// Bytes of encoded entries appended by this process (for the snapshot policy).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Makes everything written to `db` durable, unless the store is poisoned; poisons it if that
@@ -150,7 +152,14 @@ impl LogStore {
             committed,
             poison,
             writer: tx,
+            appended: Default::default(),
         })
+    }
+
+    /// The count of bytes of encoded entries this process appended (see
+    /// `raft::snapshot_policy`).
+    pub fn appended_bytes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.appended.clone()
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(
@@ -458,11 +467,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut total = 0;
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            total += bytes.len() as u64;
             encoded.push((entry.log_id, Arc::<[u8]>::from(bytes)));
         }
+        self.appended
+            .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
         {
             let mut tail = self.tail.lock().expect("log tail");
             for (id, bytes) in encoded {

@@ -383,6 +383,21 @@ impl StateStore {
         Ok(())
     }
 
+    /// The size of the current snapshot file (0 without one).
+    pub fn current_snapshot_bytes(&self) -> u64 {
+        let _files = self.snapshot_files.lock().expect("snapshot lock");
+        let Ok(entries) = fs::read_dir(&self.snapshot_dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == SUFFIX))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .next()
+            .unwrap_or(0)
+    }
+
     /// The current snapshot file, if any, and its metadata.
     pub(crate) fn current_snapshot_file(&self) -> Result<Option<(SnapshotMeta, File)>, StoreError> {
         let _files = self.snapshot_files.lock().expect("snapshot lock");
