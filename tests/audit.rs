@@ -336,7 +336,7 @@ async fn the_audit_retention_is_set_through_the_api_audited_and_the_same_on_ever
     let c = api.client();
     let initial = api.get("/v1/settings/audit").await?;
     assert_status(&initial, 200);
-    assert_eq!(initial.body, json!({"max_records": 1_000_000}));
+    assert_eq!(initial.body, json!({"max_records": 100_000}));
     let zero = api
         .send(
             c.put(api.url("/v1/settings/audit"))

@@ -141,6 +141,9 @@ pub async fn run(
     // never waits for that fsync (see raft/DESIGN.md).
     let open = |path: std::path::PathBuf| {
         fjall::Database::builder(&path)
+            // fjall's default, 512 MiB of journal per database, was most of the disk of a
+            // small state under steady writes; 64 MiB (its minimum) flushes memtables sooner.
+            .max_journaling_size(JOURNAL_BYTES)
             .open()
             .map_err(|source| match source {
                 fjall::Error::Locked => NodeError::Locked {
@@ -400,6 +403,9 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// The journal each fjall database may keep before memtables are flushed (see `open`).
+const JOURNAL_BYTES: u64 = 64 << 20;
 
 fn plugin_limits(config: &NodeConfig) -> crate::plugins::PluginLimits {
     crate::plugins::PluginLimits {

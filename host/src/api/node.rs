@@ -41,7 +41,7 @@ pub async fn get_history_retention(
 }
 
 /// `PUT /v1/settings/history` with `{"keep": N, "max_age_seconds": S, "watch_window": W}`
-/// (N >= 1, S optional, W >= 1 and 1,000,000 when absent). Replicated: every node keeps the
+/// (N >= 1, S optional, W >= 1 and 100,000 when absent). Replicated: every node keeps the
 /// same history. `keep` applies to a key from its next write on; the age and the window from
 /// the next change on (see `store/history.rs`).
 #[utoipa::path(put, path = "/v1/settings/history", operation_id = "set_history_retention", tag = "node",
@@ -74,7 +74,7 @@ pub async fn set_history_retention(
     }
     if watch_window == Some(0) {
         return Err(ApiError::malformed(
-            "watch_window must be at least 1 revision (leave it out for the default, 1000000)",
+            "watch_window must be at least 1 revision (leave it out for the default, 100000)",
         ));
     }
     let HistoryRetentionSet {

@@ -22,7 +22,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 
@@ -126,8 +126,8 @@ impl LogStore {
     /// Opens (or creates) the log keyspaces in `db` and starts the writer thread. The thread
     /// ends when the last clone of the store is dropped.
     pub fn open(db: &Database) -> Result<Self, fjall::Error> {
-        let log = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
-        let meta = db.keyspace("raft_meta", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("raft_log", crate::store::keyspace_options)?;
+        let meta = db.keyspace("raft_meta", crate::store::keyspace_options)?;
         let tail: Tail = Arc::default();
         let committed: Committed = Arc::default();
         let poison: Poison = Arc::default();

@@ -33,9 +33,10 @@ pub struct AuditRetention {
     pub max_age_seconds: Option<u64>,
 }
 
-/// Records kept by default: about 350 MB of JSON before compression at most, months of the
-/// write rates most config stores see, and a bound under any steady load.
-pub const DEFAULT_AUDIT_RECORDS: u64 = 1_000_000;
+/// Records kept by default: about 45 MB (and as much in every snapshot), weeks at the write
+/// rates most config stores see, and a bound under any steady load. A million made snapshots
+/// of 600 MB for 1,000 live configs under a steady overwrite load (BENCHMARKS.md).
+pub const DEFAULT_AUDIT_RECORDS: u64 = 100_000;
 
 impl Default for AuditRetention {
     fn default() -> Self {

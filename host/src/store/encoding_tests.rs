@@ -391,7 +391,7 @@ fn retention_commands_encode_as_pinned() {
             retention: AuditRetention::default(),
             revision: 4,
         }),
-        r#"{"AuditRetentionSet":{"retention":{"max_records":1000000},"revision":4}}"#,
+        r#"{"AuditRetentionSet":{"retention":{"max_records":100000},"revision":4}}"#,
     );
 }
 

@@ -47,9 +47,9 @@ pub struct HistoryRetention {
     pub watch_window: u64,
 }
 
-/// Revisions a watcher can resume from by default: 100 s at 10,000 writes/s, days at the
-/// write rates of most config stores; the index costs about 50 bytes per revision.
-pub const DEFAULT_WATCH_WINDOW: u64 = 1_000_000;
+/// Revisions a watcher can resume from by default: 10 s at 10,000 writes/s, a day at one
+/// write a second; the index costs about 55 bytes per revision (in state and snapshots).
+pub const DEFAULT_WATCH_WINDOW: u64 = 100_000;
 
 fn default_watch_window() -> u64 {
     DEFAULT_WATCH_WINDOW

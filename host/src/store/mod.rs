@@ -115,6 +115,18 @@ fn is_zero(n: &u64) -> bool {
 
 const META_KEY: &[u8] = b"sm";
 
+/// Memtable size of every keyspace (the state machine's and the log's). fjall's default, 64
+/// MiB, times a dozen keyspaces in two databases, is most of a node's memory however small its
+/// state; 16 MiB keeps flushes large while a node with 1,000 configs under steady writes stays
+/// around 200 MiB resident (BENCHMARKS.md, `scarab-bench --steady`). Applies to keyspaces
+/// created from now on: fjall keeps an existing keyspace's setting.
+pub const MEMTABLE_BYTES: u64 = 16 << 20;
+
+/// How every keyspace is created.
+pub fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+}
+
 /// The state behind the state machine. Reads go straight to fjall; apply is serialised by
 /// openraft (one apply task).
 pub struct StateStore {
@@ -145,7 +157,7 @@ impl StateStore {
     /// Opens the state machine's keyspaces in `db`; installs the newest snapshot file if it is
     /// ahead of the applied state (an install interrupted by a crash).
     pub fn open(db: &Database, data_dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let ks = |name: &str| db.keyspace(name, keyspace_options);
         let meta_ks = ks("sm_meta")?;
         let meta: SmMeta = match meta_ks.get(META_KEY)? {
             Some(bytes) => decode_json("sm_meta", &bytes)?,

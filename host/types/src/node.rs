@@ -97,7 +97,7 @@ pub struct HistoryRetention {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_age_seconds: Option<u64>,
     /// The revision index keeps at least the newest this many revisions, and a watch can
-    /// resume from any of them (at least 1; default 1,000,000). With a maximum age, changes
+    /// resume from any of them (at least 1; default 100,000). With a maximum age, changes
     /// whose records are kept stay until they are that old. Always given by `GET`; a `PUT`
     /// without it sets the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +123,7 @@ pub struct HistoryRetentionSet {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditRetention {
-    /// The newest this many records are kept (at least 1; default 1,000,000).
+    /// The newest this many records are kept (at least 1; default 100,000).
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_records: u64,
     /// Records older than this are dropped too.
