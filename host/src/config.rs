@@ -203,8 +203,10 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
 
-    /// Raft election timeout (lower bound; the upper bound is twice this).
-    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "400ms", value_parser = humantime::parse_duration)]
+    /// Raft election timeout (lower bound; the upper bound is 1.5× this). openraft 0.9 adds a
+    /// leader lease of the upper bound, so a follower campaigns 2.5× to 3× this after the
+    /// leader's last heartbeat.
+    #[arg(long, env = "SCARAB_ELECTION_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
 
     /// Connections each listener (API, peer) serves at once; more are answered 503

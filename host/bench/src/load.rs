@@ -48,6 +48,35 @@ impl Figures {
     }
 }
 
+/// The figures of one load, whichever generator ran it (this one or `wrk`).
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Summary {
+    /// Successful requests per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl From<&Figures> for Summary {
+    fn from(f: &Figures) -> Self {
+        Self {
+            ops: f.ops,
+            errors: f.errors,
+            elapsed: f.elapsed,
+            p50_ms: f.ms(0.5),
+            p99_ms: f.ms(0.99),
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }

@@ -2,12 +2,13 @@
 //! `store` schema with its plugin, and measures them through `scarab-client`. By default PUT
 //! and GET throughput and latency at several concurrencies (every PUT validated by JSON Schema
 //! and the plugin), then the warm cost of one plugin validation in-process; `--migrate`,
-//! `--vs-etcd`, `--footprint` and `--steady` measure other things (see their help). Prints figures;
+//! `--vs-etcd`, `--footprint`, `--steady` and `--watchers` measure other things (see their help). Prints figures;
 //! asserts nothing.
 //!
 //! This file holds the flags and the dispatch; [`nodes`] starts and stops the server
 //! processes, [`load`] is the load generator, [`workload`] the Scarab workloads, and
-//! [`versus`], [`footprint`], [`steady`] and [`plugin_cost`] the other measurements.
+//! [`versus`], [`footprint`], [`steady`], [`watchers`] and [`plugin_cost`] the other
+//! measurements; [`wrk`] drives `--vs-etcd` by default.
 
 mod footprint;
 mod load;
@@ -15,7 +16,9 @@ mod nodes;
 mod plugin_cost;
 mod steady;
 mod versus;
+mod watchers;
 mod workload;
+mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,9 +78,14 @@ pub struct BenchArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Run the same workloads against etcd too (single node and 3-node clusters, with
-    /// failover), back to back, and print the ratio Scarab/etcd of each figure.
+    /// failover), back to back, and print the ratio Scarab/etcd of each figure. With `--tls`
+    /// and `--auth`, etcd runs with TLS (client and peer) and authentication too.
     #[arg(long, conflicts_with_all = ["migrate", "nodes"])]
     pub vs_etcd: bool,
+    /// The load generator of `--vs-etcd`: `wrk` (Debian's, a process of its own that costs
+    /// both servers little CPU) or `builtin` (this process, through scarab-client and reqwest).
+    #[arg(long, value_enum, default_value = "wrk")]
+    pub generator: Generator,
     /// Measure the node as a whole instead: resident memory and disk per config after
     /// writing `--keys` configs, and a restart with 20 cached plugins.
     #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd"])]
@@ -94,12 +102,16 @@ pub struct BenchArgs {
     #[arg(long, value_parser = humantime::parse_duration,
           conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint", "plugin_languages"])]
     pub steady: Option<Duration>,
+    /// Open this many SSE watches on one node, then write a few changes under their prefix:
+    /// how long until every watcher has each one.
+    #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint", "plugin_languages", "steady"])]
+    pub watchers: Option<usize>,
     /// The length of one `--steady` window.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub window: Duration,
     /// Run the nodes with authentication on (`--auth`, a root token made here) and every
     /// request with a bearer token: the cost of checking tokens.
-    #[arg(long, conflicts_with = "vs_etcd")]
+    #[arg(long)]
     pub auth: bool,
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
@@ -110,12 +122,19 @@ pub struct BenchArgs {
     pub scarab_bin: Option<PathBuf>,
     /// Serve the client API over TLS (and, with several nodes, the peer port over mutual
     /// TLS), with certificates `scarab cert` makes in the data directory.
-    #[arg(long, conflicts_with = "vs_etcd")]
+    #[arg(long)]
     pub tls: bool,
     /// Scrape every node's `/metrics` once a second during the workloads (what a Prometheus
     /// server does): the cost of serving metrics.
     #[arg(long, conflicts_with = "vs_etcd")]
     pub scrape: bool,
+}
+
+/// Who sends the requests of `--vs-etcd`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generator {
+    Wrk,
+    Builtin,
 }
 
 /// What every measurement starts from: the flags, the server binary, the `store` v1 schema
@@ -199,6 +218,8 @@ async fn main() -> ExitCode {
         footprint::run(&setup).await
     } else if let Some(total) = setup.args.steady {
         steady::run(&setup, total).await
+    } else if let Some(n) = setup.args.watchers {
+        watchers::run(&setup, n.max(1)).await
     } else {
         workload::run(&setup).await
     };

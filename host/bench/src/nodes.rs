@@ -52,6 +52,12 @@ pub fn use_tls(server: &Path, dir: &Path) -> Result<()> {
         .map_err(|_| anyhow!("TLS is set up already"))
 }
 
+/// With `--tls`, the directory of the run's CA (`ca.pem`) and node certificates
+/// (`node-N.pem`, `node-N-key.pem`, for 127.0.0.1).
+pub fn tls_dir() -> Option<&'static Path> {
+    TLS.get().map(PathBuf::as_path)
+}
+
 /// A client builder that trusts the run's CA when `--tls` is on.
 pub fn client_builder() -> ClientBuilder {
     let builder = match TLS.get() {
@@ -185,6 +191,16 @@ pub fn free_port() -> Result<u16> {
 /// --bootstrap-expect), node `i` with its data in `data_dir/n{i}` and its log in
 /// `data_dir/n{i}.log`.
 pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
+    start_nodes_with(server, n, data_dir, &[])
+}
+
+/// [`start_nodes`], with `extra` flags for every node.
+pub fn start_nodes_with(
+    server: &Path,
+    n: usize,
+    data_dir: &Path,
+    extra: &[String],
+) -> Result<Nodes> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_>>()?;
@@ -204,7 +220,8 @@ pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
             .arg("--data-dir")
-            .arg(data_dir.join(format!("n{}", i + 1)));
+            .arg(data_dir.join(format!("n{}", i + 1)))
+            .args(extra);
         if let Some(token) = token() {
             let file = data_dir.join(format!("n{}.root-token", i + 1));
             std::fs::write(&file, format!("{token}\n")).context("writing a root token file")?;

@@ -57,7 +57,7 @@ pub async fn run(setup: &Setup, total: Duration) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < total {
         let op = ScarabOp::new(&client, &setup.corpus, Workload::Put);
-        let window = args.window.min(total - started.elapsed());
+        let window = args.window.min(total.saturating_sub(started.elapsed()));
         let figures = load(c, window, setup.corpus.keys.len(), op).await;
         let rss = resident_kib(pid)? * 1024;
         let status = admin.status().await.context("GET /v1/status")?.into_inner();

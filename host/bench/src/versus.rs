@@ -3,8 +3,10 @@
 //!
 //! etcd is Debian's `etcd-server` (`etcd` on the PATH, or `--etcd-bin`), started on loopback
 //! with its data on the same disk as Scarab's, and driven through its HTTP JSON gateway
-//! (`/v3/kv/put`, `/v3/kv/range`) by the same load generator, with a plain `reqwest` client
-//! (Scarab's requests go through `scarab-client`). Every Scarab PUT is validated by
+//! (`/v3/kv/put`, `/v3/kv/range`) by the same load generator: `wrk` by default (`wrk.rs`), or
+//! this process (`--generator builtin`: a plain `reqwest` client for etcd, `scarab-client`
+//! for Scarab). With `--tls`, both serve clients over TLS and peers over mutual TLS; with
+//! `--auth`, both check a token on every request (etcd's root user's simple token). Every Scarab PUT is validated by
 //! the `store` JSON Schema and its plugin; etcd stores the same bytes unchecked. Workloads:
 //! single-node PUT at each concurrency, linearizable and stale (etcd: serializable) GET at the
 //! highest; then 3-node clusters of each: PUT and linearizable GET at the highest concurrency,
@@ -24,14 +26,15 @@ use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
-use crate::Setup;
-use crate::load::{Figures, Op, load};
-use crate::nodes::{failover, free_port};
+use crate::load::{Op, Summary, load};
+use crate::nodes::{failover, free_port, tls_dir, token};
 use crate::workload::{Corpus, ScarabOp, Workload, load_client};
+use crate::wrk::{Request, Target};
+use crate::{Generator, Setup};
 
 /// One compared figure.
 enum Measure {
-    Load(Figures),
+    Load(Summary),
     Failover(Duration),
 }
 
@@ -49,8 +52,8 @@ impl Measure {
             Measure::Load(f) => format!(
                 "{:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms{}",
                 f.rate(),
-                f.ms(0.5),
-                f.ms(0.99),
+                f.p50_ms,
+                f.p99_ms,
                 if f.errors > 0 {
                     format!(" ({} errors)", f.errors)
                 } else {
@@ -66,6 +69,8 @@ impl Measure {
 struct Etcd {
     children: Vec<Option<Child>>,
     clients: Vec<String>,
+    /// With `--auth`: the root user's token, sent as `Authorization`.
+    token: Option<String>,
 }
 
 impl Drop for Etcd {
@@ -81,32 +86,51 @@ fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_>>()?;
+    let scheme = if tls_dir().is_some() { "https" } else { "http" };
     let cluster: Vec<String> = ports
         .iter()
         .enumerate()
-        .map(|(i, (_, p))| format!("e{i}=http://127.0.0.1:{p}"))
+        .map(|(i, (_, p))| format!("e{i}={scheme}://127.0.0.1:{p}"))
         .collect();
     let mut etcd = Etcd {
         children: Vec::new(),
         clients: ports
             .iter()
-            .map(|(c, _)| format!("http://127.0.0.1:{c}"))
+            .map(|(c, _)| format!("{scheme}://127.0.0.1:{c}"))
             .collect(),
+        token: None,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     for (i, (c, p)) in ports.iter().enumerate() {
         let log = std::fs::File::create(dir.join(format!("e{i}.log")))
             .context("cannot create the etcd log")?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        // The same certificates as Scarab's node i + 1, and the same mutual TLS between peers.
+        if let Some(pki) = tls_dir() {
+            let cert = pki.join(format!("node-{}.pem", i + 1));
+            let key = pki.join(format!("node-{}-key.pem", i + 1));
+            cmd.arg("--cert-file")
+                .arg(&cert)
+                .arg("--key-file")
+                .arg(&key);
+            cmd.arg("--peer-cert-file").arg(&cert);
+            cmd.arg("--peer-key-file").arg(&key);
+            cmd.arg("--peer-trusted-ca-file").arg(pki.join("ca.pem"));
+            cmd.arg("--peer-client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &format!("e{i}")])
             .arg("--data-dir")
             .arg(dir.join(format!("e{i}")))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
+            .args(["--listen-client-urls", &format!("{scheme}://127.0.0.1:{c}")])
+            .args([
+                "--advertise-client-urls",
+                &format!("{scheme}://127.0.0.1:{c}"),
+            ])
+            .args(["--listen-peer-urls", &format!("{scheme}://127.0.0.1:{p}")])
             .args([
                 "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{p}"),
+                &format!("{scheme}://127.0.0.1:{p}"),
             ])
             .args(["--initial-cluster", &cluster.join(",")])
             .args(["--initial-cluster-state", "new"])
@@ -183,10 +207,25 @@ struct EtcdOp {
     http: reqwest::Client,
     url: Url,
     bodies: Vec<Bytes>,
+    token: Option<String>,
+}
+
+/// The path of `kind`'s requests on etcd's gateway.
+fn etcd_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Put => "/v3/kv/put",
+        Kind::Get | Kind::StaleGet => "/v3/kv/range",
+    }
 }
 
 impl EtcdOp {
-    fn new(http: &reqwest::Client, base: &str, kind: Kind, corpus: &Corpus) -> Result<Arc<Self>> {
+    fn new(
+        http: &reqwest::Client,
+        base: &str,
+        kind: Kind,
+        corpus: &Corpus,
+        token: Option<&str>,
+    ) -> Result<Arc<Self>> {
         let bodies = corpus
             .keys
             .iter()
@@ -203,26 +242,53 @@ impl EtcdOp {
                 Bytes::from(body.to_string())
             })
             .collect();
-        let path = match kind {
-            Kind::Put => "put",
-            Kind::Get | Kind::StaleGet => "range",
-        };
-        let url = format!("{base}/v3/kv/{path}");
+        let url = format!("{base}{}", etcd_path(kind));
         Ok(Arc::new(Self {
             http: http.clone(),
             url: Url::parse(&url).with_context(|| url.clone())?,
             bodies,
+            token: token.map(str::to_string),
         }))
+    }
+
+    /// The same requests for wrk.
+    fn target(&self, base: &str, kind: Kind) -> Target {
+        let mut headers = vec![("Content-Type".into(), "application/json".into())];
+        if let Some(t) = &self.token {
+            headers.push(("Authorization".into(), t.clone()));
+        }
+        Target {
+            base: base.to_string(),
+            headers,
+            requests: self
+                .bodies
+                .iter()
+                .map(|b| Request {
+                    method: "POST",
+                    path: etcd_path(kind).to_string(),
+                    body: Some(String::from_utf8_lossy(b).into_owned()),
+                })
+                .collect(),
+        }
+    }
+
+    fn post(&self, url: Url, body: Bytes) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        match &self.token {
+            Some(t) => req.header(reqwest::header::AUTHORIZATION, t),
+            None => req,
+        }
     }
 }
 
 impl Op for EtcdOp {
     async fn send(&self, k: usize) -> bool {
         let sent = self
-            .http
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(self.bodies[k].clone())
+            .post(self.url.clone(), self.bodies[k].clone())
             .send()
             .await;
         match sent {
@@ -232,13 +298,16 @@ impl Op for EtcdOp {
     }
 }
 
-async fn etcd_populate(http: &reqwest::Client, base: &str, corpus: &Corpus) -> Result<()> {
-    let put = EtcdOp::new(http, base, Kind::Put, corpus)?;
+async fn etcd_populate(
+    http: &reqwest::Client,
+    base: &str,
+    corpus: &Corpus,
+    token: Option<&str>,
+) -> Result<()> {
+    let put = EtcdOp::new(http, base, Kind::Put, corpus, token)?;
     for k in 0..corpus.keys.len() {
-        let r = http
-            .post(put.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(put.bodies[k].clone())
+        let r = put
+            .post(put.url.clone(), put.bodies[k].clone())
             .send()
             .await
             .context("etcd put")?;
@@ -251,11 +320,17 @@ async fn etcd_populate(http: &reqwest::Client, base: &str, corpus: &Corpus) -> R
 
 async fn etcd_failover(etcd: &mut Etcd, leader: usize, corpus: &Corpus) -> Result<Duration> {
     let other = (leader + 1) % etcd.clients.len();
-    let http = reqwest::Client::builder()
+    let http = etcd_http()?
         .timeout(Duration::from_secs(2))
         .build()
         .context("an HTTP client")?;
-    let put = EtcdOp::new(&http, &etcd.clients[other], Kind::Put, corpus)?;
+    let put = EtcdOp::new(
+        &http,
+        &etcd.clients[other],
+        Kind::Put,
+        corpus,
+        etcd.token.as_deref(),
+    )?;
     let mut child = etcd.children[leader]
         .take()
         .context("the etcd leader already stopped")?;
@@ -272,13 +347,15 @@ async fn etcd_failover(etcd: &mut Etcd, leader: usize, corpus: &Corpus) -> Resul
     }
 }
 
-/// The load workloads against one system (its requests from `op`): PUT at every concurrency
-/// on one node (at the highest on a cluster), then linearizable GET, and on one node stale
-/// GET, at the highest.
+/// The load workloads against one system (its requests from `op` for this process, from
+/// `target` for wrk): PUT at every concurrency on one node (at the highest on a cluster), then
+/// linearizable GET, and on one node stale GET, at the highest.
 async fn loads<O: Op>(
     setup: &Setup,
     nodes_n: usize,
+    dir: &Path,
     op: impl Fn(Kind) -> Result<Arc<O>>,
+    target: impl Fn(Kind) -> Result<Target>,
 ) -> Result<Vec<(String, Measure)>> {
     let args = &setup.args;
     let top = *args.concurrency.iter().max().unwrap_or(&64);
@@ -296,24 +373,80 @@ async fn loads<O: Op>(
     }
     let mut out = Vec::new();
     for (what, kind, c) in plan {
-        let f = load(c, args.duration, setup.corpus.keys.len(), op(kind)?).await;
-        out.push((format!("{nodes_n}-node {what} c={c}"), Measure::Load(f)));
+        let summary = match args.generator {
+            Generator::Builtin => {
+                let f = load(c, args.duration, setup.corpus.keys.len(), op(kind)?).await;
+                Summary::from(&f)
+            }
+            Generator::Wrk => crate::wrk::run(&target(kind)?, c, args.duration, dir).await?,
+        };
+        out.push((
+            format!("{nodes_n}-node {what} c={c}"),
+            Measure::Load(summary),
+        ));
     }
     Ok(out)
+}
+
+/// Scarab's requests of `kind` for wrk: the same as `ScarabOp`'s through scarab-client.
+fn scarab_target(base: &str, kind: Kind, corpus: &Corpus) -> Result<Target> {
+    let mut headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("X-Scarab-Actor".to_string(), "bench".to_string()),
+    ];
+    if let Some(t) = token() {
+        headers.push(("Authorization".into(), format!("Bearer {t}")));
+    }
+    let requests = corpus
+        .keys
+        .iter()
+        .zip(&corpus.puts)
+        .map(|(key, put)| {
+            Ok(match kind {
+                Kind::Put => Request {
+                    method: "PUT",
+                    path: format!("/v1/configs/{key}"),
+                    body: Some(serde_json::to_string(put)?),
+                },
+                Kind::Get => Request {
+                    method: "GET",
+                    path: format!("/v1/configs/{key}"),
+                    body: None,
+                },
+                Kind::StaleGet => Request {
+                    method: "GET",
+                    path: format!("/v1/configs/{key}?consistency=stale"),
+                    body: None,
+                },
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Target {
+        base: base.to_string(),
+        headers,
+        requests,
+    })
 }
 
 /// Scarab's figures, in the order of [`etcd_side`]'s.
 async fn scarab_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
     let (mut nodes, leader, _admin) = crate::workload::prepared(setup, nodes_n, dir).await?;
     let client = load_client(&nodes.apis[leader])?;
-    let mut out = loads(setup, nodes_n, |kind| {
-        let workload = match kind {
-            Kind::Put => Workload::Put,
-            Kind::Get => Workload::Get,
-            Kind::StaleGet => Workload::StaleGet,
-        };
-        Ok(ScarabOp::new(&client, &setup.corpus, workload))
-    })
+    let base = nodes.apis[leader].clone();
+    let mut out = loads(
+        setup,
+        nodes_n,
+        dir,
+        |kind| {
+            let workload = match kind {
+                Kind::Put => Workload::Put,
+                Kind::Get => Workload::Get,
+                Kind::StaleGet => Workload::StaleGet,
+            };
+            Ok(ScarabOp::new(&client, &setup.corpus, workload))
+        },
+        |kind| scarab_target(&base, kind, &setup.corpus),
+    )
     .await?;
     if nodes_n > 1 {
         let corpus = &setup.corpus;
@@ -325,16 +458,29 @@ async fn scarab_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(S
 
 async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
     let mut etcd = start_etcd(&setup.args.etcd_bin, nodes_n, dir)?;
-    let http = reqwest::Client::builder()
+    let http = etcd_http()?
         .tcp_nodelay(true)
         .build()
         .context("an HTTP client")?;
     let leader = etcd_leader(&http, &etcd, Duration::from_secs(30)).await?;
     let base = etcd.clients[leader].clone();
-    etcd_populate(&http, &base, &setup.corpus).await?;
-    let mut out = loads(setup, nodes_n, |kind| {
-        EtcdOp::new(&http, &base, kind, &setup.corpus)
-    })
+    if token().is_some() {
+        etcd.token = Some(etcd_enable_auth(&http, &base).await?);
+    }
+    let token = etcd.token.clone();
+    etcd_populate(&http, &base, &setup.corpus, token.as_deref()).await?;
+    let mut out = loads(
+        setup,
+        nodes_n,
+        dir,
+        |kind| EtcdOp::new(&http, &base, kind, &setup.corpus, token.as_deref()),
+        |kind| {
+            Ok(
+                EtcdOp::new(&http, &base, kind, &setup.corpus, token.as_deref())?
+                    .target(&base, kind),
+            )
+        },
+    )
     .await?;
     if nodes_n > 1 {
         let took = etcd_failover(&mut etcd, leader, &setup.corpus).await?;
@@ -343,16 +489,75 @@ async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(Str
     Ok(out)
 }
 
+/// A client builder for etcd that trusts the run's CA with `--tls`.
+fn etcd_http() -> Result<reqwest::ClientBuilder> {
+    let builder = reqwest::Client::builder();
+    Ok(match tls_dir() {
+        Some(pki) => {
+            let pem = std::fs::read(pki.join("ca.pem")).context("the run's CA")?;
+            builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("the run's CA certificate")?,
+            )
+        }
+        None => builder,
+    })
+}
+
+/// Turns on etcd's authentication (a root user with the root role) and returns the root
+/// user's token, as `etcdctl user add root && etcdctl auth enable` and a login would.
+async fn etcd_enable_auth(http: &reqwest::Client, base: &str) -> Result<String> {
+    const PASSWORD: &str = "scarab-bench";
+    for (path, body) in [
+        ("user/add", json!({"name": "root", "password": PASSWORD})),
+        ("user/grant", json!({"user": "root", "role": "root"})),
+        ("enable", json!({})),
+    ] {
+        let r = http
+            .post(format!("{base}/v3/auth/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("etcd /v3/auth/{path}"))?;
+        if !r.status().is_success() {
+            bail!(
+                "etcd /v3/auth/{path}: HTTP {}: {}",
+                r.status(),
+                r.text().await?
+            );
+        }
+    }
+    let r: Value = http
+        .post(format!("{base}/v3/auth/authenticate"))
+        .json(&json!({"name": "root", "password": PASSWORD}))
+        .send()
+        .await
+        .context("etcd /v3/auth/authenticate")?
+        .json()
+        .await
+        .context("etcd /v3/auth/authenticate")?;
+    r["token"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no token from etcd: {r}"))
+}
+
 pub async fn run(setup: &Setup) -> Result<()> {
     let args = &setup.args;
+    if args.generator == Generator::Wrk && !crate::wrk::available() {
+        bail!("wrk is not installed: apt-get install wrk, or --generator builtin");
+    }
     let dir = &setup.data_dir;
     println!(
-        "scarab-bench --vs-etcd: {}-byte values over {} keys, {:?} per workload, data under {} \
-         (Scarab validates every PUT with the store schema and plugin; etcd through its JSON gateway)",
+        "scarab-bench --vs-etcd: {}-byte values over {} keys, {:?} per workload, data under {}, \
+         load from {:?}, TLS {}, auth {} (Scarab validates every PUT with the store schema and \
+         plugin; etcd through its JSON gateway)",
         args.value_bytes,
         args.keys,
         args.duration,
-        dir.display()
+        dir.display(),
+        args.generator,
+        if args.tls { "on" } else { "off" },
+        if args.auth { "on" } else { "off" },
     );
     let fsync = fsync_p50(dir)?;
     println!(
@@ -379,7 +584,7 @@ pub async fn run(setup: &Setup) -> Result<()> {
         if let Some((_, Measure::Load(put1))) =
             scarab.iter().find(|(name, _)| name == "1-node PUT c=1")
         {
-            let p50 = put1.ms(0.5) / 1e3;
+            let p50 = put1.p50_ms / 1e3;
             println!(
                 "1-node PUT c=1 p50 is {:.2}x one fsync",
                 p50 / fsync.as_secs_f64()

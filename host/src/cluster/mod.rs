@@ -203,9 +203,24 @@ impl Cluster {
                         return Err(ClusterError::NoLeader);
                     }
                     // Leadership is moving: give the election a moment.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.leader_moves(leader_id).await;
                 }
             }
+        }
+    }
+
+    /// Waits until this node learns of another leader than `was` (or none), at most 50 ms:
+    /// a retry after a refused forward goes as soon as the election says where.
+    async fn leader_moves(&self, was: NodeId) {
+        let mut metrics = self.raft.metrics();
+        let cap = Duration::from_millis(50);
+        // Raft shut down (its metrics closed): no spinning until the deadline.
+        let closed = matches!(
+            tokio::time::timeout(cap, metrics.wait_for(|m| m.current_leader != Some(was))).await,
+            Ok(Err(_))
+        );
+        if closed {
+            tokio::time::sleep(cap).await;
         }
     }
 
@@ -257,7 +272,7 @@ impl Cluster {
                 Forwarded::NotLeader if Instant::now() >= deadline => {
                     return Err(ClusterError::NoLeader);
                 }
-                Forwarded::NotLeader => tokio::time::sleep(Duration::from_millis(50)).await,
+                Forwarded::NotLeader => self.leader_moves(leader_id).await,
             }
         }
     }

@@ -15,7 +15,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -28,6 +29,31 @@ use serde::de::DeserializeOwned;
 
 use super::{LogId, NodeId, NodeInfo, Raft, TypeConfig};
 use crate::store::snapshot::{SnapshotCheck, snapshot_stem};
+
+/// Values one AppendEntries carries at most, unless its first entry alone is larger.
+/// openraft 0.9 gives an AppendEntries one heartbeat interval (100 ms) to be sent, appended and
+/// answered, and counts entries only (`max_payload_entries`): four entries of near-1 MiB values
+/// were a 4 MB request that a loaded machine could not turn around in time, again and again,
+/// so a follower behind by big values never caught up.
+const APPEND_BYTES: usize = 1 << 20;
+
+/// `None` if `entries` fit in `max_bytes` of values (or are a single entry); otherwise how many
+/// of the first ones do (at least one).
+fn entries_that_fit(entries: &[super::Entry], max_bytes: usize) -> Option<u64> {
+    if entries.len() <= 1 {
+        return None;
+    }
+    let mut total = 0usize;
+    for (i, entry) in entries.iter().enumerate() {
+        if let openraft::EntryPayload::Normal(cmds) = &entry.payload {
+            total += cmds.iter().map(|c| c.value_bytes()).sum::<usize>();
+        }
+        if total > max_bytes {
+            return Some((i as u64).max(1));
+        }
+    }
+    None
+}
 
 /// Creates one [`PeerClient`] per target; all share one HTTP connection pool.
 #[derive(Clone)]
@@ -135,6 +161,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        if let Some(fit) = entries_that_fit(&rpc.entries, APPEND_BYTES) {
+            // openraft sends fewer entries at once (for its next 10 requests) and retries now.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
         let started = std::time::Instant::now();
         let result = self.call("append", &rpc, &option).await;
         crate::metrics::get()
@@ -506,6 +538,47 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_append(1, None, &[id(1, 0)], None, None), Ok(()));
+    }
+
+    fn entry_of(value_bytes: usize) -> crate::raft::Entry {
+        use crate::store::{Command, Op, Precondition, PutConfig};
+        crate::raft::Entry {
+            log_id: id(1, 1),
+            payload: openraft::EntryPayload::Normal(vec![Command::new(
+                "a".into(),
+                1,
+                Op::PutConfig(PutConfig {
+                    key: "k".into(),
+                    schema: "s".into(),
+                    schema_version: 1,
+                    plugin_digest: None,
+                    value: "x".repeat(value_bytes),
+                    precondition: Precondition::None,
+                }),
+            )]),
+        }
+    }
+
+    #[test]
+    fn an_append_is_cut_to_the_entries_that_fit_in_a_megabyte() {
+        let mib = 1 << 20;
+        // At the limit: sent as it is.
+        let at = [entry_of(mib / 2), entry_of(mib / 2)];
+        assert_eq!(entries_that_fit(&at, mib), None);
+        // One byte past it: only the first goes.
+        let past = [entry_of(mib / 2), entry_of(mib / 2 + 1)];
+        assert_eq!(entries_that_fit(&past, mib), Some(1));
+        // A single entry goes whatever its size; a large first one goes alone.
+        assert_eq!(entries_that_fit(&[entry_of(3 * mib)], mib), None);
+        let first_large = [entry_of(2 * mib), entry_of(1)];
+        assert_eq!(entries_that_fit(&first_large, mib), Some(1));
+        let four = [
+            entry_of(600 << 10),
+            entry_of(600 << 10),
+            entry_of(1),
+            entry_of(1),
+        ];
+        assert_eq!(entries_that_fit(&four, mib), Some(1));
     }
 
     #[test]

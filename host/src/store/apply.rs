@@ -37,6 +37,9 @@ pub(super) struct ApplyTx<'a> {
     /// without scanning the whole overlay for every write (a catch-up applies thousands of
     /// entries in one call).
     pub(super) history_added: HashMap<String, Vec<u64>>,
+    /// Revision index entries put by this apply call, which the sweep merges with the stored
+    /// ones: what it sweeps must not depend on how entries were grouped into apply calls.
+    pub(super) index_added: std::collections::BTreeSet<Vec<u8>>,
     /// An auth record changed: the in-memory access state is rebuilt after the commit.
     pub(super) auth_changed: bool,
     /// `Context::on_behalf_of` of the command being applied (for its audit records).
@@ -64,6 +67,7 @@ impl StateStore {
             meta: self.applied(),
             overlay: HashMap::new(),
             history_added: HashMap::new(),
+            index_added: Default::default(),
             auth_changed: false,
             on_behalf_of: None,
         };

@@ -251,8 +251,9 @@ impl ApplyTx<'_> {
         if let Some(max_age) = retention.max_age_seconds {
             let cutoff = now_ms.saturating_sub(max_age.saturating_mul(1000));
             let limit = SWEEP_BATCH.saturating_sub(floor - self.meta.audit_floor);
-            let mut seq = floor + 1;
-            while seq <= self.meta.audit_seq && seq - floor <= limit {
+            let first = floor + 1;
+            let mut seq = first;
+            while seq <= self.meta.audit_seq && seq - first < limit {
                 let Some(bytes) = self.get(Ks::Audit, &audit_key(seq))? else {
                     break;
                 };

@@ -77,6 +77,18 @@ const SWEEP_BATCH: usize = 256;
 /// a write pays for one range read per this many revisions rather than one each.
 const WINDOW_SLACK: u64 = 64;
 
+/// What the sweep does with one revision index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sweep {
+    /// Removed; its record dropped too when `too_old` (unless it is the live value).
+    Pass { too_old: bool },
+    /// A dropped record's entry inside the window, with an age: passed only if an entry after
+    /// it is passed.
+    Pending,
+    /// Stays, and so does everything after it.
+    Stop,
+}
+
 const CHANGE_PREFIX: &[u8] = b"r\0";
 const CHANGE_END: &[u8] = b"r\x01";
 const DROPPED: &[u8] = b"c";
@@ -354,9 +366,11 @@ impl ApplyTx<'_> {
             record_key(&meta.key, meta.revision),
             encode_config(meta, value),
         );
+        let index_key = change_key(meta.revision, &meta.key);
+        self.index_added.insert(index_key.clone());
         self.put(
             Ks::History,
-            change_key(meta.revision, &meta.key),
+            index_key,
             meta.updated_at.to_string().into_bytes(),
         );
         self.history_added
@@ -460,6 +474,11 @@ impl ApplyTx<'_> {
     /// Sweeps the revision index from its oldest end (see the module doc): drops history
     /// older than the maximum age, and index entries past the watch window, removing the
     /// entries it passes. Runs after every command with that command's clock.
+    ///
+    /// It passes whole revisions only (a transaction's changes share one), so that a watch
+    /// from after the floor gets every change of a revision or is told it cannot; and it
+    /// reads this apply call's own entries from the overlay, so that every node sweeps the
+    /// same entries however its apply calls grouped the log.
     pub(super) fn sweep_history(&mut self, now_ms: u64) -> Result<(), StoreError> {
         let cutoff = self.age_cutoff(now_ms);
         // Entries at or below this revision are outside the watch window.
@@ -471,45 +490,102 @@ impl ApplyTx<'_> {
             return Ok(());
         }
         let start = change_key(self.meta.history_floor.saturating_add(1), "");
-        let mut passed = Vec::new();
-        for guard in self
+        let mut stored = self
             .store
             .history
+            .range(start.clone()..CHANGE_END.to_vec())
+            .map(|g| g.into_inner())
+            .peekable();
+        let mut added = self
+            .index_added
             .range(start..CHANGE_END.to_vec())
-            .take(SWEEP_BATCH)
-        {
-            let (k, stored) = guard.into_inner()?;
-            let value = match self.overlay.get(&(Ks::History, k.to_vec())) {
-                Some(Some(v)) => v.clone(),
-                Some(None) => continue,
-                None => stored.to_vec(),
+            .cloned()
+            .peekable();
+        let mut scanned: Vec<(u64, String, Sweep)> = Vec::new();
+        // The revision of the first entry not passed, if the scan stopped before the end.
+        let mut stopped_at = None;
+        loop {
+            // The next index entry in key order, from fjall or from this apply call.
+            let from_fjall = match (stored.peek(), added.peek()) {
+                (None, None) => break,
+                (Some(Ok((k, _))), Some(a)) => a.as_slice() >= &k[..],
+                // An error: taken from fjall, where `?` returns it.
+                (Some(Err(_)), _) | (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            let (k, stored_value) = if from_fjall {
+                let (k, v) = stored.next().expect("peeked")?;
+                if added.peek().is_some_and(|a| a.as_slice() == &k[..]) {
+                    added.next();
+                }
+                (k.to_vec(), Some(v.to_vec()))
+            } else {
+                (added.next().expect("peeked"), None)
+            };
+            let value = match (self.overlay.get(&(Ks::History, k.clone())), stored_value) {
+                (Some(Some(v)), _) => v.clone(),
+                (None, Some(v)) => v,
+                // Removed by this apply call (or, for an added key, never put).
+                _ => continue,
             };
             let (revision, key) = parse_change_key(&k)?;
-            let dropped = value == DROPPED;
-            let too_old = match cutoff {
-                Some(cutoff) if !dropped => {
-                    let at: u64 = std::str::from_utf8(&value)
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| StoreError::Corrupt {
-                            keyspace: "sm_history",
-                            reason: format!("bad revision index entry for {key}@{revision}"),
-                        })?;
-                    at < cutoff
-                }
-                _ => false,
-            };
-            // Past the window, an entry goes unless the age still has to decide on its record.
-            let past_window = revision <= window_floor && (dropped || cutoff.is_none());
-            if !too_old && !past_window {
+            if scanned.len() >= SWEEP_BATCH && scanned.last().is_some_and(|s| s.0 != revision) {
+                stopped_at = Some(revision);
                 break;
             }
-            passed.push((revision, key, too_old));
+            let past_window = revision <= window_floor;
+            let sweep = if value == DROPPED {
+                if past_window {
+                    Sweep::Pass { too_old: false }
+                } else if cutoff.is_some() {
+                    // Its record is gone: it goes with an older-than-the-age entry after it.
+                    Sweep::Pending
+                } else {
+                    Sweep::Stop
+                }
+            } else {
+                let at: u64 = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        keyspace: "sm_history",
+                        reason: format!("bad revision index entry for {key}@{revision}"),
+                    })?;
+                if cutoff.is_some_and(|c| at < c) {
+                    Sweep::Pass { too_old: true }
+                } else if past_window && cutoff.is_none() {
+                    // Without an age, the record is left to `keep`.
+                    Sweep::Pass { too_old: false }
+                } else {
+                    // Young, or past the window while the age has yet to decide on it.
+                    Sweep::Stop
+                }
+            };
+            if sweep == Sweep::Stop {
+                stopped_at = Some(revision);
+                break;
+            }
+            scanned.push((revision, key, sweep));
         }
-        for (revision, key, too_old) in passed {
+        // Pending entries after the last one passed stay.
+        let passing = scanned
+            .iter()
+            .rposition(|s| matches!(s.2, Sweep::Pass { .. }))
+            .map_or(0, |i| i + 1);
+        if passing < scanned.len() {
+            stopped_at = Some(scanned[passing].0);
+            scanned.truncate(passing);
+        }
+        // A revision is passed whole or not at all.
+        if let Some(r) = stopped_at {
+            while scanned.last().is_some_and(|s| s.0 == r) {
+                scanned.pop();
+            }
+        }
+        for (revision, key, sweep) in scanned {
             self.remove(Ks::History, change_key(revision, &key));
             self.meta.history_floor = revision;
-            if !too_old {
+            if sweep != (Sweep::Pass { too_old: true }) {
                 continue;
             }
             let live = self
@@ -764,5 +840,136 @@ mod tests {
             AtRevision::Compacted { .. }
         ));
         assert!(index_entries(&f) <= 2);
+    }
+
+    fn index_keys(f: &Fixture) -> Vec<Vec<u8>> {
+        f.store
+            .history
+            .prefix(b"r\0")
+            .map(|g| g.key().unwrap().to_vec())
+            .collect()
+    }
+
+    fn put_op(key: &str, value: &str) -> Op {
+        Op::PutConfig(PutConfig {
+            key: key.into(),
+            schema: "s".into(),
+            schema_version: 1,
+            plugin_digest: None,
+            value: value.into(),
+            precondition: Precondition::None,
+        })
+    }
+
+    /// A follower that applies the same log in other groupings sweeps the same entries.
+    #[test]
+    fn the_sweep_is_the_same_however_the_log_is_grouped_into_apply_calls() {
+        let retention = SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 100,
+                max_age_seconds: None,
+                watch_window: 1,
+            },
+        };
+        let mut one_by_one = Fixture::new();
+        one_by_one.schema();
+        one_by_one.apply(Op::SetHistoryRetention(retention.clone()));
+        let mut together = Fixture::new();
+        together.schema();
+        together.apply(Op::SetHistoryRetention(retention));
+        for i in 0..100 {
+            one_by_one.apply(put_op(&format!("k{}", i % 7), &i.to_string()));
+        }
+        let base = together.index;
+        let entries: Vec<_> = (0..100u64)
+            .map(|i| {
+                (
+                    LogId::new(CommittedLeaderId::new(1, 1), base + 1 + i),
+                    Change::Commands(vec![Command::new(
+                        "tester".into(),
+                        1_000 + base + 1 + i,
+                        put_op(&format!("k{}", i % 7), &i.to_string()),
+                    )]),
+                )
+            })
+            .collect();
+        together.store.apply_batch(entries).unwrap();
+        assert!(one_by_one.store.applied().history_floor > 0);
+        assert_eq!(
+            one_by_one.store.applied().history_floor,
+            together.store.applied().history_floor
+        );
+        assert_eq!(index_keys(&one_by_one), index_keys(&together));
+    }
+
+    /// A transaction's changes share a revision: the sweep passes all of them or none, even
+    /// past its batch of 256 entries, so a watch never gets part of a transaction.
+    #[test]
+    fn the_sweep_passes_a_transactions_revision_whole() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 100,
+                max_age_seconds: None,
+                watch_window: 1,
+            },
+        }));
+        let ops = (0..300)
+            .map(|i| TxnOp::Put {
+                key: format!("t/{i:03}"),
+                schema: "s".into(),
+                schema_version: 1,
+                plugin_digest: None,
+                value: "1".into(),
+            })
+            .collect();
+        let txn = match f.apply(Op::Txn(Txn {
+            conditions: vec![],
+            ops,
+        })) {
+            CommandResult::TxnApplied(t) => t.revision,
+            other => panic!("expected a transaction, got {other:?}"),
+        };
+        for i in 0..70 {
+            written(f.put("after", &i.to_string(), Precondition::None));
+        }
+        let floor = f.store.applied().history_floor;
+        let prefix = format!("r\0{txn:020}\0");
+        let left = f.store.history.prefix(prefix.as_bytes()).count();
+        assert!(
+            (floor >= txn && left == 0) || (floor < txn && left == 300),
+            "floor {floor}, transaction at {txn}, {left} of its entries left"
+        );
+        assert!(
+            floor >= txn,
+            "the window is 1: the transaction is long past it"
+        );
+    }
+
+    /// With a maximum age, the entries of records `keep` already dropped do not hold the age
+    /// sweep back.
+    #[test]
+    fn dropped_records_do_not_stall_the_age_sweep() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 1,
+                max_age_seconds: Some(60),
+                watch_window: 1_000_000,
+            },
+        }));
+        for i in 0..3 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+        }
+        let b = written(f.put("b", "1", Precondition::None)).revision;
+        f.index += 120_000;
+        written(f.put("c", "1", Precondition::None));
+        assert!(
+            f.store.applied().history_floor >= b,
+            "floor {} < {b}",
+            f.store.applied().history_floor
+        );
     }
 }
