@@ -191,15 +191,17 @@ pub fn free_port() -> Result<u16> {
 /// --bootstrap-expect), node `i` with its data in `data_dir/n{i}` and its log in
 /// `data_dir/n{i}.log`.
 pub fn start_nodes(server: &Path, n: usize, data_dir: &Path) -> Result<Nodes> {
-    start_nodes_with(server, n, data_dir, &[])
+    start_nodes_with(server, n, data_dir, &[], true)
 }
 
-/// [`start_nodes`], with `extra` flags for every node.
+/// [`start_nodes`], with `extra` flags for every node, and without a peer listener of its
+/// own unless `peer_port` (a node then sizes its connection limit for one listener only).
 pub fn start_nodes_with(
     server: &Path,
     n: usize,
     data_dir: &Path,
     extra: &[String],
+    peer_port: bool,
 ) -> Result<Nodes> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
@@ -217,9 +219,11 @@ pub fn start_nodes_with(
     for (i, (api, peer)) in ports.iter().enumerate() {
         let mut cmd = Command::new(server);
         cmd.args(["serve", "--node-id", &(i + 1).to_string()])
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
-            .arg("--data-dir")
+            .args(["--listen", &format!("127.0.0.1:{api}")]);
+        if peer_port {
+            cmd.args(["--peer-listen", &format!("127.0.0.1:{peer}")]);
+        }
+        cmd.arg("--data-dir")
             .arg(data_dir.join(format!("n{}", i + 1)))
             .args(extra);
         if let Some(token) = token() {

@@ -19,6 +19,9 @@ use crate::workload::{populate, setup_client};
 /// Writes measured, one after the other.
 const CHANGES: usize = 5;
 
+/// Watches opened at once.
+const OPEN_STEP: usize = 500;
+
 pub async fn run(setup: &Setup, n: usize) -> Result<()> {
     // Room for the watches and their connections, besides the bench's own.
     let extra = [
@@ -27,7 +30,9 @@ pub async fn run(setup: &Setup, n: usize) -> Result<()> {
         "--max-connections".to_string(),
         (n + 256).to_string(),
     ];
-    let nodes = start_nodes_with(&setup.server, 1, &setup.data_dir, &extra)?;
+    // One listener: with a peer port too, the node splits its open-file limit between the
+    // two, and 10,000 watches do not fit under a limit of 20,000.
+    let nodes = start_nodes_with(&setup.server, 1, &setup.data_dir, &extra, false)?;
     wait_leader(&nodes, Duration::from_secs(30)).await?;
     let admin = setup_client(&nodes.apis[0])?;
     admin
@@ -40,44 +45,52 @@ pub async fn run(setup: &Setup, n: usize) -> Result<()> {
 
     // Each watcher reports (its index, the revision it got, when) for every change, and once
     // when its stream is open (its first progress event).
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Option<u64>, Instant)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Result<Option<u64>, String>, Instant)>();
     let watcher = crate::nodes::client_builder()
         .endpoint(&nodes.apis[0])
         .actor("bench")
         .build()?;
     let opened = Instant::now();
     let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut opts = WatchOptions::prefix("bench/").from_revision(from);
-        opts.progress = Some(Duration::from_secs(2));
-        let mut stream = watcher.watch(opts);
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let revision = match item {
-                    Ok(WatchEvent::Change(batch)) => Some(batch.revision),
-                    Ok(WatchEvent::Progress(_)) => None,
-                    Err(_) => return,
-                };
-                if tx.send((i, revision, Instant::now())).is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(tx);
     let mut open = vec![false; n];
     let mut open_count = 0;
-    while open_count < n {
-        let Ok(Some((i, _, _))) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await
-        else {
-            bail!("only {open_count} of {n} watches opened within 60 s of the last one");
-        };
-        if !open[i] {
-            open[i] = true;
-            open_count += 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    // Opened in steps of OPEN_STEP, each step open before the next: ten thousand clients do
+    // not connect in the same millisecond, and a burst that deep overflows the listen queue.
+    for step in (0..n).step_by(OPEN_STEP) {
+        for i in step..(step + OPEN_STEP).min(n) {
+            let mut opts = WatchOptions::prefix("bench/").from_revision(from);
+            opts.progress = Some(Duration::from_secs(2));
+            let mut stream = watcher.watch(opts);
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(item) = stream.next().await {
+                    let (revision, end) = match item {
+                        Ok(WatchEvent::Change(batch)) => (Ok(Some(batch.revision)), false),
+                        Ok(WatchEvent::Progress(_)) => (Ok(None), false),
+                        Err(e) => (Err(e.to_string()), true),
+                    };
+                    if tx.send((i, revision, Instant::now())).is_err() || end {
+                        return;
+                    }
+                }
+            }));
+        }
+        let target = (step + OPEN_STEP).min(n);
+        while open_count < target {
+            let Ok(Some((i, got, _))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                bail!("only {open_count} of {n} watches opened within 300 s");
+            };
+            if let Err(e) = got {
+                bail!("watch {i}: {e}");
+            }
+            if !open[i] {
+                open[i] = true;
+                open_count += 1;
+            }
         }
     }
+    drop(tx);
     let rss = resident_kib(nodes.pid(0)?)?;
     println!(
         "scarab-bench --watchers {n}: every watch open (its first progress event) {:.1} s after the first was asked for; node resident memory {:.1} MiB before, {:.1} MiB with them ({:.1} KiB per watch)",
@@ -98,7 +111,7 @@ pub async fn run(setup: &Setup, n: usize) -> Result<()> {
         let mut delays = Vec::with_capacity(n);
         let mut seen = vec![false; n];
         while delays.len() < n {
-            let Ok(Some((i, revision, at))) =
+            let Ok(Some((i, got, at))) =
                 tokio::time::timeout(Duration::from_secs(30), rx.recv()).await
             else {
                 bail!(
@@ -107,6 +120,7 @@ pub async fn run(setup: &Setup, n: usize) -> Result<()> {
                     delays.len()
                 );
             };
+            let revision = got.map_err(|e| anyhow::anyhow!("watch {i}: {e}"))?;
             if revision == Some(written.revision) && !seen[i] {
                 seen[i] = true;
                 delays.push(at.saturating_duration_since(acked));
