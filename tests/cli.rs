@@ -335,6 +335,73 @@ async fn every_output_format_is_honoured() -> Result<()> {
     Ok(())
 }
 
+/// `scarab settings` changes only the values asked for (the others keep theirs), and the
+/// change is recorded with its reason.
+#[tokio::test]
+async fn settings_change_only_what_is_asked_and_are_audited() -> Result<()> {
+    let node = start_note_node(&[]).await?;
+    let s = node.base_url();
+    let json_of = |args: &[&str]| -> Result<Value> {
+        let out = scarab(args)?;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    assert_eq!(
+        json_of(&["settings", "audit", "-o", "json", "-s", s])?,
+        json!({"max_records": 100_000})
+    );
+    assert_eq!(
+        json_of(&[
+            "settings",
+            "audit",
+            "--max-records",
+            "7",
+            "--reason",
+            "small",
+            "-o",
+            "json",
+            "-s",
+            s
+        ])?,
+        json!({"max_records": 7})
+    );
+    assert_eq!(
+        json_of(&[
+            "settings",
+            "history",
+            "--watch-window",
+            "50",
+            "-o",
+            "json",
+            "-s",
+            s
+        ])?,
+        json!({"keep": 100, "watch_window": 50})
+    );
+    assert_eq!(
+        json_of(&[
+            "settings",
+            "history",
+            "--max-age",
+            "1h",
+            "-o",
+            "json",
+            "-s",
+            s
+        ])?,
+        json!({"keep": 100, "max_age_seconds": 3600, "watch_window": 50})
+    );
+    assert_eq!(
+        json_of(&["settings", "history", "--no-max-age", "-o", "json", "-s", s])?,
+        json!({"keep": 100, "watch_window": 50})
+    );
+    let trail = json_of(&["audit", "--action", "settings.audit", "-o", "json", "-s", s])?;
+    assert_eq!(trail["items"][0]["reason"], "small", "{trail}");
+    let zero = scarab(&["settings", "audit", "--max-records", "0", "-s", s])?;
+    fails_with(&zero, 1, "max_records must be at least 1");
+    Ok(())
+}
+
 /// Removing the only voter can never succeed: a refusal a retry would meet again (409), not a
 /// retry code such as 503 `not_ready`.
 #[tokio::test]

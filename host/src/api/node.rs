@@ -18,6 +18,22 @@ use crate::store::{
     SetAuditRetention, SetHistoryRetention,
 };
 
+/// The common start of a `PUT /v1/settings/...`: a cluster admin only, a JSON body within
+/// the small-body bound parsed as `T` (`shape` says what is expected), and who asks.
+async fn setting_change<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    shape: &str,
+) -> Result<(super::Caller, T), ApiError> {
+    principal.require(Action::ClusterAdmin, "")?;
+    require_json(headers)?;
+    let caller = caller(principal, headers)?;
+    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    Ok((caller, parse_json(state, &bytes, shape)?))
+}
+
 /// `GET /v1/settings/history`: how many revisions of each key are kept.
 #[utoipa::path(get, path = "/v1/settings/history", operation_id = "get_history_retention", tag = "node",
     responses((status = 200, description = "How many revisions of each key are kept, and for how long.", body = scarab_types::HistoryRetention)))]
@@ -54,19 +70,19 @@ pub async fn set_history_retention(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    principal.require(Action::ClusterAdmin, "")?;
-    require_json(&headers)?;
-    let caller = caller(&principal, &headers)?;
-    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    let (caller, setting) = setting_change(
+        &state,
+        &principal,
+        &headers,
+        body,
+        "{\"keep\": integer, \"max_age_seconds\": integer (optional), \"watch_window\": integer (optional)}",
+    )
+    .await?;
     let scarab_types::HistoryRetention {
         keep,
         max_age_seconds,
         watch_window,
-    } = parse_json(
-        &state,
-        &bytes,
-        "{\"keep\": integer, \"max_age_seconds\": integer (optional), \"watch_window\": integer (optional)}",
-    )?;
+    } = setting;
     if keep == 0 {
         return Err(ApiError::malformed(
             "keep must be at least 1 (the current revision is always kept)",
@@ -136,18 +152,18 @@ pub async fn set_audit_retention(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    principal.require(Action::ClusterAdmin, "")?;
-    require_json(&headers)?;
-    let caller = caller(&principal, &headers)?;
-    let bytes = read_body(body, SMALL_BODY_BYTES).await?;
+    let (caller, setting) = setting_change(
+        &state,
+        &principal,
+        &headers,
+        body,
+        "{\"max_records\": integer, \"max_age_seconds\": integer (optional)}",
+    )
+    .await?;
     let scarab_types::AuditRetention {
         max_records,
         max_age_seconds,
-    } = parse_json(
-        &state,
-        &bytes,
-        "{\"max_records\": integer, \"max_age_seconds\": integer (optional)}",
-    )?;
+    } = setting;
     if max_records == 0 {
         return Err(ApiError::malformed(
             "max_records must be at least 1 (the record of this change is kept)",

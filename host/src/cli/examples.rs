@@ -134,6 +134,21 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "settings history",
+        &[
+            "scarab settings history                                   # what is kept",
+            "scarab settings history --keep 20 --max-age 90d --reason 'smaller backups'",
+            "scarab settings history --watch-window 1000000            # watches resume further back",
+        ],
+    ),
+    (
+        "settings audit",
+        &[
+            "scarab settings audit                                     # what is kept",
+            "scarab settings audit --max-records 5000000 --no-max-age   # keep more, however old",
+        ],
+    ),
+    (
         "txn",
         &[
             "scarab txn examples/tour/txn.json      # conditions, then puts and deletes, at one revision",

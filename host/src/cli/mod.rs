@@ -24,6 +24,7 @@ mod migrate;
 mod output;
 mod plugin;
 mod schemas;
+mod settings;
 mod txn;
 mod watch;
 
@@ -168,6 +169,9 @@ enum Command {
     Schema(schemas::SchemaCmd),
     /// Read the audit trail (newest first).
     Audit(audit::AuditArgs),
+    /// How much history and audit trail the cluster keeps; change it.
+    #[command(subcommand)]
+    Settings(settings::SettingsCmd),
     /// Apply a transaction from a JSON file: conditions, then puts and deletes, all at one
     /// revision or none.
     Txn(txn::TxnArgs),
@@ -228,6 +232,7 @@ pub async fn main() -> ExitCode {
         Command::Cluster(cmd) => output::finish(cluster::run(cmd).await),
         Command::Auth(cmd) => output::finish(auth::run(cmd).await),
         Command::Audit(args) => output::finish(audit::run(args).await),
+        Command::Settings(cmd) => output::finish(settings::run(cmd).await),
         Command::Txn(args) => output::finish(txn::run(args).await),
         // Plugins run here, on this thread: off the runtime's workers (see
         // `SchemaRegistry::validate_async`).

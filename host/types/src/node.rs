@@ -94,14 +94,14 @@ pub struct HistoryRetention {
     pub keep: u32,
     /// Records older than this are dropped too (a key's live value never is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    // `null` is accepted as "none" (serde reads it so): the schema says so.
     pub max_age_seconds: Option<u64>,
     /// The revision index keeps at least the newest this many revisions, and a watch can
     /// resume from any of them (at least 1; default 100,000). With a maximum age, changes
     /// whose records are kept stay until they are that old. Always given by `GET`; a `PUT`
     /// without it sets the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub watch_window: Option<u64>,
 }
 
@@ -128,7 +128,7 @@ pub struct AuditRetention {
     pub max_records: u64,
     /// Records older than this are dropped too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    // `null` is accepted as "none" (serde reads it so): the schema says so.
     pub max_age_seconds: Option<u64>,
 }
 
