@@ -296,6 +296,17 @@ async fn a_watch_from_compacted_history_is_refused_with_gone() -> Result<()> {
 async fn a_watch_resumes_within_the_watch_window_and_is_gone_beyond_it() -> Result<()> {
     let node = note_node(&[]).await?;
     let api = node.api();
+    // The window is at least one revision: 0 is refused, 1 is the limit.
+    let zero = api
+        .client()
+        .put(api.url("/v1/settings/history"))
+        .json(&json!({"keep": 1000, "watch_window": 0}));
+    assert_error(&api.send(zero).await?, 400, "malformed_request");
+    let one = api
+        .client()
+        .put(api.url("/v1/settings/history"))
+        .json(&json!({"keep": 1000, "watch_window": 1}));
+    assert_status(&api.send(one).await?, 200);
     let set = api
         .client()
         .put(api.url("/v1/settings/history"))
