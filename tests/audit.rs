@@ -393,6 +393,47 @@ async fn the_audit_retention_is_set_through_the_api_audited_and_the_same_on_ever
     Ok(())
 }
 
+/// The retention settings are state: they decode again from the log and the state after a
+/// restart, and the trail is still cut to them.
+#[tokio::test]
+async fn the_retention_settings_survive_a_restart() -> Result<()> {
+    let mut node = Node::start(NodeOptions::default()).await?;
+    let api = node.api();
+    let c = api.client();
+    let set = api
+        .send(
+            c.put(api.url("/v1/settings/audit"))
+                .json(&json!({"max_records": 3})),
+        )
+        .await?;
+    assert_status(&set, 200);
+    let set = api
+        .send(
+            c.put(api.url("/v1/settings/history"))
+                .json(&json!({"keep": 5, "watch_window": 70})),
+        )
+        .await?;
+    assert_status(&set, 200);
+    node.kill()?;
+    node.restart().await?;
+    let api = node.api();
+    assert_eq!(
+        api.get("/v1/settings/audit").await?.body,
+        json!({"max_records": 3})
+    );
+    assert_eq!(
+        api.get("/v1/settings/history").await?.body,
+        json!({"keep": 5, "watch_window": 70})
+    );
+    assert_status(
+        &api.register_schema("note", 1, json!({"type": "object"}), None)
+            .await?,
+        201,
+    );
+    assert_eq!(audit(&api, AuditQuery::new()).await?.len(), 3);
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_cli_applies_a_transaction_watches_its_changes_and_shows_the_audit_trail() -> Result<()>
 {
