@@ -430,7 +430,7 @@ async fn the_retention_settings_survive_a_restart() -> Result<()> {
             .await?,
         201,
     );
-    assert_eq!(audit(&api, AuditQuery::new()).await?.len(), 3);
+    assert_eq!(audit(api, AuditQuery::new()).await?.len(), 3);
     Ok(())
 }
 
