@@ -8,7 +8,12 @@
 //! keeps exactly the same history). What was dropped is remembered as `c\0{key}` = the newest
 //! dropped revision, so that a read of a dropped revision gets a clear error instead of a
 //! wrong answer. `n\0{key}` = "{oldest} {count}" of the key's records lets retention find
-//! what to drop with point reads (a scan of the key's records cost a third of a write's CPU).
+//! what to drop with point reads (a scan of the key's records cost a third of a write's CPU),
+//! and `l\0{key}\0{revision:020}` = the key's next recorded revision links each record to
+//! its successor, so that the new oldest after a drop is a point read too (a range read of
+//! the key's records from there cost 9 % of a node's CPU under overwrites). A record dropped
+//! out of order (age retention may) has its predecessor link past it; a record without a link
+//! (written before links existed) falls back to that range read.
 //!
 //! A revision index, `r\0{revision:020}\0{key}` = the change's time (or `c` once its record
 //! was dropped), lists the changes in revision order for watchers. Retention by age sweeps it
@@ -232,6 +237,15 @@ impl Window {
     }
 }
 
+/// The successor link of `key`'s record at `revision`.
+fn link_key(key: &str, revision: u64) -> Vec<u8> {
+    let mut k = b"l\0".to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(format!("{revision:020}").as_bytes());
+    k
+}
+
 fn compacted_key(key: &str) -> Vec<u8> {
     let mut k = b"c\0".to_vec();
     k.extend_from_slice(key.as_bytes());
@@ -353,11 +367,20 @@ impl ApplyTx<'_> {
     ) -> Result<(), StoreError> {
         // The age sweep passed over the previous record while it was the live value; now that
         // it is not, it goes if it is too old.
+        let mut link_from = previous.map(|p| p.revision);
         if let (Some(prev), Some(cutoff)) = (previous, self.age_cutoff(meta.updated_at))
             && prev.revision <= self.meta.history_floor
             && prev.updated_at < cutoff
         {
             self.drop_record(&prev.key, prev.revision)?;
+            link_from = None;
+        }
+        if let Some(prev) = link_from.filter(|p| *p < meta.revision) {
+            self.put(
+                Ks::History,
+                link_key(&meta.key, prev),
+                meta.revision.to_string().into_bytes(),
+            );
         }
         // Read before the new record is put: a store without a window counts its records.
         let mut window = self.window(&meta.key)?;
@@ -415,7 +438,16 @@ impl ApplyTx<'_> {
         }
     }
 
-    /// The oldest recorded revision of `key` after `after`, this apply call's changes included.
+    /// The record's successor link, if it has one.
+    fn link(&self, key: &str, revision: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .get(Ks::History, &link_key(key, revision))?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+            .filter(|next| *next > revision))
+    }
+
+    /// The oldest recorded revision of `key` after `after` by a range read of the key's
+    /// records, this apply call's changes included (when `after` has no link).
     fn next_revision(&self, key: &str, after: u64) -> Result<Option<u64>, StoreError> {
         let mut end = record_prefix(key);
         *end.last_mut().expect("prefix ends in NUL") = 1;
@@ -439,13 +471,59 @@ impl ApplyTx<'_> {
         Ok(next)
     }
 
+    /// The newest recorded revision of `key` before `before`, this apply call's changes
+    /// included (only for a record dropped out of order, which age retention may do).
+    fn previous_revision(&self, key: &str, before: u64) -> Result<Option<u64>, StoreError> {
+        let mut previous = None;
+        for g in self
+            .store
+            .history
+            .range(record_key(key, 0)..record_key(key, before))
+            .rev()
+        {
+            let k = g.key()?;
+            if self.overlay.get(&(Ks::History, k.to_vec())) == Some(&None) {
+                continue;
+            }
+            previous = revision_of(&k);
+            break;
+        }
+        for r in self.history_added.get(key).into_iter().flatten() {
+            if *r < before
+                && previous.is_none_or(|p| *r > p)
+                && self.overlay.get(&(Ks::History, record_key(key, *r))) != Some(&None)
+            {
+                previous = Some(*r);
+            }
+        }
+        Ok(previous)
+    }
+
     /// Drops one record and remembers it (for readers of the key and watchers).
     fn drop_record(&mut self, key: &str, revision: u64) -> Result<(), StoreError> {
         let mut window = self.window(key)?;
         self.remove(Ks::History, record_key(key, revision));
         window.count = window.count.saturating_sub(1);
-        if window.oldest == revision && window.count > 0 {
-            window.oldest = self.next_revision(key, revision)?.unwrap_or(0);
+        let next = self.link(key, revision)?;
+        self.remove(Ks::History, link_key(key, revision));
+        if window.oldest == revision {
+            if window.count > 0 {
+                window.oldest = match next {
+                    Some(n) => n,
+                    None => self.next_revision(key, revision)?.unwrap_or(0),
+                };
+            }
+        } else if let Some(previous) = self.previous_revision(key, revision)? {
+            // Out of order: the record before it now links past it (or has no link, and a
+            // range read finds its successor when it is dropped).
+            match next {
+                Some(n) => self.put(
+                    Ks::History,
+                    link_key(key, previous),
+                    n.to_string().into_bytes(),
+                ),
+                None => self.remove(Ks::History, link_key(key, previous)),
+            }
         }
         self.put_window(key, window);
         let marker = compacted_key(key);
@@ -661,6 +739,92 @@ mod tests {
                 .unwrap(),
             Changes::Found { .. }
         ));
+    }
+
+    #[test]
+    fn count_retention_follows_successor_links_and_reads_the_range_without_them() {
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 3,
+                max_age_seconds: None,
+                ..Default::default()
+            },
+        }));
+        let revisions = |f: &Fixture| -> Vec<u64> {
+            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
+            page.items.iter().rev().map(|e| e.meta.revision).collect()
+        };
+        let links = |f: &Fixture| -> Vec<Vec<u8>> {
+            f.store
+                .history
+                .prefix(b"l\0a\0")
+                .map(|g| g.key().unwrap().to_vec())
+                .collect()
+        };
+        let mut written_revs = Vec::new();
+        for i in 0..10 {
+            written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
+        }
+        assert_eq!(revisions(&f), written_revs[7..]);
+        // One link from each kept record but the newest: dropped records leave none behind.
+        assert_eq!(
+            links(&f),
+            [
+                super::link_key("a", written_revs[7]),
+                super::link_key("a", written_revs[8])
+            ]
+        );
+        // A store written before links existed finds the next oldest by a range read.
+        for k in links(&f) {
+            f.store.history.remove(k).unwrap();
+        }
+        for i in 10..13 {
+            written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
+        }
+        assert_eq!(revisions(&f), written_revs[10..]);
+        assert_eq!(links(&f).len(), 2);
+    }
+
+    #[test]
+    fn a_record_dropped_out_of_order_is_linked_past() {
+        let mut f = Fixture::new();
+        f.schema();
+        let retention = |keep, max_age_seconds| {
+            Op::SetHistoryRetention(SetHistoryRetention {
+                retention: HistoryRetention {
+                    keep,
+                    max_age_seconds,
+                    watch_window: 1,
+                },
+            })
+        };
+        f.apply(retention(100, None));
+        let a: Vec<u64> = (0..5)
+            .map(|i| written(f.put("a", &i.to_string(), Precondition::None)).revision)
+            .collect();
+        // The window sweeps the index past `a`'s records while no age is set...
+        for i in 0..100 {
+            written(f.put(&format!("o/{i}"), "1", Precondition::None));
+        }
+        assert!(f.store.applied().history_floor > a[4]);
+        // ...so once an age is, overwriting `a` drops its old live record, but not the older
+        // ones the window passed: a record dropped from the middle.
+        f.apply(retention(100, Some(60)));
+        f.index += 120_000;
+        let a5 = written(f.put("a", "5", Precondition::None)).revision;
+        let revisions = |f: &Fixture| -> Vec<u64> {
+            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
+            page.items.iter().rev().map(|e| e.meta.revision).collect()
+        };
+        assert_eq!(revisions(&f), [a[0], a[1], a[2], a[3], a5]);
+        // Count retention walks the links from the oldest, across the gap.
+        f.apply(retention(2, None));
+        let a6 = written(f.put("a", "6", Precondition::None)).revision;
+        assert_eq!(revisions(&f), [a5, a6]);
+        let a7 = written(f.put("a", "7", Precondition::None)).revision;
+        assert_eq!(revisions(&f), [a6, a7]);
     }
 
     #[test]
