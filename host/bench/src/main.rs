@@ -2,14 +2,16 @@
 //! `store` schema with its plugin, and measures them through `scarab-client`. By default PUT
 //! and GET throughput and latency at several concurrencies (every PUT validated by JSON Schema
 //! and the plugin), then the warm cost of one plugin validation in-process; `--migrate`,
-//! `--vs-etcd`, `--footprint`, `--steady` and `--watchers` measure other things (see their help). Prints figures;
+//! `--vs-etcd`, `--footprint`, `--steady`, `--watchers` and `--disk` measure other things (see
+//! their help). Prints figures;
 //! asserts nothing.
 //!
 //! This file holds the flags and the dispatch; [`nodes`] starts and stops the server
 //! processes, [`load`] is the load generator, [`workload`] the Scarab workloads, and
-//! [`versus`], [`footprint`], [`steady`], [`watchers`] and [`plugin_cost`] the other
+//! [`versus`], [`footprint`], [`steady`], [`watchers`], [`disk`] and [`plugin_cost`] the other
 //! measurements; [`wrk`] drives `--vs-etcd` by default.
 
+mod disk;
 mod footprint;
 mod load;
 mod nodes;
@@ -106,6 +108,11 @@ pub struct BenchArgs {
     /// how long until every watcher has each one.
     #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint", "plugin_languages", "steady"])]
     pub watchers: Option<usize>,
+    /// Measure disk amplification beside etcd instead: one node of each writes every key
+    /// 1 + this many times, and prints the bytes its data directory takes per byte of value
+    /// written, right after and once settled (`--value-bytes` sets the size).
+    #[arg(long, conflicts_with_all = ["migrate", "nodes", "vs_etcd", "footprint", "plugin_languages", "steady", "watchers"])]
+    pub disk: Option<usize>,
     /// The length of one `--steady` window.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub window: Duration,
@@ -218,6 +225,8 @@ async fn main() -> ExitCode {
         footprint::run(&setup).await
     } else if let Some(total) = setup.args.steady {
         steady::run(&setup, total).await
+    } else if let Some(rounds) = setup.args.disk {
+        disk::run(&setup, rounds).await
     } else if let Some(n) = setup.args.watchers {
         watchers::run(&setup, n.max(1)).await
     } else {

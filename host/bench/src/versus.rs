@@ -66,9 +66,9 @@ impl Measure {
 }
 
 /// Running etcd members; killed when dropped.
-struct Etcd {
+pub(crate) struct Etcd {
     children: Vec<Option<Child>>,
-    clients: Vec<String>,
+    pub(crate) clients: Vec<String>,
     /// With `--auth`: the root user's token, sent as `Authorization`.
     token: Option<String>,
 }
@@ -82,7 +82,7 @@ impl Drop for Etcd {
     }
 }
 
-fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
+pub(crate) fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_>>()?;
@@ -150,7 +150,11 @@ fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
 }
 
 /// Waits until every running member names the same leader; returns the leader's index.
-async fn etcd_leader(http: &reqwest::Client, etcd: &Etcd, timeout: Duration) -> Result<usize> {
+pub(crate) async fn etcd_leader(
+    http: &reqwest::Client,
+    etcd: &Etcd,
+    timeout: Duration,
+) -> Result<usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut seen = Vec::new();
@@ -195,7 +199,7 @@ async fn etcd_leader(http: &reqwest::Client, etcd: &Etcd, timeout: Duration) -> 
 
 /// What the load workloads ask of one system: PUT, linearizable GET, or stale GET requests.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Put,
     Get,
     StaleGet,
@@ -203,7 +207,7 @@ enum Kind {
 
 /// PUT or range requests of etcd's JSON gateway over the same keys and values as Scarab's,
 /// their bodies prepared once.
-struct EtcdOp {
+pub(crate) struct EtcdOp {
     http: reqwest::Client,
     url: Url,
     bodies: Vec<Bytes>,
@@ -219,7 +223,7 @@ fn etcd_path(kind: Kind) -> &'static str {
 }
 
 impl EtcdOp {
-    fn new(
+    pub(crate) fn new(
         http: &reqwest::Client,
         base: &str,
         kind: Kind,
@@ -298,7 +302,7 @@ impl Op for EtcdOp {
     }
 }
 
-async fn etcd_populate(
+pub(crate) async fn etcd_populate(
     http: &reqwest::Client,
     base: &str,
     corpus: &Corpus,
@@ -490,7 +494,7 @@ async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(Str
 }
 
 /// A client builder for etcd that trusts the run's CA with `--tls`.
-fn etcd_http() -> Result<reqwest::ClientBuilder> {
+pub(crate) fn etcd_http() -> Result<reqwest::ClientBuilder> {
     let builder = reqwest::Client::builder();
     Ok(match tls_dir() {
         Some(pki) => {
@@ -505,7 +509,7 @@ fn etcd_http() -> Result<reqwest::ClientBuilder> {
 
 /// Turns on etcd's authentication (a root user with the root role) and returns the root
 /// user's token, as `etcdctl user add root && etcdctl auth enable` and a login would.
-async fn etcd_enable_auth(http: &reqwest::Client, base: &str) -> Result<String> {
+pub(crate) async fn etcd_enable_auth(http: &reqwest::Client, base: &str) -> Result<String> {
     const PASSWORD: &str = "scarab-bench";
     for (path, body) in [
         ("user/add", json!({"name": "root", "password": PASSWORD})),

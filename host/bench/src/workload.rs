@@ -35,8 +35,23 @@ pub fn document(key_index: usize, size: usize) -> Value {
     });
     let len = serde_json::to_string(&doc).expect("json").len();
     let pad = size.saturating_sub(len);
-    doc["data_dir"] = Value::String(format!("/var/lib/scarab/{}", "d".repeat(pad)));
+    doc["data_dir"] = Value::String(format!("/var/lib/scarab/{}", padding(key_index, pad)));
     doc
+}
+
+/// `n` letters and digits that do not compress (a linear congruential sequence seeded by the
+/// key), so that neither system's disk figures gain from compressing a run of one letter.
+fn padding(seed: usize, n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ALPHABET[((x >> 33) % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
 }
 
 /// A write whose value is encoded once, before the loads: the load generator then spends
