@@ -7,12 +7,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use futures::StreamExt as _;
+use scarab_client::types::WatchEvent;
+use scarab_client::{Client, ListOptions, WatchOptions};
 use scarab_types::PutConfig;
 use serde_json::json;
 
 use crate::Setup;
 use crate::nodes::{once_client, start_nodes, wait_leader};
-use crate::workload::{document, populate, setup_client};
+use crate::workload::{Corpus, document, populate, setup_client};
 
 /// Plugins registered for the restart figure.
 const PLUGINS: usize = 20;
@@ -144,6 +147,71 @@ pub async fn run(setup: &Setup) -> Result<()> {
         args.keys,
         ready.as_secs_f64() * 1e3,
         all.as_secs_f64() * 1e3
+    );
+    list_and_watch(&client, &setup.corpus).await
+}
+
+/// The p50 and p99 of `samples`, in milliseconds.
+fn quantiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.99))
+}
+
+/// List and watch latency at this many configs: a page of 100 keys from 200 places spread
+/// over the key space (linearizable), and the time from a write's acknowledgement to its
+/// event on an open watch of its key, 50 times.
+async fn list_and_watch(client: &Client, corpus: &Corpus) -> Result<()> {
+    let n = corpus.keys.len();
+    let mut lists = Vec::new();
+    for i in 0..200 {
+        let mut opts = ListOptions::prefix("bench/").limit(100);
+        if i > 0 {
+            opts = opts.after(corpus.keys[i * 7919 % n].clone());
+        }
+        let started = Instant::now();
+        let page = client.list_page(&opts).await.context("a list")?.into_inner();
+        lists.push(started.elapsed());
+        if page.items.is_empty() && i == 0 {
+            bail!("the list found nothing");
+        }
+    }
+    let key = &corpus.keys[7 % n];
+    let from = client.status().await?.into_inner().revision + 1;
+    let mut opts = WatchOptions::prefix(key.clone()).from_revision(from);
+    opts.progress = Some(Duration::from_millis(500));
+    let mut watch = client.watch(opts);
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .context("no watch event within 10 s")?
+            .context("the watch ended")?
+            .context("the watch failed")
+    };
+    // Open (its first progress event) before the first write.
+    next().await?;
+    let mut watches = Vec::new();
+    for _ in 0..50 {
+        let sent = Instant::now();
+        let revision = client
+            .put(key, &corpus.puts[7 % n])
+            .await
+            .context("a write")?
+            .into_inner()
+            .revision;
+        loop {
+            if let WatchEvent::Change(batch) = next().await?
+                && batch.revision >= revision
+            {
+                watches.push(sent.elapsed());
+                break;
+            }
+        }
+    }
+    let (l50, l99) = quantiles(lists);
+    let (w50, w99) = quantiles(watches);
+    println!(
+        "at {n} configs: a list page of 100 p50 {l50:.2} ms, p99 {l99:.2} ms (200 lists from places spread over the keys); a write seen on an open watch of its key p50 {w50:.2} ms, p99 {w99:.2} ms after it was sent (50 writes, one at a time)"
     );
     Ok(())
 }
