@@ -18,9 +18,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::Setup;
 use crate::load::Op;
-use crate::versus::{
-    EtcdOp, Kind, etcd_enable_auth, etcd_http, etcd_leader, etcd_populate, start_etcd,
-};
+use crate::versus::{EtcdOp, Kind, etcd_ready};
 use crate::workload::{ScarabOp, Workload, load_client, prepared};
 
 /// Bytes allocated to the files under `dir` (what `du` reports).
@@ -124,6 +122,22 @@ fn allocated_file(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| if m.is_file() { m.blocks() * 512 } else { 0 })
 }
 
+/// One line of the table: `system` wrote `writes` (`written` bytes of values) in `took`, and
+/// `dir` holds its data.
+async fn report(system: &str, dir: &Path, writes: usize, took: Duration, written: u64) {
+    let after = allocated_under(dir);
+    let settled_bytes = settled(dir).await;
+    println!(
+        "{system:<8} {:>9.0} {:>14.1} {:>9.2}× {:>14.1} {:>9.2}×  {}",
+        writes as f64 / took.as_secs_f64(),
+        mib(after),
+        after as f64 / written as f64,
+        mib(settled_bytes),
+        settled_bytes as f64 / written as f64,
+        parts(dir),
+    );
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -158,49 +172,19 @@ pub async fn run(setup: &Setup, rounds: usize) -> Result<()> {
     let client = load_client(&nodes.apis[leader])?;
     let op = ScarabOp::new(&client, &setup.corpus, Workload::Put);
     let took = write_n(op, c, keys, writes).await?;
-    let node_dir = dir.join("n1");
-    let after = allocated_under(&node_dir);
-    let settled_bytes = settled(&node_dir).await;
-    let scarab_parts = parts(&node_dir);
-    println!(
-        "{:<8} {:>9.0} {:>14.1} {:>9.2}× {:>14.1} {:>9.2}×  {scarab_parts}",
-        "scarab",
-        writes as f64 / took.as_secs_f64(),
-        mib(after),
-        after as f64 / written as f64,
-        mib(settled_bytes),
-        settled_bytes as f64 / written as f64,
-    );
+    report("scarab", &dir.join("n1"), writes, took, written).await;
     drop(nodes);
 
     let dir = setup.data_dir.join("etcd-disk");
-    let etcd = start_etcd(&args.etcd_bin, 1, &dir)?;
-    let http = etcd_http()?
-        .tcp_nodelay(true)
-        .build()
-        .context("an HTTP client")?;
-    let leader = etcd_leader(&http, &etcd, Duration::from_secs(30)).await?;
-    let base = etcd.clients[leader].clone();
-    // With `--auth`, etcd checks a token too, as in `--vs-etcd`.
-    let token = match crate::nodes::token() {
-        Some(_) => Some(etcd_enable_auth(&http, &base).await?),
-        None => None,
-    };
-    etcd_populate(&http, &base, &setup.corpus, token.as_deref()).await?;
-    let op = EtcdOp::new(&http, &base, Kind::Put, &setup.corpus, token.as_deref())?;
+    let (etcd, http, _, base) = etcd_ready(setup, 1, &dir).await?;
+    let op = EtcdOp::new(
+        &http,
+        &base,
+        Kind::Put,
+        &setup.corpus,
+        etcd.token.as_deref(),
+    )?;
     let took = write_n(op, c, keys, writes).await?;
-    let member = dir.join("e0");
-    let after = allocated_under(&member);
-    let settled_bytes = settled(&member).await;
-    let etcd_parts = parts(&member);
-    println!(
-        "{:<8} {:>9.0} {:>14.1} {:>9.2}× {:>14.1} {:>9.2}×  {etcd_parts}",
-        "etcd",
-        writes as f64 / took.as_secs_f64(),
-        mib(after),
-        after as f64 / written as f64,
-        mib(settled_bytes),
-        settled_bytes as f64 / written as f64,
-    );
+    report("etcd", &dir.join("e0"), writes, took, written).await;
     Ok(())
 }

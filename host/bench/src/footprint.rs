@@ -170,7 +170,11 @@ async fn list_and_watch(client: &Client, corpus: &Corpus) -> Result<()> {
             opts = opts.after(corpus.keys[i * 7919 % n].clone());
         }
         let started = Instant::now();
-        let page = client.list_page(&opts).await.context("a list")?.into_inner();
+        let page = client
+            .list_page(&opts)
+            .await
+            .context("a list")?
+            .into_inner();
         lists.push(started.elapsed());
         if page.items.is_empty() && i == 0 {
             bail!("the list found nothing");

@@ -68,9 +68,9 @@ impl Measure {
 /// Running etcd members; killed when dropped.
 pub(crate) struct Etcd {
     children: Vec<Option<Child>>,
-    pub(crate) clients: Vec<String>,
+    clients: Vec<String>,
     /// With `--auth`: the root user's token, sent as `Authorization`.
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl Drop for Etcd {
@@ -82,7 +82,7 @@ impl Drop for Etcd {
     }
 }
 
-pub(crate) fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
+fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_>>()?;
@@ -150,11 +150,7 @@ pub(crate) fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
 }
 
 /// Waits until every running member names the same leader; returns the leader's index.
-pub(crate) async fn etcd_leader(
-    http: &reqwest::Client,
-    etcd: &Etcd,
-    timeout: Duration,
-) -> Result<usize> {
+async fn etcd_leader(http: &reqwest::Client, etcd: &Etcd, timeout: Duration) -> Result<usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut seen = Vec::new();
@@ -302,7 +298,7 @@ impl Op for EtcdOp {
     }
 }
 
-pub(crate) async fn etcd_populate(
+async fn etcd_populate(
     http: &reqwest::Client,
     base: &str,
     corpus: &Corpus,
@@ -460,7 +456,13 @@ async fn scarab_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(S
     Ok(out)
 }
 
-async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
+/// A running etcd of `nodes_n` members, an HTTP client for it, its leader's index and URL;
+/// with `--auth`, authentication on and the root token in `Etcd::token`; every key written once.
+pub(crate) async fn etcd_ready(
+    setup: &Setup,
+    nodes_n: usize,
+    dir: &Path,
+) -> Result<(Etcd, reqwest::Client, usize, String)> {
     let mut etcd = start_etcd(&setup.args.etcd_bin, nodes_n, dir)?;
     let http = etcd_http()?
         .tcp_nodelay(true)
@@ -471,8 +473,13 @@ async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(Str
     if token().is_some() {
         etcd.token = Some(etcd_enable_auth(&http, &base).await?);
     }
+    etcd_populate(&http, &base, &setup.corpus, etcd.token.as_deref()).await?;
+    Ok((etcd, http, leader, base))
+}
+
+async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(String, Measure)>> {
+    let (mut etcd, http, leader, base) = etcd_ready(setup, nodes_n, dir).await?;
     let token = etcd.token.clone();
-    etcd_populate(&http, &base, &setup.corpus, token.as_deref()).await?;
     let mut out = loads(
         setup,
         nodes_n,
@@ -494,7 +501,7 @@ async fn etcd_side(setup: &Setup, nodes_n: usize, dir: &Path) -> Result<Vec<(Str
 }
 
 /// A client builder for etcd that trusts the run's CA with `--tls`.
-pub(crate) fn etcd_http() -> Result<reqwest::ClientBuilder> {
+fn etcd_http() -> Result<reqwest::ClientBuilder> {
     let builder = reqwest::Client::builder();
     Ok(match tls_dir() {
         Some(pki) => {
@@ -509,7 +516,7 @@ pub(crate) fn etcd_http() -> Result<reqwest::ClientBuilder> {
 
 /// Turns on etcd's authentication (a root user with the root role) and returns the root
 /// user's token, as `etcdctl user add root && etcdctl auth enable` and a login would.
-pub(crate) async fn etcd_enable_auth(http: &reqwest::Client, base: &str) -> Result<String> {
+async fn etcd_enable_auth(http: &reqwest::Client, base: &str) -> Result<String> {
     const PASSWORD: &str = "scarab-bench";
     for (path, body) in [
         ("user/add", json!({"name": "root", "password": PASSWORD})),

@@ -741,21 +741,29 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn count_retention_follows_successor_links_and_reads_the_range_without_them() {
+    /// A store with schema `s` whose history keeps `keep` revisions a key.
+    fn keeping(keep: u32) -> Fixture {
         let mut f = Fixture::new();
         f.schema();
         f.apply(Op::SetHistoryRetention(SetHistoryRetention {
             retention: HistoryRetention {
-                keep: 3,
+                keep,
                 max_age_seconds: None,
                 ..Default::default()
             },
         }));
-        let revisions = |f: &Fixture| -> Vec<u64> {
-            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
-            page.items.iter().rev().map(|e| e.meta.revision).collect()
-        };
+        f
+    }
+
+    /// The revisions of `a` kept, oldest first.
+    fn revisions(f: &Fixture) -> Vec<u64> {
+        let page = f.store.history("a", None, 100, usize::MAX).unwrap();
+        page.items.iter().rev().map(|e| e.meta.revision).collect()
+    }
+
+    #[test]
+    fn count_retention_follows_successor_links_and_reads_the_range_without_them() {
+        let mut f = keeping(3);
         let links = |f: &Fixture| -> Vec<Vec<u8>> {
             f.store
                 .history
@@ -814,10 +822,6 @@ mod tests {
         f.apply(retention(100, Some(60)));
         f.index += 120_000;
         let a5 = written(f.put("a", "5", Precondition::None)).revision;
-        let revisions = |f: &Fixture| -> Vec<u64> {
-            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
-            page.items.iter().rev().map(|e| e.meta.revision).collect()
-        };
         assert_eq!(revisions(&f), [a[0], a[1], a[2], a[3], a5]);
         // Count retention walks the links from the oldest, across the gap.
         f.apply(retention(2, None));
@@ -869,19 +873,7 @@ mod tests {
 
     #[test]
     fn count_retention_keeps_the_newest_revisions_within_a_batch_and_without_a_window() {
-        let mut f = Fixture::new();
-        f.schema();
-        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
-            retention: HistoryRetention {
-                keep: 3,
-                max_age_seconds: None,
-                ..Default::default()
-            },
-        }));
-        let revisions = |f: &Fixture| -> Vec<u64> {
-            let page = f.store.history("a", None, 100, usize::MAX).unwrap();
-            page.items.iter().rev().map(|e| e.meta.revision).collect()
-        };
+        let mut f = keeping(3);
         let mut written_revs = Vec::new();
         for i in 0..5 {
             written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
