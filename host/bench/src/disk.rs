@@ -17,24 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::Setup;
+use crate::footprint::allocated_under;
 use crate::load::Op;
 use crate::versus::{EtcdOp, Kind, etcd_ready};
 use crate::workload::{ScarabOp, Workload, load_client, prepared};
-
-/// Bytes allocated to the files under `dir` (what `du` reports).
-fn allocated_under(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => allocated_under(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 /// Sends `total` requests of `op` over `keys` key indexes in order, from `c` clients; fails if
 /// any request did.

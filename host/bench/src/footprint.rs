@@ -46,14 +46,25 @@ pub fn resident_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn bytes_under(dir: &Path) -> u64 {
+    sum_under(dir, &|m| m.len())
+}
+
+/// Bytes allocated to the files under `dir` (what `du` reports: preallocated space counts).
+pub fn allocated_under(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    sum_under(dir, &|m| m.blocks() * 512)
+}
+
+/// `size` of every file under `dir`, summed.
+fn sum_under(dir: &Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => bytes_under(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) if m.is_dir() => sum_under(&e.path(), size),
+            Ok(m) => size(&m),
             Err(_) => 0,
         })
         .sum()
