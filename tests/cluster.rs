@@ -854,6 +854,62 @@ async fn a_schema_registered_through_one_node_is_usable_at_once_through_every_no
     Ok(())
 }
 
+/// `reachable` in the leader's view: every member while all run; a killed one within a few
+/// seconds (a second without an answer), while the others stay reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_view_marks_a_killed_member_unreachable() -> Result<()> {
+    let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+    let ids = cluster.ids();
+    let leader = cluster.wait_formed(&ids, SETTLE).await?;
+    let victim = ids.iter().copied().find(|&i| i != leader).unwrap();
+    let viewer = ids.iter().copied().find(|&i| i != victim).unwrap();
+    let reachability = |view: &scarab_client::types::ClusterView| {
+        view.members
+            .iter()
+            .map(|m| (m.node_id, m.reachable))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let all = ids
+        .iter()
+        .map(|&i| (i, Some(true)))
+        .collect::<BTreeMap<_, _>>();
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let seen = reachability(&cluster.view(viewer).await?);
+        if seen == all {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "not all reachable: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.kill(victim).await?;
+    let mut expected = all.clone();
+    expected.insert(victim, Some(false));
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let view = cluster.view(viewer).await?;
+        if reachability(&view) == expected {
+            let dead = view.members.iter().find(|m| m.node_id == victim).unwrap();
+            assert!(
+                dead.last_contact_ms.is_some_and(|ms| ms >= 1000),
+                "{dead:?}"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the killed node {victim} is not shown unreachable: {:?}",
+            reachability(&view)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.pass();
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Where peer connections come from (what the partition proxy relies on).
 // ---------------------------------------------------------------------------------------------

@@ -91,6 +91,27 @@ pub struct PeerTransport {
     /// Peer mutual TLS: trusts only the cluster CA, presents this node's certificate.
     tls: Option<Arc<rustls::ClientConfig>>,
     secret: Option<ClusterSecret>,
+    /// When each peer last answered a Raft RPC of this node.
+    contacts: Contacts,
+}
+
+/// When each peer last answered this node over the peer port (any answer: an HTTP response
+/// came back). The leader sends every member a heartbeat each 100 ms, so on the leader this
+/// says which members are reachable; a follower only hears from the leader.
+#[derive(Clone, Debug, Default)]
+pub struct Contacts(Arc<std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>>);
+
+impl Contacts {
+    pub fn answered(&self, node: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(node, std::time::Instant::now());
+    }
+
+    /// How long ago `node` last answered; `None` if it never has (since this node started).
+    pub fn since(&self, node: u64) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&node).map(|at| at.elapsed())
+    }
 }
 
 impl PeerTransport {
@@ -124,6 +145,10 @@ impl PeerTransport {
     pub fn with_secret(mut self, secret: ClusterSecret) -> Self {
         self.secret = Some(secret);
         self
+    }
+
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
     }
 
     pub fn local_ip(&self) -> Option<IpAddr> {

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod auth;
+pub mod browser;
 pub mod cluster;
 pub mod dev;
 pub mod history;

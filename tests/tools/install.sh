@@ -7,16 +7,22 @@
 #                  into target/test-tools/venv (tests/openapi.rs runs it against a dev node)
 #   jq             from Debian, if it is not on the PATH (the README's tour uses it;
 #                  tests/readme_tour.rs runs the tour)
+#   chromium       from Debian, if it is not on the PATH (tests/console.rs drives the web
+#                  console in it, headless)
 set -euo pipefail
 
-if ! command -v jq >/dev/null; then
-    echo "installing jq from Debian (the README's tour uses it)"
-    sudo=
+# Installs Debian package $1 unless command $2 is on the PATH.
+debian() {
+    command -v "$2" >/dev/null && return 0
+    echo "installing $1 from Debian"
+    local sudo=
     [[ $(id -u) -eq 0 ]] || sudo=sudo
-    $sudo apt-get install -y -q jq >/dev/null 2>&1 ||
-        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q jq >/dev/null; }
-    jq --version
-fi
+    $sudo apt-get install -y -q "$1" >/dev/null 2>&1 ||
+        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null; }
+    command -v "$2" >/dev/null
+}
+debian jq jq && jq --version
+debian chromium chromium && chromium --version 2>/dev/null | head -1
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV=$ROOT/target/test-tools/venv

@@ -20,6 +20,7 @@ mod requests;
 mod schemas;
 mod strict;
 mod txn;
+mod ui;
 mod watch;
 
 use scarab_types::{Consistency, ErrorCode};
@@ -144,6 +145,8 @@ pub fn router(state: AppState) -> Router {
             authn::Gate::new(&state),
             authn::authenticate,
         ))
+        // The console's files, outside authentication: they hold no data.
+        .merge(ui::router())
         .layer(axum::middleware::from_fn(strict::no_percent_escapes))
         // Outermost: the id and the timing cover everything, refusals included.
         .layer(axum::middleware::from_fn_with_state(

@@ -11,6 +11,9 @@ use scarab_types::{ClusterView, MemberRole, MemberView};
 use super::{Cluster, Forwarded};
 use crate::raft::NodeId;
 
+/// A member the leader has not heard from in this long (ten heartbeats) is unreachable.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
+
 impl Cluster {
     /// This node's view of the cluster (the leader's view has matched indexes and lag).
     pub fn view(&self) -> ClusterView {
@@ -23,6 +26,8 @@ impl Cluster {
             .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
             .unwrap_or_default();
         let last = m.last_log_index;
+        let leading = m.current_leader == Some(self.me);
+        let contacts = self.transport.contacts();
         let members = membership
             .nodes()
             .map(|(id, info)| {
@@ -30,6 +35,14 @@ impl Cluster {
                     last
                 } else {
                     matched.get(id).copied().flatten()
+                };
+                let since = (*id != self.me).then(|| contacts.since(*id)).flatten();
+                let reachable = if *id == self.me {
+                    Some(true)
+                } else if leading {
+                    Some(since.is_some_and(|s| s < REACHABLE_WITHIN))
+                } else {
+                    None
                 };
                 MemberView {
                     node_id: *id,
@@ -47,6 +60,8 @@ impl Cluster {
                         (Some(l), None) if m.current_leader == Some(self.me) => Some(l),
                         _ => None,
                     },
+                    reachable,
+                    last_contact_ms: since.map(|s| s.as_millis() as u64),
                 }
             })
             .collect();

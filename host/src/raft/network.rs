@@ -59,12 +59,14 @@ fn entries_that_fit(entries: &[super::Entry], max_bytes: usize) -> Option<u64> {
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    contacts: crate::transport::Contacts,
 }
 
 impl Network {
     pub fn new(transport: &crate::transport::PeerTransport) -> Self {
         Self {
             http: transport.client(Duration::from_millis(500)),
+            contacts: transport.contacts().clone(),
         }
     }
 }
@@ -77,6 +79,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             base: peer_base_url(&node.peer),
             http: self.http.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -93,6 +96,7 @@ pub struct PeerClient {
     target: NodeId,
     base: String,
     http: reqwest::Client,
+    contacts: crate::transport::Contacts,
 }
 
 /// Everything of an `InstallSnapshotRequest` but its data, which travels as the raw body: as
@@ -151,6 +155,8 @@ impl PeerClient {
             .json()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // An answer of the protocol (a refusal by a peer's guard is not one).
+        self.contacts.answered(self.target);
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -54,6 +54,18 @@ pub struct MemberView {
     /// How many entries this member is behind the leader's last log.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub lag: Option<u64>,
+    /// Whether the node that produced the view hears from this member: itself, or (on the
+    /// leader, which sends every member a heartbeat each 100 ms) a member that answered a
+    /// Raft request within the last second. `null` where the view cannot tell (another member
+    /// on a follower's own view), and from an older server.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub reachable: Option<bool>,
+    /// Milliseconds since this member last answered a Raft request of the node that produced
+    /// the view; `null` for that node itself and for a member it never heard from.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// A member's part in the consensus.
@@ -133,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_view_in_a_joint_configuration() {
-        let text = r#"{"leader":1,"term":3,"last_log_index":40,"members":[{"node_id":1,"api":"http://a","peer":"http://pa","role":"voter","leader":true,"matched_index":40,"lag":0},{"node_id":4,"api":"http://d","peer":"http://pd","role":"learner","leader":false,"matched_index":null,"lag":null}],"served_by":1,"voter_sets":[[1,2,3],[1,2,4]],"membership_index":38,"membership_committed":false}"#;
+        let text = r#"{"leader":1,"term":3,"last_log_index":40,"members":[{"node_id":1,"api":"http://a","peer":"http://pa","role":"voter","leader":true,"matched_index":40,"lag":0,"reachable":true,"last_contact_ms":null},{"node_id":4,"api":"http://d","peer":"http://pd","role":"learner","leader":false,"matched_index":null,"lag":null,"reachable":false,"last_contact_ms":2300}],"served_by":1,"voter_sets":[[1,2,3],[1,2,4]],"membership_index":38,"membership_committed":false}"#;
         let v: ClusterView = serde_json::from_str(text).unwrap();
         assert_eq!(v.members[1].role, MemberRole::Learner);
         assert_eq!(v.voter_sets.len(), 2);
@@ -141,6 +153,9 @@ mod tests {
         let old = r#"{"leader":null,"term":3,"last_log_index":null,"members":[],"served_by":2}"#;
         let v: ClusterView = serde_json::from_str(old).unwrap();
         assert!(v.membership_committed);
+        let old_member = r#"{"node_id":4,"api":"a","peer":"p","role":"voter","leader":false,"matched_index":3,"lag":0}"#;
+        let m: MemberView = serde_json::from_str(old_member).unwrap();
+        assert_eq!((m.reachable, m.last_contact_ms), (None, None));
     }
 
     #[test]
