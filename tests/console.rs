@@ -19,7 +19,7 @@ use harness::auth::start_auth_node;
 use harness::browser::{Browser, Page};
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::dev::DevNode;
-use harness::{Api, Node, NodeOptions, STORE, WriteOpts, config_body, workspace_root};
+use harness::{Api, Node, NodeOptions, STORE, STORE_V2, WriteOpts, config_body, workspace_root};
 
 /// How long a page may take to show what a test waits for (a debug build on a loaded
 /// machine; the live-update test has its own, tighter, deadline).
@@ -259,6 +259,97 @@ async fn rollback_from_the_history_makes_a_new_revision_with_the_old_value_and_t
     assert_eq!(
         audit.body["items"][0]["reason"],
         json!("limits were too high")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_schema_version_is_checked_against_the_stored_configs_before_it_is_registered()
+-> Result<()> {
+    let node = store_node().await?;
+    write(&node, "stores/orders", "orders.json", "alice").await?;
+    let (_browser, page) = open(node.base_url(), "#/register/store").await?;
+    page.wait_for(
+        "document.querySelector('input[name=version]')?.value === '2'",
+        SHOWN_WITHIN,
+    )
+    .await?;
+    page.set_files("input[name=schema]", &[&STORE_V2.schema_file()])
+        .await?;
+    page.set_files("input[name=plugin]", &[&STORE_V2.plugin_wasm()])
+        .await?;
+    assert_eq!(
+        page.eval("document.querySelector('button.register').disabled")
+            .await?,
+        json!(true),
+        "Register is offered only after the check"
+    );
+    page.click("button.check").await?;
+    let report = page
+        .wait_for("document.querySelector('.report')?.innerText", SHOWN_WITHIN)
+        .await?;
+    let report = report.as_str().unwrap();
+    assert!(
+        report.contains("Compatible: 1 stored config(s) of v1 checked, 0 failed"),
+        "{report}"
+    );
+    // The check registered nothing.
+    assert_eq!(node.get_schema_version("store", 2).await?.status, 404);
+    page.wait_for(
+        "!document.querySelector('button.register').disabled",
+        SHOWN_WITHIN,
+    )
+    .await?;
+    page.click("button.register").await?;
+    page.wait_for(
+        "location.hash === '#/schema/store/2' && document.querySelector('pre.schema')",
+        SHOWN_WITHIN,
+    )
+    .await?;
+    let registered = node.get_schema_version("store", 2).await?;
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_migration_is_dry_run_then_run_to_done_from_the_migrations_page() -> Result<()> {
+    let node = store_node().await?;
+    write(&node, "stores/orders", "orders.json", "alice").await?;
+    let reply = node.register_kind(STORE_V2).await?;
+    anyhow::ensure!(reply.status.is_success(), "{}", reply.text());
+    let (_browser, page) = open(node.base_url(), "#/migrations").await?;
+    page.wait_for(
+        "document.querySelector('select[name=schema]')",
+        SHOWN_WITHIN,
+    )
+    .await?;
+    page.eval("(s => { s.value = 'store'; s.dispatchEvent(new Event('change')); })(document.querySelector('select[name=schema]'))").await?;
+    page.type_into("input[name=target_version]", "2").await?;
+    page.click("form.start button[type=submit]").await?;
+    let said = page
+        .wait_for("document.querySelector('.notice')?.innerText", SHOWN_WITHIN)
+        .await?;
+    assert!(
+        said.as_str()
+            .unwrap()
+            .contains("Dry run: 1 of 1 config(s) convert to v2"),
+        "{said}"
+    );
+    assert_eq!(
+        node.get_config("stores/orders").await?.body["schema_version"],
+        json!(1)
+    );
+
+    page.click("input[name=dry_run]").await?;
+    page.click("form.start button[type=submit]").await?;
+    page.wait_for(
+        "document.querySelector('tr[data-status=done]')",
+        SHOWN_WITHIN,
+    )
+    .await?;
+    assert_eq!(
+        node.get_config("stores/orders").await?.body["schema_version"],
+        json!(2)
     );
     Ok(())
 }

@@ -794,8 +794,8 @@ async function registerView(rest) {
   const versionInput = h("input", { type: "number", name: "version", min: 1, value: next });
   const schemaFile = h("input", { type: "file", name: "schema", accept: ".json,application/json" });
   const pluginFile = h("input", { type: "file", name: "plugin", accept: ".wasm,application/wasm" });
-  const check = h("button", { type: "button" }, "Check compatibility");
-  const register = h("button", { type: "button", disabled: true }, "Register");
+  const check = h("button", { type: "button", class: "check" }, "Check compatibility");
+  const register = h("button", { type: "button", class: "register", disabled: true }, "Register");
   const out = h("div");
   const form = () => {
     const fd = new FormData();
@@ -880,7 +880,7 @@ async function migrationsView() {
     return all.some((m) => m.status === "running");
   };
   show(h("h1", {}, "Migrations"),
-    h("form", { class: "panel", onsubmit: start },
+    h("form", { class: "panel start", onsubmit: start },
       h("div", { class: "row" }, h("label", {}, "Schema", schemaSelect), h("label", {}, "Target version", target),
         h("label", { class: "inline" }, dry, "dry run (convert and report, write nothing)"),
         h("button", { type: "submit" }, "Start"))),

@@ -4,8 +4,8 @@
 //!
 //! Why not chromiumoxide: its generated bindings of the whole protocol took 12 minutes of a
 //! 2-core machine to build (debug), a quarter of CI's budget, and its `new_page` never
-//! returned with chromium 156. The tests need six commands (open a tab, navigate, evaluate,
-//! click, insert text, screenshot), each a JSON message over one WebSocket.
+//! returned with chromium 156. The tests need seven commands (open a tab, navigate,
+//! evaluate, click, insert text, choose files, screenshot), each a JSON message over one WebSocket.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -294,6 +294,27 @@ impl Page {
         self.eval(&format!("document.querySelector({selector:?}).select()"))
             .await?;
         self.call("Input.insertText", json!({"text": text})).await?;
+        Ok(())
+    }
+
+    /// Chooses `files` in the file input at `selector`, as the file dialog does (the page
+    /// sees a `change` event).
+    pub async fn set_files(&self, selector: &str, files: &[&std::path::Path]) -> Result<()> {
+        let found = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": format!("document.querySelector({selector:?})")}),
+            )
+            .await?;
+        let object = found["result"]["objectId"]
+            .as_str()
+            .with_context(|| format!("nothing on the page matches {selector}"))?;
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        self.call(
+            "DOM.setFileInputFiles",
+            json!({"files": files, "objectId": object}),
+        )
+        .await?;
         Ok(())
     }
 

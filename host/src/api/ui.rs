@@ -70,7 +70,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/{file}",
             get(
-                |axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap| async move {
+                |super::extract::Path(file): super::extract::Path<String>, headers: HeaderMap| async move {
                     serve(&file, &headers)
                 },
             ),

@@ -151,6 +151,7 @@ pub async fn run_dev(args: DevArgs) -> ExitCode {
         "Authentication is off: anyone who can reach {url} may read and change everything. \
          The dev server serves loopback addresses only; `scarab serve --auth` is the secure way."
     );
+    println!("The web console: {url}/ui/");
     println!("Try:");
     println!(
         "  curl -sX PUT {url}/v1/configs/stores/orders -H 'content-type: application/json' \\\n    -d '{{\"schema\":\"store\",\"schema_version\":1,\"value\":{{\"store_id\":\"orders\",\"data_dir\":\"/var/lib/scarab/orders\",\"timeout_ms\":5000,\"auto_start\":true,\"priority\":\"normal\",\"resource_limits\":{{\"max_memory_mb\":512,\"max_connections\":100}}}}}}'"
