@@ -354,6 +354,31 @@ async fn a_migration_is_dry_run_then_run_to_done_from_the_migrations_page() -> R
     Ok(())
 }
 
+#[tokio::test]
+async fn the_audit_trail_is_filtered_by_actor_and_action() -> Result<()> {
+    let node = store_node().await?;
+    write(&node, "stores/orders", "orders.json", "alice").await?;
+    write(&node, "stores/orders", "orders-bigger.json", "bob").await?;
+    let (_browser, page) = open(node.base_url(), "#/audit").await?;
+    let actors = "(rows => rows.length > 0 && rows)([...document.querySelectorAll('table.audit tbody tr')].map(tr => tr.dataset.actor + ' ' + tr.dataset.action))";
+    let all = page.wait_for(actors, SHOWN_WITHIN).await?;
+    assert!(all.as_array().unwrap().len() >= 3, "{all}"); // the registration too
+    page.type_into("input[name=actor]", "bob").await?;
+    page.type_into("input[name=action]", "config").await?;
+    page.click("form.filters button[type=submit]").await?;
+    let shown = page
+        .wait_for(
+            &format!(
+                "(r => r.length === 1 && r)({})",
+                actors.replace("(rows => rows.length > 0 && rows)", "")
+            ),
+            SHOWN_WITHIN,
+        )
+        .await?;
+    assert_eq!(shown, json!(["bob config.update"]));
+    Ok(())
+}
+
 /// The deadline the issue sets: a change by another client is on an open page within a second
 /// of being acknowledged.
 const LIVE_WITHIN: Duration = Duration::from_secs(1);

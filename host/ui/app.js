@@ -696,7 +696,7 @@ async function historyView(key) {
       put(status, failure(e));
     }
   };
-  const rows = items.map((it, idx) => {
+  const row = (it, idx) => {
     const reasonInput = h("input", { type: "text", placeholder: "reason", name: "reason", size: 18 });
     const radio = (side, rev) => h("input", { type: "radio", name: side, value: rev, checked: (side === "a" ? a : b) === rev,
       "aria-label": `compare revision ${rev} as ${side === "a" ? "left" : "right"}`,
@@ -708,15 +708,29 @@ async function historyView(key) {
       h("td", {}, when(it.updated_at)), h("td", {}, it.updated_by),
       h("td", {}, idx === 0 || it.deleted ? (idx === 0 ? h("span", { class: "muted" }, "current") : "")
         : h("span", {}, reasonInput, " ", h("button", { class: "secondary rollback", onclick: () => rollback(it.revision, reasonInput) }, "Roll back to this"))));
-  });
+  };
+  const tbody = h("tbody", {}, items.map(row));
+  let before = body.next_before;
+  const older = h("button", { type: "button", class: "secondary older", disabled: !before, onclick: async () => {
+    try {
+      const { body: page } = await api("GET", `/v1/configs/${key}/history` + query({ limit: 100, before }));
+      const start = items.length;
+      items.push(...page.items);
+      tbody.append(...page.items.map((it, i) => row(it, start + i)));
+      before = page.next_before;
+      older.disabled = !before;
+    } catch (e) {
+      put(status, failure(e));
+    }
+  } }, "Older revisions");
   show(h("h1", {}, `History of ${key}`),
     h("div", { class: "row" }, link("#/config/" + key, "← the config")),
     status,
     h("table", { class: "history" },
       h("thead", {}, h("tr", {}, h("th", {}, "Left"), h("th", {}, "Right"), h("th", { class: "num" }, "Revision"),
         h("th", { class: "num" }, "Key version"), h("th", {}, "Schema"), h("th", {}, "At"), h("th", {}, "By"), h("th", {}, ""))),
-      h("tbody", {}, rows)),
-    body.next_before ? h("p", { class: "muted" }, "Older revisions: scarab history or GET …/history?before=" + body.next_before) : null,
+      tbody),
+    h("div", { class: "row" }, older),
     body.compacted_through ? h("p", { class: "muted" }, `Revisions up to ${body.compacted_through} were dropped by retention.`) : null,
     h("h2", {}, "Difference"), diffBox);
   renderDiff();
@@ -913,7 +927,7 @@ async function auditView() {
     };
     const { body } = await api("GET", "/v1/audit" + query(q));
     before = body.next_before;
-    const rows = body.items.map((r) => h("tr", { "data-seq": r.seq },
+    const rows = body.items.map((r) => h("tr", { "data-seq": r.seq, "data-actor": r.actor, "data-action": r.action },
       h("td", { class: "num" }, r.seq), h("td", {}, when(r.at)), h("td", {}, r.actor, r.on_behalf_of ? ` for ${r.on_behalf_of}` : ""),
       h("td", {}, r.action), h("td", {}, r.object),
       h("td", { class: "num" }, r.revision_before ?? "—", " → ", r.revision_after ?? "—"),
@@ -927,7 +941,7 @@ async function auditView() {
   };
   const older = h("button", { class: "secondary", type: "button", onclick: () => load(true).catch((e) => out.append(failure(e))) }, "Older");
   show(h("h1", {}, "Audit trail"),
-    h("form", { class: "panel", onsubmit: (ev) => { ev.preventDefault(); load(false).catch((e) => put(out, failure(e))); } },
+    h("form", { class: "panel filters", onsubmit: (ev) => { ev.preventDefault(); load(false).catch((e) => put(out, failure(e))); } },
       h("div", { class: "row" },
         h("label", {}, "Object prefix", input("prefix")), h("label", {}, "Actor", input("actor")),
         h("label", {}, "Action (or family)", input("action", "text", { placeholder: "config" })),
