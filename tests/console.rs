@@ -379,6 +379,26 @@ async fn the_audit_trail_is_filtered_by_actor_and_action() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_config_is_deleted_with_a_reason_from_its_page() -> Result<()> {
+    let node = store_node().await?;
+    write(&node, "stores/orders", "orders.json", "alice").await?;
+    let (_browser, page) = open(node.base_url(), "#/config/stores/orders").await?;
+    page.wait_for("document.querySelector('pre.value')", SHOWN_WITHIN)
+        .await?;
+    page.click("button.delete").await?;
+    page.type_into("input[name=delete-reason]", "store retired")
+        .await?;
+    page.click("button.confirm-delete").await?;
+    page.wait_for("location.hash.startsWith('#/configs')", SHOWN_WITHIN)
+        .await?;
+    assert_eq!(node.get_config("stores/orders").await?.status, 404);
+    let audit = node.get("/v1/audit?prefix=stores/orders&limit=1").await?;
+    assert_eq!(audit.body["items"][0]["action"], json!("config.delete"));
+    assert_eq!(audit.body["items"][0]["reason"], json!("store retired"));
+    Ok(())
+}
+
 /// The deadline the issue sets: a change by another client is on an open page within a second
 /// of being acknowledged.
 const LIVE_WITHIN: Duration = Duration::from_secs(1);

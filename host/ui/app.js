@@ -426,7 +426,7 @@ async function configView(key) {
     h("div", { class: "row" },
       h("button", { onclick: () => go("#/edit/" + key) }, "Edit"),
       h("button", { class: "secondary", onclick: () => go("#/history/" + key) }, "History"),
-      h("button", { class: "secondary", onclick: () => removeConfig(key, status) }, "Delete")),
+      h("button", { class: "secondary delete", onclick: () => removeConfig(key, status) }, "Delete")),
     status, box);
   const load = async (live) => {
     let c;
@@ -450,15 +450,21 @@ async function configView(key) {
   onLeave(() => watch.stop());
 }
 
-async function removeConfig(key, status) {
-  const reason = prompt(`Delete ${key}? A reason for the audit trail:`);
-  if (reason === null) return;
-  try {
-    await api("DELETE", "/v1/configs/" + key, { headers: reason ? { "x-scarab-reason": reason } : {} });
-    go("#/configs");
-  } catch (e) {
-    put(status, failure(e));
-  }
+// Asks for a reason (kept in the audit trail) beside the button, then deletes.
+function removeConfig(key, status) {
+  const reason = h("input", { type: "text", name: "delete-reason", placeholder: "Why (kept in the audit trail)", size: 40 });
+  const confirm = h("button", { type: "button", class: "danger confirm-delete", onclick: async () => {
+    try {
+      await api("DELETE", "/v1/configs/" + key, { headers: reason.value.trim() ? { "x-scarab-reason": reason.value.trim() } : {} });
+      sessionStorage.setItem("scarab.flash", `Deleted ${key}.`);
+      go("#/configs");
+    } catch (e) {
+      put(status, failure(e));
+    }
+  } }, `Delete ${key}`);
+  put(status, h("div", { class: "notice" }, reason, " ", confirm, " ",
+    h("button", { type: "button", class: "secondary", onclick: () => put(status) }, "Keep it")));
+  reason.focus();
 }
 
 // ---------------------------------------------------------------- edit and create
