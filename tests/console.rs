@@ -399,6 +399,46 @@ async fn a_config_is_deleted_with_a_reason_from_its_page() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_value_that_looks_like_html_is_shown_as_text_and_never_run() -> Result<()> {
+    let node = store_node().await?;
+    let reply = node
+        .register_schema("note", 1, json!({"type": "object"}), None)
+        .await?;
+    anyhow::ensure!(reply.status.is_success(), "{}", reply.text());
+    let markup = "<img src=x onerror=\"window.__ran=1\"><script>window.__ran=2</script>";
+    let reply = node
+        .put_config_with(
+            "notes/html",
+            &config_body("note", 1, &json!({ "title": markup })),
+            &WriteOpts::new().actor(markup),
+        )
+        .await?;
+    anyhow::ensure!(reply.status.is_success(), "{}", reply.text());
+    for route in [
+        "#/config/notes/html",
+        "#/configs",
+        "#/history/notes/html",
+        "#/audit",
+    ] {
+        let (_browser, page) = open(node.base_url(), route).await?;
+        page.wait_for(
+            "document.body.innerText.includes('<img src=x')",
+            SHOWN_WITHIN,
+        )
+        .await?;
+        assert_eq!(
+            page.eval(
+                "[document.querySelectorAll('main img, main script').length, window.__ran ?? 0]"
+            )
+            .await?,
+            json!([0, 0]),
+            "{route}"
+        );
+    }
+    Ok(())
+}
+
 /// The deadline the issue sets: a change by another client is on an open page within a second
 /// of being acknowledged.
 const LIVE_WITHIN: Duration = Duration::from_secs(1);

@@ -55,6 +55,37 @@ function link(href, text) {
   return h("a", { href }, text);
 }
 
+// ---------------------------------------------------------------- keys and reasons
+
+// What a key may hold (the server refuses anything else, and percent-escapes in paths).
+const KEY_CHARS = /^[A-Za-z0-9._\-]+(\/[A-Za-z0-9._\-]+)*$/;
+
+// A key as a URL path: each segment escaped (a no-op for a valid key, and a key typed with
+// `?` or `#` cannot turn into another request).
+function keyPath(key) {
+  const segments = key.split("/");
+  // A link to #/config/../auth/users must not reach another route: no dot segments.
+  if (segments.some((seg) => seg === "" || seg === "." || seg === "..")) throw new Error(`${JSON.stringify(key)} is not a key`);
+  return segments.map(encodeURIComponent).join("/");
+}
+
+// A schema name (or a number) as one path segment.
+function seg(name) {
+  const text = String(name);
+  if (text === "" || text === "." || text === "..") throw new Error(`${JSON.stringify(text)} is not a name`);
+  return encodeURIComponent(text);
+}
+
+// The X-Scarab-Reason header for `text`, or an error message: the server takes visible
+// ASCII and spaces, at most 1024 characters.
+function reasonHeader(text) {
+  const reason = text.trim();
+  if (!reason) return { headers: {} };
+  if (reason.length > 1024) return { error: "A reason has at most 1024 characters." };
+  if (!/^[\x20-\x7e]+$/.test(reason)) return { error: "A reason is plain ASCII (letters, digits, punctuation, spaces)." };
+  return { headers: { "x-scarab-reason": reason } };
+}
+
 // ---------------------------------------------------------------- exact JSON
 
 // Numbers that a JavaScript number cannot hold exactly (2^53 and beyond, long decimals)
@@ -62,6 +93,14 @@ function link(href, text) {
 class RawNumber {
   constructor(src) { this.src = src; }
 }
+
+// Whether this browser gives a reviver the source text of a number (JSON.parse source text
+// access): without it, numbers beyond 2^53 are rounded, and the editor says so.
+const EXACT_NUMBERS = (() => {
+  let exact = false;
+  JSON.parse("1", (key, value, context) => { exact = !!context && context.source === "1"; return value; });
+  return exact;
+})();
 
 function parseExact(text) {
   return JSON.parse(text, function (key, value, context) {
@@ -144,22 +183,27 @@ function failure(e) {
 // What the page says about its live updates: "live", "connection lost" or "resumed".
 const connection = {
   state: null,
-  set(state) {
+  set(state, why) {
     const el = document.getElementById("connection");
+    el.title = why || "The live updates of this page";
     if (state === "ok") state = this.state === "lost" ? "resumed" : this.state === "resumed" ? "resumed" : "live";
     this.state = state;
     el.className = "connection " + (state || "");
-    el.textContent = state === "live" ? "live" : state === "lost" ? "connection lost, retrying…" : state === "resumed" ? "reconnected" : "";
+    el.textContent = state === "live" ? "live" : state === "lost" ? "connection lost, retrying…" : state === "resumed" ? "reconnected" : state === "off" ? "no live updates" : "";
     el.dataset.state = state || "";
   },
 };
 
 // A watch over fetch (not EventSource, which cannot send the token): server-sent events of
-// /v1/watch for `prefix`; `onChange(batch)` for each change. Reconnects with Last-Event-ID
-// after a lost connection, so no change is missed or seen twice.
+// /v1/watch for `prefix` from revision `from` (the revision the view was read at, plus one,
+// so that no write between the read and the watch is missed); `onChange(batch)` for each
+// change, and `onChange({reset: true, events: []})` when the server can no longer resume
+// (the revisions were compacted): the view then reads everything again. After a lost
+// connection it reconnects with Last-Event-ID, so no change is missed or seen twice.
 class Watch {
-  constructor(prefix, onChange) {
+  constructor(prefix, from, onChange) {
     this.prefix = prefix;
+    this.from = from;
     this.onChange = onChange;
     this.lastId = null;
     this.abort = new AbortController();
@@ -171,15 +215,36 @@ class Watch {
     this.abort.abort();
   }
 
+  reset() {
+    this.lastId = null;
+    this.from = null;
+    this.onChange({ reset: true, events: [] });
+  }
+
   async run() {
     let delay = 250;
     while (!this.stopped) {
       try {
         const headers = { ...authHeaders(), accept: "text/event-stream" };
         if (this.lastId) headers["last-event-id"] = this.lastId;
-        const resp = await fetch("/v1/watch" + query({ prefix: this.prefix, progress: "5s" }), {
+        const from = this.lastId ? null : this.from;
+        const resp = await fetch("/v1/watch" + query({ prefix: this.prefix, progress: "5s", from_revision: from }), {
           headers, signal: this.abort.signal,
         });
+        if (resp.status === 401) {
+          login("The token was refused: sign in again.");
+          return;
+        }
+        if (resp.status === 410) {
+          this.reset();
+          continue;
+        }
+        if (resp.status >= 400 && resp.status < 500 && resp.status !== 429) {
+          // Retrying cannot help (403: the token may not watch all of this prefix).
+          const body = await resp.json().catch(() => null);
+          connection.set("off", (body && body.error && body.error.message) || "watch refused: " + resp.status);
+          return;
+        }
         if (!resp.ok) throw new Error("watch answered " + resp.status);
         connection.set("ok");
         delay = 250;
@@ -200,12 +265,17 @@ class Watch {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      // Lines may end in CRLF, LF or CR (the SSE grammar); a CR at the end of a chunk may
+      // be the first half of a CRLF, so it waits for the next chunk.
       buffer += decoder.decode(value, { stream: true });
+      const held = buffer.endsWith("\r") ? "\r" : "";
+      if (held) buffer = buffer.slice(0, -1);
+      buffer = buffer.replace(/\r\n?/g, "\n");
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
-        const event = { type: "message", data: "" };
+        const event = { type: "message", data: [] };
         for (const line of block.split("\n")) {
           const colon = line.indexOf(":");
           if (colon <= 0) continue;
@@ -213,11 +283,17 @@ class Watch {
           const val = line.slice(colon + 1).replace(/^ /, "");
           if (field === "event") event.type = val;
           else if (field === "id") event.id = val;
-          else if (field === "data") event.data += val;
+          else if (field === "data") event.data.push(val);
         }
         if (event.id) this.lastId = event.id;
-        if (event.type === "change") this.onChange(JSON.parse(event.data));
+        if (event.type === "change") this.onChange(JSON.parse(event.data.join("\n")));
+        // The server ends the stream with an error it cannot resume from (compacted).
+        if (event.type === "error") {
+          this.reset();
+          return;
+        }
       }
+      buffer += held;
     }
   }
 }
@@ -259,6 +335,14 @@ async function showWho() {
 // ---------------------------------------------------------------- routing
 
 let cleanup = [];
+let routeId = 0;
+
+// Called first thing by a view: answers whether the view is still the one shown, for the
+// view to check after each `await` (the user may have gone elsewhere meanwhile).
+function living() {
+  const mine = routeId;
+  return () => mine === routeId;
+}
 
 function stopView() {
   for (const f of cleanup) f();
@@ -293,6 +377,7 @@ const ROUTES = [
 
 async function route() {
   stopView();
+  routeId++;
   const { path } = parseHash();
   for (const a of document.querySelectorAll("header nav a")) {
     a.classList.toggle("active", path.startsWith(a.dataset.view));
@@ -322,27 +407,30 @@ function go(hash) {
 
 // ---------------------------------------------------------------- configs: tree and list
 
+// The configs under `prefix` (at most LIST_PAGES pages) and the revision of the first page.
 async function listConfigs(prefix) {
   const items = [];
   let after = null;
+  let revision = null;
   for (let page = 0; page < LIST_PAGES; page++) {
     const { body } = await api("GET", "/v1/configs" + query({ prefix, limit: 1000, after }));
+    if (revision === null) revision = body.revision;
     items.push(...body.items);
-    if (!body.next) return { items, more: false };
+    if (!body.next) return { items, more: false, revision };
     after = body.next;
   }
-  return { items, more: true };
+  return { items, more: true, revision };
 }
 
 function tree(keys, selected) {
-  const root = {};
+  const root = Object.create(null);
   for (const key of keys) {
     let node = root;
     const parts = key.split("/");
     parts.forEach((part, i) => {
       const leaf = i === parts.length - 1;
       const name = leaf ? part : part + "/";
-      node[name] = node[name] || (leaf ? key : {});
+      node[name] = node[name] || (leaf ? key : Object.create(null));
       if (!leaf) node = node[name];
     });
   }
@@ -359,6 +447,7 @@ function tree(keys, selected) {
 }
 
 async function configsView() {
+  const alive = living();
   const { params } = parseHash();
   const prefix = params.get("prefix") || "";
   const search = h("input", { type: "search", placeholder: "Search keys", value: params.get("q") || "", name: "q" });
@@ -387,14 +476,16 @@ async function configsView() {
         shown.length === 0 ? h("p", { class: "muted" }, "No configs.") : null,
         more ? h("p", { class: "muted" }, `Only the first ${items.length} configs are shown: narrow the prefix.`) : null)));
   };
+  let revision = null;
   const load = async () => {
-    ({ items, more } = await listConfigs(prefix));
-    render();
+    ({ items, more, revision } = await listConfigs(prefix));
+    if (alive()) render();
   };
   search.addEventListener("input", render);
   await load();
+  if (!alive()) return;
   let pending = null;
-  const watch = new Watch(prefix, () => {
+  const watch = new Watch(prefix, revision + 1, () => {
     clearTimeout(pending);
     pending = setTimeout(() => load().catch(() => {}), 100);
   });
@@ -404,7 +495,7 @@ async function configsView() {
 // ---------------------------------------------------------------- one config
 
 async function getConfig(key) {
-  const { body } = await api("GET", "/v1/configs/" + key);
+  const { body } = await api("GET", "/v1/configs/" + keyPath(key));
   return body;
 }
 
@@ -420,6 +511,7 @@ function metadata(c) {
 }
 
 async function configView(key) {
+  const alive = living();
   const box = h("div");
   const status = h("div");
   show(h("h1", {}, key),
@@ -428,10 +520,13 @@ async function configView(key) {
       h("button", { class: "secondary", onclick: () => go("#/history/" + key) }, "History"),
       h("button", { class: "secondary delete", onclick: () => removeConfig(key, status) }, "Delete")),
     status, box);
+  let read = null;
   const load = async (live) => {
     let c;
     try {
-      c = await getConfig(key);
+      const answer = await api("GET", "/v1/configs/" + keyPath(key));
+      c = answer.body;
+      read = Number(answer.headers.get("x-scarab-revision")) || c.revision;
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         put(box, notice("error", `${key} does not exist (or was deleted).`));
@@ -439,13 +534,15 @@ async function configView(key) {
       }
       throw e;
     }
+    if (!alive()) return;
     put(box, h("div", { class: "two" + (live ? " flash" : "") },
       h("div", { class: "panel" }, metadata(c)),
       h("pre", { class: "value", "data-revision": c.revision }, stringify(c.value))));
   };
   await load(false);
-  const watch = new Watch(key, (batch) => {
-    if (batch.events.some((e) => e.key === key)) load(true).catch(() => {});
+  if (!alive()) return;
+  const watch = new Watch(key, read === null ? null : read + 1, (batch) => {
+    if (batch.reset || batch.events.some((e) => e.key === key)) load(true).catch(() => {});
   });
   onLeave(() => watch.stop());
 }
@@ -455,7 +552,9 @@ function removeConfig(key, status) {
   const reason = h("input", { type: "text", name: "delete-reason", placeholder: "Why (kept in the audit trail)", size: 40 });
   const confirm = h("button", { type: "button", class: "danger confirm-delete", onclick: async () => {
     try {
-      await api("DELETE", "/v1/configs/" + key, { headers: reason.value.trim() ? { "x-scarab-reason": reason.value.trim() } : {} });
+      const why = reasonHeader(reason.value);
+      if (why.error) return put(status, notice("error", why.error));
+      await api("DELETE", "/v1/configs/" + keyPath(key), { headers: why.headers });
       sessionStorage.setItem("scarab.flash", `Deleted ${key}.`);
       go("#/configs");
     } catch (e) {
@@ -482,11 +581,11 @@ function outline(doc, violations) {
   for (const v of violations) {
     const parts = pointerParts(v.path);
     let node = doc;
-    let reached = [];
+    const reached = [];
     for (const p of parts) {
-      if (node !== null && typeof node === "object" && !(node instanceof RawNumber) && p in node) {
+      if (node !== null && typeof node === "object" && !(node instanceof RawNumber) && Object.hasOwn(node, p)) {
         node = node[p];
-        reached.push(p);
+        reached.push(p.replace(/~/g, "~0").replace(/\//g, "~1"));
       } else break;
     }
     const where = "/" + reached.join("/");
@@ -513,11 +612,13 @@ function outline(doc, violations) {
 }
 
 async function editView(key) {
+  const alive = living();
   const { params } = parseHash();
   const creating = key === null;
   const { body: catalog } = await api("GET", "/v1/schemas");
   let current = null;
   if (!creating) current = await getConfig(key);
+  if (!alive()) return;
 
   const keyInput = h("input", { type: "text", name: "key", value: creating ? params.get("prefix") || "" : key, readonly: !creating, size: 40 });
   const schemaSelect = h("select", { name: "schema" }, catalog.schemas.map((s) => h("option", { value: s.name }, s.name)));
@@ -543,12 +644,21 @@ async function editView(key) {
     editor.value = "{\n}";
   }
 
+  // Each change of the text, the key, the schema or the version is a new generation: an
+  // answer about an older one is dropped, and Save is enabled only by the answer about the
+  // text and key now in the form.
   let generation = 0;
   let timer = null;
   const validate = async () => {
-    const mine = ++generation;
+    const mine = generation;
     save.disabled = true;
     result.dataset.state = "pending";
+    const k = keyInput.value.trim();
+    if (!KEY_CHARS.test(k)) {
+      result.dataset.state = "invalid";
+      put(result, notice("error", "A key is segments of A-Z a-z 0-9 . _ - separated by single slashes."));
+      return;
+    }
     let doc;
     try {
       doc = parseExact(editor.value);
@@ -558,9 +668,8 @@ async function editView(key) {
         h("li", { "data-path": "" }, h("span", { class: "badge json" }, "json"), " ", e.message)));
       return;
     }
-    const k = keyInput.value.trim();
     try {
-      const { body } = await api("POST", `/v1/schemas/${schemaSelect.value}/versions/${versionSelect.value}/validate` + query({ key: k }), { body: editor.value });
+      const { body } = await api("POST", `/v1/schemas/${seg(schemaSelect.value)}/versions/${seg(versionSelect.value)}/validate` + query({ key: k }), { body: editor.value });
       if (mine !== generation) return;
       result.dataset.state = body.valid ? "valid" : "invalid";
       put(result, 
@@ -569,7 +678,7 @@ async function editView(key) {
             h("code", {}, v.path || "/"), " ", h("span", { class: "badge " + v.source }, v.source), " ", v.message,
             v.code ? h("span", { class: "muted" }, ` (${v.code})`) : null))),
         body.valid ? null : outline(doc, body.violations));
-      save.disabled = !body.valid || !k;
+      save.disabled = !body.valid;
     } catch (e) {
       if (mine !== generation) return;
       result.dataset.state = "error";
@@ -577,6 +686,7 @@ async function editView(key) {
     }
   };
   const later = () => {
+    generation++;
     save.disabled = true;
     clearTimeout(timer);
     timer = setTimeout(validate, VALIDATE_DEBOUNCE_MS);
@@ -590,19 +700,22 @@ async function editView(key) {
   const submit = async (ev) => {
     ev.preventDefault();
     const k = keyInput.value.trim();
-    const headers = {};
+    const why = reasonHeader(reason.value);
+    if (why.error) return put(status, notice("error", why.error));
+    const headers = { ...why.headers };
     if (current) headers["if-match"] = `"${current.revision}"`;
     else headers["if-none-match"] = "*";
-    if (reason.value.trim()) headers["x-scarab-reason"] = reason.value.trim();
+    const validated = generation;
     // The value goes as typed: its numbers are never rounded through a JavaScript number.
     const body = `{"schema":${JSON.stringify(schemaSelect.value)},"schema_version":${Number(versionSelect.value)},"value":${editor.value}}`;
     save.disabled = true;
     try {
-      const { body: written } = await api("PUT", "/v1/configs/" + k, { body, headers });
+      const { body: written } = await api("PUT", "/v1/configs/" + keyPath(k), { body, headers });
       sessionStorage.setItem("scarab.flash", `Saved ${k} at revision ${written.revision}.`);
       go("#/config/" + k);
     } catch (e) {
-      save.disabled = false;
+      // Save again only what the last check found valid.
+      save.disabled = !(validated === generation && result.dataset.state === "valid");
       if (e instanceof ApiError && e.status === 412) {
         let now = null;
         try { now = await getConfig(k); } catch { /* deleted meanwhile */ }
@@ -623,6 +736,7 @@ async function editView(key) {
   };
 
   show(h("h1", {}, creating ? "New config" : `Edit ${key}`),
+    EXACT_NUMBERS ? null : notice("error", "This browser rounds numbers beyond 2^53 (it lacks JSON.parse source text access): such a number in this value would be saved rounded."),
     h("form", { class: "edit", onsubmit: submit },
       h("div", { class: "row" },
         h("label", {}, "Key", keyInput),
@@ -641,15 +755,31 @@ async function editView(key) {
 // ---------------------------------------------------------------- history, diff, rollback
 
 // Line diff of two texts (longest common subsequence): rows of [kind, lineA, lineB].
+// Lines the table of a diff may hold (rows × columns): beyond it, the two are shown whole.
+const DIFF_CELLS = 4_000_000;
+
 function diffLines(a, b) {
-  const x = a.split("\n");
-  const y = b.split("\n");
+  const xs = a.split("\n");
+  const ys = b.split("\n");
+  // The common start and end are equal rows; only the middle needs the table.
+  let head = 0;
+  while (head < xs.length && head < ys.length && xs[head] === ys[head]) head++;
+  let tail = 0;
+  while (tail < xs.length - head && tail < ys.length - head && xs[xs.length - 1 - tail] === ys[ys.length - 1 - tail]) tail++;
+  const same = (l) => ["same", l, l];
+  const x = xs.slice(head, xs.length - tail);
+  const y = ys.slice(head, ys.length - tail);
   const n = x.length, m = y.length;
+  if ((n + 1) * (m + 1) > DIFF_CELLS) {
+    const rows = xs.slice(0, head).map(same);
+    for (let k = 0; k < Math.max(n, m); k++) rows.push([k >= m ? "removed" : k >= n ? "added" : "changed", x[k], y[k]]);
+    return rows.concat(xs.slice(xs.length - tail).map(same));
+  }
   const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
   for (let i = n - 1; i >= 0; i--)
     for (let j = m - 1; j >= 0; j--)
       lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
-  const rows = [];
+  const rows = xs.slice(0, head).map(same);
   let i = 0, j = 0;
   const gone = [], added = [];
   const flush = () => {
@@ -664,7 +794,7 @@ function diffLines(a, b) {
     else gone.push(x[i++]);
   }
   flush();
-  return rows;
+  return rows.concat(xs.slice(xs.length - tail).map(same));
 }
 
 function diffTable(a, b, labelA, labelB) {
@@ -678,8 +808,9 @@ function diffTable(a, b, labelA, labelB) {
 }
 
 async function historyView(key) {
+  const alive = living();
   const { params } = parseHash();
-  const { body } = await api("GET", `/v1/configs/${key}/history` + query({ limit: 100 }));
+  const { body } = await api("GET", `/v1/configs/${keyPath(key)}/history` + query({ limit: 100 }));
   const items = body.items;
   const text = (rev) => {
     const it = items.find((i) => i.revision === rev);
@@ -691,10 +822,11 @@ async function historyView(key) {
   const status = h("div");
   const renderDiff = () => put(diffBox, items.length ? diffTable(text(a), text(b), `revision ${a}`, `revision ${b}`) : "");
   const rollback = async (rev, reasonInput) => {
-    const reason = reasonInput.value.trim();
+    const why = reasonHeader(reasonInput.value);
+    if (why.error) return put(status, notice("error", why.error));
     try {
-      const { body: done } = await api("POST", `/v1/configs/${key}/rollback`, {
-        body: { revision: rev }, headers: reason ? { "x-scarab-reason": reason } : {},
+      const { body: done } = await api("POST", `/v1/configs/${keyPath(key)}/rollback`, {
+        body: { revision: rev }, headers: why.headers,
       });
       sessionStorage.setItem("scarab.flash", `Rolled ${key} back to revision ${rev}: now revision ${done.revision}.`);
       go(`#/history/${key}`);
@@ -719,7 +851,7 @@ async function historyView(key) {
   let before = body.next_before;
   const older = h("button", { type: "button", class: "secondary older", disabled: !before, onclick: async () => {
     try {
-      const { body: page } = await api("GET", `/v1/configs/${key}/history` + query({ limit: 100, before }));
+      const { body: page } = await api("GET", `/v1/configs/${keyPath(key)}/history` + query({ limit: 100, before }));
       const start = items.length;
       items.push(...page.items);
       tbody.append(...page.items.map((it, i) => row(it, start + i)));
@@ -729,6 +861,7 @@ async function historyView(key) {
       put(status, failure(e));
     }
   } }, "Older revisions");
+  if (!alive()) return;
   show(h("h1", {}, `History of ${key}`),
     h("div", { class: "row" }, link("#/config/" + key, "← the config")),
     status,
@@ -745,7 +878,9 @@ async function historyView(key) {
 // ---------------------------------------------------------------- schemas
 
 async function schemasView() {
+  const alive = living();
   const { body } = await api("GET", "/v1/schemas");
+  if (!alive()) return;
   show(h("h1", {}, "Schemas"),
     h("table", { class: "schemas" },
       h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Versions"), h("th", {}))),
@@ -766,13 +901,15 @@ function download(name, blob) {
 }
 
 async function schemaView(rest) {
+  const alive = living();
   const [name, version] = rest.split("/");
-  const { body: s } = await api("GET", `/v1/schemas/${name}/versions/${version}`);
+  const { body: s } = await api("GET", `/v1/schemas/${seg(name)}/versions/${seg(version)}`);
   const contract = s.plugin_contract;
   const getPlugin = async () => {
-    const resp = await api("GET", `/v1/schemas/${name}/versions/${version}/plugin`, { raw: true });
+    const resp = await api("GET", `/v1/schemas/${seg(name)}/versions/${seg(version)}/plugin`, { raw: true });
     download(`${name.replace(/-/g, "_")}_v${version}.wasm`, await resp.blob());
   };
+  if (!alive()) return;
   show(h("h1", {}, `${name} v${version}`),
     h("div", { class: "row" },
       h("button", { class: "secondary", onclick: () => download(`${name}-v${version}.json`, new Blob([stringify(s.schema)], { type: "application/json" })) }, "Download the JSON Schema"),
@@ -800,11 +937,12 @@ function report(r) {
 }
 
 async function registerView(rest) {
+  const alive = living();
   const name = rest || "";
   let next = 1;
   if (name) {
     try {
-      const { body } = await api("GET", `/v1/schemas/${name}`);
+      const { body } = await api("GET", `/v1/schemas/${seg(name)}`);
       next = Math.max(0, ...body.versions.map((v) => v.version)) + 1;
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 404)) throw e;
@@ -823,7 +961,7 @@ async function registerView(rest) {
     if (pluginFile.files[0]) fd.append("plugin", new Blob([pluginFile.files[0]], { type: "application/wasm" }), pluginFile.files[0].name);
     return fd;
   };
-  const path = () => `/v1/schemas/${nameInput.value.trim()}/versions/${versionInput.value}`;
+  const path = () => `/v1/schemas/${seg(nameInput.value.trim())}/versions/${seg(versionInput.value)}`;
   for (const input of [nameInput, versionInput, schemaFile, pluginFile]) input.addEventListener("change", () => { register.disabled = true; });
   check.addEventListener("click", async () => {
     register.disabled = true;
@@ -838,11 +976,12 @@ async function registerView(rest) {
   register.addEventListener("click", async () => {
     try {
       await api("PUT", path(), { body: form() });
-      go(`#/schema/${nameInput.value.trim()}/${versionInput.value}`);
+      go(`#/schema/${encodeURIComponent(nameInput.value.trim())}/${Number(versionInput.value)}`);
     } catch (e) {
       put(out, failure(e));
     }
   });
+  if (!alive()) return;
   show(h("h1", {}, name ? `Register a version of ${name}` : "Register a schema"),
     h("div", { class: "panel" },
       h("div", { class: "row" }, h("label", {}, "Name", nameInput), h("label", {}, "Version", versionInput)),
@@ -855,6 +994,7 @@ async function registerView(rest) {
 // ---------------------------------------------------------------- migrations
 
 async function migrationsView() {
+  const alive = living();
   const { body: catalog } = await api("GET", "/v1/schemas");
   const schemaSelect = h("select", { name: "schema" }, catalog.schemas.map((s) => h("option", { value: s.name }, s.name)));
   const target = h("input", { type: "number", name: "target_version", min: 1, value: 1 });
@@ -863,11 +1003,12 @@ async function migrationsView() {
   const list = h("div");
   const start = async (ev) => {
     ev.preventDefault();
+    const dryRun = dry.checked;
     try {
-      const { body } = await api("POST", `/v1/schemas/${schemaSelect.value}/migrations`, {
-        body: { target_version: Number(target.value), dry_run: dry.checked },
+      const { body } = await api("POST", `/v1/schemas/${seg(schemaSelect.value)}/migrations`, {
+        body: { target_version: Number(target.value), dry_run: dryRun },
       });
-      put(out, dry.checked
+      put(out, dryRun
         ? notice(body.failed.length ? "error" : "ok", `Dry run: ${body.convertible} of ${body.total} config(s) convert to v${body.target_version}.`,
           body.failed.length ? h("ul", {}, body.failed.map((f) => h("li", {}, h("code", {}, f.key), " ", f.reason || f.message || ""))) : "")
         : notice("ok", `Migration ${body.id} started.`));
@@ -879,7 +1020,7 @@ async function migrationsView() {
   const load = async () => {
     const all = [];
     for (const s of catalog.schemas) {
-      const { body } = await api("GET", `/v1/schemas/${s.name}/migrations`);
+      const { body } = await api("GET", `/v1/schemas/${seg(s.name)}/migrations`);
       all.push(...body.migrations);
     }
     all.sort((x, y) => y.id - x.id);
@@ -899,6 +1040,7 @@ async function migrationsView() {
     all.length ? null : h("p", { class: "muted" }, "No migrations yet."));
     return all.some((m) => m.status === "running");
   };
+  if (!alive()) return;
   show(h("h1", {}, "Migrations"),
     h("form", { class: "panel start", onsubmit: start },
       h("div", { class: "row" }, h("label", {}, "Schema", schemaSelect), h("label", {}, "Target version", target),

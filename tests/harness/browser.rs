@@ -28,7 +28,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WIDTH: u32 = 1280;
 pub const HEIGHT: u32 = 860;
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+/// The commands waiting for an answer; `None` once the connection has ended.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value>>>>>>;
 
 /// One WebSocket to the browser; commands are matched to answers by id.
 #[derive(Clone)]
@@ -46,12 +47,21 @@ impl Connection {
             message["sessionId"] = json!(s);
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id, tx);
-        self.out
-            .send(Message::text(message.to_string()))
-            .map_err(|_| anyhow!("the browser connection is closed"))?;
-        tokio::time::timeout(COMMAND_TIMEOUT, rx)
-            .await
+        match self.pending.lock().unwrap().as_mut() {
+            Some(pending) => pending.insert(id, tx),
+            None => bail!("the browser connection is closed"),
+        };
+        let sent = self.out.send(Message::text(message.to_string()));
+        let answer = match sent {
+            Ok(()) => Some(tokio::time::timeout(COMMAND_TIMEOUT, rx).await),
+            Err(_) => None,
+        };
+        // Whatever the outcome, the id waits no more.
+        if let Some(pending) = self.pending.lock().unwrap().as_mut() {
+            pending.remove(&id);
+        }
+        answer
+            .context("the browser connection is closed")?
             .with_context(|| format!("{method} took over {COMMAND_TIMEOUT:?}"))?
             .map_err(|_| anyhow!("the browser connection closed during {method}"))?
             .with_context(|| method.to_string())
@@ -135,7 +145,7 @@ impl Browser {
                 }
             }
         });
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let answers = pending.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
@@ -147,16 +157,15 @@ impl Browser {
                 };
                 // Events (no id) are not needed: the tests poll the page.
                 let Some(id) = v["id"].as_u64() else { continue };
-                let Some(tx) = answers.lock().unwrap().remove(&id) else {
-                    continue;
-                };
+                let tx = answers.lock().unwrap().as_mut().and_then(|p| p.remove(&id));
+                let Some(tx) = tx else { continue };
                 let _ = tx.send(match v.get("error") {
                     Some(e) => Err(anyhow!("the browser refused: {e}")),
                     None => Ok(v["result"].clone()),
                 });
             }
-            // The connection ended: fail whatever still waits.
-            answers.lock().unwrap().clear();
+            // The connection ended: fail whatever still waits, and every later command.
+            answers.lock().unwrap().take();
         });
         Ok(Browser {
             child,
@@ -202,8 +211,14 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromium and waits (a little) for it to exit, so that its profile directory is
+    /// not removed under a running browser.
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -220,25 +235,28 @@ impl Page {
             .await
     }
 
-    /// Navigates to `url` and waits until its document has loaded (`readyState` complete).
+    /// Navigates to `url` and waits until its document has loaded: the new document when
+    /// the navigation loads one (the old one is marked first, so that its own `complete`
+    /// does not count), the same one when only the fragment changes.
     pub async fn goto(&self, url: &str) -> Result<()> {
+        self.eval("window.__scarabLeft = true").await?;
         let answer = self.call("Page.navigate", json!({"url": url})).await?;
         if let Some(error) = answer["errorText"].as_str() {
             bail!("navigating to {url}: {error}");
         }
+        let loaded = if answer.get("loaderId").is_some() {
+            "!window.__scarabLeft && document.readyState === 'complete'"
+        } else {
+            "document.readyState === 'complete'"
+        };
         let deadline = Instant::now() + COMMAND_TIMEOUT;
         loop {
-            let state = self
-                .eval("location.href + ' ' + document.readyState")
-                .await?;
-            if state
-                .as_str()
-                .is_some_and(|s| s.ends_with(" complete") && !s.starts_with("about:"))
-            {
+            // While the document is replaced, evaluating may fail ("context destroyed").
+            if let Ok(Value::Bool(true)) = self.eval(loaded).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{url} did not load: {state}");
+                bail!("{url} did not load within {COMMAND_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -11,8 +11,11 @@ use scarab_types::{ClusterView, MemberRole, MemberView};
 use super::{Cluster, Forwarded};
 use crate::raft::NodeId;
 
-/// A member the leader has not heard from in this long (ten heartbeats) is unreachable.
-const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
+/// A member the leader has not heard from in ten heartbeat intervals, and at least a second,
+/// is unreachable.
+fn reachable_within(heartbeat_ms: u64) -> Duration {
+    Duration::from_millis(heartbeat_ms.saturating_mul(10).max(1000))
+}
 
 impl Cluster {
     /// This node's view of the cluster (the leader's view has matched indexes and lag).
@@ -28,6 +31,7 @@ impl Cluster {
         let last = m.last_log_index;
         let leading = m.current_leader == Some(self.me);
         let contacts = self.transport.contacts();
+        let within = reachable_within(self.raft.config().heartbeat_interval);
         let members = membership
             .nodes()
             .map(|(id, info)| {
@@ -40,7 +44,7 @@ impl Cluster {
                 let reachable = if *id == self.me {
                     Some(true)
                 } else if leading {
-                    Some(since.is_some_and(|s| s < REACHABLE_WITHIN))
+                    Some(since.is_some_and(|s| s < within))
                 } else {
                     None
                 };

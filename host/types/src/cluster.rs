@@ -55,9 +55,11 @@ pub struct MemberView {
     #[cfg_attr(feature = "openapi", schema(required))]
     pub lag: Option<u64>,
     /// Whether the node that produced the view hears from this member: itself, or (on the
-    /// leader, which sends every member a heartbeat each 100 ms) a member that answered a
-    /// Raft request within the last second. `null` where the view cannot tell (another member
-    /// on a follower's own view), and from an older server.
+    /// leader, which sends every member a heartbeat each `--heartbeat`, 100 ms by default) a
+    /// member that answered a Raft request within the last ten heartbeat intervals (a second
+    /// at least). A member installing a large snapshot answers only at its end. `null` where
+    /// the view cannot tell (another member on a follower's own view), and from an older
+    /// server.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub reachable: Option<bool>,
