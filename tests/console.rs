@@ -32,12 +32,56 @@ async fn open(base: &str, route: &str) -> Result<(Browser, Page)> {
     Ok((browser, page))
 }
 
+/// Polls `expr` in `page` until it is truthy, within [`SHOWN_WITHIN`].
+async fn until(page: &Page, expr: &str) -> Result<Value> {
+    page.wait_for(expr, SHOWN_WITHIN).await
+}
+
+const SAVE_ENABLED: &str = "!document.querySelector('form.edit button[type=submit]').disabled";
+
+async fn save_is_disabled(page: &Page) -> Result<bool> {
+    Ok(page.eval(&format!("!({SAVE_ENABLED})")).await? == json!(true))
+}
+
+/// Waits until the page has an element matching `selector`.
+async fn shown(page: &Page, selector: &str) -> Result<Value> {
+    until(page, &format!("document.querySelector({selector:?})")).await
+}
+
+/// On the edit page of a valid `store` config: replaces its value with the tour's invalid
+/// one (a schema and a plugin violation) and waits for the check.
+async fn enter_the_invalid_store_value(page: &Page) -> Result<()> {
+    shown(page, ".validation[data-state=valid]").await?;
+    let invalid =
+        std::fs::read_to_string(workspace_root().join("examples/tour/store-invalid.json"))?;
+    page.type_into("textarea.editor", &invalid).await?;
+    shown(page, ".validation[data-state=invalid]").await?;
+    Ok(())
+}
+
 /// A lone node with the `store` schema v1 and its plugin.
 async fn store_node() -> Result<Node> {
     let node = Node::start(NodeOptions::default()).await?;
     let reply = node.register_kind(STORE).await?;
     anyhow::ensure!(reply.status.is_success(), "{}", reply.text());
     Ok(node)
+}
+
+/// A `store` node holding `stores/orders` (the tour's, written by alice) and a browser on
+/// `route` of its console.
+async fn with_orders(route: &str) -> Result<(Node, Browser, Page)> {
+    let node = store_node().await?;
+    write(&node, "stores/orders", "orders.json", "alice").await?;
+    let (browser, page) = open(node.base_url(), route).await?;
+    Ok((node, browser, page))
+}
+
+/// The tour's `stores/orders` value made into `stores/payments`.
+fn payments() -> Value {
+    let mut value = tour("orders.json")["value"].clone();
+    value["store_id"] = json!("payments");
+    value["data_dir"] = json!("/var/lib/scarab/payments");
+    value
 }
 
 fn tour(name: &str) -> Value {
@@ -57,23 +101,8 @@ async fn write(api: &Api, key: &str, file: &str, actor: &str) -> Result<u64> {
 #[tokio::test]
 async fn an_invalid_edit_shows_each_violation_at_its_field_marked_schema_or_plugin_and_save_stays_disabled()
 -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/edit/stores/orders").await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=valid]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
-
-    let invalid =
-        std::fs::read_to_string(workspace_root().join("examples/tour/store-invalid.json"))?;
-    page.type_into("textarea.editor", &invalid).await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=invalid]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    let (_node, _browser, page) = with_orders("#/edit/stores/orders").await?;
+    enter_the_invalid_store_value(&page).await?;
 
     let listed = page.eval("Object.fromEntries([...document.querySelectorAll('ul.violations li')].map(li => [li.dataset.path, li.dataset.source]))",
     )
@@ -90,37 +119,22 @@ async fn an_invalid_edit_shows_each_violation_at_its_field_marked_schema_or_plug
         marked,
         json!({"/timeout_ms": "schema", "/data_dir": "plugin"})
     );
-    assert_eq!(
-        page.eval("document.querySelector('form.edit button[type=submit]').disabled")
-            .await?,
-        json!(true)
-    );
+    assert!(save_is_disabled(&page).await?);
     Ok(())
 }
 
 #[tokio::test]
 async fn text_that_is_not_json_is_reported_and_cannot_be_saved() -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/edit/stores/orders").await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=valid]')",
-        SHOWN_WITHIN,
+    let (_node, _browser, page) = with_orders("#/edit/stores/orders").await?;
+    shown(&page, ".validation[data-state=valid]").await?;
+    page.type_into("textarea.editor", "{\"store_id\": ").await?;
+    let badge = until(
+        &page,
+        "document.querySelector('.validation[data-state=invalid] .badge.json')?.textContent",
     )
     .await?;
-    page.type_into("textarea.editor", "{\"store_id\": ").await?;
-    let badge = page
-        .wait_for(
-            "document.querySelector('.validation[data-state=invalid] .badge.json')?.textContent",
-            SHOWN_WITHIN,
-        )
-        .await?;
     assert_eq!(badge, json!("json"));
-    assert_eq!(
-        page.eval("document.querySelector('form.edit button[type=submit]').disabled")
-            .await?,
-        json!(true)
-    );
+    assert!(save_is_disabled(&page).await?);
     Ok(())
 }
 
@@ -128,24 +142,17 @@ async fn text_that_is_not_json_is_reported_and_cannot_be_saved() -> Result<()> {
 async fn a_valid_new_config_is_saved_and_listed_with_its_revision() -> Result<()> {
     let node = store_node().await?;
     let (_browser, page) = open(node.base_url(), "#/new?prefix=stores/").await?;
-    page.wait_for("document.querySelector('textarea.editor')", SHOWN_WITHIN)
-        .await?;
+    shown(&page, "textarea.editor").await?;
     page.type_into("input[name=key]", "stores/payments").await?;
-    let mut value = tour("orders.json")["value"].clone();
-    value["store_id"] = json!("payments");
-    value["data_dir"] = json!("/var/lib/scarab/payments");
+    let value = payments();
     page.type_into("textarea.editor", &serde_json::to_string_pretty(&value)?)
         .await?;
     page.type_into("input[name=reason]", "a new store").await?;
-    page.wait_for(
-        "!document.querySelector('form.edit button[type=submit]').disabled",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    until(&page, SAVE_ENABLED).await?;
     page.click("form.edit button[type=submit]").await?;
-    page.wait_for(
+    until(
+        &page,
         "location.hash === '#/config/stores/payments' && document.querySelector('pre.value')",
-        SHOWN_WITHIN,
     )
     .await?;
 
@@ -158,44 +165,32 @@ async fn a_valid_new_config_is_saved_and_listed_with_its_revision() -> Result<()
 
     page.goto(&format!("{}/ui/#/configs", node.base_url()))
         .await?;
-    let listed = page
-        .wait_for(
-            "document.querySelector('tr[data-key=\"stores/payments\"] .revision')?.textContent",
-            SHOWN_WITHIN,
-        )
-        .await?;
+    let listed = until(
+        &page,
+        "document.querySelector('tr[data-key=\"stores/payments\"] .revision')?.textContent",
+    )
+    .await?;
     assert_eq!(listed, json!(revision.to_string()));
     Ok(())
 }
 
 #[tokio::test]
 async fn a_save_over_another_clients_change_says_who_changed_it() -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/edit/stores/orders").await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=valid]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    let (node, _browser, page) = with_orders("#/edit/stores/orders").await?;
+    shown(&page, ".validation[data-state=valid]").await?;
     let theirs = write(&node, "stores/orders", "orders-bigger.json", "bob").await?;
 
     let mut mine = tour("orders.json")["value"].clone();
     mine["timeout_ms"] = json!(9000);
     page.type_into("textarea.editor", &serde_json::to_string_pretty(&mine)?)
         .await?;
-    page.wait_for(
-        "!document.querySelector('form.edit button[type=submit]').disabled",
-        SHOWN_WITHIN,
+    until(&page, SAVE_ENABLED).await?;
+    page.click("form.edit button[type=submit]").await?;
+    let said = until(
+        &page,
+        "document.querySelector('[data-conflict=true]')?.innerText",
     )
     .await?;
-    page.click("form.edit button[type=submit]").await?;
-    let said = page
-        .wait_for(
-            "document.querySelector('[data-conflict=true]')?.innerText",
-            SHOWN_WITHIN,
-        )
-        .await?;
     let said = said.as_str().unwrap();
     assert!(
         said.contains("bob") && said.contains(&format!("revision {theirs}")),
@@ -217,10 +212,7 @@ async fn the_diff_of_two_revisions_shows_the_changed_fields() -> Result<()> {
         &format!("#/history/stores/orders?a={first}&b={second}"),
     )
     .await?;
-    let changed = page.wait_for("(rows => rows.length > 0 && rows)([...document.querySelectorAll('table.diff tr.changed')].map(tr => [tr.querySelector('td.a').textContent.trim(), tr.querySelector('td.b').textContent.trim()]))",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    let changed = until(&page, "(rows => rows.length > 0 && rows)([...document.querySelectorAll('table.diff tr.changed')].map(tr => [tr.querySelector('td.a').textContent.trim(), tr.querySelector('td.b').textContent.trim()]))").await?;
     assert_eq!(
         changed,
         json!([
@@ -239,18 +231,15 @@ async fn rollback_from_the_history_makes_a_new_revision_with_the_old_value_and_t
     let second = write(&node, "stores/orders", "orders-bigger.json", "alice").await?;
     let (_browser, page) = open(node.base_url(), "#/history/stores/orders").await?;
     let row = format!("tr[data-revision=\"{first}\"]");
-    page.wait_for(
+    until(
+        &page,
         &format!("document.querySelector('{row} button.rollback')"),
-        SHOWN_WITHIN,
     )
     .await?;
     page.type_into(&format!("{row} input[name=reason]"), "limits were too high")
         .await?;
     page.click(&format!("{row} button.rollback")).await?;
-    let newest = page.wait_for(&format!("(r => r > {second} && r)(Number(document.querySelector('table.history tbody tr')?.dataset.revision))"),
-        SHOWN_WITHIN,
-    )
-    .await?;
+    let newest = until(&page, &format!("(r => r > {second} && r)(Number(document.querySelector('table.history tbody tr')?.dataset.revision))")).await?;
 
     let stored = node.get_config("stores/orders").await?;
     assert_eq!(stored.body["revision"], newest);
@@ -266,12 +255,10 @@ async fn rollback_from_the_history_makes_a_new_revision_with_the_old_value_and_t
 #[tokio::test]
 async fn a_new_schema_version_is_checked_against_the_stored_configs_before_it_is_registered()
 -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/register/store").await?;
-    page.wait_for(
+    let (node, _browser, page) = with_orders("#/register/store").await?;
+    until(
+        &page,
         "document.querySelector('input[name=version]')?.value === '2'",
-        SHOWN_WITHIN,
     )
     .await?;
     page.set_files("input[name=schema]", &[&STORE_V2.schema_file()])
@@ -285,9 +272,7 @@ async fn a_new_schema_version_is_checked_against_the_stored_configs_before_it_is
         "Register is offered only after the check"
     );
     page.click("button.check").await?;
-    let report = page
-        .wait_for("document.querySelector('.report')?.innerText", SHOWN_WITHIN)
-        .await?;
+    let report = until(&page, "document.querySelector('.report')?.innerText").await?;
     let report = report.as_str().unwrap();
     assert!(
         report.contains("Compatible: 1 stored config(s) of v1 checked, 0 failed"),
@@ -295,15 +280,11 @@ async fn a_new_schema_version_is_checked_against_the_stored_configs_before_it_is
     );
     // The check registered nothing.
     assert_eq!(node.get_schema_version("store", 2).await?.status, 404);
-    page.wait_for(
-        "!document.querySelector('button.register').disabled",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    until(&page, "!document.querySelector('button.register').disabled").await?;
     page.click("button.register").await?;
-    page.wait_for(
+    until(
+        &page,
         "location.hash === '#/schema/store/2' && document.querySelector('pre.schema')",
-        SHOWN_WITHIN,
     )
     .await?;
     let registered = node.get_schema_version("store", 2).await?;
@@ -318,17 +299,11 @@ async fn a_migration_is_dry_run_then_run_to_done_from_the_migrations_page() -> R
     let reply = node.register_kind(STORE_V2).await?;
     anyhow::ensure!(reply.status.is_success(), "{}", reply.text());
     let (_browser, page) = open(node.base_url(), "#/migrations").await?;
-    page.wait_for(
-        "document.querySelector('select[name=schema]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    shown(&page, "select[name=schema]").await?;
     page.eval("(s => { s.value = 'store'; s.dispatchEvent(new Event('change')); })(document.querySelector('select[name=schema]'))").await?;
     page.type_into("input[name=target_version]", "2").await?;
     page.click("form.start button[type=submit]").await?;
-    let said = page
-        .wait_for("document.querySelector('.notice')?.innerText", SHOWN_WITHIN)
-        .await?;
+    let said = until(&page, "document.querySelector('.notice')?.innerText").await?;
     assert!(
         said.as_str()
             .unwrap()
@@ -342,11 +317,7 @@ async fn a_migration_is_dry_run_then_run_to_done_from_the_migrations_page() -> R
 
     page.click("input[name=dry_run]").await?;
     page.click("form.start button[type=submit]").await?;
-    page.wait_for(
-        "document.querySelector('tr[data-status=done]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    shown(&page, "tr[data-status=done]").await?;
     assert_eq!(
         node.get_config("stores/orders").await?.body["schema_version"],
         json!(2)
@@ -361,7 +332,7 @@ async fn the_audit_trail_is_filtered_by_actor_and_action() -> Result<()> {
     write(&node, "stores/orders", "orders-bigger.json", "bob").await?;
     let (_browser, page) = open(node.base_url(), "#/audit").await?;
     let actors = "(rows => rows.length > 0 && rows)([...document.querySelectorAll('table.audit tbody tr')].map(tr => tr.dataset.actor + ' ' + tr.dataset.action))";
-    let all = page.wait_for(actors, SHOWN_WITHIN).await?;
+    let all = until(&page, actors).await?;
     assert!(all.as_array().unwrap().len() >= 3, "{all}"); // the registration too
     page.type_into("input[name=actor]", "bob").await?;
     page.type_into("input[name=action]", "config").await?;
@@ -381,17 +352,13 @@ async fn the_audit_trail_is_filtered_by_actor_and_action() -> Result<()> {
 
 #[tokio::test]
 async fn a_config_is_deleted_with_a_reason_from_its_page() -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/config/stores/orders").await?;
-    page.wait_for("document.querySelector('pre.value')", SHOWN_WITHIN)
-        .await?;
+    let (node, _browser, page) = with_orders("#/config/stores/orders").await?;
+    shown(&page, "pre.value").await?;
     page.click("button.delete").await?;
     page.type_into("input[name=delete-reason]", "store retired")
         .await?;
     page.click("button.confirm-delete").await?;
-    page.wait_for("location.hash.startsWith('#/configs')", SHOWN_WITHIN)
-        .await?;
+    until(&page, "location.hash.startsWith('#/configs')").await?;
     assert_eq!(node.get_config("stores/orders").await?.status, 404);
     let audit = node.get("/v1/audit?prefix=stores/orders&limit=1").await?;
     assert_eq!(audit.body["items"][0]["action"], json!("config.delete"));
@@ -422,11 +389,7 @@ async fn a_value_that_looks_like_html_is_shown_as_text_and_never_run() -> Result
         "#/audit",
     ] {
         let (_browser, page) = open(node.base_url(), route).await?;
-        page.wait_for(
-            "document.body.innerText.includes('<img src=x')",
-            SHOWN_WITHIN,
-        )
-        .await?;
+        until(&page, "document.body.innerText.includes('<img src=x')").await?;
         assert_eq!(
             page.eval(
                 "[document.querySelectorAll('main img, main script').length, window.__ran ?? 0]"
@@ -445,12 +408,10 @@ const LIVE_WITHIN: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn a_write_by_another_client_appears_on_an_open_config_within_a_second() -> Result<()> {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/config/stores/orders").await?;
-    page.wait_for(
+    let (node, _browser, page) = with_orders("#/config/stores/orders").await?;
+    until(
+        &page,
         "document.getElementById('connection').dataset.state === 'live'",
-        SHOWN_WITHIN,
     )
     .await?;
     let revision = write(&node, "stores/orders", "orders-bigger.json", "bob").await?;
@@ -469,16 +430,13 @@ async fn a_write_by_another_client_appears_on_an_open_config_within_a_second() -
 #[tokio::test]
 async fn a_config_created_by_another_client_appears_in_an_open_list_within_a_second() -> Result<()>
 {
-    let node = store_node().await?;
-    write(&node, "stores/orders", "orders.json", "alice").await?;
-    let (_browser, page) = open(node.base_url(), "#/configs?prefix=stores/").await?;
-    page.wait_for(
+    let (node, _browser, page) = with_orders("#/configs?prefix=stores/").await?;
+    until(
+        &page,
         "document.getElementById('connection').dataset.state === 'live'",
-        SHOWN_WITHIN,
     )
     .await?;
-    let mut value = tour("orders.json")["value"].clone();
-    value["store_id"] = json!("payments");
+    let value = payments();
     let reply = node
         .put_config_with(
             "stores/payments",
@@ -500,28 +458,28 @@ async fn the_page_says_when_it_lost_the_node_and_when_it_reconnected() -> Result
     let mut node = store_node().await?;
     write(&node, "stores/orders", "orders.json", "alice").await?;
     let (_browser, page) = open(node.base_url(), "#/config/stores/orders").await?;
-    page.wait_for(
+    until(
+        &page,
         "document.getElementById('connection').dataset.state === 'live'",
-        SHOWN_WITHIN,
     )
     .await?;
     node.kill()?;
-    page.wait_for(
+    until(
+        &page,
         "document.getElementById('connection').dataset.state === 'lost'",
-        SHOWN_WITHIN,
     )
     .await?;
     node.restart().await?;
-    page.wait_for(
+    until(
+        &page,
         "document.getElementById('connection').dataset.state === 'resumed'",
-        SHOWN_WITHIN,
     )
     .await?;
     // And it is live again: a change after the restart reaches the page.
     let revision = write(&node, "stores/orders", "orders-bigger.json", "bob").await?;
-    page.wait_for(
+    until(
+        &page,
         &format!("document.querySelector('pre.value[data-revision=\"{revision}\"]')"),
-        SHOWN_WITHIN,
     )
     .await?;
     Ok(())
@@ -537,17 +495,13 @@ async fn the_cluster_view_shows_a_killed_member_as_unreachable() -> Result<()> {
     let viewer = cluster.ids().into_iter().find(|id| *id != victim).unwrap();
     let (_browser, page) = open(cluster.api(viewer).base_url(), "#/cluster").await?;
     let states = "Object.fromEntries([...document.querySelectorAll('tr[data-node]')].map(tr => [tr.dataset.node, tr.dataset.state]))";
-    page.wait_for(&format!("(s => Object.values(s).length === 3 && Object.values(s).every(x => x === 'reachable') && s)({states})"),
-        SHOWN_WITHIN,
+    until(&page, &format!("(s => Object.values(s).length === 3 && Object.values(s).every(x => x === 'reachable') && s)({states})")).await?;
+    cluster.kill(victim).await?;
+    let shown = until(
+        &page,
+        &format!("(s => s['{victim}'] === 'unreachable' && s)({states})"),
     )
     .await?;
-    cluster.kill(victim).await?;
-    let shown = page
-        .wait_for(
-            &format!("(s => s['{victim}'] === 'unreachable' && s)({states})"),
-            SHOWN_WITHIN,
-        )
-        .await?;
     for id in cluster.ids().into_iter().filter(|id| *id != victim) {
         assert_eq!(shown[id.to_string()], json!("reachable"), "{shown}");
     }
@@ -560,16 +514,12 @@ async fn the_cluster_view_shows_a_killed_member_as_unreachable() -> Result<()> {
 async fn with_authentication_on_the_console_asks_for_a_token_and_acts_with_it() -> Result<()> {
     let (node, token) = start_auth_node(&[]).await?;
     let (_browser, page) = open(node.base_url(), "#/schemas").await?;
-    page.wait_for("document.querySelector('form.login')", SHOWN_WITHIN)
-        .await?;
+    shown(&page, "form.login").await?;
     page.type_into("form.login input[name=token]", &token)
         .await?;
     page.click("form.login button[type=submit]").await?;
-    page.wait_for("document.querySelector('table.schemas')", SHOWN_WITHIN)
-        .await?;
-    let who = page
-        .wait_for("document.getElementById('who').innerText", SHOWN_WITHIN)
-        .await?;
+    shown(&page, "table.schemas").await?;
+    let who = until(&page, "document.getElementById('who').innerText").await?;
     assert!(who.as_str().unwrap().contains("signed in as root"), "{who}");
     // The token is in this tab's session storage, not in a cookie or local storage.
     assert_eq!(
@@ -611,28 +561,12 @@ async fn screenshots_of_the_main_views() -> Result<()> {
     )
     .await?;
     let (_browser, page) = open(&dev.base, "#/configs").await?;
-    page.wait_for(
-        "document.querySelector('tr[data-key=\"stores/payments\"]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    shown(&page, "tr[data-key=\"stores/payments\"]").await?;
     shoot(&page, "configs").await?;
 
     page.goto(&format!("{}/ui/#/edit/stores/orders", dev.base))
         .await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=valid]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
-    let invalid =
-        std::fs::read_to_string(workspace_root().join("examples/tour/store-invalid.json"))?;
-    page.type_into("textarea.editor", &invalid).await?;
-    page.wait_for(
-        "document.querySelector('.validation[data-state=invalid]')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    enter_the_invalid_store_value(&page).await?;
     shoot(&page, "edit").await?;
 
     page.goto(&format!(
@@ -640,25 +574,16 @@ async fn screenshots_of_the_main_views() -> Result<()> {
         dev.base
     ))
     .await?;
-    page.wait_for(
-        "document.querySelector('table.diff tr.changed')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    shown(&page, "table.diff tr.changed").await?;
     shoot(&page, "history").await?;
 
     page.goto(&format!("{}/ui/#/schema/store/2", dev.base))
         .await?;
-    page.wait_for("document.querySelector('pre.schema')", SHOWN_WITHIN)
-        .await?;
+    shown(&page, "pre.schema").await?;
     shoot(&page, "schema").await?;
 
     page.goto(&format!("{}/ui/#/audit", dev.base)).await?;
-    page.wait_for(
-        "document.querySelector('table.audit tbody tr')",
-        SHOWN_WITHIN,
-    )
-    .await?;
+    shown(&page, "table.audit tbody tr").await?;
     shoot(&page, "audit").await?;
 
     Ok(())
