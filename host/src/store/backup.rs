@@ -14,7 +14,7 @@ use std::path::Path;
 
 use fjall::PersistMode;
 
-use super::snapshot::{err, read_header, verify_snapshot_file};
+use super::snapshot::{check_snapshot_file, err, record_lines};
 use super::{LogId, META_KEY, StateStore, StoreError, StoredMembership};
 
 /// What a (verified) backup holds.
@@ -47,7 +47,7 @@ impl StateStore {
     /// Writes a backup of the applied state to `out` (see the module docs); the summary is
     /// of what was written (the state at the storage snapshot it was read from).
     pub fn write_backup<W: Write>(&self, out: W) -> Result<(BackupSummary, W), StoreError> {
-        let (_, sm, out) = self.write_state(out)?;
+        let (_, sm, out) = self.write_state(out, super::snapshot::BACKUP_FORMAT)?;
         let summary = BackupSummary {
             revision: sm.revision,
             configs: sm.live_configs,
@@ -78,7 +78,7 @@ impl StateStore {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(StoreError::from)?;
         let header: super::snapshot::Header = serde_json::from_str(&line).map_err(err)?;
-        let mut batch = self.load_records(reader)?;
+        let mut batch = self.load_records(record_lines(reader, header.format))?;
         let mut sm = header.sm;
         sm.last_applied = Some(at);
         sm.membership = membership;
@@ -101,39 +101,19 @@ pub fn verify_backup(path: &Path) -> Result<BackupSummary, BackupError> {
         path: path.display().to_string(),
         reason,
     };
-    verify_snapshot_file(path).map_err(|e| invalid(e.to_string()))?;
-    let mut file = File::open(path).map_err(|e| invalid(e.to_string()))?;
-    let header = read_header(&mut file).map_err(|e| invalid(e.to_string()))?;
-    if header.format < 2 {
+    let checked = check_snapshot_file(path).map_err(|e| invalid(e.to_string()))?;
+    if checked.format < 2 {
         return Err(invalid(
             "it has no checksum (a snapshot of format 1)".into(),
         ));
     }
-    // The trailer: the last line (a few hundred bytes at the end; the rest was read above).
-    let trailer = {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let len = file.metadata().map_err(|e| invalid(e.to_string()))?.len();
-        let mut tail = Vec::new();
-        file.seek(SeekFrom::Start(len.saturating_sub(4096)))
-            .and_then(|_| file.read_to_end(&mut tail))
-            .map_err(|e| invalid(e.to_string()))?;
-        let last = tail
-            .trim_ascii_end()
-            .rsplit(|b| *b == b'\n')
-            .next()
-            .unwrap_or_default()
-            .to_vec();
-        serde_json::from_slice::<serde_json::Value>(&last)
-            .map_err(|e| invalid(format!("its trailer: {e}")))?
-    };
+    let mut file = File::open(path).map_err(|e| invalid(e.to_string()))?;
+    let header = super::snapshot::read_header(&mut file).map_err(|e| invalid(e.to_string()))?;
     Ok(BackupSummary {
         revision: header.sm.revision,
         configs: header.sm.live_configs,
         schema_versions: header.sm.schema_versions,
-        records: trailer["end"]["records"].as_u64().unwrap_or_default(),
-        sha256: trailer["end"]["sha256"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        records: checked.records,
+        sha256: checked.sha256,
     })
 }

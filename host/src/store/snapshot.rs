@@ -3,6 +3,13 @@
 //! every byte before it. Built from a fjall snapshot (one consistent point) while applies go
 //! on; written to a temporary name and renamed, so a crash never leaves a half snapshot as
 //! current. A file that fails its checksum is never installed.
+//!
+//! Format 3, what the Raft snapshots of this version are: a record whose value is UTF-8 text
+//! (configs, history and audit records are JSON text) carries it as text (`s`) rather than
+//! base64 (`v`), and everything after the header line is in LZ4 blocks ([`Blocks`]): the same
+//! lines, hashed as text, a third of the bytes (at 256-byte configs, a snapshot was a fifth
+//! of a node's disk). Backups stay format 2, text a person can read and older versions
+//! restore. Every reader takes all three.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -23,11 +30,40 @@ pub(super) struct Header {
     pub(super) sm: SmMeta,
 }
 
+/// One stored record. Its value is `v` (base64) or, from format 3 and when it is UTF-8, `s`.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Record {
     pub(super) ks: String,
     pub(super) k: String,
-    pub(super) v: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) v: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) s: Option<String>,
+}
+
+impl Record {
+    fn new(format: u32, ks: &str, k: &[u8], v: &[u8]) -> Result<Self, StoreError> {
+        let text = if format >= 3 {
+            std::str::from_utf8(v).ok()
+        } else {
+            None
+        };
+        Ok(Self {
+            ks: ks.to_string(),
+            k: String::from_utf8(k.to_vec()).map_err(err)?,
+            v: text.is_none().then(|| STANDARD.encode(v)),
+            s: text.map(str::to_string),
+        })
+    }
+
+    /// The stored value: exactly one of `v` and `s`.
+    fn value(self) -> Result<Vec<u8>, StoreError> {
+        match (self.v, self.s) {
+            (Some(v), None) => STANDARD.decode(v).map_err(err),
+            (None, Some(s)) => Ok(s.into_bytes()),
+            _ => Err(err("a record needs exactly one of v and s")),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -41,10 +77,149 @@ struct End {
     sha256: String,
 }
 
-/// Format 2 adds the trailer; format 1 files (no checksum) are still read.
-const FORMAT: u32 = 2;
+/// The format of Raft snapshots: format 2 adds the trailer, format 3 text values and LZ4
+/// blocks (module docs); format 1 files (no checksum) are still read.
+const FORMAT: u32 = 3;
+/// The format of backups (module docs).
+pub(super) const BACKUP_FORMAT: u32 = 2;
 pub(super) const TRAILER_START: &[u8] = b"{\"end\":";
 const SUFFIX: &str = "snap";
+
+/// Format 3's blocks: each is its compressed length and its text's length (u32, little
+/// endian), then the LZ4 block. A block holds at most this much text, so a reader's memory
+/// per block is bounded whatever a file's lengths say.
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// Writes what passes through as is until [`Blocks::start`], then in LZ4 blocks.
+struct Blocks<W: Write> {
+    inner: W,
+    text: Vec<u8>,
+    on: bool,
+}
+
+impl<W: Write> Blocks<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            text: Vec::new(),
+            on: false,
+        }
+    }
+
+    fn start(&mut self) {
+        self.on = true;
+        self.text.reserve(BLOCK_BYTES);
+    }
+
+    fn write_block(&mut self) -> std::io::Result<()> {
+        if self.text.is_empty() {
+            return Ok(());
+        }
+        let packed = lz4_flex::block::compress(&self.text);
+        // Both at most lz4's bound for BLOCK_BYTES, far below u32::MAX.
+        self.inner.write_all(&(packed.len() as u32).to_le_bytes())?;
+        self.inner
+            .write_all(&(self.text.len() as u32).to_le_bytes())?;
+        self.inner.write_all(&packed)?;
+        self.text.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        self.write_block()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Blocks<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.on {
+            return self.inner.write(buf);
+        }
+        let n = buf.len().min(BLOCK_BYTES - self.text.len());
+        self.text.extend_from_slice(&buf[..n]);
+        if self.text.len() == BLOCK_BYTES {
+            self.write_block()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The lengths of the block that starts `head` (at least 8 bytes), checked against the bounds
+/// before anything is allocated for it.
+fn block_lengths(head: &[u8]) -> Result<(usize, usize), StoreError> {
+    let packed = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let text = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    if text == 0 || text > BLOCK_BYTES {
+        return Err(err(format!(
+            "a block of {text} bytes of text (at most {BLOCK_BYTES})"
+        )));
+    }
+    if packed == 0 || packed > lz4_flex::block::get_maximum_output_size(BLOCK_BYTES) {
+        return Err(err(format!("a compressed block of {packed} bytes")));
+    }
+    Ok((packed, text))
+}
+
+fn unpack(packed: &[u8], text: usize) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![0u8; text];
+    let n = lz4_flex::block::decompress_into(packed, &mut out)
+        .map_err(|e| err(format!("a block does not decompress: {e}")))?;
+    if n != text {
+        return Err(err(format!(
+            "a block holds {n} bytes of text, not the {text} it says"
+        )));
+    }
+    Ok(out)
+}
+
+/// Reads format 3's blocks as the text they hold.
+struct Unblock<R> {
+    inner: R,
+    text: Vec<u8>,
+    at: usize,
+}
+
+impl<R: Read> Read for Unblock<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.text.len() {
+            let mut head = [0u8; 8];
+            // A clean end of the file is the end of the text.
+            match self.inner.read(&mut head[..1])? {
+                0 => return Ok(0),
+                _ => self.inner.read_exact(&mut head[1..])?,
+            }
+            let (packed_len, text_len) = block_lengths(&head).map_err(std::io::Error::other)?;
+            let mut packed = vec![0u8; packed_len];
+            self.inner.read_exact(&mut packed)?;
+            self.text = unpack(&packed, text_len).map_err(std::io::Error::other)?;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.text.len() - self.at);
+        buf[..n].copy_from_slice(&self.text[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The record lines of a file of `format`, read from just after its header line.
+pub(super) fn record_lines<'r>(reader: impl BufRead + 'r, format: u32) -> Box<dyn BufRead + 'r> {
+    if format >= 3 {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            Unblock {
+                inner: reader,
+                text: Vec::new(),
+                at: 0,
+            },
+        ))
+    } else {
+        Box::new(reader)
+    }
+}
 
 /// A writer that hashes what passes through it.
 struct Hashing<W> {
@@ -81,6 +256,11 @@ pub fn verify_current_snapshot(snapshot_dir: &Path) -> Result<Option<LogId>, Sto
 /// Reads a whole snapshot file and checks it (see [`SnapshotCheck`]). Returns its metadata.
 /// A cut or changed file is an error naming it.
 pub(crate) fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StoreError> {
+    Ok(check_snapshot_file(path)?.meta)
+}
+
+/// [`verify_snapshot_file`], with what the file's trailer says.
+pub(crate) fn check_snapshot_file(path: &Path) -> Result<Checked, StoreError> {
     let damaged = |e: StoreError| StoreError::Snapshot(format!("{}: {e}", path.display()));
     let mut file = File::open(path)?;
     let mut check = SnapshotCheck::new(None);
@@ -119,11 +299,23 @@ const MAX_LINE_BYTES: usize = 96 << 20;
 pub struct SnapshotCheck {
     expect: Option<SnapshotMeta>,
     pending: Vec<u8>,
+    /// Format 3: the bytes of a block not yet whole.
+    packed: Vec<u8>,
     hash: Sha256,
     records: u64,
     meta: Option<SnapshotMeta>,
     format: u32,
     ended: bool,
+    sha256: String,
+}
+
+/// What a whole, checked snapshot file holds.
+pub(crate) struct Checked {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) format: u32,
+    /// The trailer's record count and checksum (none in format 1).
+    pub(crate) records: u64,
+    pub(crate) sha256: String,
 }
 
 impl SnapshotCheck {
@@ -131,16 +323,54 @@ impl SnapshotCheck {
         Self {
             expect,
             pending: Vec::new(),
+            packed: Vec::new(),
             hash: Sha256::new(),
             records: 0,
             meta: None,
             format: 0,
             ended: false,
+            sha256: String::new(),
         }
     }
 
+    /// Whether what follows the header is in blocks (format 3).
+    fn blocked(&self) -> bool {
+        self.meta.is_some() && self.format >= 3
+    }
+
     /// Takes the next bytes of the file.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let data = if self.blocked() {
+            data
+        } else {
+            self.feed_text(data, true)?
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        // Format 3 after its header line: whole blocks are unpacked and their text checked.
+        self.packed.extend_from_slice(data);
+        let mut at = 0;
+        while self.packed.len() - at >= 8 {
+            let (packed, text) = block_lengths(&self.packed[at..at + 8])?;
+            if self.packed.len() - at - 8 < packed {
+                break;
+            }
+            let text = unpack(&self.packed[at + 8..at + 8 + packed], text)?;
+            at += 8 + packed;
+            self.feed_text(&text, false)?;
+        }
+        self.packed.drain(..at);
+        Ok(())
+    }
+
+    /// Takes text: whole lines are checked, the rest waits for its newline. With
+    /// `stop_at_blocks`, returns what follows a header that announces blocks, unread.
+    fn feed_text<'d>(
+        &mut self,
+        mut data: &'d [u8],
+        stop_at_blocks: bool,
+    ) -> Result<&'d [u8], StoreError> {
         while let Some(nl) = data.iter().position(|b| *b == b'\n') {
             let (head, rest) = data.split_at(nl + 1);
             data = rest;
@@ -151,12 +381,15 @@ impl SnapshotCheck {
                 line.extend_from_slice(head);
                 self.line(&line)?;
             }
+            if stop_at_blocks && self.blocked() {
+                return Ok(data);
+            }
         }
         if self.pending.len() + data.len() > MAX_LINE_BYTES {
             return Err(err(format!("a line is longer than {MAX_LINE_BYTES} bytes")));
         }
         self.pending.extend_from_slice(data);
-        Ok(())
+        Ok(&[])
     }
 
     /// One whole line, with its newline.
@@ -178,6 +411,12 @@ impl SnapshotCheck {
                     expect.last_log_id
                 )));
             }
+            if header.format > FORMAT {
+                return Err(err(format!(
+                    "format {} is newer than this version reads ({FORMAT})",
+                    header.format
+                )));
+            }
             self.hash.update(line);
             self.format = header.format;
             self.meta = Some(header.meta);
@@ -194,6 +433,7 @@ impl SnapshotCheck {
                 )));
             }
             self.ended = true;
+            self.sha256 = got;
             return Ok(());
         }
         let record: Record = serde_json::from_slice(line)
@@ -205,18 +445,21 @@ impl SnapshotCheck {
                 record.ks
             )));
         }
-        STANDARD
-            .decode(&record.v)
+        record
+            .value()
             .map_err(|e| err(format!("record {} does not decode: {e}", self.records + 1)))?;
         self.hash.update(line);
         self.records += 1;
         Ok(())
     }
 
-    /// The end of the file: returns its metadata if everything checked out.
-    pub fn finish(self) -> Result<SnapshotMeta, StoreError> {
+    /// The end of the file: returns what it holds if everything checked out.
+    pub(crate) fn finish(self) -> Result<Checked, StoreError> {
         if !self.pending.is_empty() {
             return Err(err("the file ends inside a line: it was cut short"));
+        }
+        if !self.packed.is_empty() {
+            return Err(err("the file ends inside a block: it was cut short"));
         }
         let meta = self.meta.ok_or_else(|| err("the file is empty"))?;
         if !self.ended && self.format >= 2 {
@@ -225,7 +468,12 @@ impl SnapshotCheck {
                 self.records
             )));
         }
-        Ok(meta)
+        Ok(Checked {
+            meta,
+            format: self.format,
+            records: self.records,
+            sha256: self.sha256,
+        })
     }
 }
 
@@ -297,7 +545,7 @@ impl StateStore {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let (meta, _, out) = self.write_state(BufWriter::new(File::create(&tmp)?))?;
+        let (meta, _, out) = self.write_state(BufWriter::new(File::create(&tmp)?), FORMAT)?;
         let snapshot_id = meta.snapshot_id.clone();
         let file = out.into_inner().map_err(|e| err(e.error()))?;
         file.sync_all()?;
@@ -319,6 +567,7 @@ impl StateStore {
     pub(super) fn write_state<W: Write>(
         &self,
         out: W,
+        format: u32,
     ) -> Result<(SnapshotMeta, SmMeta, W), StoreError> {
         let snap = self.db.snapshot();
         let sm = read_meta(&snap, &self.meta)?;
@@ -334,28 +583,27 @@ impl StateStore {
             snapshot_id,
         };
         let mut out = Hashing {
-            inner: out,
+            inner: Blocks::new(out),
             hash: Sha256::new(),
         };
         let mut records = 0u64;
         serde_json::to_writer(
             &mut out,
             &Header {
-                format: FORMAT,
+                format,
                 meta: meta.clone(),
                 sm,
             },
         )
         .map_err(err)?;
         out.write_all(b"\n")?;
+        if format >= 3 {
+            out.inner.start();
+        }
         for (name, ks) in self.data_keyspaces() {
             for guard in snap.iter(ks) {
                 let (k, v) = guard.into_inner()?;
-                let record = Record {
-                    ks: name.to_string(),
-                    k: String::from_utf8(k.to_vec()).map_err(err)?,
-                    v: STANDARD.encode(&v),
-                };
+                let record = Record::new(format, name, &k, &v)?;
                 serde_json::to_writer(&mut out, &record).map_err(err)?;
                 out.write_all(b"\n")?;
                 records += 1;
@@ -370,7 +618,7 @@ impl StateStore {
         let mut out = out.inner;
         serde_json::to_writer(&mut out, &trailer).map_err(err)?;
         out.write_all(b"\n")?;
-        Ok((meta, written, out))
+        Ok((meta, written, out.finish()?))
     }
 
     fn remove_other_snapshots(&self, keep: &Path) -> Result<(), StoreError> {
@@ -470,7 +718,7 @@ impl StateStore {
         // Bounded batches: a snapshot never has to fit in memory. The metadata (and with it
         // the applied log id) is written last, so a crash part-way leaves the state behind the
         // current snapshot file, and the next start installs it again.
-        let mut batch = self.load_records(reader)?;
+        let mut batch = self.load_records(record_lines(reader, header.format))?;
         let mut sm = header.sm;
         sm.last_applied = header.meta.last_log_id;
         sm.membership = header.meta.last_membership;
@@ -496,16 +744,17 @@ impl StateStore {
             if line.as_bytes().starts_with(TRAILER_START) {
                 break;
             }
-            let record: Record = serde_json::from_str(&line).map_err(err)?;
+            let mut record: Record = serde_json::from_str(&line).map_err(err)?;
             let ks = self
                 .data_keyspaces()
                 .into_iter()
                 .find(|(name, _)| *name == record.ks)
                 .map(|(_, ks)| ks)
                 .ok_or_else(|| err(format!("unknown keyspace {}", record.ks)))?;
-            let value = STANDARD.decode(record.v).map_err(err)?;
-            batch_bytes += record.k.len() + value.len();
-            batch.insert(ks, record.k.into_bytes(), value);
+            let key = std::mem::take(&mut record.k);
+            let value = record.value()?;
+            batch_bytes += key.len() + value.len();
+            batch.insert(ks, key.into_bytes(), value);
             if batch_bytes >= INSTALL_BATCH_BYTES {
                 batch.commit()?;
                 batch = self.db.batch();
@@ -597,5 +846,115 @@ mod tests {
         });
         assert!(a.store.current_snapshot_file().unwrap().is_some());
         assert_eq!(a.store.applied(), src.store.applied());
+    }
+
+    use super::{BLOCK_BYTES, SnapshotCheck};
+
+    /// A state of `n` configs with values of `bytes` letters that do not repeat, and the
+    /// bytes of its format-3 snapshot file.
+    fn built(n: usize, bytes: usize) -> (Fixture, Vec<u8>) {
+        let mut f = Fixture::new();
+        f.schema();
+        let mut seed = 7u64;
+        for i in 0..n {
+            let letters: String = (0..bytes)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (b'a' + (seed >> 59) as u8 % 26) as char
+                })
+                .collect();
+            written(f.put(
+                &format!("k/{i:04}"),
+                &format!("\"{letters}\""),
+                Precondition::None,
+            ));
+        }
+        let (_, mut file) = f.store.build_snapshot_file().unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut out).unwrap();
+        (f, out)
+    }
+
+    fn check_in_pieces(bytes: &[u8], piece: usize) -> Result<u64, StoreError> {
+        let mut check = SnapshotCheck::new(None);
+        for chunk in bytes.chunks(piece) {
+            check.feed(chunk)?;
+        }
+        Ok(check.finish()?.records)
+    }
+
+    #[test]
+    fn a_snapshot_is_in_lz4_blocks_with_text_values_and_checks_in_any_pieces() {
+        let (f, bytes) = built(3000, 300);
+        // Values that LZ4 cannot shrink: the saving is base64's third and the records'
+        // repeated metadata. Several blocks.
+        let (_, _, text) = f
+            .store
+            .write_state(Vec::new(), super::BACKUP_FORMAT)
+            .unwrap();
+        assert!(bytes.len() > 2 * BLOCK_BYTES, "{}", bytes.len());
+        assert!(
+            (bytes.len() as f64) < 0.6 * text.len() as f64,
+            "format 3: {} bytes; format 2: {}",
+            bytes.len(),
+            text.len()
+        );
+        let header_end = bytes.iter().position(|b| *b == b'\n').unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&bytes[..header_end]).unwrap();
+        assert_eq!(header["format"], 3);
+        // What follows the header is a block, not a line of text.
+        assert_ne!(bytes[header_end + 1], b'{');
+        let records = check_in_pieces(&bytes, 1 << 20).unwrap();
+        assert!(records > 6000, "{records}");
+        for piece in [1, 7, 4096, 65_537] {
+            assert_eq!(check_in_pieces(&bytes, piece).unwrap(), records);
+        }
+    }
+
+    #[test]
+    fn a_cut_or_changed_block_or_a_block_past_the_bound_is_refused() {
+        let (_, bytes) = built(300, 300);
+        let header_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let cut = check_in_pieces(&bytes[..bytes.len() - 3], 4096).unwrap_err();
+        assert!(cut.to_string().contains("cut short"), "{cut}");
+        let mut changed = bytes.clone();
+        let at = header_end + 8 + (bytes.len() - header_end - 8) / 2;
+        changed[at] ^= 0x20;
+        assert!(check_in_pieces(&changed, 4096).is_err());
+        // A block that says it holds one byte more text than a block may: refused before
+        // anything is allocated for it.
+        let mut big = bytes[..header_end].to_vec();
+        big.extend_from_slice(&16u32.to_le_bytes());
+        big.extend_from_slice(&(BLOCK_BYTES as u32 + 1).to_le_bytes());
+        big.extend_from_slice(&[0u8; 16]);
+        let e = check_in_pieces(&big, 4096).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        // At the bound, the block is read (and then fails on its content, not its size).
+        let mut at_bound = bytes[..header_end].to_vec();
+        at_bound.extend_from_slice(&16u32.to_le_bytes());
+        at_bound.extend_from_slice(&(BLOCK_BYTES as u32).to_le_bytes());
+        at_bound.extend_from_slice(&[0u8; 16]);
+        let e = check_in_pieces(&at_bound, 4096).unwrap_err();
+        assert!(!e.to_string().contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn a_format_2_snapshot_from_an_older_node_still_installs() {
+        let (a, _) = built(200, 50);
+        let (meta, _, text) = a
+            .store
+            .write_state(Vec::new(), super::BACKUP_FORMAT)
+            .unwrap();
+        assert!(text.starts_with(b"{\"format\":2,"));
+        assert!(text.windows(6).any(|w| w == b"\"v\":\"e"));
+        let b = Fixture::new();
+        let mut file = b.store.incoming_snapshot_file().unwrap();
+        std::io::Write::write_all(&mut file, &text).unwrap();
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        assert_eq!(b.store.applied(), a.store.applied());
+        assert_eq!(
+            b.store.get_config("k/0123").unwrap().unwrap().value,
+            a.store.get_config("k/0123").unwrap().unwrap().value
+        );
     }
 }
