@@ -224,6 +224,10 @@ pub async fn run(setup: &Setup) -> Result<()> {
     } else {
         None
     };
+    // Elections under load: each node's term before and after the workloads (a term grows
+    // with every election, won or not, so a false election under load shows here).
+    let terms_before = terms(&nodes).await;
+    let load_started = Instant::now();
     for &c in &args.concurrency {
         let put = measure(&on_leader, Workload::Put, c, setup).await;
         println!("{}", put.line("PUT", c, "leader"));
@@ -237,6 +241,21 @@ pub async fn run(setup: &Setup) -> Result<()> {
             let put = measure(follower, Workload::Put, c, setup).await;
             println!("{}", put.line("PUT", c, "follower (forwarded)"));
         }
+    }
+    if args.nodes > 1 {
+        let loaded = load_started.elapsed();
+        let terms_after = terms(&nodes).await;
+        let elections = terms_before
+            .iter()
+            .zip(&terms_after)
+            .filter_map(|(b, a)| Some(a.as_ref()?.saturating_sub(*b.as_ref()?)))
+            .max()
+            .unwrap_or(0);
+        println!(
+            "elections under load: term {terms_before:?} -> {terms_after:?} over {:.0} s of load: {elections} ({:.1} an hour)",
+            loaded.as_secs_f64(),
+            elections as f64 * 3600.0 / loaded.as_secs_f64()
+        );
     }
     if args.migrate {
         migration(&admin, &on_leader, setup).await?;
@@ -252,6 +271,19 @@ pub async fn run(setup: &Setup) -> Result<()> {
         println!("{}", crate::plugin_cost::measure(setup)?);
     }
     Ok(())
+}
+
+/// Each node's current term (none for a node that did not answer).
+async fn terms(nodes: &Nodes) -> Vec<Option<u64>> {
+    let mut terms = Vec::with_capacity(nodes.apis.len());
+    for api in &nodes.apis {
+        let term = match once_client(api, Duration::from_secs(2)) {
+            Ok(c) => c.status().await.ok().map(|s| s.body.term),
+            Err(_) => None,
+        };
+        terms.push(term);
+    }
+    terms
 }
 
 /// Registers store v2, measures reads converted to it, then migrates every config to it.
