@@ -142,7 +142,9 @@ async fn a_large_state_is_snapshotted_again_only_after_as_many_bytes_of_log() ->
     );
     // About 300 KB of state (the value and its history record), then the first snapshot:
     // there is none yet, so 10 entries are enough.
-    let big = |n: usize| json!({ "n": n, "pad": "x".repeat(150_000) });
+    // Letters that do not repeat: snapshots are LZ4-compressed (format 3), and a repeated
+    // letter would make the state a few hundred bytes.
+    let big = |n: usize| json!({ "n": n, "pad": incompressible(150_000, n as u64) });
     assert_status(&node.put_config("big/0", "note", 1, &big(0)).await?, 201);
     for i in 0..12 {
         let r = node
@@ -181,6 +183,19 @@ async fn a_large_state_is_snapshotted_again_only_after_as_many_bytes_of_log() ->
     assert_eq!(builds, 2.0, "snapshots at {first} then {second}");
     assert!(second > first, "snapshots at {first} then {second}");
     Ok(())
+}
+
+/// `len` letters from a linear congruential generator: text LZ4 cannot shrink.
+fn incompressible(len: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (b'a' + ((x >> 33) % 26) as u8) as char
+        })
+        .collect()
 }
 
 /// Kills the dev server when the test ends, however it ends.

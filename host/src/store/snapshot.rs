@@ -875,6 +875,24 @@ mod tests {
         (f, out)
     }
 
+    /// The same state as a backup writes it (format 2, text).
+    fn format_2(f: &Fixture) -> (crate::store::SnapshotMeta, Vec<u8>) {
+        let (meta, _, text) = f
+            .store
+            .write_state(Vec::new(), super::BACKUP_FORMAT)
+            .unwrap();
+        (meta, text)
+    }
+
+    /// A header followed by one block whose head says `text` bytes of text.
+    fn with_block_of(header: &[u8], text: usize) -> Vec<u8> {
+        let mut out = header.to_vec();
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&(text as u32).to_le_bytes());
+        out.extend_from_slice(&[0u8; 16]);
+        out
+    }
+
     fn check_in_pieces(bytes: &[u8], piece: usize) -> Result<u64, StoreError> {
         let mut check = SnapshotCheck::new(None);
         for chunk in bytes.chunks(piece) {
@@ -888,10 +906,7 @@ mod tests {
         let (f, bytes) = built(3000, 300);
         // Values that LZ4 cannot shrink: the saving is base64's third and the records'
         // repeated metadata. Several blocks.
-        let (_, _, text) = f
-            .store
-            .write_state(Vec::new(), super::BACKUP_FORMAT)
-            .unwrap();
+        let (_, text) = format_2(&f);
         assert!(bytes.len() > 2 * BLOCK_BYTES, "{}", bytes.len());
         assert!(
             (bytes.len() as f64) < 0.6 * text.len() as f64,
@@ -923,17 +938,11 @@ mod tests {
         assert!(check_in_pieces(&changed, 4096).is_err());
         // A block that says it holds one byte more text than a block may: refused before
         // anything is allocated for it.
-        let mut big = bytes[..header_end].to_vec();
-        big.extend_from_slice(&16u32.to_le_bytes());
-        big.extend_from_slice(&(BLOCK_BYTES as u32 + 1).to_le_bytes());
-        big.extend_from_slice(&[0u8; 16]);
+        let big = with_block_of(&bytes[..header_end], BLOCK_BYTES + 1);
         let e = check_in_pieces(&big, 4096).unwrap_err();
         assert!(e.to_string().contains("at most"), "{e}");
         // At the bound, the block is read (and then fails on its content, not its size).
-        let mut at_bound = bytes[..header_end].to_vec();
-        at_bound.extend_from_slice(&16u32.to_le_bytes());
-        at_bound.extend_from_slice(&(BLOCK_BYTES as u32).to_le_bytes());
-        at_bound.extend_from_slice(&[0u8; 16]);
+        let at_bound = with_block_of(&bytes[..header_end], BLOCK_BYTES);
         let e = check_in_pieces(&at_bound, 4096).unwrap_err();
         assert!(!e.to_string().contains("at most"), "{e}");
     }
@@ -941,10 +950,7 @@ mod tests {
     #[test]
     fn a_format_2_snapshot_from_an_older_node_still_installs() {
         let (a, _) = built(200, 50);
-        let (meta, _, text) = a
-            .store
-            .write_state(Vec::new(), super::BACKUP_FORMAT)
-            .unwrap();
+        let (meta, text) = format_2(&a);
         assert!(text.starts_with(b"{\"format\":2,"));
         assert!(text.windows(6).any(|w| w == b"\"v\":\"e"));
         let b = Fixture::new();
