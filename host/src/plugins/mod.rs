@@ -8,6 +8,7 @@
 //! ([`crate::store`]). Plugins never run inside the state machine.
 
 mod sandbox;
+mod sync_io;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -21,6 +21,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{v0_1, v0_2, v0_2_migrator};
+use super::sync_io::{HasSyncIo, SyncIo};
 use super::{CallContext, Direction, Migration, PluginLimits, PluginViolation};
 
 const STDERR_CAPACITY: usize = 4096;
@@ -136,8 +137,9 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(lk, HostState::cli)?;
     sync::io::error::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
-    sync::io::poll::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
-    sync::io::streams::add_to_linker::<HostState, HasIo>(lk, |t| &mut t.table)?;
+    // Answered on the calling thread, so a plugin may print on the async runtime (`sync_io`).
+    sync::io::poll::add_to_linker::<HostState, HasSyncIo>(lk, |t| SyncIo(&mut t.table))?;
+    sync::io::streams::add_to_linker::<HostState, HasSyncIo>(lk, |t| SyncIo(&mut t.table))?;
     Ok(l)
 }
 

@@ -809,19 +809,11 @@ impl SchemaRegistry {
             && compiled.plugin.as_ref().is_none_or(|p| p.runs_inline())
             && compiled.validator.work(&doc, INLINE_WORK) <= INLINE_WORK
         {
-            let validate =
-                || self.validate_compiled(&compiled, &name, version, &key, &doc, &doc_text);
-            // A plugin writing to stdout or stderr reaches wasmtime-wasi's synchronous streams,
-            // which block on the tokio runtime: on a worker thread that panics ("Cannot start a
-            // runtime from within a runtime"), so the call leaves the worker for its duration.
-            let on_workers = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            let verdict = if compiled.plugin.is_some() && on_workers {
-                tokio::task::block_in_place(validate)
-            } else {
-                validate()
-            };
-            return verdict.map(|v| (v, doc_text));
+            // On the worker itself: a plugin that prints is answered on the calling thread too
+            // (`plugins::sync_io`), so nothing here waits for another thread.
+            return self
+                .validate_compiled(&compiled, &name, version, &key, &doc, &doc_text)
+                .map(|v| (v, doc_text));
         }
         let _permit = self
             .permits
