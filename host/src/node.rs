@@ -264,7 +264,7 @@ pub async fn run(
     // Backups are written under the data directory and unlinked at once; one a crash
     // interrupted may be left.
     let _ = std::fs::remove_dir_all(config.data_dir.join("backups"));
-    let state = AppState {
+    let state = AppState::new(crate::api::Handles {
         watches,
         backups: Arc::new(tokio::sync::Semaphore::new(1)),
         raft: raft.clone(),
@@ -273,7 +273,7 @@ pub async fn run(
         config: Arc::new(config),
         cluster: cluster.clone(),
         stopping: stopping.clone(),
-    };
+    });
     let peer_router = crate::cluster::guard(
         network::router(raft.clone(), node_id, peer_limit)
             .merge(crate::cluster::router(cluster.clone(), peer_limit)),

@@ -44,9 +44,29 @@ use crate::raft::Raft;
 use crate::schema::SchemaRegistry;
 use crate::store::{Context, Proposal, StateStore};
 
-/// Everything a handler needs; cloned per request (all fields are shared handles).
+/// Everything a handler needs, behind one `Arc`. axum clones the state for every middleware
+/// layer and every extractor of every request: cloning and dropping the fields one by one (the
+/// cluster's node info, clients and batchers) was 3 % of a node's CPU under PUTs
+/// (BENCHMARKS.md); one reference count is not.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares: handles to the node's parts.
+pub struct Handles {
     pub raft: Raft,
     pub store: Arc<StateStore>,
     pub registry: Arc<SchemaRegistry>,

@@ -232,9 +232,16 @@ impl ApplyTx<'_> {
         by: &By,
         previous: Option<ConfigMeta>,
     ) -> Result<ConfigMeta, StoreError> {
-        let meta = match previous.as_ref().filter(|p| !p.deleted) {
+        let live = previous.as_ref().filter(|p| !p.deleted);
+        // An overwrite at the same schema version leaves its count as it is: no read, no
+        // write (most writes are such overwrites).
+        let same_version =
+            live.is_some_and(|p| p.schema == v.schema && p.schema_version == v.schema_version);
+        let meta = match live {
             Some(cur) => {
-                self.add_usage(&cur.schema, cur.schema_version, -1)?;
+                if !same_version {
+                    self.add_usage(&cur.schema, cur.schema_version, -1)?;
+                }
                 ConfigMeta {
                     key: v.key,
                     schema: v.schema,
@@ -266,7 +273,9 @@ impl ApplyTx<'_> {
                 }
             }
         };
-        self.add_usage(&meta.schema, meta.schema_version, 1)?;
+        if !same_version {
+            self.add_usage(&meta.schema, meta.schema_version, 1)?;
+        }
         self.put(
             Ks::Configs,
             meta.key.clone().into_bytes(),

@@ -358,4 +358,36 @@ mod tests {
             CommandResult::SchemaDeleted(SchemaDeleted { .. })
         ));
     }
+
+    /// Overwrites at the same version skip the count (`write_config`): it still counts each
+    /// live config once, and none once they are deleted.
+    #[test]
+    fn overwritten_configs_count_once_each_for_their_version() {
+        let mut f = Fixture::new();
+        f.schema();
+        for i in 0..5 {
+            written(f.put("a", &i.to_string(), Precondition::None));
+            written(f.put("b", &i.to_string(), Precondition::None));
+        }
+        let del = || {
+            Op::DeleteSchema(DeleteSchema {
+                name: "s".into(),
+                version: 1,
+            })
+        };
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::Rejected(Rejection::SchemaInUse { configs: 2, .. })
+        ));
+        for key in ["a", "b"] {
+            f.apply(Op::DeleteConfig(DeleteConfig {
+                key: key.into(),
+                precondition: Precondition::None,
+            }));
+        }
+        assert!(matches!(
+            f.apply(del()),
+            CommandResult::SchemaDeleted(SchemaDeleted { .. })
+        ));
+    }
 }
