@@ -334,27 +334,33 @@ mod tests {
     use crate::store::testing::{Fixture, written};
     use crate::store::*;
 
+    /// Deletes schema `s` v1.
+    fn delete_schema(f: &mut Fixture) -> CommandResult {
+        f.apply(Op::DeleteSchema(DeleteSchema {
+            name: "s".into(),
+            version: 1,
+        }))
+    }
+
+    fn delete_config(f: &mut Fixture, key: &str) {
+        f.apply(Op::DeleteConfig(DeleteConfig {
+            key: key.into(),
+            precondition: Precondition::None,
+        }));
+    }
+
     #[test]
     fn a_schema_version_in_use_cannot_be_deleted() {
         let mut f = Fixture::new();
         f.schema();
         written(f.put("a", "1", Precondition::None));
-        let del = || {
-            Op::DeleteSchema(DeleteSchema {
-                name: "s".into(),
-                version: 1,
-            })
-        };
         assert!(matches!(
-            f.apply(del()),
+            delete_schema(&mut f),
             CommandResult::Rejected(Rejection::SchemaInUse { configs: 1, .. })
         ));
-        f.apply(Op::DeleteConfig(DeleteConfig {
-            key: "a".into(),
-            precondition: Precondition::None,
-        }));
+        delete_config(&mut f, "a");
         assert!(matches!(
-            f.apply(del()),
+            delete_schema(&mut f),
             CommandResult::SchemaDeleted(SchemaDeleted { .. })
         ));
     }
@@ -369,24 +375,14 @@ mod tests {
             written(f.put("a", &i.to_string(), Precondition::None));
             written(f.put("b", &i.to_string(), Precondition::None));
         }
-        let del = || {
-            Op::DeleteSchema(DeleteSchema {
-                name: "s".into(),
-                version: 1,
-            })
-        };
         assert!(matches!(
-            f.apply(del()),
+            delete_schema(&mut f),
             CommandResult::Rejected(Rejection::SchemaInUse { configs: 2, .. })
         ));
-        for key in ["a", "b"] {
-            f.apply(Op::DeleteConfig(DeleteConfig {
-                key: key.into(),
-                precondition: Precondition::None,
-            }));
-        }
+        delete_config(&mut f, "a");
+        delete_config(&mut f, "b");
         assert!(matches!(
-            f.apply(del()),
+            delete_schema(&mut f),
             CommandResult::SchemaDeleted(SchemaDeleted { .. })
         ));
     }
