@@ -231,7 +231,7 @@ async fn a_node_refuses_to_start_when_its_snapshot_file_was_changed() -> Result<
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&snap, &bytes)?;
     let log = assert_refuses_twice_and_changes_nothing(&mut node, "snapshots/").await?;
-    // The file is in LZ4 blocks (format 3): a changed byte shows as a block or a record that
+    // The file is in LZ4 blocks (format 3 on): a changed byte shows as a block or a record that
     // no longer decodes, or else as a checksum that no longer matches.
     ensure!(
         ["checksum", "does not decode", "does not decompress"]

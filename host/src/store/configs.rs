@@ -8,7 +8,12 @@
 //! audit record (`audit.rs`).
 
 use super::apply::{ApplyTx, By};
-use super::keys::{Ks, decode_config, encode_config, schema_key};
+use fjall::{Readable, Snapshot};
+
+use super::history::record_key;
+use super::keys::{
+    Ks, decode_config_record, encode_config_meta, record_value, schema_key, with_value,
+};
 use super::{
     CommandResult, ConfigDeleted, ConfigMeta, ConfigWritten, DeleteConfig, Precondition, PutConfig,
     Rejection, StateStore, StoreError, WritePolicy,
@@ -29,13 +34,51 @@ pub struct ConfigPage {
 
 impl StateStore {
     pub fn get_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
-        match self.configs.get(key)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let entry = decode_config(&bytes)?;
-                Ok((!entry.meta.deleted).then_some(entry))
-            }
+        let Some(bytes) = self.configs.get(key)? else {
+            return Ok(None);
+        };
+        let (meta, inline) = decode_config_record(&bytes)?;
+        if meta.deleted {
+            return Ok(None);
         }
+        if let Some(value) = inline {
+            return Ok(Some(ConfigEntry { meta, value }));
+        }
+        // Two reads without a snapshot (a snapshot per read costs a lock): if the key was
+        // overwritten in between and retention dropped the revision read first, read both
+        // again at one point.
+        match self.history.get(record_key(key, meta.revision))? {
+            Some(record) => Ok(Some(ConfigEntry {
+                value: record_value(&record)?,
+                meta,
+            })),
+            None => self.config_in(&self.db.snapshot(), key),
+        }
+    }
+
+    /// `key`'s live config as of `snap`.
+    fn config_in(&self, snap: &Snapshot, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
+        match snap.get(&self.configs, key)? {
+            Some(bytes) => self.entry_in(snap, &bytes),
+            None => Ok(None),
+        }
+    }
+
+    /// The live config a stored config record stands for as of `snap` (its value from the
+    /// record itself or from its history record); `None` for a tombstone.
+    fn entry_in(&self, snap: &Snapshot, bytes: &[u8]) -> Result<Option<ConfigEntry>, StoreError> {
+        let (meta, inline) = decode_config_record(bytes)?;
+        if meta.deleted {
+            return Ok(None);
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => match snap.get(&self.history, record_key(&meta.key, meta.revision))? {
+                Some(record) => record_value(&record)?,
+                None => return Err(missing_value(&meta)),
+            },
+        };
+        Ok(Some(ConfigEntry { meta, value }))
     }
 
     /// Every live config of schema `name` whose version satisfies `version`, in key order. A
@@ -46,16 +89,15 @@ impl StateStore {
         name: &str,
         version: impl Fn(u32) -> bool,
     ) -> Result<Vec<ConfigEntry>, StoreError> {
+        let snap = self.db.snapshot();
         let mut out = Vec::new();
-        for guard in self.configs.iter() {
+        for guard in snap.iter(&self.configs) {
             let (_, v) = guard.into_inner()?;
-            let entry = decode_config(&v)?;
-            if !entry.meta.deleted
-                && entry.meta.schema == name
-                && version(entry.meta.schema_version)
-            {
-                out.push(entry);
+            let (meta, _) = decode_config_record(&v)?;
+            if meta.deleted || meta.schema != name || !version(meta.schema_version) {
+                continue;
             }
+            out.extend(self.entry_in(&snap, &v)?);
         }
         Ok(out)
     }
@@ -68,35 +110,68 @@ impl StateStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ConfigPage, StoreError> {
+        let snap = self.db.snapshot();
         let mut bytes = 0usize;
         let mut items = Vec::with_capacity(limit.min(1024));
         let iter = match after {
             Some(after) if after.as_bytes() >= prefix.as_bytes() => {
                 let start = std::ops::Bound::Excluded(after.as_bytes().to_vec());
-                Box::new(
-                    self.configs
-                        .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)),
-                ) as Box<dyn Iterator<Item = fjall::Guard>>
+                snap.range::<Vec<u8>, _>(&self.configs, (start, std::ops::Bound::Unbounded))
             }
-            _ => Box::new(self.configs.prefix(prefix)),
+            _ => snap.prefix(&self.configs, prefix),
         };
         for guard in iter {
             let (k, v) = guard.into_inner()?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
             }
-            let entry = decode_config(&v)?;
-            if entry.meta.deleted {
+            let Some(entry) = self.entry_in(&snap, &v)? else {
                 continue;
-            }
+            };
             // At most `limit` items and about `max_bytes` of values (at least one item).
             if items.len() == limit || (!items.is_empty() && bytes >= max_bytes) {
                 return Ok(ConfigPage { items, more: true });
             }
-            bytes += v.len();
+            // What the record took before values moved to history records.
+            bytes += if v.contains(&b'\n') {
+                v.len()
+            } else {
+                v.len() + 1 + entry.value.len()
+            };
             items.push(entry);
         }
         Ok(ConfigPage { items, more: false })
+    }
+}
+
+impl StateStore {
+    /// A config record as written before format 4 (metadata, newline, value), for files older
+    /// versions read (backups): the value comes from its history record as of `snap`.
+    pub(super) fn config_with_value(
+        &self,
+        snap: &Snapshot,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        if bytes.contains(&b'\n') {
+            return Ok(bytes.to_vec());
+        }
+        let value = match self.entry_in(snap, bytes)? {
+            Some(entry) => entry.value,
+            None => String::new(),
+        };
+        Ok(with_value(bytes, &value))
+    }
+}
+
+/// A config record whose history record is gone: retention never drops a key's newest
+/// record, so the state is damaged.
+fn missing_value(meta: &ConfigMeta) -> StoreError {
+    StoreError::Corrupt {
+        keyspace: "sm_history",
+        reason: format!(
+            "no history record for {} at its live revision {}",
+            meta.key, meta.revision
+        ),
     }
 }
 
@@ -115,7 +190,7 @@ impl ApplyTx<'_> {
             value,
             precondition,
         } = op;
-        let previous = self.raw_config(&key)?.map(|e| e.meta);
+        let previous = self.raw_config(&key)?;
         let before = previous.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
         if let Err(r) = check(&key, precondition, before) {
             return Ok(CommandResult::Rejected(r));
@@ -152,35 +227,52 @@ impl ApplyTx<'_> {
         by: &mut By,
     ) -> Result<CommandResult, StoreError> {
         let DeleteConfig { key, precondition } = op;
-        let Some(current) = self.live_config(&key)? else {
+        let Some(current) = self.live_meta(&key)? else {
             return Ok(CommandResult::Rejected(Rejection::NotFound(format!(
                 "config {key}"
             ))));
         };
-        if let Err(r) = check(&key, precondition, Some(current.meta.revision)) {
+        if let Err(r) = check(&key, precondition, Some(current.revision)) {
             return Ok(CommandResult::Rejected(r));
         }
         self.meta.revision += 1;
         by.revision = self.meta.revision;
-        let before = Some(current.meta.revision);
-        let tombstone = self.write_tombstone(current.meta, by)?;
+        let before = Some(current.revision);
+        let tombstone = self.write_tombstone(current, by)?;
         self.audit_config("config.delete", &tombstone, before, by, None);
         Ok(CommandResult::ConfigDeleted(ConfigDeleted {
             meta: tombstone,
         }))
     }
 
+    /// The key's live config with its value (a transaction's value conditions read it).
     pub(super) fn live_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
-        Ok(match self.get(Ks::Configs, key.as_bytes())? {
-            Some(bytes) => Some(decode_config(&bytes)?).filter(|e| !e.meta.deleted),
-            None => None,
-        })
+        let Some(bytes) = self.get(Ks::Configs, key.as_bytes())? else {
+            return Ok(None);
+        };
+        let (meta, inline) = decode_config_record(&bytes)?;
+        if meta.deleted {
+            return Ok(None);
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => match self.get(Ks::History, &record_key(key, meta.revision))? {
+                Some(record) => record_value(&record)?,
+                None => return Err(missing_value(&meta)),
+            },
+        };
+        Ok(Some(ConfigEntry { meta, value }))
     }
 
-    /// The key's record, tombstone included.
-    pub(super) fn raw_config(&self, key: &str) -> Result<Option<ConfigEntry>, StoreError> {
+    /// The metadata of the key's live config.
+    pub(super) fn live_meta(&self, key: &str) -> Result<Option<ConfigMeta>, StoreError> {
+        Ok(self.raw_config(key)?.filter(|m| !m.deleted))
+    }
+
+    /// The metadata of the key's record, tombstone included.
+    pub(super) fn raw_config(&self, key: &str) -> Result<Option<ConfigMeta>, StoreError> {
         self.get(Ks::Configs, key.as_bytes())?
-            .map(|b| decode_config(&b))
+            .map(|b| decode_config_record(&b).map(|(meta, _)| meta))
             .transpose()
     }
 
@@ -276,12 +368,10 @@ impl ApplyTx<'_> {
         if !same_version {
             self.add_usage(&meta.schema, meta.schema_version, 1)?;
         }
-        self.put(
-            Ks::Configs,
-            meta.key.clone().into_bytes(),
-            encode_config(&meta, &v.value),
-        );
-        self.record_history(&meta, &v.value, previous.as_ref())?;
+        // The value is stored once, in the history record; the config record is its metadata.
+        let meta_json = encode_config_meta(&meta);
+        self.record_history(&meta, with_value(&meta_json, &v.value), previous.as_ref())?;
+        self.put(Ks::Configs, meta.key.clone().into_bytes(), meta_json);
         Ok(meta)
     }
 
@@ -301,12 +391,9 @@ impl ApplyTx<'_> {
             deleted: true,
             ..current.clone()
         };
-        self.put(
-            Ks::Configs,
-            tombstone.key.clone().into_bytes(),
-            encode_config(&tombstone, ""),
-        );
-        self.record_history(&tombstone, "", Some(&current))?;
+        let meta_json = encode_config_meta(&tombstone);
+        self.record_history(&tombstone, with_value(&meta_json, ""), Some(&current))?;
+        self.put(Ks::Configs, tombstone.key.clone().into_bytes(), meta_json);
         Ok(tombstone)
     }
 }
@@ -344,7 +431,8 @@ pub(super) fn check(
 #[cfg(test)]
 mod tests {
     use super::ConfigPage;
-    use crate::store::keys::decode_config;
+    use crate::store::history::record_key;
+    use crate::store::keys::{decode_config, decode_config_record, encode_config_meta, with_value};
     use crate::store::testing::{Fixture, written};
     use crate::store::*;
 
@@ -390,7 +478,7 @@ mod tests {
         assert!(meta.deleted);
         assert!(f.store.get_config("a").unwrap().is_none());
         let raw = f.store.configs.get("a").unwrap().expect("tombstone kept");
-        assert!(decode_config(&raw).unwrap().meta.deleted);
+        assert!(decode_config_record(&raw).unwrap().0.deleted);
         assert_eq!(
             written(f.put("a", "3", Precondition::Absent)).key_version,
             1
@@ -424,5 +512,76 @@ mod tests {
             .unwrap();
         assert!(!rest.more);
         assert_eq!(keys(rest), ["a/3"]);
+    }
+
+    #[test]
+    fn a_value_is_stored_once_in_its_history_record() {
+        let mut f = Fixture::new();
+        f.schema();
+        let meta = written(f.put("a", r#"{"x":1}"#, Precondition::None));
+        let raw = f.store.configs.get("a").unwrap().unwrap();
+        let (stored, inline) = decode_config_record(&raw).unwrap();
+        assert_eq!((stored.revision, inline), (meta.revision, None));
+        let record = f
+            .store
+            .history
+            .get(record_key("a", meta.revision))
+            .unwrap()
+            .unwrap();
+        assert_eq!(decode_config(&record).unwrap().value, r#"{"x":1}"#);
+        assert_eq!(
+            f.store.get_config("a").unwrap().unwrap().value,
+            r#"{"x":1}"#
+        );
+    }
+
+    #[test]
+    fn a_config_record_holding_its_value_is_read_from_it() {
+        // As versions before snapshot format 4 wrote config records, and backups still do.
+        let mut f = Fixture::new();
+        f.schema();
+        let meta = written(f.put("a", "1", Precondition::None));
+        f.store
+            .configs
+            .insert("a", with_value(&encode_config_meta(&meta), "2"))
+            .unwrap();
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "2");
+        let page = f.store.list_configs("", None, 10, usize::MAX).unwrap();
+        assert_eq!(page.items[0].value, "2");
+        assert_eq!(f.store.configs_of("s", |_| true).unwrap()[0].value, "2");
+        // The next write stores its value once.
+        written(f.put("a", "3", Precondition::None));
+        let raw = f.store.configs.get("a").unwrap().unwrap();
+        assert!(decode_config_record(&raw).unwrap().1.is_none());
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "3");
+    }
+
+    #[test]
+    fn a_read_racing_overwrites_that_drop_its_revision_gets_a_value() {
+        // With one revision kept, each overwrite drops the history record the config record
+        // pointed at a moment before; a read between its two point reads must read again.
+        let mut f = Fixture::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep: 1,
+                ..Default::default()
+            },
+        }));
+        written(f.put("a", "0", Precondition::None));
+        let store = f.store.clone();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 1..3000 {
+                    written(f.put("a", &i.to_string(), Precondition::None));
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let entry = store.get_config("a").unwrap().unwrap();
+                assert!(entry.value.parse::<u32>().is_ok(), "{}", entry.value);
+            }
+        });
     }
 }

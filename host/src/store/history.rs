@@ -26,7 +26,7 @@ use fjall::Readable;
 use serde::{Deserialize, Serialize};
 
 use super::apply::{ApplyTx, By};
-use super::keys::{Ks, decode_config, encode_config};
+use super::keys::{Ks, decode_config};
 use super::{
     CommandResult, ConfigEntry, ConfigMeta, HistoryRetentionSet, SetHistoryRetention, StateStore,
     StoreError, read_meta,
@@ -356,13 +356,15 @@ impl ApplyTx<'_> {
         }))
     }
 
-    /// Records a change of `meta.key` (a tombstone has an empty `value`), then drops what the
-    /// retention no longer keeps.
+    /// Records a change of `meta.key` (`record`: its metadata and value, as
+    /// `keys::with_value` encodes them; a tombstone's value is empty), then drops what the
+    /// retention no longer keeps. The newest record of a key is never dropped: it holds the
+    /// live value (`configs.rs`).
     /// `previous` is the key's record before this change (live or tombstone), if any.
     pub(super) fn record_history(
         &mut self,
         meta: &ConfigMeta,
-        value: &str,
+        record: Vec<u8>,
         previous: Option<&ConfigMeta>,
     ) -> Result<(), StoreError> {
         // The age sweep passed over the previous record while it was the live value; now that
@@ -384,11 +386,7 @@ impl ApplyTx<'_> {
         }
         // Read before the new record is put: a store without a window counts its records.
         let mut window = self.window(&meta.key)?;
-        self.put(
-            Ks::History,
-            record_key(&meta.key, meta.revision),
-            encode_config(meta, value),
-        );
+        self.put(Ks::History, record_key(&meta.key, meta.revision), record);
         let index_key = change_key(meta.revision, &meta.key);
         self.index_added.insert(index_key.clone());
         self.put(
@@ -667,8 +665,8 @@ impl ApplyTx<'_> {
                 continue;
             }
             let live = self
-                .live_config(&key)?
-                .is_some_and(|c| c.meta.revision == revision);
+                .live_meta(&key)?
+                .is_some_and(|m| m.revision == revision);
             if !live {
                 self.drop_record(&key, revision)?;
             }

@@ -63,30 +63,75 @@ pub(super) fn migration_key(name: &str, id: u64) -> Vec<u8> {
     format!("migration/{name}/{id:020}").into_bytes()
 }
 
-/// Stored form of a config: metadata JSON, a newline, then the value's JSON text. Reads can
-/// hand the value out without parsing it.
-pub(super) fn encode_config(meta: &ConfigMeta, value: &str) -> Vec<u8> {
-    let mut out = serde_json::to_vec(meta).expect("config metadata serialises");
+/// A config record as stored since snapshot format 4: its metadata JSON alone (compact JSON
+/// has no raw newline). Its value is in the key's history record at the same revision, so a
+/// write stores the value once (`history.rs` never drops a key's newest record).
+pub(super) fn encode_config_meta(meta: &ConfigMeta) -> Vec<u8> {
+    serde_json::to_vec(meta).expect("config metadata serialises")
+}
+
+/// A history record (and a config record as written before format 4): the metadata JSON as
+/// [`encode_config_meta`] wrote it, a newline, then the value's JSON text. Reads can hand the
+/// value out without parsing it.
+pub(super) fn with_value(meta_json: &[u8], value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(meta_json.len() + 1 + value.len());
+    out.extend_from_slice(meta_json);
     out.push(b'\n');
     out.extend_from_slice(value.as_bytes());
     out
 }
 
-pub(super) fn decode_config(bytes: &[u8]) -> Result<ConfigEntry, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+fn corrupt(reason: String) -> StoreError {
+    StoreError::Corrupt {
         keyspace: "configs",
         reason,
-    };
+    }
+}
+
+/// A config record: its metadata, and its value when the record holds it (written before
+/// format 4, or a backup's); `None` when the value is in the history record.
+pub(super) fn decode_config_record(
+    bytes: &[u8],
+) -> Result<(ConfigMeta, Option<String>), StoreError> {
+    match bytes.iter().position(|&b| b == b'\n') {
+        Some(_) => {
+            let entry = decode_config(bytes)?;
+            Ok((entry.meta, Some(entry.value)))
+        }
+        None => Ok((
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?,
+            None,
+        )),
+    }
+}
+
+/// A history record (metadata, newline, value).
+pub(super) fn decode_config(bytes: &[u8]) -> Result<ConfigEntry, StoreError> {
     let split = bytes
         .iter()
         .position(|&b| b == b'\n')
         .ok_or_else(|| corrupt("missing separator".into()))?;
     let meta: ConfigMeta =
         serde_json::from_slice(&bytes[..split]).map_err(|e| corrupt(e.to_string()))?;
-    let value = std::str::from_utf8(&bytes[split + 1..])
+    Ok(ConfigEntry {
+        meta,
+        value: value_of(&bytes[split + 1..])?,
+    })
+}
+
+/// The value of a history record, without decoding its metadata.
+pub(super) fn record_value(bytes: &[u8]) -> Result<String, StoreError> {
+    let split = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("missing separator".into()))?;
+    value_of(&bytes[split + 1..])
+}
+
+fn value_of(bytes: &[u8]) -> Result<String, StoreError> {
+    Ok(std::str::from_utf8(bytes)
         .map_err(|e| corrupt(e.to_string()))?
-        .to_string();
-    Ok(ConfigEntry { meta, value })
+        .to_string())
 }
 
 pub(super) fn decode_json<T: serde::de::DeserializeOwned>(

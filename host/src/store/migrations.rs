@@ -128,7 +128,7 @@ impl ApplyTx<'_> {
         let started_by = record.started_by.clone();
         let migration = serde_json::json!({"migration": id});
         for w in writes {
-            let previous = self.raw_config(&w.key)?.map(|e| e.meta);
+            let previous = self.raw_config(&w.key)?;
             let before = previous.as_ref().filter(|p| !p.deleted).map(|p| p.revision);
             let pre = Precondition::Revision(w.expected_revision);
             if check(&w.key, pre, before).is_err() {

@@ -8,8 +8,11 @@
 //! (configs, history and audit records are JSON text) carries it as text (`s`) rather than
 //! base64 (`v`), and everything after the header line is in LZ4 blocks ([`Blocks`]): the same
 //! lines, hashed as text, a third of the bytes (at 256-byte configs, a snapshot was a fifth
-//! of a node's disk). Backups stay format 2, text a person can read and older versions
-//! restore. Every reader takes all three.
+//! of a node's disk). Format 4 (this version's) is format 3 whose config records may hold
+//! their metadata alone, the value being in the key's newest history record (`keys.rs`): an
+//! older node refuses it by its number rather than installing records it cannot read.
+//! Backups stay format 2, text a person can read and older versions restore: their config
+//! records carry their values again. Every reader takes all four.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -78,8 +81,9 @@ struct End {
 }
 
 /// The format of Raft snapshots: format 2 adds the trailer, format 3 text values and LZ4
-/// blocks (module docs); format 1 files (no checksum) are still read.
-const FORMAT: u32 = 3;
+/// blocks, format 4 config records without their values (module docs); format 1 files (no
+/// checksum) are still read.
+const FORMAT: u32 = 4;
 /// The format of backups (module docs).
 pub(super) const BACKUP_FORMAT: u32 = 2;
 pub(super) const TRAILER_START: &[u8] = b"{\"end\":";
@@ -603,6 +607,11 @@ impl StateStore {
         for (name, ks) in self.data_keyspaces() {
             for guard in snap.iter(ks) {
                 let (k, v) = guard.into_inner()?;
+                let v = if format < 4 && name == "configs" {
+                    self.config_with_value(&snap, &v)?
+                } else {
+                    v.to_vec()
+                };
                 let record = Record::new(format, name, &k, &v)?;
                 serde_json::to_writer(&mut out, &record).map_err(err)?;
                 out.write_all(b"\n")?;
@@ -851,7 +860,7 @@ mod tests {
     use super::{BLOCK_BYTES, SnapshotCheck};
 
     /// A state of `n` configs with values of `bytes` letters that do not repeat, and the
-    /// bytes of its format-3 snapshot file.
+    /// bytes of its snapshot file (this version's format).
     fn built(n: usize, bytes: usize) -> (Fixture, Vec<u8>) {
         let mut f = Fixture::new();
         f.schema();
@@ -903,20 +912,20 @@ mod tests {
 
     #[test]
     fn a_snapshot_is_in_lz4_blocks_with_text_values_and_checks_in_any_pieces() {
-        let (f, bytes) = built(3000, 300);
-        // Values that LZ4 cannot shrink: the saving is base64's third and the records'
-        // repeated metadata. Several blocks.
+        let (f, bytes) = built(5000, 300);
+        // Values that LZ4 cannot shrink: the saving is base64's third, the records'
+        // repeated metadata and (format 4) each value once. Several blocks.
         let (_, text) = format_2(&f);
         assert!(bytes.len() > 2 * BLOCK_BYTES, "{}", bytes.len());
         assert!(
             (bytes.len() as f64) < 0.6 * text.len() as f64,
-            "format 3: {} bytes; format 2: {}",
+            "format 4: {} bytes; format 2: {}",
             bytes.len(),
             text.len()
         );
         let header_end = bytes.iter().position(|b| *b == b'\n').unwrap();
         let header: serde_json::Value = serde_json::from_slice(&bytes[..header_end]).unwrap();
-        assert_eq!(header["format"], 3);
+        assert_eq!(header["format"], 4);
         // What follows the header is a block, not a line of text.
         assert_ne!(bytes[header_end + 1], b'{');
         let records = check_in_pieces(&bytes, 1 << 20).unwrap();
@@ -961,6 +970,39 @@ mod tests {
         assert_eq!(
             b.store.get_config("k/0123").unwrap().unwrap().value,
             a.store.get_config("k/0123").unwrap().unwrap().value
+        );
+    }
+
+    #[test]
+    fn a_backup_carries_each_config_value_in_its_config_record() {
+        // So that a version from before format 4 restores it: its config records hold their
+        // values, where this version's hold metadata only.
+        let (a, _) = built(20, 50);
+        let (_, text) = format_2(&a);
+        let text = String::from_utf8(text).unwrap();
+        let configs: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["ks"] == "configs")
+            .collect();
+        assert_eq!(configs.len(), 20);
+        let record = |k: &str| {
+            let r = configs.iter().find(|r| r["k"] == k).unwrap();
+            let v = base64::Engine::decode(&super::STANDARD, r["v"].as_str().unwrap()).unwrap();
+            crate::store::keys::decode_config(&v).unwrap()
+        };
+        let stored = a.store.get_config("k/0007").unwrap().unwrap();
+        assert_eq!(record("k/0007").value, stored.value);
+        assert_eq!(record("k/0007").meta, stored.meta);
+        // And this version reads the file it wrote back.
+        let b = Fixture::new();
+        let (meta, bytes) = format_2(&a);
+        let mut file = b.store.incoming_snapshot_file().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        assert_eq!(
+            b.store.get_config("k/0007").unwrap().unwrap().value,
+            stored.value
         );
     }
 }

@@ -65,7 +65,7 @@ impl ApplyTx<'_> {
         }
         let mut previous = Vec::with_capacity(ops.len());
         for op in &ops {
-            let prev = self.raw_config(op.key())?.map(|e| e.meta);
+            let prev = self.raw_config(op.key())?;
             let rejected = match op {
                 TxnOp::Put {
                     schema,
