@@ -368,10 +368,15 @@ impl ApplyTx<'_> {
         if !same_version {
             self.add_usage(&meta.schema, meta.schema_version, 1)?;
         }
-        // The value is stored once, in the history record; the config record is its metadata.
+        // The history record holds the value. A config record small enough to stay in the
+        // tree's data blocks holds it too (a read is then one lookup); a larger one would be
+        // a blob, read with a second lookup anyway, and holds the metadata alone, so a large
+        // value is stored once.
         let meta_json = encode_config_meta(&meta);
-        self.record_history(&meta, with_value(&meta_json, &v.value), previous.as_ref())?;
-        self.put(Ks::Configs, meta.key.clone().into_bytes(), meta_json);
+        let record = with_value(&meta_json, &v.value);
+        let config = config_record(meta_json, &record);
+        self.record_history(&meta, record, previous.as_ref())?;
+        self.put(Ks::Configs, meta.key.clone().into_bytes(), config);
         Ok(meta)
     }
 
@@ -395,6 +400,16 @@ impl ApplyTx<'_> {
         self.record_history(&tombstone, with_value(&meta_json, ""), Some(&current))?;
         self.put(Ks::Configs, tombstone.key.clone().into_bytes(), meta_json);
         Ok(tombstone)
+    }
+}
+
+/// The config record of a write whose history record is `record`: the record itself while it
+/// is below fjall's separation threshold, else the metadata alone.
+fn config_record(meta_json: Vec<u8>, record: &[u8]) -> Vec<u8> {
+    if record.len() < super::SEPARATE_FROM_BYTES as usize {
+        record.to_vec()
+    } else {
+        meta_json
     }
 }
 
@@ -514,11 +529,18 @@ mod tests {
         assert_eq!(keys(rest), ["a/3"]);
     }
 
+    /// A JSON string value of exactly `bytes` bytes.
+    fn string_of(bytes: usize, seed: usize) -> String {
+        let digits = seed.to_string();
+        format!("\"{digits}{}\"", "x".repeat(bytes - 2 - digits.len()))
+    }
+
     #[test]
-    fn a_value_is_stored_once_in_its_history_record() {
+    fn a_large_value_is_stored_once_in_its_history_record() {
         let mut f = Fixture::new();
         f.schema();
-        let meta = written(f.put("a", r#"{"x":1}"#, Precondition::None));
+        let value = string_of(2000, 1);
+        let meta = written(f.put("a", &value, Precondition::None));
         let raw = f.store.configs.get("a").unwrap().unwrap();
         let (stored, inline) = decode_config_record(&raw).unwrap();
         assert_eq!((stored.revision, inline), (meta.revision, None));
@@ -528,11 +550,29 @@ mod tests {
             .get(record_key("a", meta.revision))
             .unwrap()
             .unwrap();
-        assert_eq!(decode_config(&record).unwrap().value, r#"{"x":1}"#);
+        assert_eq!(decode_config(&record).unwrap().value, value);
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, value);
+    }
+
+    #[test]
+    fn a_small_value_is_in_its_config_record_too() {
+        let mut f = Fixture::new();
+        f.schema();
+        written(f.put("a", r#"{"x":1}"#, Precondition::None));
+        let raw = f.store.configs.get("a").unwrap().unwrap();
         assert_eq!(
-            f.store.get_config("a").unwrap().unwrap().value,
-            r#"{"x":1}"#
+            decode_config_record(&raw).unwrap().1.as_deref(),
+            Some(r#"{"x":1}"#)
         );
+    }
+
+    #[test]
+    fn a_config_record_holds_its_value_below_the_separation_threshold_only() {
+        let meta = b"{}".to_vec();
+        let at = |len: usize| super::config_record(meta.clone(), &vec![b'x'; len]);
+        let limit = crate::store::SEPARATE_FROM_BYTES as usize;
+        assert_eq!(at(limit - 1).len(), limit - 1);
+        assert_eq!(at(limit), meta);
     }
 
     #[test]
@@ -549,17 +589,19 @@ mod tests {
         let page = f.store.list_configs("", None, 10, usize::MAX).unwrap();
         assert_eq!(page.items[0].value, "2");
         assert_eq!(f.store.configs_of("s", |_| true).unwrap()[0].value, "2");
-        // The next write stores its value once.
-        written(f.put("a", "3", Precondition::None));
+        // The next write of a large value stores it once.
+        let large = string_of(2000, 3);
+        written(f.put("a", &large, Precondition::None));
         let raw = f.store.configs.get("a").unwrap().unwrap();
         assert!(decode_config_record(&raw).unwrap().1.is_none());
-        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "3");
+        assert_eq!(f.store.get_config("a").unwrap().unwrap().value, large);
     }
 
     #[test]
     fn a_read_racing_overwrites_that_drop_its_revision_gets_a_value() {
-        // With one revision kept, each overwrite drops the history record the config record
-        // pointed at a moment before; a read between its two point reads must read again.
+        // With one revision kept, each overwrite of a large value drops the history record the
+        // config record pointed at a moment before; a read between its two point reads must
+        // read again.
         let mut f = Fixture::new();
         f.schema();
         f.apply(Op::SetHistoryRetention(SetHistoryRetention {
@@ -568,19 +610,19 @@ mod tests {
                 ..Default::default()
             },
         }));
-        written(f.put("a", "0", Precondition::None));
+        written(f.put("a", &string_of(2000, 0), Precondition::None));
         let store = f.store.clone();
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 1..3000 {
-                    written(f.put("a", &i.to_string(), Precondition::None));
+                    written(f.put("a", &string_of(2000, i), Precondition::None));
                 }
                 done.store(true, std::sync::atomic::Ordering::Release);
             });
             while !done.load(std::sync::atomic::Ordering::Acquire) {
                 let entry = store.get_config("a").unwrap().unwrap();
-                assert!(entry.value.parse::<u32>().is_ok(), "{}", entry.value);
+                assert_eq!(entry.value.len(), 2000);
             }
         });
     }

@@ -63,14 +63,16 @@ pub(super) fn migration_key(name: &str, id: u64) -> Vec<u8> {
     format!("migration/{name}/{id:020}").into_bytes()
 }
 
-/// A config record as stored since snapshot format 4: its metadata JSON alone (compact JSON
-/// has no raw newline). Its value is in the key's history record at the same revision, so a
-/// write stores the value once (`history.rs` never drops a key's newest record).
+/// A config record of a large value as stored since snapshot format 4: its metadata JSON
+/// alone (compact JSON has no raw newline). Its value is in the key's history record at the
+/// same revision, so the value is stored once (`history.rs` never drops a key's newest
+/// record); see `configs.rs` for which records hold their value.
 pub(super) fn encode_config_meta(meta: &ConfigMeta) -> Vec<u8> {
     serde_json::to_vec(meta).expect("config metadata serialises")
 }
 
-/// A history record (and a config record as written before format 4): the metadata JSON as
+/// A history record (and a config record of a small value, or of any value before format 4):
+/// the metadata JSON as
 /// [`encode_config_meta`] wrote it, a newline, then the value's JSON text. Reads can hand the
 /// value out without parsing it.
 pub(super) fn with_value(meta_json: &[u8], value: &str) -> Vec<u8> {
@@ -88,8 +90,8 @@ fn corrupt(reason: String) -> StoreError {
     }
 }
 
-/// A config record: its metadata, and its value when the record holds it (written before
-/// format 4, or a backup's); `None` when the value is in the history record.
+/// A config record: its metadata, and its value when the record holds it (a small value, any
+/// value before format 4, a backup's); `None` when the value is in the history record.
 pub(super) fn decode_config_record(
     bytes: &[u8],
 ) -> Result<(ConfigMeta, Option<String>), StoreError> {

@@ -128,17 +128,24 @@ pub const MEMTABLE_BYTES: u64 = 16 << 20;
 ///   state never gets there. History and audit records repeat their field names and metadata
 ///   from one record to the next; at 256-byte configs this took the state keyspaces from 70
 ///   to 25 MiB and the log's from 42 to 12 (BENCHMARKS.md, `scarab-bench --disk`).
-/// - Key-value separation (fjall's default threshold, values of 1 KiB or more in blob
-///   files): compactions move large values' keys, not the values. At 64-KiB configs this
-///   took the state from 2.1 GB to 1.5 GB for 1.3 GB of values, and writes from 455 to 844/s.
+/// - Key-value separation (values of [`SEPARATE_FROM_BYTES`] or more in blob files):
+///   compactions move large values' keys, not the values. At 64-KiB configs this took the
+///   state from 2.1 GB to 1.5 GB for 1.3 GB of values, and writes from 455 to 844/s.
 pub fn keyspace_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(MEMTABLE_BYTES)
         .data_block_compression_policy(fjall::config::CompressionPolicy::all(
             fjall::CompressionType::Lz4,
         ))
-        .with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        .with_kv_separation(Some(
+            fjall::KvSeparationOptions::default().separation_threshold(SEPARATE_FROM_BYTES),
+        ))
 }
+
+/// Records of this many bytes or more are kept in blob files (fjall's default, 1 KiB): a read
+/// of one takes a second lookup anyway, so a config record that would be this large holds
+/// its metadata alone and leaves its value to its history record (`configs.rs`).
+pub(crate) const SEPARATE_FROM_BYTES: u32 = 1024;
 
 /// The state behind the state machine. Reads go straight to fjall; apply is serialised by
 /// openraft (one apply task).

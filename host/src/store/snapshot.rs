@@ -9,7 +9,8 @@
 //! base64 (`v`), and everything after the header line is in LZ4 blocks ([`Blocks`]): the same
 //! lines, hashed as text, a third of the bytes (at 256-byte configs, a snapshot was a fifth
 //! of a node's disk). Format 4 (this version's) is format 3 whose config records may hold
-//! their metadata alone, the value being in the key's newest history record (`keys.rs`): an
+//! their metadata alone, a large value being in the key's newest history record only
+//! (`configs.rs`): an
 //! older node refuses it by its number rather than installing records it cannot read.
 //! Backups stay format 2, text a person can read and older versions restore: their config
 //! records carry their values again. Every reader takes all four.
@@ -914,7 +915,7 @@ mod tests {
     fn a_snapshot_is_in_lz4_blocks_with_text_values_and_checks_in_any_pieces() {
         let (f, bytes) = built(5000, 300);
         // Values that LZ4 cannot shrink: the saving is base64's third, the records'
-        // repeated metadata and (format 4) each value once. Several blocks.
+        // repeated metadata. Several blocks.
         let (_, text) = format_2(&f);
         assert!(bytes.len() > 2 * BLOCK_BYTES, "{}", bytes.len());
         assert!(
@@ -976,8 +977,8 @@ mod tests {
     #[test]
     fn a_backup_carries_each_config_value_in_its_config_record() {
         // So that a version from before format 4 restores it: its config records hold their
-        // values, where this version's hold metadata only.
-        let (a, _) = built(20, 50);
+        // values, where this version's hold metadata only once a record would be large.
+        let (a, _) = built(20, 1500);
         let (_, text) = format_2(&a);
         let text = String::from_utf8(text).unwrap();
         let configs: Vec<serde_json::Value> = text
