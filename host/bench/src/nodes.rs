@@ -179,12 +179,23 @@ impl Drop for Nodes {
     }
 }
 
-/// A loopback port nothing listens on now.
-pub fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .context("no free port")
+/// `n` free loopback ports, all different: every listener is held until all are picked (two
+/// picks in a row may return the same port once the first is dropped, and a node given the
+/// same port for its API and its peer listener does not start).
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("no free port")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// `n` pairs of free loopback ports (an API and a peer port for each node), all different.
+pub fn free_port_pairs(n: usize) -> Result<Vec<(u16, u16)>> {
+    Ok(free_ports(2 * n)?.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
 /// Starts `n` nodes of `server` (one bootstrapped node, or `n` nodes with
@@ -203,9 +214,7 @@ pub fn start_nodes_with(
     extra: &[String],
     peer_port: bool,
 ) -> Result<Nodes> {
-    let ports: Vec<(u16, u16)> = (0..n)
-        .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<Result<_>>()?;
+    let ports = free_port_pairs(n)?;
     let scheme = if TLS.get().is_some() { "https" } else { "http" };
     let apis: Vec<String> = ports
         .iter()

@@ -27,7 +27,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use crate::load::{Op, Summary, load};
-use crate::nodes::{failover, free_port, tls_dir, token};
+use crate::nodes::{failover, free_port_pairs, tls_dir, token};
 use crate::workload::{Corpus, ScarabOp, Workload, load_client};
 use crate::wrk::{Request, Target};
 use crate::{Generator, Setup};
@@ -83,9 +83,7 @@ impl Drop for Etcd {
 }
 
 fn start_etcd(bin: &Path, n: usize, dir: &Path) -> Result<Etcd> {
-    let ports: Vec<(u16, u16)> = (0..n)
-        .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<Result<_>>()?;
+    let ports = free_port_pairs(n)?;
     let scheme = if tls_dir().is_some() { "https" } else { "http" };
     let cluster: Vec<String> = ports
         .iter()
