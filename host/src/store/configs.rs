@@ -602,14 +602,7 @@ mod tests {
         // With one revision kept, each overwrite of a large value drops the history record the
         // config record pointed at a moment before; a read between its two point reads must
         // read again.
-        let mut f = Fixture::new();
-        f.schema();
-        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
-            retention: HistoryRetention {
-                keep: 1,
-                ..Default::default()
-            },
-        }));
+        let mut f = Fixture::keeping(1);
         written(f.put("a", &string_of(2000, 0), Precondition::None));
         let store = f.store.clone();
         let done = std::sync::atomic::AtomicBool::new(false);

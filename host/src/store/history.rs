@@ -703,15 +703,7 @@ mod tests {
 
     #[test]
     fn changes_come_in_revision_order_and_a_dropped_one_is_reported() {
-        let mut f = Fixture::new();
-        f.schema();
-        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
-            retention: HistoryRetention {
-                keep: 2,
-                max_age_seconds: None,
-                ..Default::default()
-            },
-        }));
+        let mut f = Fixture::keeping(2);
         let first = written(f.put("w/a", "1", Precondition::None)).revision;
         written(f.put("other", "1", Precondition::None));
         written(f.put("w/b", "1", Precondition::None));
@@ -739,20 +731,6 @@ mod tests {
         ));
     }
 
-    /// A store with schema `s` whose history keeps `keep` revisions a key.
-    fn keeping(keep: u32) -> Fixture {
-        let mut f = Fixture::new();
-        f.schema();
-        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
-            retention: HistoryRetention {
-                keep,
-                max_age_seconds: None,
-                ..Default::default()
-            },
-        }));
-        f
-    }
-
     /// The revisions of `a` kept, oldest first.
     fn revisions(f: &Fixture) -> Vec<u64> {
         let page = f.store.history("a", None, 100, usize::MAX).unwrap();
@@ -761,7 +739,7 @@ mod tests {
 
     #[test]
     fn count_retention_follows_successor_links_and_reads_the_range_without_them() {
-        let mut f = keeping(3);
+        let mut f = Fixture::keeping(3);
         let links = |f: &Fixture| -> Vec<Vec<u8>> {
             f.store
                 .history
@@ -871,7 +849,7 @@ mod tests {
 
     #[test]
     fn count_retention_keeps_the_newest_revisions_within_a_batch_and_without_a_window() {
-        let mut f = keeping(3);
+        let mut f = Fixture::keeping(3);
         let mut written_revs = Vec::new();
         for i in 0..5 {
             written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);

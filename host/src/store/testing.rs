@@ -7,8 +7,8 @@ use fjall::Database;
 use openraft::CommittedLeaderId;
 
 use super::{
-    Change, Command, CommandResult, ConfigMeta, ConfigWritten, LogId, Op, Precondition, PutConfig,
-    PutSchema, SchemaRegistered, StateStore,
+    Change, Command, CommandResult, ConfigMeta, ConfigWritten, HistoryRetention, LogId, Op,
+    Precondition, PutConfig, PutSchema, SchemaRegistered, SetHistoryRetention, StateStore,
 };
 
 pub(super) struct Fixture {
@@ -59,6 +59,20 @@ impl Fixture {
             r,
             CommandResult::SchemaRegistered(SchemaRegistered { created: true, .. })
         ));
+    }
+
+    /// A store with schema `s` whose history keeps `keep` revisions a key.
+    pub(super) fn keeping(keep: u32) -> Self {
+        let mut f = Self::new();
+        f.schema();
+        f.apply(Op::SetHistoryRetention(SetHistoryRetention {
+            retention: HistoryRetention {
+                keep,
+                max_age_seconds: None,
+                ..Default::default()
+            },
+        }));
+        f
     }
 
     /// Writes `key` at schema `s` version 1.
