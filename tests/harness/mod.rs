@@ -934,12 +934,28 @@ pub fn free_port() -> u16 {
     free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// Picks a free port on `ip` (binds IP:0, reads the port, drops the listener).
+/// Picks a free port on `ip` (binds IP:0, reads the port, drops the listener) that this test
+/// process has not handed out before: a test picks its nodes' peer ports up front, and a node
+/// started before the others must not get one of them as its API port (the later node could
+/// not bind it, and its retry only picks a new API port).
 pub fn free_port_on(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    // Held until a new port comes up, so that the kernel does not offer the same one again.
+    let mut held = Vec::new();
+    loop {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+        held.push(listener);
+    }
 }
 
 /// A `scarab serve` process with its own directory `root/` holding `data/` and `node-<id>.log`
