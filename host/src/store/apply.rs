@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use super::apply_cache::ApplyCache;
 use super::keys::Ks;
 use super::{
     Command, CommandResult, Context, LogId, META_KEY, Membership, Op, SmMeta, StateStore,
@@ -102,12 +101,7 @@ impl StateStore {
             });
         }
         let mut batch = self.db.batch();
-        // The cached kinds of records this batch writes, for the cache once it is committed.
-        let mut cached = Vec::new();
         for ((ks, key), value) in tx.overlay {
-            if ApplyCache::holds(ks, &key) {
-                cached.push((ks, key.clone(), value.clone()));
-            }
             let keyspace = self.keyspace(ks);
             match value {
                 Some(v) => batch.insert(keyspace, key, v),
@@ -120,7 +114,6 @@ impl StateStore {
             serde_json::to_vec(&tx.meta).expect("meta serialises"),
         );
         batch.commit()?;
-        self.apply_cache.put_all(cached);
         *self.state.lock().expect("state lock") = tx.meta.clone();
         // Before the waiters learn of the apply: a revocation is in force once it answered.
         if tx.auth_changed {
@@ -132,22 +125,11 @@ impl StateStore {
 }
 
 impl ApplyTx<'_> {
-    /// A record as this apply call sees it: its own writes first, then the committed state
-    /// (through the apply cache for the kinds it holds).
     pub(super) fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.overlay.get(&(ks, key.to_vec())) {
             return Ok(v.clone());
         }
-        let cache = &self.store.apply_cache;
-        let held = ApplyCache::holds(ks, key);
-        if held && let Some(v) = cache.get(ks, key) {
-            return Ok(v);
-        }
-        let v = self.store.keyspace(ks).get(key)?.map(|s| s.to_vec());
-        if held {
-            cache.put_all([(ks, key.to_vec(), v.clone())]);
-        }
-        Ok(v)
+        Ok(self.store.keyspace(ks).get(key)?.map(|s| s.to_vec()))
     }
 
     pub(super) fn put(&mut self, ks: Ks, key: Vec<u8>, value: Vec<u8>) {

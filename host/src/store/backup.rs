@@ -87,7 +87,6 @@ impl StateStore {
             .durability(Some(PersistMode::SyncData))
             .commit()
             .map_err(StoreError::from)?;
-        self.apply_cache.clear();
         *self.state.lock().expect("state lock") = sm.clone();
         self.reload_auth()?;
         self.applied.send_replace(sm);

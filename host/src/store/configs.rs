@@ -585,7 +585,6 @@ mod tests {
             .configs
             .insert("a", with_value(&encode_config_meta(&meta), "2"))
             .unwrap();
-        f.store.apply_cache.clear();
         assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "2");
         let page = f.store.list_configs("", None, 10, usize::MAX).unwrap();
         assert_eq!(page.items[0].value, "2");

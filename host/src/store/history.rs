@@ -764,7 +764,6 @@ mod tests {
         for k in links(&f) {
             f.store.history.remove(k).unwrap();
         }
-        f.store.apply_cache.clear();
         for i in 10..13 {
             written_revs.push(written(f.put("a", &i.to_string(), Precondition::None)).revision);
         }
@@ -889,7 +888,6 @@ mod tests {
         assert_eq!(revisions(&f), batch[2..]);
         // A store written before the window record existed is counted once, then trimmed.
         f.store.history.remove(b"n\0a").unwrap();
-        f.store.apply_cache.clear();
         let last = written(f.put("a", "99", Precondition::None)).revision;
         assert_eq!(revisions(&f), vec![batch[3], batch[4], last]);
         let deleted = match f.apply(Op::DeleteConfig(DeleteConfig {

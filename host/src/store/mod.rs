@@ -16,7 +16,6 @@
 //! Raft ids and membership the state records.
 
 mod apply;
-mod apply_cache;
 mod audit;
 mod auth;
 mod backup;
@@ -168,8 +167,6 @@ pub struct StateStore {
     snapshot_files: Mutex<()>,
     /// Decoded schema records with the bytes they were decoded from (see `cache.rs`).
     schema_cache: SchemaCache,
-    /// Committed records apply reads back on every write (see `apply_cache.rs`).
-    apply_cache: apply_cache::ApplyCache,
     state: Mutex<SmMeta>,
     applied: watch::Sender<SmMeta>,
     /// The access state every request is checked against (see `auth.rs`).
@@ -203,7 +200,6 @@ impl StateStore {
             snapshot_dir,
             snapshot_files: Mutex::new(()),
             schema_cache: SchemaCache::default(),
-            apply_cache: Default::default(),
             state: Mutex::new(meta),
             applied,
             auth_view: Default::default(),

@@ -734,7 +734,6 @@ impl StateStore {
         sm.membership = header.meta.last_membership;
         batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
         batch.durability(Some(PersistMode::SyncData)).commit()?;
-        self.apply_cache.clear();
         *self.state.lock().expect("state lock") = sm.clone();
         self.reload_auth()?;
         self.applied.send_replace(sm);
@@ -748,9 +747,6 @@ impl StateStore {
         &self,
         reader: impl BufRead,
     ) -> Result<fjall::OwnedWriteBatch, StoreError> {
-        // What apply cached of the state being replaced is gone with it; the caller clears
-        // the cache again once the last batch is committed.
-        self.apply_cache.clear();
         let mut batch = self.db.batch();
         let mut batch_bytes = 0usize;
         for line in reader.lines() {
@@ -832,26 +828,6 @@ mod tests {
         };
         assert_eq!(page(&b.store), page(&a.store));
         assert_eq!(page(&b.store).len(), 49);
-    }
-
-    #[test]
-    fn apply_reads_a_snapshot_installed_over_what_it_had_cached() {
-        let mut a = Fixture::new();
-        a.schema();
-        let at = written(a.put("k", "1", Precondition::None)).revision;
-        let (meta, file) = a.store.build_snapshot_file().unwrap();
-        // Apply has read and cached b's own, newer record of "k" and its history window.
-        let mut b = Fixture::new();
-        b.schema();
-        for v in 0..3 {
-            written(b.put("k", &v.to_string(), Precondition::None));
-        }
-        b.store.install_snapshot_file(&meta, file).unwrap();
-        b.index = a.index;
-        let after = written(b.put("k", "2", Precondition::Revision(at)));
-        assert_eq!(after.key_version, 2);
-        let history = b.store.history("k", None, 10, usize::MAX).unwrap();
-        assert_eq!(history.items.len(), 2);
     }
 
     #[test]
