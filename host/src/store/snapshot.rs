@@ -831,6 +831,26 @@ mod tests {
     }
 
     #[test]
+    fn a_write_after_a_snapshot_is_installed_over_other_state_sees_the_snapshot() {
+        let mut a = Fixture::new();
+        a.schema();
+        let at = written(a.put("k", "1", Precondition::None)).revision;
+        let (meta, file) = a.store.build_snapshot_file().unwrap();
+        // b has a newer "k" of its own, with its history window.
+        let mut b = Fixture::new();
+        b.schema();
+        for v in 0..3 {
+            written(b.put("k", &v.to_string(), Precondition::None));
+        }
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        b.index = a.index;
+        let after = written(b.put("k", "2", Precondition::Revision(at)));
+        assert_eq!(after.key_version, 2);
+        let history = b.store.history("k", None, 10, usize::MAX).unwrap();
+        assert_eq!(history.items.len(), 2);
+    }
+
+    #[test]
     fn snapshots_built_and_installed_at_once_never_remove_each_others_files() {
         let mut a = Fixture::new();
         a.schema();
