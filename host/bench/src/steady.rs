@@ -4,7 +4,9 @@
 //! memory, its data directory on disk (and the part of it that is snapshots and Raft log),
 //! and how far the audit trail and the revision index reach. Everything that grows with
 //! writes has a retention, so after the first windows every column should stay within its
-//! noise. Prints figures; asserts nothing.
+//! noise. It also prints the node's CPU time per write in each window: unlike throughput, that
+//! hardly depends on what else shares the machine's cores, so it is the figure to compare two
+//! server builds by (`SCARAB_BIN`). Prints figures; asserts nothing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,11 +44,12 @@ pub async fn run(setup: &Setup, total: Duration) -> Result<()> {
         node_dir.display()
     );
     println!(
-        "{:>6} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>10}",
+        "{:>6} {:>9} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>10}",
         "t(s)",
         "ops/s",
         "p50 ms",
         "p99 ms",
+        "CPU µs/w",
         "RSS MiB",
         "disk MiB",
         "snap MiB",
@@ -54,6 +57,13 @@ pub async fn run(setup: &Setup, total: Duration) -> Result<()> {
         "revision",
         "audit from"
     );
+    let mut cpu = cpu_micros(pid)?;
+    let mut revision = admin
+        .status()
+        .await
+        .context("GET /v1/status")?
+        .into_inner()
+        .revision;
     let started = Instant::now();
     while started.elapsed() < total {
         let op = ScarabOp::new(&client, &setup.corpus, Workload::Put);
@@ -63,12 +73,17 @@ pub async fn run(setup: &Setup, total: Duration) -> Result<()> {
         let status = admin.status().await.context("GET /v1/status")?.into_inner();
         // The oldest audit record kept: its sequence number is one past what retention dropped.
         let oldest = oldest_audit_seq(&admin).await?;
+        let cpu_now = cpu_micros(pid)?;
+        let writes = status.revision.saturating_sub(revision).max(1);
+        let per_write = (cpu_now - cpu) as f64 / writes as f64;
+        (cpu, revision) = (cpu_now, status.revision);
         println!(
-            "{:>6.0} {:>9.0} {:>8.3} {:>8.3} {:>8.1} {:>9.1} {:>9.1} {:>8.1} {:>10} {:>10}",
+            "{:>6.0} {:>9.0} {:>8.3} {:>8.3} {:>9.1} {:>8.1} {:>9.1} {:>9.1} {:>8.1} {:>10} {:>10}",
             started.elapsed().as_secs_f64(),
             figures.rate(),
             figures.ms(0.5),
             figures.ms(0.99),
+            per_write,
             mib(rss),
             mib(bytes_under(&node_dir)),
             mib(bytes_under(&node_dir.join("snapshots"))),
@@ -81,6 +96,26 @@ pub async fn run(setup: &Setup, total: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The CPU time the process `pid` has used, user and system, in microseconds: fields 14 and
+/// 15 of `/proc/{pid}/stat`, in the kernel's USER_HZ ticks (100 a second on Linux).
+fn cpu_micros(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("no field {} in {path}", i + 3))
+    };
+    // After the name, field 3 (the state) is at index 0: utime (14) at 11, stime (15) at 12.
+    Ok((tick(11)? + tick(12)?) * 10_000)
 }
 
 /// The Raft log's share of the data directory (fjall's `raft` database).
