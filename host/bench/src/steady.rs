@@ -4,9 +4,10 @@
 //! memory, its data directory on disk (and the part of it that is snapshots and Raft log),
 //! and how far the audit trail and the revision index reach. Everything that grows with
 //! writes has a retention, so after the first windows every column should stay within its
-//! noise. It also prints the node's CPU time per write in each window: unlike throughput, that
-//! hardly depends on what else shares the machine's cores, so it is the figure to compare two
-//! server builds by (`SCARAB_BIN`). Prints figures; asserts nothing.
+//! noise. It also prints the node's CPU time per write in each window, which depends less
+//! than throughput on the load generator sharing the cores (it still grows with the state's
+//! tables within a run, and with the machine's speed between runs): a figure to compare two
+//! server builds by (`SCARAB_BIN`), in alternating runs. Prints figures; asserts nothing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
