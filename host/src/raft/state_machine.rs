@@ -39,12 +39,16 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Commands, and bytes of values, applied in place on the async runtime at most (see
-/// [`is_small`]).
-const INLINE_COMMANDS: usize = 8;
+/// [`is_small`]). 64 rather than 8: under writes at c=64 most applies held more than 8
+/// commands (two thirds of apply's samples were on the blocking pool), and the two hand-offs
+/// per apply cost more than the apply's 1 to 2 ms holding one of the runtime's threads
+/// (`scarab-bench --steady 40s --window 20s --concurrency 64`, three alternating pairs, node
+/// CPU per write in the second window 245/253/272 µs before, 231/232/239 after; BENCHMARKS.md).
+const INLINE_COMMANDS: usize = 64;
 const INLINE_BYTES: usize = 64 << 10;
 
-/// Whether applying `entries` is cheap enough to run in place: a few commands without large
-/// values cost tens of microseconds, less than the hand-off to the blocking pool and back,
+/// Whether applying `entries` is cheap enough to run in place: a batch of commands without
+/// large values costs tens of microseconds to a millisecond or two, less than the hand-off to the blocking pool and back,
 /// which a lone write would pay twice over. Catch-up batches and migrations go to the pool.
 fn is_small(entries: &[Entry]) -> bool {
     let (mut commands, mut bytes) = (0, 0);
