@@ -43,6 +43,82 @@ enum Job {
 /// Entries appended but not yet written to fjall: index → (log id, encoded entry).
 type Tail = Arc<Mutex<BTreeMap<u64, (LogId, Arc<[u8]>)>>>;
 
+/// The entries this process appended most recently, as openraft handed them over (at most
+/// [`RECENT_BYTES`] of them, encoded), for the readers that follow right behind an append:
+/// the state machine applying them and, on a leader, each follower's replication. Without it
+/// each of them read the entry back from fjall and decoded its JSON again: on a leader of
+/// three, three decodes of every entry (BENCHMARKS.md). Always a contiguous run of the log's
+/// newest entries (appends come in order, eviction takes the oldest, truncation the newest,
+/// a purge the oldest), so a range it covers needs nothing else.
+#[derive(Default)]
+struct Recent {
+    entries: BTreeMap<u64, (Entry, usize)>,
+    bytes: usize,
+}
+
+/// Encoded bytes of the entries [`Recent`] holds at most: at 256-byte values, about 15,000
+/// writes, far more than apply and replication lag behind an append while they keep up. A
+/// follower further behind is sent entries read from fjall, as before.
+const RECENT_BYTES: usize = 8 << 20;
+
+impl Recent {
+    fn insert(&mut self, entry: Entry, bytes: usize) {
+        // openraft truncates before it appends over a conflict; should an append ever replace
+        // entries or skip some, the run restarts rather than holding a stale or broken one.
+        let index = entry.log_id.index;
+        match self.entries.last_key_value() {
+            Some((&last, _)) if index <= last => self.remove(index..),
+            Some((&last, _)) if index > last + 1 => self.remove(..),
+            _ => {}
+        }
+        self.entries.insert(index, (entry, bytes));
+        self.bytes += bytes;
+        while self.bytes > RECENT_BYTES {
+            let Some((_, (_, b))) = self.entries.pop_first() else {
+                break;
+            };
+            self.bytes -= b;
+        }
+    }
+
+    /// Removes the entries in `range`.
+    fn remove(&mut self, range: impl RangeBounds<u64>) {
+        let gone: Vec<u64> = self.entries.range(range).map(|(i, _)| *i).collect();
+        for i in gone {
+            if let Some((_, b)) = self.entries.remove(&i) {
+                self.bytes -= b;
+            }
+        }
+    }
+
+    /// The entries of `range`, if this holds every one of them that the log holds.
+    fn get(&self, range: &impl RangeBounds<u64>) -> Option<Vec<Entry>> {
+        let (&first, _) = self.entries.first_key_value()?;
+        let (&last, _) = self.entries.last_key_value()?;
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.checked_add(1)?,
+            Bound::Unbounded => return None,
+        };
+        // Exclusive; nothing in the log is past `last`.
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(last + 1);
+        if start < first || start > end {
+            return None;
+        }
+        let entries: Vec<Entry> = self
+            .entries
+            .range(start..end)
+            .map(|(_, (e, _))| e.clone())
+            .collect();
+        (entries.len() as u64 == end - start).then_some(entries)
+    }
+}
+
 /// The latest committed log id reported by openraft, written by the writer with its next batch.
 type Committed = Arc<Mutex<Option<Option<LogId>>>>;
 
@@ -94,6 +170,7 @@ pub struct LogStore {
     log: Keyspace,
     meta: Keyspace,
     tail: Tail,
+    recent: Arc<Mutex<Recent>>,
     committed: Committed,
     poison: Poison,
     writer: mpsc::Sender<Job>,
@@ -149,6 +226,7 @@ impl LogStore {
             log,
             meta,
             tail,
+            recent: Arc::default(),
             committed,
             poison,
             writer: tx,
@@ -376,6 +454,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        if let Some(entries) = self.recent.lock().expect("recent entries").get(&range) {
+            return Ok(entries);
+        }
         let start = match range.start_bound() {
             Bound::Included(&i) => Bound::Included(index_key(i)),
             Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
@@ -468,17 +549,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         let mut total = 0;
+        let mut recent = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             total += bytes.len() as u64;
             encoded.push((entry.log_id, Arc::<[u8]>::from(bytes)));
+            recent.push(entry);
         }
         self.appended
             .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
         {
             let mut tail = self.tail.lock().expect("log tail");
-            for (id, bytes) in encoded {
+            let mut cache = self.recent.lock().expect("recent entries");
+            for ((id, bytes), entry) in encoded.into_iter().zip(recent) {
+                cache.insert(entry, bytes.len());
                 tail.insert(id.index, (id, bytes));
             }
         }
@@ -492,6 +577,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Rare (a follower whose log conflicts with the leader's): let the writer drain the
         // tail first, so that no queued entry lands after the truncation.
         self.barrier()?;
+        self.recent
+            .lock()
+            .expect("recent entries")
+            .remove(log_id.index..);
         let mut batch = self.db.batch();
         for guard in self.log.range(index_key(log_id.index)..) {
             let key = guard
@@ -509,6 +598,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // get_log_state ignores, never a gap that it cannot explain. Purged entries are
         // applied, hence long flushed: the tail is not involved.
         self.put_json(LAST_PURGED, &log_id)?;
+        self.recent
+            .lock()
+            .expect("recent entries")
+            .remove(..=log_id.index);
         let mut batch = self.db.batch();
         for guard in self.log.range(..=index_key(log_id.index)) {
             let key = guard
@@ -548,5 +641,69 @@ mod tests {
     #[test]
     fn log_store_and_state_machine_pass_openraft_storage_suite() {
         Suite::test_all(FjallBuilder).expect("storage suite");
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(entries: Option<Vec<Entry>>) -> Option<Vec<u64>> {
+        entries.map(|es| es.iter().map(|e| e.log_id.index).collect())
+    }
+
+    fn recent(range: std::ops::RangeInclusive<u64>) -> Recent {
+        let mut r = Recent::default();
+        for i in range {
+            r.insert(blank(i), 100);
+        }
+        r
+    }
+
+    #[test]
+    fn recent_entries_answer_a_range_only_when_they_hold_all_of_it() {
+        let r = recent(5..=10);
+        assert_eq!(indexes(r.get(&(5..=10))), Some((5..=10).collect()));
+        assert_eq!(indexes(r.get(&(8..))), Some(vec![8, 9, 10]));
+        assert_eq!(indexes(r.get(&(9..20))), Some(vec![9, 10]));
+        // Nothing in the log is past the newest entry appended.
+        assert_eq!(indexes(r.get(&(11..))), Some(vec![]));
+        // Older entries are on disk only: the reader goes there.
+        assert_eq!(indexes(r.get(&(4..=6))), None);
+        assert_eq!(indexes(r.get(&(..7))), None);
+        assert_eq!(indexes(Recent::default().get(&(1..))), None);
+    }
+
+    #[test]
+    fn recent_entries_keep_to_their_bound_by_dropping_the_oldest() {
+        let mut r = Recent::default();
+        let each = RECENT_BYTES / 4;
+        for i in 1..=6 {
+            r.insert(blank(i), each);
+        }
+        assert_eq!(r.bytes, 4 * each);
+        assert_eq!(indexes(r.get(&(3..))), Some(vec![3, 4, 5, 6]));
+        assert_eq!(indexes(r.get(&(2..))), None);
+    }
+
+    #[test]
+    fn recent_entries_stay_one_run_across_truncation_purge_and_gaps() {
+        let mut r = recent(5..=10);
+        // An append over a conflict replaces the entries from its index on.
+        r.insert(blank(8), 100);
+        assert_eq!(indexes(r.get(&(5..))), Some(vec![5, 6, 7, 8]));
+        assert_eq!(r.bytes, 400);
+        r.remove(7..);
+        assert_eq!(indexes(r.get(&(5..))), Some(vec![5, 6]));
+        r.remove(..=5);
+        assert_eq!(indexes(r.get(&(5..))), None);
+        assert_eq!(indexes(r.get(&(6..))), Some(vec![6]));
+        // An append past a gap starts a new run.
+        r.insert(blank(20), 100);
+        assert_eq!(indexes(r.get(&(6..))), None);
+        assert_eq!(indexes(r.get(&(20..))), Some(vec![20]));
+        assert_eq!(r.bytes, 100);
     }
 }
