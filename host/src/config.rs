@@ -189,8 +189,8 @@ pub struct NodeConfig {
     pub snapshot_threshold: u64,
 
     /// And only once the log written since the last snapshot is at least this many times
-    /// that snapshot's size, so that rewriting the whole state costs a bounded share of the
-    /// writes however large the state is (0: the entries alone decide).
+    /// that snapshot's size (its text, uncompressed), so that rewriting the whole state costs
+    /// a bounded share of the writes however large the state is (0: the entries alone decide).
     #[arg(long, env = "SCARAB_SNAPSHOT_LOG_RATIO", default_value_t = 1.0)]
     pub snapshot_log_ratio: f64,
 

@@ -47,7 +47,7 @@ impl StateStore {
     /// Writes a backup of the applied state to `out` (see the module docs); the summary is
     /// of what was written (the state at the storage snapshot it was read from).
     pub fn write_backup<W: Write>(&self, out: W) -> Result<(BackupSummary, W), StoreError> {
-        let (_, sm, out) = self.write_state(out, super::snapshot::BACKUP_FORMAT)?;
+        let (_, sm, _, out) = self.write_state(out, super::snapshot::BACKUP_FORMAT)?;
         let summary = BackupSummary {
             revision: sm.revision,
             configs: sm.live_configs,
@@ -78,7 +78,7 @@ impl StateStore {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(StoreError::from)?;
         let header: super::snapshot::Header = serde_json::from_str(&line).map_err(err)?;
-        let mut batch = self.load_records(record_lines(reader, header.format))?;
+        let (mut batch, _) = self.load_records(record_lines(reader, header.format))?;
         let mut sm = header.sm;
         sm.last_applied = Some(at);
         sm.membership = membership;

@@ -165,6 +165,9 @@ pub struct StateStore {
     /// Held while a snapshot file is built or installed: openraft runs the two concurrently,
     /// and each replaces the snapshot directory's other files when it finishes.
     snapshot_files: Mutex<()>,
+    /// The current snapshot's bytes of text, once this process built or installed it (0:
+    /// not known; see `current_snapshot_text_bytes`).
+    snapshot_text_bytes: std::sync::atomic::AtomicU64,
     /// Decoded schema records with the bytes they were decoded from (see `cache.rs`).
     schema_cache: SchemaCache,
     state: Mutex<SmMeta>,
@@ -199,6 +202,7 @@ impl StateStore {
             meta: meta_ks,
             snapshot_dir,
             snapshot_files: Mutex::new(()),
+            snapshot_text_bytes: Default::default(),
             schema_cache: SchemaCache::default(),
             state: Mutex::new(meta),
             applied,

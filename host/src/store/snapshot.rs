@@ -100,6 +100,8 @@ struct Blocks<W: Write> {
     inner: W,
     text: Vec<u8>,
     on: bool,
+    /// Bytes of text written through, compressed or not.
+    text_bytes: u64,
 }
 
 impl<W: Write> Blocks<W> {
@@ -108,6 +110,7 @@ impl<W: Write> Blocks<W> {
             inner,
             text: Vec::new(),
             on: false,
+            text_bytes: 0,
         }
     }
 
@@ -139,10 +142,13 @@ impl<W: Write> Blocks<W> {
 impl<W: Write> Write for Blocks<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if !self.on {
-            return self.inner.write(buf);
+            let n = self.inner.write(buf)?;
+            self.text_bytes += n as u64;
+            return Ok(n);
         }
         let n = buf.len().min(BLOCK_BYTES - self.text.len());
         self.text.extend_from_slice(&buf[..n]);
+        self.text_bytes += n as u64;
         if self.text.len() == BLOCK_BYTES {
             self.write_block()?;
         }
@@ -550,13 +556,16 @@ impl StateStore {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let (meta, _, out) = self.write_state(BufWriter::new(File::create(&tmp)?), FORMAT)?;
+        let (meta, _, text_bytes, out) =
+            self.write_state(BufWriter::new(File::create(&tmp)?), FORMAT)?;
         let snapshot_id = meta.snapshot_id.clone();
         let file = out.into_inner().map_err(|e| err(e.error()))?;
         file.sync_all()?;
         let path = self.snapshot_dir.join(format!("{snapshot_id}.{SUFFIX}"));
         fs::rename(&tmp, &path)?;
         self.remove_other_snapshots(&path)?;
+        self.snapshot_text_bytes
+            .store(text_bytes, std::sync::atomic::Ordering::Relaxed);
         let m = crate::metrics::get();
         m.snapshot_builds.inc();
         m.snapshot_build_bytes
@@ -573,7 +582,7 @@ impl StateStore {
         &self,
         out: W,
         format: u32,
-    ) -> Result<(SnapshotMeta, SmMeta, W), StoreError> {
+    ) -> Result<(SnapshotMeta, SmMeta, u64, W), StoreError> {
         let snap = self.db.snapshot();
         let sm = read_meta(&snap, &self.meta)?;
         let written = sm.clone();
@@ -628,7 +637,8 @@ impl StateStore {
         let mut out = out.inner;
         serde_json::to_writer(&mut out, &trailer).map_err(err)?;
         out.write_all(b"\n")?;
-        Ok((meta, written, out.finish()?))
+        let text_bytes = out.text_bytes;
+        Ok((meta, written, text_bytes, out.finish()?))
     }
 
     fn remove_other_snapshots(&self, keep: &Path) -> Result<(), StoreError> {
@@ -639,6 +649,21 @@ impl StateStore {
             }
         }
         Ok(())
+    }
+
+    /// The bytes of text in the current snapshot, uncompressed: what building it again
+    /// formats, compresses and checksums, so the measure of its cost that the snapshot policy
+    /// weighs against the log written since (`raft::snapshot_policy`). Known once this process
+    /// built or installed one; until then the file's size, which is less (LZ4: about a
+    /// seventh at 256-byte configs), and so errs towards snapshotting sooner, as before.
+    pub fn current_snapshot_text_bytes(&self) -> u64 {
+        match self
+            .snapshot_text_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => self.current_snapshot_bytes(),
+            text => text,
+        }
     }
 
     /// The size of the current snapshot file (0 without one).
@@ -720,7 +745,7 @@ impl StateStore {
     fn load_snapshot(&self, path: &Path) -> Result<(), StoreError> {
         let mut reader = BufReader::new(File::open(path)?);
         let mut line = String::new();
-        reader.read_line(&mut line)?;
+        let header_bytes = reader.read_line(&mut line)? as u64;
         let header: Header = serde_json::from_str(&line).map_err(err)?;
         for (_, ks) in self.data_keyspaces() {
             ks.clear()?;
@@ -728,7 +753,11 @@ impl StateStore {
         // Bounded batches: a snapshot never has to fit in memory. The metadata (and with it
         // the applied log id) is written last, so a crash part-way leaves the state behind the
         // current snapshot file, and the next start installs it again.
-        let mut batch = self.load_records(record_lines(reader, header.format))?;
+        let (mut batch, text_bytes) = self.load_records(record_lines(reader, header.format))?;
+        self.snapshot_text_bytes.store(
+            header_bytes + text_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut sm = header.sm;
         sm.last_applied = header.meta.last_log_id;
         sm.membership = header.meta.last_membership;
@@ -742,15 +771,17 @@ impl StateStore {
 
     /// Writes the records that follow a snapshot's header into the state, in batches of
     /// about [`INSTALL_BATCH_BYTES`]; returns the last batch, uncommitted, for the caller to
-    /// finish with the metadata.
+    /// finish with the metadata, and the bytes of text read (the lines, the trailer's too).
     pub(super) fn load_records(
         &self,
         reader: impl BufRead,
-    ) -> Result<fjall::OwnedWriteBatch, StoreError> {
+    ) -> Result<(fjall::OwnedWriteBatch, u64), StoreError> {
         let mut batch = self.db.batch();
         let mut batch_bytes = 0usize;
+        let mut text_bytes = 0u64;
         for line in reader.lines() {
             let line = line?;
+            text_bytes += line.len() as u64 + 1;
             if line.as_bytes().starts_with(TRAILER_START) {
                 break;
             }
@@ -771,7 +802,7 @@ impl StateStore {
                 batch_bytes = 0;
             }
         }
-        Ok(batch)
+        Ok((batch, text_bytes))
     }
 
     /// After a crash during an install, the snapshot file is ahead of the state: finish it.
@@ -828,6 +859,48 @@ mod tests {
         };
         assert_eq!(page(&b.store), page(&a.store));
         assert_eq!(page(&b.store).len(), 49);
+    }
+
+    /// The header line's bytes plus the text of every block that follows it.
+    fn text_of(path: &std::path::Path) -> u64 {
+        let bytes = std::fs::read(path).unwrap();
+        let newline = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let (mut at, mut text) = (newline, newline as u64);
+        while at < bytes.len() {
+            let (packed, len) = super::block_lengths(&bytes[at..at + 8]).unwrap();
+            text += len as u64;
+            at += 8 + packed;
+        }
+        text
+    }
+
+    #[test]
+    fn a_snapshot_is_weighed_by_its_text_once_built_or_installed() {
+        let mut a = Fixture::new();
+        a.schema();
+        assert_eq!(a.store.current_snapshot_text_bytes(), 0);
+        for i in 0..200 {
+            written(a.put(&format!("k/{i:03}"), &i.to_string(), Precondition::None));
+        }
+        let (meta, file) = a.store.build_snapshot_file().unwrap();
+        let path = std::fs::read_dir(&a.store.snapshot_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = text_of(&path);
+        assert_eq!(a.store.current_snapshot_text_bytes(), text);
+        // LZ4 makes the file a fraction of the text that building it formats and hashes.
+        assert!(a.store.current_snapshot_bytes() * 2 < text);
+        let b = Fixture::new();
+        // Before this process built or installed one: the file's size.
+        assert_eq!(
+            b.store.current_snapshot_text_bytes(),
+            b.store.current_snapshot_bytes()
+        );
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        assert_eq!(b.store.current_snapshot_text_bytes(), text);
     }
 
     #[test]
@@ -907,7 +980,7 @@ mod tests {
 
     /// The same state as a backup writes it (format 2, text).
     fn format_2(f: &Fixture) -> (crate::store::SnapshotMeta, Vec<u8>) {
-        let (meta, _, text) = f
+        let (meta, _, _, text) = f
             .store
             .write_state(Vec::new(), super::BACKUP_FORMAT)
             .unwrap();
