@@ -10,8 +10,9 @@
 //! bandwidth (half of it at ratio 1) and the log between two snapshots stays about the size of
 //! the state. The file's size was the measure at first: at 256-byte configs with 100,000
 //! history and audit records kept, that rebuilt a 9 MiB file (65 MiB of text, about a second
-//! of CPU) for every 9 MiB of log, every few seconds at c=16. openraft is configured with `SnapshotPolicy::Never` and this task triggers
-//! builds; the purge after each build is openraft's, as configured (`--log-keep`).
+//! of CPU) for every 9 MiB of log, every few seconds at c=16. openraft is configured with
+//! `SnapshotPolicy::Never` and this task triggers builds; the purge after each build is
+//! openraft's, as configured (`--log-keep`).
 //!
 //! Owns: the decision and the task that acts on it. Does not own: building the file
 //! (`store::snapshot`) or counting appended bytes (`log_store`).

@@ -48,8 +48,9 @@ const INLINE_COMMANDS: usize = 64;
 const INLINE_BYTES: usize = 64 << 10;
 
 /// Whether applying `entries` is cheap enough to run in place: a batch of commands without
-/// large values costs tens of microseconds to a millisecond or two, less than the hand-off to the blocking pool and back,
-/// which a lone write would pay twice over. Catch-up batches and migrations go to the pool.
+/// large values costs tens of microseconds to a millisecond or two, less than the hand-off to
+/// the blocking pool and back, which a lone write would pay twice over. Catch-up batches and
+/// migrations go to the pool.
 fn is_small(entries: &[Entry]) -> bool {
     let (mut commands, mut bytes) = (0, 0);
     for e in entries {
