@@ -14,6 +14,7 @@
 //! value is not a finite double (`1e400`) is refused: JSON Schema and plugins could not
 //! compare it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Default of `--max-json-depth`: containers inside containers, in any one JSON document of a
@@ -38,17 +39,55 @@ pub enum JsonError {
     Syntax(String),
 }
 
-enum Frame {
+enum Frame<'a> {
     Object {
-        keys: HashSet<String>,
+        keys: Keys<'a>,
         /// The key whose value is being read (for error pointers).
-        current: String,
+        current: Cow<'a, [u8]>,
         expect_key: bool,
     },
     Array {
         index: usize,
     },
 }
+
+/// An object's keys so far, as their decoded bytes: borrowed from the input unless the key
+/// has an escape. A request's objects mostly have a few keys, for which a scan of a short list
+/// is cheaper than hashing (this check runs on every write, twice); past [`FEW_KEYS`] they go
+/// into a set, so that an object of many keys still costs one pass.
+enum Keys<'a> {
+    Few(Vec<Cow<'a, [u8]>>),
+    Many(HashSet<Cow<'a, [u8]>>),
+}
+
+/// Keys of an object compared by a scan before they are hashed.
+const FEW_KEYS: usize = 16;
+
+impl<'a> Keys<'a> {
+    /// Adds `key`; false if the object already has it.
+    fn insert(&mut self, key: Cow<'a, [u8]>) -> bool {
+        match self {
+            Keys::Few(keys) => {
+                if keys.contains(&key) {
+                    return false;
+                }
+                if keys.len() < FEW_KEYS {
+                    keys.push(key);
+                } else {
+                    let mut set: HashSet<_> = keys.drain(..).collect();
+                    set.insert(key);
+                    *self = Keys::Many(set);
+                }
+                true
+            }
+            Keys::Many(set) => set.insert(key),
+        }
+    }
+}
+
+/// The largest integer lexeme (digits and a sign, no fraction or exponent) that needs no
+/// parse to be known finite: a double holds every integer below 10^308.
+const FINITE_INTEGER_CHARS: usize = 300;
 
 /// Checks `bytes` for nesting deeper than `max_depth`, duplicate keys and numbers out of
 /// range. Not a syntax check: parse afterwards (see [`parse`]).
@@ -63,8 +102,8 @@ pub fn check(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
                 }
                 stack.push(if bytes[i] == b'{' {
                     Frame::Object {
-                        keys: HashSet::new(),
-                        current: String::new(),
+                        keys: Keys::Few(Vec::new()),
+                        current: Cow::Borrowed(&[]),
                         expect_key: true,
                     }
                 } else {
@@ -97,49 +136,46 @@ pub fn check(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
                 }
                 let end = (i + 1).min(bytes.len());
                 i = end;
-                let is_key = matches!(
-                    stack.last(),
-                    Some(Frame::Object {
-                        expect_key: true,
-                        ..
-                    })
-                );
-                if is_key {
-                    let raw = &bytes[start..end];
-                    let key = if escaped {
+                let Some(Frame::Object {
+                    keys,
+                    current,
+                    expect_key: expect_key @ true,
+                }) = stack.last_mut()
+                else {
+                    continue;
+                };
+                let raw = &bytes[start..end];
+                let key: Cow<[u8]> = if escaped {
+                    Cow::Owned(
                         serde_json::from_slice::<String>(raw)
                             .map_err(|e| JsonError::Syntax(e.to_string()))?
-                    } else {
-                        String::from_utf8_lossy(&raw[1..raw.len().saturating_sub(1).max(1)])
-                            .into_owned()
-                    };
-                    let duplicate = match stack.last_mut() {
-                        Some(Frame::Object {
-                            keys,
-                            current,
-                            expect_key,
-                        }) => {
-                            *expect_key = false;
-                            *current = key.clone();
-                            !keys.insert(key.clone())
-                        }
-                        _ => false,
-                    };
-                    if duplicate {
-                        let depth = stack.len() - 1;
-                        return Err(JsonError::DuplicateKey {
-                            pointer: pointer(&stack[..depth]),
-                            key,
-                        });
-                    }
+                            .into_bytes(),
+                    )
+                } else {
+                    Cow::Borrowed(&raw[1..raw.len().saturating_sub(1).max(1)])
+                };
+                *expect_key = false;
+                *current = key.clone();
+                if !keys.insert(key) {
+                    let key = String::from_utf8_lossy(current).into_owned();
+                    let depth = stack.len() - 1;
+                    return Err(JsonError::DuplicateKey {
+                        pointer: pointer(&stack[..depth]),
+                        key,
+                    });
                 }
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
+                let mut integer = true;
                 while i < bytes.len()
                     && matches!(bytes[i], b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E')
                 {
+                    integer &= matches!(bytes[i], b'0'..=b'9' | b'-');
                     i += 1;
+                }
+                if integer && i - start <= FINITE_INTEGER_CHARS {
+                    continue;
                 }
                 let lexeme = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
                 // A lexeme that is not a number at all is serde_json's to report.
@@ -163,9 +199,11 @@ fn pointer(frames: &[Frame]) -> String {
     for f in frames {
         out.push('/');
         match f {
-            Frame::Object { current, .. } => {
-                out.push_str(&current.replace('~', "~0").replace('/', "~1"))
-            }
+            Frame::Object { current, .. } => out.push_str(
+                &String::from_utf8_lossy(current)
+                    .replace('~', "~0")
+                    .replace('/', "~1"),
+            ),
             Frame::Array { index } => out.push_str(&index.to_string()),
         }
     }
@@ -300,6 +338,49 @@ mod tests {
         ));
         assert!(matches!(
             check(b"-1e999", 64),
+            Err(JsonError::NumberOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn a_duplicate_among_many_keys_is_found_past_the_short_list() {
+        let keys: Vec<String> = (0..super::FEW_KEYS + 5)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect();
+        let object = format!("{{{}}}", keys.join(","));
+        assert_eq!(check(object.as_bytes(), 64), Ok(()));
+        for dup in [0, super::FEW_KEYS - 1, super::FEW_KEYS + 2] {
+            let with = format!("{{{},\"k{dup}\":0}}", keys.join(","));
+            assert_eq!(
+                check(with.as_bytes(), 64),
+                Err(JsonError::DuplicateKey {
+                    pointer: String::new(),
+                    key: format!("k{dup}")
+                })
+            );
+        }
+        // An escaped spelling is found among many keys too.
+        let with = format!("{{{},\"\\u006b3\":0}}", keys.join(","));
+        assert!(matches!(
+            check(with.as_bytes(), 64),
+            Err(JsonError::DuplicateKey { .. })
+        ));
+    }
+
+    #[test]
+    fn long_integers_are_finite_up_to_a_doubles_range() {
+        let digits = |n: usize| "9".repeat(n);
+        // 300 characters need no parse; 308 digits still fit a double, 309 do not.
+        for n in [super::FINITE_INTEGER_CHARS, 301, 308] {
+            assert_eq!(check(digits(n).as_bytes(), 4), Ok(()), "{n} digits");
+            assert_eq!(check(format!("-{}", digits(n)).as_bytes(), 4), Ok(()));
+        }
+        assert!(matches!(
+            check(digits(309).as_bytes(), 4),
+            Err(JsonError::NumberOutOfRange { .. })
+        ));
+        assert!(matches!(
+            check(format!("[-{}]", digits(400)).as_bytes(), 4),
             Err(JsonError::NumberOutOfRange { .. })
         ));
     }

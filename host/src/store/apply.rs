@@ -101,7 +101,9 @@ impl StateStore {
             });
         }
         let mut batch = self.db.batch();
+        let mut schemas_changed = false;
         for ((ks, key), value) in tx.overlay {
+            schemas_changed |= ks == Ks::Schemas;
             let keyspace = self.keyspace(ks);
             match value {
                 Some(v) => batch.insert(keyspace, key, v),
@@ -114,6 +116,9 @@ impl StateStore {
             serde_json::to_vec(&tx.meta).expect("meta serialises"),
         );
         batch.commit()?;
+        if schemas_changed {
+            self.schemas_changed();
+        }
         *self.state.lock().expect("state lock") = tx.meta.clone();
         // Before the waiters learn of the apply: a revocation is in force once it answered.
         if tx.auth_changed {

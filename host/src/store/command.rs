@@ -31,37 +31,56 @@ pub enum CommandError {
     Encoding(String),
 }
 
+/// Which document of a command: named in an error only, so formatted only then (a write
+/// passes the gate once per command).
+pub(crate) enum Doc<'c> {
+    Value(&'c str),
+    Schema(&'c str, u32),
+    Migrated(&'c str),
+    Condition(usize),
+    TxnValue(usize),
+}
+
+impl std::fmt::Display for Doc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Doc::Value(key) => write!(f, "the value of {key}"),
+            Doc::Schema(name, version) => {
+                write!(f, "the JSON Schema of {name} version {version}")
+            }
+            Doc::Migrated(key) => write!(f, "the migrated value of {key}"),
+            Doc::Condition(i) => write!(f, "conditions[{i}].equals"),
+            Doc::TxnValue(i) => write!(f, "ops[{i}].value"),
+        }
+    }
+}
+
 impl Command {
     /// Every JSON document the command carries, with what it is (for error messages).
-    fn documents(&self) -> Vec<(String, &str)> {
+    pub(crate) fn documents(&self) -> Vec<(Doc<'_>, &str)> {
         let mut docs = Vec::new();
         match &self.op {
-            Op::PutConfig(PutConfig { key, value, .. }) => {
-                docs.push((format!("the value of {key}"), &**value))
-            }
+            Op::PutConfig(PutConfig { key, value, .. }) => docs.push((Doc::Value(key), &**value)),
             Op::PutSchema(PutSchema {
                 name,
                 version,
                 schema,
                 ..
-            }) => docs.push((
-                format!("the JSON Schema of {name} version {version}"),
-                &**schema,
-            )),
+            }) => docs.push((Doc::Schema(name, *version), &**schema)),
             Op::MigrateBatch(MigrateBatch { writes, .. }) => {
                 for w in writes {
-                    docs.push((format!("the migrated value of {}", w.key), &*w.value));
+                    docs.push((Doc::Migrated(&w.key), &*w.value));
                 }
             }
             Op::Txn(Txn { conditions, ops }) => {
                 for (i, c) in conditions.iter().enumerate() {
                     if let Test::ValueEquals { equals, .. } = &c.test {
-                        docs.push((format!("conditions[{i}].equals"), &**equals));
+                        docs.push((Doc::Condition(i), &**equals));
                     }
                 }
                 for (i, op) in ops.iter().enumerate() {
                     if let TxnOp::Put { value, .. } = op {
-                        docs.push((format!("ops[{i}].value"), &**value));
+                        docs.push((Doc::TxnValue(i), &**value));
                     }
                 }
             }
@@ -75,6 +94,48 @@ impl Command {
             | Op::AuthChange(_) => {}
         }
         docs
+    }
+
+    /// The command with every document [`Self::documents`] lists made empty: its shape, the
+    /// part of its encoding that a type change could make undecodable (`raft::prove_encodes`).
+    pub fn shape(&self) -> Command {
+        let op = match &self.op {
+            Op::PutConfig(p) => Op::PutConfig(PutConfig {
+                key: p.key.clone(),
+                schema: p.schema.clone(),
+                schema_version: p.schema_version,
+                plugin_digest: p.plugin_digest.clone(),
+                value: String::new(),
+                precondition: p.precondition,
+            }),
+            other => {
+                let mut op = other.clone();
+                match &mut op {
+                    Op::PutSchema(p) => p.schema.clear(),
+                    Op::MigrateBatch(b) => b.writes.iter_mut().for_each(|w| w.value.clear()),
+                    Op::Txn(t) => {
+                        for c in &mut t.conditions {
+                            if let Test::ValueEquals { equals, .. } = &mut c.test {
+                                equals.clear();
+                            }
+                        }
+                        for op in &mut t.ops {
+                            if let TxnOp::Put { value, .. } = op {
+                                value.clear();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                op
+            }
+        };
+        Command {
+            actor: self.actor.clone(),
+            at_ms: self.at_ms,
+            op,
+            context: self.context.clone(),
+        }
     }
 
     /// The first half of the gate before the Raft log (the second is
@@ -91,8 +152,10 @@ impl Command {
             ));
         }
         for (what, text) in self.documents() {
-            crate::json::check_text(text, max_depth)
-                .map_err(|source| CommandError::Document { what, source })?;
+            crate::json::check_text(text, max_depth).map_err(|source| CommandError::Document {
+                what: what.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -285,9 +285,19 @@ impl ApplyTx<'_> {
         version: u32,
         plugin_digest: &Option<String>,
     ) -> Result<Result<(), Rejection>, StoreError> {
-        let registered = match self.get(Ks::Schemas, &schema_key(schema, version))? {
-            Some(b) => Some(self.store.schema_cache.decode(schema, version, &b)?),
-            None => None,
+        // This apply call's own schema records first; otherwise the committed one, which
+        // the cache holds unless the schemas changed since it was read.
+        let registered = match self
+            .overlay
+            .get(&(Ks::Schemas, schema_key(schema, version)))
+        {
+            Some(Some(b)) => Some(
+                self.store
+                    .schema_cache
+                    .decode_uncommitted(schema, version, b)?,
+            ),
+            Some(None) => None,
+            None => self.store.schema_record(schema, version)?,
         };
         let Some(registered) = registered else {
             return Ok(Err(Rejection::UnknownSchema {

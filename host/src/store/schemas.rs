@@ -25,19 +25,31 @@ impl StateStore {
 
     /// Whether `name` v`version` is registered (without decoding its record).
     pub fn has_schema(&self, name: &str, version: u32) -> Result<bool, StoreError> {
-        Ok(self.schemas.contains_key(schema_key(name, version))?)
+        Ok(self.schema_record(name, version)?.is_some())
     }
 
-    /// [`Self::get_schema`] for the write path: decoded once per stored record, shared.
+    /// [`Self::get_schema`] for the write path: decoded once per stored record, shared, and
+    /// read only once the schema records changed (`cache.rs`).
     pub fn schema_record(
         &self,
         name: &str,
         version: u32,
     ) -> Result<Option<Arc<SchemaRecord>>, StoreError> {
+        if let Some(record) = self.schema_cache.current(name, version) {
+            return Ok(Some(record));
+        }
+        let generation = self.schema_cache.generation();
         self.schemas
             .get(schema_key(name, version))?
-            .map(|b| self.schema_cache.decode(name, version, &b))
+            .map(|b| self.schema_cache.decode(name, version, &b, generation))
             .transpose()
+    }
+
+    /// Every reader of a schema record reads it again from now on: called after a change to
+    /// the schema records is committed (and before a change committed in several batches
+    /// starts), before anyone learns that it applied.
+    pub(super) fn schemas_changed(&self) {
+        self.schema_cache.changed();
     }
 
     /// All registered versions, ordered by name then version.

@@ -747,6 +747,8 @@ impl StateStore {
         let mut line = String::new();
         let header_bytes = reader.read_line(&mut line)? as u64;
         let header: Header = serde_json::from_str(&line).map_err(err)?;
+        // Committed in several batches: no schema record read during the install is current.
+        self.schemas_changed();
         for (_, ks) in self.data_keyspaces() {
             ks.clear()?;
         }
@@ -763,6 +765,7 @@ impl StateStore {
         sm.membership = header.meta.last_membership;
         batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
         batch.durability(Some(PersistMode::SyncData)).commit()?;
+        self.schemas_changed();
         *self.state.lock().expect("state lock") = sm.clone();
         self.reload_auth()?;
         self.applied.send_replace(sm);
@@ -921,6 +924,37 @@ mod tests {
         assert_eq!(after.key_version, 2);
         let history = b.store.history("k", None, 10, usize::MAX).unwrap();
         assert_eq!(history.items.len(), 2);
+    }
+
+    /// A schema record read (and cached) before an install is read again after it.
+    #[test]
+    fn a_schema_record_read_before_an_install_is_read_again_after_it() {
+        let mut a = Fixture::new();
+        a.apply(PutSchema {
+            name: "s".into(),
+            version: 1,
+            schema: r#"{"type":"object"}"#.into(),
+            plugin_digest: None,
+            plugin: None,
+            plugin_contract: None,
+            refs: vec![],
+        });
+        let (meta, file) = a.store.build_snapshot_file().unwrap();
+        let mut b = Fixture::new();
+        b.schema();
+        assert_eq!(b.store.schema_record("s", 1).unwrap().unwrap().schema, "{}");
+        b.store.install_snapshot_file(&meta, file).unwrap();
+        assert_eq!(
+            b.store.schema_record("s", 1).unwrap().unwrap().schema,
+            r#"{"type":"object"}"#
+        );
+        b.index = a.index;
+        b.apply(DeleteSchema {
+            name: "s".into(),
+            version: 1,
+        });
+        assert!(b.store.schema_record("s", 1).unwrap().is_none());
+        assert!(!b.store.has_schema("s", 1).unwrap());
     }
 
     #[test]
