@@ -86,7 +86,7 @@ impl<'a> Keys<'a> {
 }
 
 /// The largest integer lexeme (digits and a sign, no fraction or exponent) that needs no
-/// parse to be known finite: a double holds every integer below 10^308.
+/// parse to be known finite: every integer below 10^308 parses to a finite double.
 const FINITE_INTEGER_CHARS: usize = 300;
 
 /// Checks `bytes` for nesting deeper than `max_depth`, duplicate keys and numbers out of
@@ -349,7 +349,8 @@ mod tests {
             .collect();
         let object = format!("{{{}}}", keys.join(","));
         assert_eq!(check(object.as_bytes(), 64), Ok(()));
-        for dup in [0, super::FEW_KEYS - 1, super::FEW_KEYS + 2] {
+        // The first key, the last of the short list, the one that moved it to a set, one after.
+        for dup in [0, super::FEW_KEYS - 1, super::FEW_KEYS, super::FEW_KEYS + 2] {
             let with = format!("{{{},\"k{dup}\":0}}", keys.join(","));
             assert_eq!(
                 check(with.as_bytes(), 64),

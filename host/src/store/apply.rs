@@ -101,9 +101,12 @@ impl StateStore {
             });
         }
         let mut batch = self.db.batch();
-        let mut schemas_changed = false;
+        let _changing = tx
+            .overlay
+            .keys()
+            .any(|(ks, _)| *ks == Ks::Schemas)
+            .then(|| self.schemas_changing());
         for ((ks, key), value) in tx.overlay {
-            schemas_changed |= ks == Ks::Schemas;
             let keyspace = self.keyspace(ks);
             match value {
                 Some(v) => batch.insert(keyspace, key, v),
@@ -116,9 +119,7 @@ impl StateStore {
             serde_json::to_vec(&tx.meta).expect("meta serialises"),
         );
         batch.commit()?;
-        if schemas_changed {
-            self.schemas_changed();
-        }
+        drop(_changing);
         *self.state.lock().expect("state lock") = tx.meta.clone();
         // Before the waiters learn of the apply: a revocation is in force once it answered.
         if tx.auth_changed {
@@ -233,5 +234,59 @@ mod tests {
         ));
         assert_eq!(f.store.get_config("a").unwrap().unwrap().value, "2");
         assert_eq!(f.store.applied().revision, base + 2);
+    }
+
+    /// A write sees its version registered, or deleted, earlier in the same apply call: the
+    /// call's own schema records come before the committed one the cache holds.
+    #[test]
+    fn a_write_sees_a_schema_registered_or_deleted_earlier_in_the_same_apply_call() {
+        let mut f = Fixture::new();
+        let cmd = |op: Op| Command::new("a".into(), 5, op);
+        let register = |version| {
+            cmd(Op::PutSchema(PutSchema {
+                name: "s".into(),
+                version,
+                schema: "{}".into(),
+                plugin_digest: None,
+                plugin: None,
+                plugin_contract: None,
+                refs: vec![],
+            }))
+        };
+        let put = |version| {
+            cmd(Op::PutConfig(PutConfig {
+                key: format!("k{version}"),
+                schema: "s".into(),
+                schema_version: version,
+                plugin_digest: None,
+                value: "1".into(),
+                precondition: Precondition::None,
+            }))
+        };
+        let apply = |f: &mut Fixture, cmds: Vec<Command>| {
+            f.index += 1;
+            let entry = (
+                LogId::new(CommittedLeaderId::new(1, 1), f.index),
+                Change::Commands(cmds),
+            );
+            f.store.apply_batch([entry]).unwrap().remove(0)
+        };
+        let results = apply(&mut f, vec![register(1), put(1)]);
+        assert!(matches!(results[1], CommandResult::ConfigWritten(_)));
+        // v2 registered and read (so the cache holds it as current), then deleted and
+        // written in one call.
+        apply(&mut f, vec![register(2)]);
+        assert!(f.store.has_schema("s", 2).unwrap());
+        let delete = cmd(Op::DeleteSchema(DeleteSchema {
+            name: "s".into(),
+            version: 2,
+        }));
+        let results = apply(&mut f, vec![delete, put(2)]);
+        assert!(matches!(results[0], CommandResult::SchemaDeleted(_)));
+        assert!(matches!(
+            results[1],
+            CommandResult::Rejected(Rejection::UnknownSchema { .. })
+        ));
+        assert!(!f.store.has_schema("s", 2).unwrap());
     }
 }

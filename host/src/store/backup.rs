@@ -78,7 +78,7 @@ impl StateStore {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(StoreError::from)?;
         let header: super::snapshot::Header = serde_json::from_str(&line).map_err(err)?;
-        self.schemas_changed();
+        let changing = self.schemas_changing();
         let (mut batch, _) = self.load_records(record_lines(reader, header.format))?;
         let mut sm = header.sm;
         sm.last_applied = Some(at);
@@ -88,7 +88,7 @@ impl StateStore {
             .durability(Some(PersistMode::SyncData))
             .commit()
             .map_err(StoreError::from)?;
-        self.schemas_changed();
+        drop(changing);
         *self.state.lock().expect("state lock") = sm.clone();
         self.reload_auth()?;
         self.applied.send_replace(sm);

@@ -5,10 +5,11 @@
 //!
 //! Owns: keeping decoded records, keyed by name and version, with the bytes they were decoded
 //! from and the *generation* of the schema records they were read at. The generation moves
-//! after every change to the schema keyspace is committed (an apply call that wrote one, an
-//! installed snapshot, a restored backup: `StateStore::schemas_changed`), so a record read at
-//! the current generation is still the stored one and needs no read. Read at an older one,
-//! it is read again, and the bytes compared: the decode is kept if they did not change.
+//! when a change to the schema keyspace begins and again once it is committed (or failed):
+//! an apply call that writes one, a snapshot install, a restore
+//! (`StateStore::schemas_changing`). So a record read at the current generation is the
+//! stored one and needs no read. Read at an older one, it is read again, and the bytes
+//! compared: the decode is kept if they did not change.
 //! Does not own: where the bytes come from (`schemas.rs` reads, `configs.rs` checks a write
 //! within an apply call).
 

@@ -125,7 +125,16 @@ impl Command {
                             }
                         }
                     }
-                    _ => {}
+                    // No documents (an exhaustive list: a new kind of command must say).
+                    Op::PutConfig(_)
+                    | Op::DeleteConfig(_)
+                    | Op::DeleteSchema(_)
+                    | Op::SetSchemaPolicy(_)
+                    | Op::SetHistoryRetention(_)
+                    | Op::SetAuditRetention(_)
+                    | Op::StartMigration(_)
+                    | Op::FinishMigration(_)
+                    | Op::AuthChange(_) => {}
                 }
                 op
             }

@@ -23,7 +23,7 @@ impl StateStore {
             .transpose()
     }
 
-    /// Whether `name` v`version` is registered (without decoding its record).
+    /// Whether `name` v`version` is registered (from the record cache while it is current).
     pub fn has_schema(&self, name: &str, version: u32) -> Result<bool, StoreError> {
         Ok(self.schema_record(name, version)?.is_some())
     }
@@ -45,11 +45,13 @@ impl StateStore {
             .transpose()
     }
 
-    /// Every reader of a schema record reads it again from now on: called after a change to
-    /// the schema records is committed (and before a change committed in several batches
-    /// starts), before anyone learns that it applied.
-    pub(super) fn schemas_changed(&self) {
+    /// Held while the schema records change: every reader of a schema record reads it again
+    /// from when it is taken (so nothing read before the change is current during it) and
+    /// again once it is dropped, after the change is committed or failed, which is before
+    /// anyone learns that it applied.
+    pub(super) fn schemas_changing(&self) -> SchemasChanging<'_> {
         self.schema_cache.changed();
+        SchemasChanging(self)
     }
 
     /// All registered versions, ordered by name then version.
@@ -74,6 +76,15 @@ impl StateStore {
 
     pub fn plugin_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.plugins.get(digest)?.map(|s| s.to_vec()))
+    }
+}
+
+/// See [`StateStore::schemas_changing`].
+pub(super) struct SchemasChanging<'s>(&'s StateStore);
+
+impl Drop for SchemasChanging<'_> {
+    fn drop(&mut self) {
+        self.0.schema_cache.changed();
     }
 }
 

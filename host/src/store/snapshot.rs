@@ -747,8 +747,9 @@ impl StateStore {
         let mut line = String::new();
         let header_bytes = reader.read_line(&mut line)? as u64;
         let header: Header = serde_json::from_str(&line).map_err(err)?;
-        // Committed in several batches: no schema record read during the install is current.
-        self.schemas_changed();
+        // Committed in several batches: no schema record read during the install is current,
+        // nor after it, whether it succeeds or fails.
+        let changing = self.schemas_changing();
         for (_, ks) in self.data_keyspaces() {
             ks.clear()?;
         }
@@ -765,7 +766,7 @@ impl StateStore {
         sm.membership = header.meta.last_membership;
         batch.insert(&self.meta, META_KEY, serde_json::to_vec(&sm).map_err(err)?);
         batch.durability(Some(PersistMode::SyncData)).commit()?;
-        self.schemas_changed();
+        drop(changing);
         *self.state.lock().expect("state lock") = sm.clone();
         self.reload_auth()?;
         self.applied.send_replace(sm);
