@@ -447,14 +447,6 @@ impl PluginHost {
         Ok(component)
     }
 
-    /// The time budget of one call, in epoch ticks.
-    fn deadline_ticks(&self) -> u64 {
-        self.limits
-            .timeout
-            .as_nanos()
-            .div_ceil(self.tick.as_nanos()) as u64
-    }
-
     /// Creates one instance of `plugin` and drops it: what a call pays on top when no idle
     /// instance is left (measured by the micro-benchmarks).
     pub fn instantiate(&self, plugin: &LoadedPlugin) -> Result<(), Failure> {
@@ -464,16 +456,18 @@ impl PluginHost {
     /// A fresh instance of `plugin`. Instantiation gets at least [`INSTANTIATION_BUDGET`]:
     /// most of it is the host's own work (a pool slot, the memory image), and a node starved
     /// of CPU (three nodes compiling plugins on two cores) once took more than a 50 ms call
-    /// budget for it, failing a valid write. A component whose initialisers loop still fails,
+    /// budget for it, failing a valid write (that was wall time; budgets are CPU time now,
+    /// see `sandbox::CallBudget`, and the host's work is CPU time too). A component whose initialisers loop still fails,
     /// and then counts as misbehaving.
     fn new_instance(&self, plugin: &LoadedPlugin) -> Result<sandbox::Instance, Failure> {
         crate::metrics::get().plugin_instantiations.inc();
         let budget = self.limits.timeout.max(INSTANTIATION_BUDGET);
-        let ticks = budget.as_nanos().div_ceil(self.tick.as_nanos()) as u64;
-        sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, ticks).map_err(|e| {
-            plugin.misbehaved.store(true, Ordering::Relaxed);
-            Failure::Instantiate(format!("{e:#}"))
-        })
+        sandbox::Instance::new(&self.engine, &plugin.pre, &self.limits, budget, self.tick).map_err(
+            |e| {
+                plugin.misbehaved.store(true, Ordering::Relaxed);
+                Failure::Instantiate(format!("{e:#}"))
+            },
+        )
     }
 
     /// Runs `call` on a warm instance of `plugin` (or a new one) under the time budget. A
@@ -483,7 +477,6 @@ impl PluginHost {
         plugin: &LoadedPlugin,
         call: impl FnOnce(&mut Store<HostState>, &sandbox::Bindings) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
-        let deadline_ticks = self.deadline_ticks();
         let idle = plugin.idle.lock().expect("idle instances").pop();
         let mut instance = match idle {
             Some(i) => {
@@ -492,8 +485,11 @@ impl PluginHost {
             }
             None => self.new_instance(plugin)?,
         };
-        instance.store.set_epoch_deadline(deadline_ticks);
-        instance.store.data_mut().reset_for_call();
+        let timeout = self.limits.timeout;
+        instance.store.data_mut().reset_for_call(timeout, self.tick);
+        instance
+            .store
+            .set_epoch_deadline(sandbox::ticks(timeout, self.tick));
         let answer = match call(&mut instance.store, &instance.bindings) {
             Ok(answer) => answer,
             Err(e) => {

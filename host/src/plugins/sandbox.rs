@@ -2,12 +2,12 @@
 //! no environment, no arguments, no network; stdout discarded and stderr captured so a panic
 //! message can be reported), a deterministic WASI subset for the runtimes that need a clock
 //! or random bytes to start (see [`stub_unprovided_imports`]), a memory limiter, and the
-//! epoch ticker behind the time budget.
+//! time budget: an epoch ticker and the CPU-time check behind it ([`CallBudget`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
@@ -34,6 +34,69 @@ pub struct HostState {
     memory_exceeded: bool,
     /// The state of the deterministic random source, reset before every call.
     random: u64,
+    /// What the running call (or instantiation) may still spend.
+    budget: CallBudget,
+}
+
+/// The time budget of one call, counted in CPU time of the thread that runs it.
+///
+/// The epoch ticker measures wall time, and wall time is not what a plugin spends: a call
+/// descheduled for 50 ms on a node short of CPU (two cores, three nodes and a compiler, as in
+/// CI) was once interrupted as if it had looped, failing a valid request. So when the epoch
+/// deadline passes, [`CallBudget::next`] asks the thread's CPU clock how much the call has
+/// really used, and either extends the deadline by what is left or interrupts. A plugin can
+/// only compute (it cannot sleep, and has no sockets or files to block on), so a call that is
+/// not descheduled uses CPU at the rate of the wall clock and is stopped as before.
+#[derive(Clone, Copy)]
+struct CallBudget {
+    limit: Duration,
+    tick: Duration,
+    cpu_started: Option<Duration>,
+    wall_started: Instant,
+}
+
+impl CallBudget {
+    fn start(limit: Duration, tick: Duration) -> Self {
+        Self {
+            limit,
+            tick,
+            cpu_started: thread_cpu_time(),
+            wall_started: Instant::now(),
+        }
+    }
+
+    /// What the call has used: CPU time where the clock can be read, else wall time.
+    fn used(&self) -> Duration {
+        match (self.cpu_started, thread_cpu_time()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            _ => self.wall_started.elapsed(),
+        }
+    }
+
+    /// Called when the epoch deadline passes: interrupt once the limit is used, else extend
+    /// the deadline by the ticks left (at least one).
+    fn next(&self) -> wasmtime::UpdateDeadline {
+        let used = self.used();
+        if used >= self.limit {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        let left = (self.limit - used)
+            .as_nanos()
+            .div_ceil(self.tick.as_nanos());
+        wasmtime::UpdateDeadline::Continue(left.max(1) as u64)
+    }
+}
+
+/// CPU time used so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`); `None` where it
+/// cannot be read.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// Where the random source of every call (and instantiation) starts: the same bytes, so that
@@ -45,7 +108,7 @@ const RANDOM_SEED: u64 = 0x5ca7_ab5e_ed5e_ed01;
 pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 impl HostState {
-    fn new(memory_cap: usize) -> Self {
+    fn new(memory_cap: usize, budget: CallBudget) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         Self {
@@ -55,6 +118,7 @@ impl HostState {
             memory_cap,
             memory_exceeded: false,
             random: RANDOM_SEED,
+            budget,
         }
     }
 
@@ -76,9 +140,12 @@ impl HostState {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
     }
 
-    pub fn reset_for_call(&mut self) {
+    /// Readies the state for a call that may use `limit` of CPU time (`tick` is the epoch
+    /// ticker's period).
+    pub fn reset_for_call(&mut self, limit: Duration, tick: Duration) {
         self.memory_exceeded = false;
         self.random = RANDOM_SEED;
+        self.budget = CallBudget::start(limit, tick);
     }
 }
 
@@ -422,17 +489,20 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Instantiates `pre` under a budget of `budget` (instantiation runs guest code, start
+    /// functions, so it runs under a deadline too); `tick` is the epoch ticker's period.
     pub fn new(
         engine: &Engine,
         pre: &Pre,
         limits: &PluginLimits,
-        deadline_ticks: u64,
+        budget: Duration,
+        tick: Duration,
     ) -> wasmtime::Result<Self> {
-        let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
+        let state = HostState::new(limits.memory_bytes, CallBudget::start(budget, tick));
+        let mut store = Store::new(engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        // Instantiation runs guest code (start functions): it runs under a deadline too.
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(budget, tick));
+        store.epoch_deadline_callback(|store| Ok(store.data().budget.next()));
         let bindings = pre.instantiate(&mut store)?;
         Ok(Self {
             store,
@@ -440,6 +510,11 @@ impl Instance {
             uses: 0,
         })
     }
+}
+
+/// `budget` in epoch ticks of `tick`: the wall time after which the CPU time is first checked.
+pub fn ticks(budget: Duration, tick: Duration) -> u64 {
+    budget.as_nanos().div_ceil(tick.as_nanos()) as u64
 }
 
 /// Advances the engine's epoch every `tick`, which is what interrupts a plugin past its
@@ -475,5 +550,48 @@ impl Drop for EpochTicker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(20);
+    const TICK: Duration = Duration::from_millis(2);
+
+    /// Wall time passing without the thread running (descheduled, or here asleep) does not
+    /// use the budget: the deadline is extended, by the ticks left.
+    #[test]
+    fn a_call_that_waited_without_computing_is_given_its_budget_again() {
+        let budget = CallBudget::start(LIMIT, TICK);
+        std::thread::sleep(LIMIT * 2);
+        match budget.next() {
+            wasmtime::UpdateDeadline::Continue(left) => {
+                assert!((1..=ticks(LIMIT, TICK)).contains(&left), "{left}")
+            }
+            _ => panic!("interrupted a call that used no CPU"),
+        }
+    }
+
+    /// CPU time used up to the limit interrupts the call, whatever the wall clock says.
+    #[test]
+    fn a_call_that_computed_its_whole_budget_is_interrupted() {
+        let budget = CallBudget::start(LIMIT, TICK);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut spins = 0u64;
+        while budget.used() < LIMIT {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+            assert!(
+                Instant::now() < deadline,
+                "the thread's CPU clock never advanced"
+            );
+        }
+        assert!(matches!(budget.next(), wasmtime::UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_is_readable_here() {
+        assert!(thread_cpu_time().is_some());
     }
 }
