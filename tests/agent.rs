@@ -1,7 +1,8 @@
 //! `scarab agent` against a real node: files kept as a mirror of the configs (written
-//! atomically, removed on delete), `--exec` after changes (retried while it fails), the local
-//! endpoint with its stale flag while the cluster is down, a restart from the cache with the
-//! cluster down, and no half-written file after a `kill -9`.
+//! atomically, removed on delete), `--exec` after changes and at start for the files written
+//! (retried while it fails), the local endpoint with its stale flag while the cluster is
+//! down, a restart from the cache with the cluster down, and no half-written file after a
+//! `kill -9`.
 
 mod harness;
 
@@ -23,6 +24,15 @@ const DEADLINE: Duration = Duration::from_secs(30);
 struct Agent {
     child: Child,
     port: u16,
+    /// Where its stderr goes (beside `--out`), to say what it did when a test fails.
+    log: PathBuf,
+}
+
+impl Agent {
+    fn stderr(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("the agent's stderr:\n{text}")
+    }
 }
 
 impl Drop for Agent {
@@ -63,14 +73,16 @@ fn start_agent_at(
             "600ms",
         ])
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
+    let log = out.with_extension(format!("agent-{port}.log"));
+    cmd.stderr(std::fs::File::create(&log)?);
     if let Some(exec) = exec {
         cmd.args(["--exec", exec]);
     }
     Ok(Agent {
         child: cmd.spawn().context("spawn scarab agent")?,
         port,
+        log,
     })
 }
 
@@ -221,7 +233,7 @@ async fn a_failing_exec_is_retried_with_every_changed_key() -> Result<()> {
         flag.display(),
         log.display()
     );
-    let _agent = start_agent(&node, &out, Some(&exec), free_port())?;
+    let agent = start_agent(&node, &out, Some(&exec), free_port())?;
     put(&client, "app/x", json!({"n": 1})).await?;
     wait_file(&out.join("app/x.json"), Some(json!({"n": 1}))).await?;
     put(&client, "app/y", json!({"n": 2})).await?;
@@ -234,7 +246,41 @@ async fn a_failing_exec_is_retried_with_every_changed_key() -> Result<()> {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.contains("app/x") && text.contains("app/y")
     })
-    .await?;
+    .await
+    .with_context(|| agent.stderr())?;
+    Ok(())
+}
+
+/// At start the agent runs `--exec` for the files it created or changed, and not for a file
+/// that already held its config: a restart with nothing changed does not reload the service.
+#[tokio::test]
+async fn exec_runs_at_start_for_the_files_written_and_not_for_files_already_current() -> Result<()>
+{
+    let (node, client) = note_node().await?;
+    put(&client, "app/a", json!({"n": 1})).await?;
+    let dir = tempfile::tempdir()?;
+    let (out, log) = (dir.path().join("out"), dir.path().join("exec.log"));
+    let exec = format!(
+        "printf '%s\\n' \"$SCARAB_CHANGED_KEYS\" >> {}",
+        log.display()
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let agent = start_agent(&node, &out, Some(&exec), free_port())?;
+    wait_until(DEADLINE, "--exec for the file written at start", || async {
+        logged().contains("app/a")
+    })
+    .await
+    .with_context(|| agent.stderr())?;
+    drop(agent);
+    std::fs::remove_file(&log)?;
+    put(&client, "app/b", json!({"n": 2})).await?;
+    let agent = start_agent(&node, &out, Some(&exec), free_port())?;
+    wait_until(DEADLINE, "--exec for the new config", || async {
+        logged().contains("app/b")
+    })
+    .await
+    .with_context(|| agent.stderr())?;
+    ensure!(!logged().contains("app/a"), "{}", logged());
     Ok(())
 }
 

@@ -6,8 +6,9 @@
 //! Files: one per key (`DIR/<key>.<format>`), written atomically (temporary file, fsync,
 //! rename, fsync of the directory) whenever the key changes, removed when it is deleted. A
 //! reader sees the old file or the new one, never part of one. `--exec` runs after each batch
-//! of changes (debounced), with the changed keys in `SCARAB_CHANGED_KEYS`; a failure is logged
-//! and retried with the keys accumulated, never dropped.
+//! of changed files (debounced; at start too, for the files the agent created or changed),
+//! with their keys in `SCARAB_CHANGED_KEYS`; a failure is logged and retried with the keys
+//! accumulated, never dropped.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .flat_map(|p| mirror.list(p))
         .map(|e| e.meta.key)
         .collect();
-    render(&mirror, &args.out, args.format, &all);
+    let started = render(&mirror, &args.out, args.format, &all);
     eprintln!(
         "scarab agent: {} config(s) in {} from the cache (revision {})",
         all.len(),
@@ -106,19 +107,41 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         });
         eprintln!("scarab agent: serving on http://{addr}");
     }
-    let mut pending: BTreeSet<String> = BTreeSet::new();
-    let mut retry = Duration::from_millis(500);
+    // Files written at start are changes too (new, or different from what was on disk):
+    // whether the first read of the cluster lands before the mirror is subscribed to (then
+    // its keys are in `all`) or after (then they arrive as a change) must not decide whether
+    // the service is told.
+    let mut pending = started;
+    let mut retry = RETRY_FIRST;
     loop {
-        // Wait for a change (or retry a failed --exec), then gather what follows shortly.
+        if let Some(cmd) = &args.exec
+            && !pending.is_empty()
+        {
+            match run_exec(cmd, &pending, args.exec_timeout).await {
+                Ok(()) => {
+                    pending.clear();
+                    retry = RETRY_FIRST;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "scarab agent: --exec failed ({e}); retrying in {retry:?} with {} key(s)",
+                        pending.len()
+                    );
+                }
+            }
+        }
+        if args.exec.is_none() {
+            pending.clear();
+        }
+        // Wait for a change, or until the failed --exec is due again.
         let first = if pending.is_empty() {
             changes.recv().await
         } else {
-            match tokio::time::timeout(retry, changes.recv()).await {
+            let waited = tokio::time::timeout(retry, changes.recv()).await;
+            retry = (retry * 2).min(RETRY_MAX);
+            match waited {
                 Ok(r) => r,
-                Err(_) => Ok(scarab_client::Applied {
-                    revision: 0,
-                    changed: Vec::new(),
-                }),
+                Err(_) => continue,
             }
         };
         let mut batch: BTreeSet<String> = match first {
@@ -127,7 +150,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => all_keys(&mirror, &args),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
         };
-        let debounce = tokio::time::sleep(Duration::from_millis(200));
+        // Gather what follows shortly, so that one burst of writes is one --exec.
+        let debounce = tokio::time::sleep(DEBOUNCE);
         tokio::pin!(debounce);
         loop {
             tokio::select! {
@@ -141,49 +165,38 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 },
             }
         }
-        render(&mirror, &args.out, args.format, &batch);
-        let errors = mirror.freshness().conversion_errors;
-        for (key, error) in &errors {
+        pending.extend(render(&mirror, &args.out, args.format, &batch));
+        for (key, error) in mirror.freshness().conversion_errors {
             eprintln!("scarab agent: {key}: kept the last good file: {error}");
         }
-        pending.extend(batch);
-        if pending.is_empty() {
-            continue;
-        }
-        match &args.exec {
-            None => pending.clear(),
-            Some(cmd) => {
-                let mut keys = pending.iter().cloned().collect::<Vec<_>>().join("\n");
-                // One environment string is at most 128 KiB (Linux): past 64 KiB, say "all".
-                if keys.len() > 64 << 10 {
-                    keys = "*".into();
-                }
-                let child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .env("SCARAB_CHANGED_KEYS", &keys)
-                    .env("SCARAB_CHANGED_COUNT", pending.len().to_string())
-                    .kill_on_drop(true)
-                    .status();
-                let status = match tokio::time::timeout(args.exec_timeout, child).await {
-                    Ok(status) => status.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("timed out after {:?}", args.exec_timeout)),
-                };
-                match status {
-                    Ok(s) if s.success() => {
-                        pending.clear();
-                        retry = Duration::from_millis(500);
-                    }
-                    other => {
-                        eprintln!(
-                            "scarab agent: --exec failed ({other:?}); retrying in {retry:?} with {} key(s)",
-                            pending.len()
-                        );
-                        retry = (retry * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        }
+    }
+}
+
+/// The first wait before a failed `--exec` is run again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Changes that follow one another within this are one batch (one `--exec`).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Runs `--exec` once with `keys` in its environment; an error says how it failed.
+async fn run_exec(cmd: &str, keys: &BTreeSet<String>, timeout: Duration) -> Result<(), String> {
+    let mut list = keys.iter().cloned().collect::<Vec<_>>().join("\n");
+    // One environment string is at most 128 KiB (Linux): past 64 KiB, say "all".
+    if list.len() > 64 << 10 {
+        list = "*".into();
+    }
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("SCARAB_CHANGED_KEYS", &list)
+        .env("SCARAB_CHANGED_COUNT", keys.len().to_string())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(timeout, child).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(status.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {timeout:?}")),
     }
 }
 
@@ -201,7 +214,16 @@ fn file_of(out: &Path, key: &str, format: Format) -> PathBuf {
 }
 
 /// Writes (or removes) the file of each key, as the mirror has it now.
-fn render(mirror: &Mirror, out: &Path, format: Format, keys: &BTreeSet<String>) {
+/// Writes (or removes) the file of each of `keys`; returns the keys whose file it changed:
+/// created, rewritten with other contents, or removed. A file that already holds what would
+/// be written is left alone (no rewrite, no fsync, and no `--exec` for it).
+fn render(
+    mirror: &Mirror,
+    out: &Path,
+    format: Format,
+    keys: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut changed = BTreeSet::new();
     for key in keys {
         // Keys come from the server, which checks them; a path is made only of a valid one.
         if let Err(e) = scarab_client::types::validate_key(key) {
@@ -211,19 +233,31 @@ fn render(mirror: &Mirror, out: &Path, format: Format, keys: &BTreeSet<String>) 
         let path = file_of(out, key, format);
         match mirror.get(key) {
             Some(entry) => {
-                let result = formats::render(&entry.value, format)
-                    .and_then(|text| Ok(write_atomically(&path, text.as_bytes())?));
-                if let Err(e) = result {
-                    eprintln!("scarab agent: {key}: not written: {e:#}");
+                let result = formats::render(&entry.value, format).and_then(|text| {
+                    if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+                        return Ok(false);
+                    }
+                    write_atomically(&path, text.as_bytes())?;
+                    Ok(true)
+                });
+                match result {
+                    Ok(true) => {
+                        changed.insert(key.clone());
+                    }
+                    Ok(false) => {}
+                    Err(e) => eprintln!("scarab agent: {key}: not written: {e:#}"),
                 }
             }
             None => match std::fs::remove_file(&path) {
-                Ok(()) => {}
+                Ok(()) => {
+                    changed.insert(key.clone());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => eprintln!("scarab agent: {key}: not removed: {e}"),
             },
         }
     }
+    changed
 }
 
 /// `X-Scarab-Stale` and the age, when the mirror is not current.
