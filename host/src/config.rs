@@ -166,7 +166,7 @@ pub struct NodeConfig {
     #[arg(long, env = "SCARAB_MAX_PLUGIN_BYTES", default_value = "32MiB", value_parser = parse_size)]
     pub max_plugin_bytes: usize,
 
-    /// Time budget of one plugin call (e.g. 50ms).
+    /// Time budget of one plugin call, in CPU time of the thread running it (e.g. 50ms).
     #[arg(long, env = "SCARAB_PLUGIN_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub plugin_timeout: Duration,
 

@@ -18,8 +18,8 @@
 //! A plugin must be a pure function of its input. It runs with **no capabilities**: no
 //! filesystem, no network, no environment variables or arguments (standard output and error
 //! go nowhere). Its clock stands still at the Unix epoch and its random numbers are the same
-//! on every call (so a runtime that seeds itself as it starts still loads); timers trap. Every call runs under a time budget (50 ms by
-//! default) and a memory cap (32 MiB by default); a plugin that exceeds either, traps or panics
+//! on every call (so a runtime that seeds itself as it starts still loads); timers trap. Every call runs under a time budget (50 ms of CPU
+//! time by default) and a memory cap (32 MiB by default); a plugin that exceeds either, traps or panics
 //! makes the write fail with a plugin error, never with a verdict. Plugins see **every**
 //! document, including ones that already fail the JSON Schema: treat every field as possibly
 //! missing or of the wrong type, and skip a rule whose inputs are absent. Never panic on input.
