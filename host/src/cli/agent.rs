@@ -41,9 +41,9 @@ pub struct AgentArgs {
     schema: Option<String>,
     #[arg(long = "schema-version", requires = "schema")]
     schema_version: Option<u32>,
-    /// A shell command run after each batch of changes, with `SCARAB_CHANGED_KEYS` (the keys,
-    /// one per line; `*` when they would not fit in 64 KiB) and `SCARAB_CHANGED_COUNT`;
-    /// retried while it fails.
+    /// A shell command run after each batch of changed files (and at start, for the files the
+    /// agent created or changed), with `SCARAB_CHANGED_KEYS` (the keys, one per line; `*` when
+    /// they would not fit in 64 KiB) and `SCARAB_CHANGED_COUNT`; retried while it fails.
     #[arg(long)]
     exec: Option<String>,
     /// How long --exec may run before it is killed (and retried).

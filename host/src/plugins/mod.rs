@@ -78,7 +78,8 @@ pub enum Direction {
 /// Limits applied to every plugin call.
 #[derive(Clone, Debug)]
 pub struct PluginLimits {
-    /// Wall-clock budget of one call (enforced by epoch interruption).
+    /// Budget of one call, in CPU time of the thread running it (checked at epoch deadlines:
+    /// `sandbox::CallBudget`).
     pub timeout: Duration,
     /// Maximum linear memory of one instance, in bytes.
     pub memory_bytes: usize,
@@ -457,8 +458,8 @@ impl PluginHost {
     /// most of it is the host's own work (a pool slot, the memory image), and a node starved
     /// of CPU (three nodes compiling plugins on two cores) once took more than a 50 ms call
     /// budget for it, failing a valid write (that was wall time; budgets are CPU time now,
-    /// see `sandbox::CallBudget`, and the host's work is CPU time too). A component whose initialisers loop still fails,
-    /// and then counts as misbehaving.
+    /// see `sandbox::CallBudget`, and the host's work is CPU time too). A component whose
+    /// initialisers loop still fails, and then counts as misbehaving.
     fn new_instance(&self, plugin: &LoadedPlugin) -> Result<sandbox::Instance, Failure> {
         crate::metrics::get().plugin_instantiations.inc();
         let budget = self.limits.timeout.max(INSTANTIATION_BUDGET);

@@ -45,7 +45,7 @@ pub fn run(cmd: PluginCmd) -> std::process::ExitCode {
 /// The sandbox a command runs the plugin in: the server's defaults.
 #[derive(Args, Clone)]
 pub struct SandboxArgs {
-    /// Time budget of one call.
+    /// Time budget of one call, in CPU time of the thread running it.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// Memory cap of the plugin.
